@@ -1,0 +1,265 @@
+"""Input validation shared by every loss, metric and calibrator.
+
+Every check raises :class:`ValueError` or :class:`TypeError` with a message that names the
+argument and shows what was expected and what was received, so a wrong input never turns
+into a silent number.  Checks that need to look at tensor values (label ranges, probability
+ranges) cost one cheap reduction; nothing here copies the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+import torch
+
+REDUCTIONS = ("mean", "sum", "none")
+MODES = ("binary", "multiclass", "multilabel")
+
+
+def fmt_shape(shape: Sequence[int]) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def as_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Return ``x`` as a tensor (NumPy arrays and nested lists are converted, tensors pass through)."""
+    if isinstance(x, torch.Tensor):
+        return x if dtype is None else x.to(dtype)
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"`{name}` must be a numeric array, got a NumPy array of dtype object")
+        return torch.from_numpy(np.ascontiguousarray(x)) if dtype is None else torch.as_tensor(x, dtype=dtype)
+    if isinstance(x, (list, tuple)):
+        try:
+            return torch.as_tensor(x, dtype=dtype)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"`{name}` must be a tensor, array or list of numbers: {err}") from None
+    raise TypeError(f"`{name}` must be a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
+    choices = tuple(choices)
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {allowed}; got {value!r}")
+    return value
+
+
+def check_reduction(reduction: str) -> str:
+    return check_choice(reduction, "reduction", REDUCTIONS)
+
+
+def check_mode(mode: str) -> str:
+    return check_choice(mode, "mode", MODES)
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Check a scalar hyper-parameter lies in an interval; returns it as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} ({value!r})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"`{name}` must be finite, got {v}")
+    lo_ok = low is None or (v >= low if low_inclusive else v > low)
+    hi_ok = high is None or (v <= high if high_inclusive else v < high)
+    if not (lo_ok and hi_ok):
+        lb = "-inf" if low is None else f"{low:g}"
+        hb = "inf" if high is None else f"{high:g}"
+        interval = ("[" if low_inclusive and low is not None else "(") + f"{lb}, {hb}"
+        interval += "]" if high_inclusive and high is not None else ")"
+        raise ValueError(f"`{name}` must lie in {interval}; got {v:g}")
+    return v
+
+
+def check_int(value: Any, name: str, *, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} ({value!r})")
+    if low is not None and value < low:
+        raise ValueError(f"`{name}` must be >= {low}; got {value}")
+    return int(value)
+
+
+def check_float_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.is_floating_point(x):
+        raise TypeError(f"`{name}` must be a floating-point tensor (logits or probabilities), got dtype {x.dtype}")
+    return x
+
+
+def check_not_empty(x: torch.Tensor, name: str) -> torch.Tensor:
+    if x.numel() == 0:
+        raise ValueError(f"`{name}` is empty (shape {fmt_shape(x.shape)}); expected at least one element")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    if torch.is_floating_point(x) and not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(f"`{name}` contains non-finite values ({n_nan} NaN, {n_inf} Inf)")
+    return x
+
+
+def check_probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Probabilities must be finite and lie in [0, 1]."""
+    check_finite(x, name)
+    lo, hi = torch.aminmax(x.detach())
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"`{name}` must hold probabilities in [0, 1] (from_logits=False); got values in "
+            f"[{float(lo):.4g}, {float(hi):.4g}]. Pass logits with from_logits=True instead."
+        )
+    return x
+
+
+def check_class_indices(
+    target: torch.Tensor, name: str, num_classes: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """Integer class indices in [0, num_classes), positions equal to ``ignore_index`` excepted."""
+    if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"`{name}` must hold integer class indices (e.g. torch.long), got dtype {target.dtype}")
+    if target.numel() == 0:
+        return target
+    t = target if ignore_index is None else target.masked_fill(target == ignore_index, 0)
+    lo, hi = torch.aminmax(t)
+    if lo < 0 or hi >= num_classes:
+        ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+        raise ValueError(
+            f"`{name}` must hold class indices in [0, {num_classes - 1}]{ignore}; "
+            f"got values in [{int(lo)}, {int(hi)}]"
+        )
+    return target
+
+
+def check_binary_target(target: torch.Tensor, name: str, ignore_index: int | None = None) -> torch.Tensor:
+    """Binary / multilabel targets: values in [0, 1] (fractions are soft labels), or ``ignore_index``."""
+    if target.numel() == 0:
+        return target
+    t = target.detach()
+    if ignore_index is not None:
+        t = t.masked_fill(t == ignore_index, 0)
+    if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`{name}` contains NaN or Inf")
+    lo, hi = torch.aminmax(t.to(torch.float32) if t.dtype == torch.bool else t)
+    if lo < 0 or hi > 1:
+        ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
+        raise ValueError(f"`{name}` must hold values in {{0, 1}} or soft labels in [0, 1]{ignore}; "
+                         f"got values in [{float(lo):g}, {float(hi):g}]")
+    return target
+
+
+def check_class_vector(
+    weight: Any, name: str, num_classes: int | None = None, *, low: float = 0.0, high: float | None = None
+) -> torch.Tensor:
+    """A 1-D vector of per-class numbers (weights, alphas), validated for length and range."""
+    w = as_tensor(weight, name)
+    if not torch.is_floating_point(w):
+        w = w.to(torch.float32)
+    if w.ndim != 1:
+        raise ValueError(f"`{name}` must be a 1-D tensor with one entry per class; got shape {fmt_shape(w.shape)}")
+    if num_classes is not None and w.numel() != num_classes:
+        raise ValueError(f"`{name}` must have length {num_classes} (one entry per class); got length {w.numel()}")
+    check_finite(w, name)
+    if bool((w < low).any()) or (high is not None and bool((w > high).any())):
+        hb = "inf)" if high is None else f"{high:g}]"
+        raise ValueError(f"`{name}` entries must lie in [{low:g}, {hb}; got {w.tolist()}")
+    return w
+
+
+def canonical_inputs(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    *,
+    ignore_index: int | None = None,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``input``/``target`` against ``mode`` and return them in canonical shape.
+
+    - ``binary``: input ``[B, 1, *]`` or ``[B, *]`` and a target of the same number of elements
+      (``[B, *]`` or ``[B, 1, *]``); returned as input ``[B, 1, *]`` and float target ``[B, 1, *]``.
+    - ``multiclass``: input ``[B, C, *]`` (C >= 2), integer target ``[B, *]`` (``[B, 1, *]`` accepted).
+    - ``multilabel``: input ``[B, C, *]`` and target ``[B, C, *]`` in {0, 1}.
+
+    ``*`` is zero to three spatial dimensions.
+    """
+    check_mode(mode)
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"`input` must be a torch.Tensor, got {type(input).__name__}")
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"`target` must be a torch.Tensor, got {type(target).__name__}")
+    check_float_tensor(input, "input")
+    check_not_empty(input, "input")
+    if input.device != target.device:
+        raise ValueError(f"`input` is on {input.device} but `target` is on {target.device}")
+
+    if mode == "binary":
+        if input.ndim < 1 or input.ndim > 5:
+            raise ValueError(f"binary `input` must be [B], [B, 1, *] or [B, *]; got {fmt_shape(input.shape)}")
+        if input.numel() != target.numel():
+            raise ValueError(
+                f"binary `target` must have one value per input element: input {fmt_shape(input.shape)} "
+                f"({input.numel()} elements) vs target {fmt_shape(target.shape)} ({target.numel()} elements)"
+            )
+        if input.ndim >= 2 and input.shape[1] != 1 and tuple(target.shape) != tuple(input.shape):
+            raise ValueError(
+                f"binary `target` shape {fmt_shape(target.shape)} does not match input {fmt_shape(input.shape)}"
+            )
+        check_binary_target(target, "target", ignore_index)
+        x = input if input.ndim >= 2 and input.shape[1] == 1 else input.unsqueeze(1)
+        return x, target.reshape(x.shape)
+
+    if input.ndim < 2 or input.ndim > 5:
+        raise ValueError(f"{mode} `input` must be [B, C, *] with 0-3 spatial dims; got {fmt_shape(input.shape)}")
+    n_ch = input.shape[1]
+    if num_classes is not None and n_ch != num_classes:
+        raise ValueError(f"`input` has {n_ch} channels but num_classes={num_classes}")
+
+    if mode == "multiclass":
+        if n_ch < 2:
+            raise ValueError(
+                f"multiclass `input` needs C >= 2 channels, got {fmt_shape(input.shape)}; "
+                "use mode='binary' for a single logit"
+            )
+        expected = (input.shape[0], *input.shape[2:])
+        t = target
+        if t.ndim == input.ndim and t.shape[1] == 1:
+            t = t.squeeze(1)
+        if tuple(t.shape) != expected:
+            raise ValueError(
+                f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
+                f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
+            )
+        check_class_indices(t, "target", n_ch, ignore_index)
+        return input, t
+
+    # multilabel
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(
+            f"multilabel `target` must have the input's shape {fmt_shape(input.shape)}; "
+            f"got {fmt_shape(target.shape)}"
+        )
+    check_binary_target(target, "target", ignore_index)
+    return input, target
+
+
+def check_simplex(p: torch.Tensor, name: str, dim: int = 1, atol: float = 1e-3) -> torch.Tensor:
+    """Probabilities along ``dim`` must lie in [0, 1] and sum to one (within ``atol``)."""
+    check_probabilities(p, name)
+    total = p.detach().sum(dim, dtype=torch.float64)
+    err = float((total - 1.0).abs().max()) if total.numel() else 0.0
+    if err > atol:
+        raise ValueError(
+            f"`{name}` must hold probabilities that sum to 1 over dim {dim}; the largest deviation is {err:.3g}. "
+            "Pass logits instead, or normalise the probabilities."
+        )
+    return p

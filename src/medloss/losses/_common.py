@@ -1,0 +1,93 @@
+"""Machinery shared by the losses: the fused value-and-gradient Function, the focal modulating
+terms in log space, fp32 islands and reductions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import torch
+from torch.autograd.function import once_differentiable
+
+Compute = Callable[[torch.Tensor, bool], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+class _FusedLoss(torch.autograd.Function):
+    """Run ``compute(input, need_grad) -> (value, d value / d input)`` once.
+
+    The gradient is produced in the same pass as the value (the losses here have cheap closed-form
+    gradients), so backward is a single multiply by the incoming gradient, or nothing at all when
+    that gradient is exactly one (``loss.backward()`` on a reduced loss).  Only the gradient is
+    saved: 4 bytes per element in fp32, against 30-50 for the autograd graph of the naive form.
+
+    ``value`` is either a scalar (reduced loss; the reduction's scale is already folded into the
+    gradient), a tensor of the input's shape, or a tensor with the channel dimension 1 removed.
+    """
+
+    @staticmethod
+    def forward(ctx, input: torch.Tensor, compute: Compute) -> torch.Tensor:  # type: ignore[override]
+        value, grad = compute(input, bool(ctx.needs_input_grad[0]))
+        if grad is not None:
+            ctx.save_for_backward(grad)
+        return value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        if grad_out.ndim == 0:
+            # reduced loss: `loss.backward()` passes exactly 1, and then the saved gradient is the answer
+            return (grad if bool(grad_out == 1) else grad * grad_out), None
+        if grad_out.shape == grad.shape:
+            return grad * grad_out, None
+        return grad * grad_out.unsqueeze(1), None
+
+
+def fused_loss(input: torch.Tensor, compute: Compute) -> torch.Tensor:
+    """Apply :class:`_FusedLoss`; ``compute`` receives the input detached, in fp32 or wider."""
+    return _FusedLoss.apply(input, compute)
+
+
+@contextmanager
+def fp32_island():
+    """Disable autocast: the loss arithmetic runs in fp32 (or float64) whatever the caller uses."""
+    with torch.autocast("cpu", enabled=False):
+        if torch.cuda.is_available():  # pragma: no cover - no GPU on CI
+            with torch.autocast("cuda", enabled=False):
+                yield
+        else:
+            yield
+
+
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """fp16 / bf16 -> fp32; fp32 and float64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def focal_terms(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Focal term and its slope, from log-probabilities ``l = log p`` (<= 0).
+
+    Returns ``value = -(1 - p)^gamma * l`` and ``slope = -d value / d l
+    = (1 - p)^gamma * (1 - gamma * p * l / (1 - p))``.
+
+    ``1 - p`` comes from ``-expm1(l)`` and the ratio ``l / (1 - p)`` from its series
+    ``-1 + l/2`` near ``p = 1``, so both stay finite for every gamma >= 0 at confident correct
+    predictions, where the naive ``(1 - p) ** gamma`` has an infinite derivative (gamma < 1).
+    ``slope >= 0`` everywhere.
+    """
+    logp = logp.clamp(max=0.0)
+    if gamma == 0.0:
+        return -logp, torch.ones_like(logp)
+    one_minus_p = -torch.expm1(logp)
+    modulator = one_minus_p.pow(gamma)
+    ratio = torch.where(logp > -1e-4, 0.5 * logp - 1.0, logp / one_minus_p)
+    slope = modulator * (1.0 - gamma * torch.exp(logp) * ratio)
+    return modulator * -logp, slope
+
+
+def scale_for_reduction(reduction: str, denominator: torch.Tensor | float) -> float:
+    """1 / denominator for "mean" (0 denominators give a zero loss, not NaN); 1 otherwise."""
+    if reduction != "mean":
+        return 1.0
+    d = float(denominator)
+    return 1.0 / d if d > 0 else 0.0

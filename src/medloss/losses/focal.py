@@ -1,0 +1,362 @@
+"""Focal loss (Lin et al. 2017) for binary, multiclass and multilabel inputs, any spatial rank."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import (
+    canonical_inputs,
+    check_choice,
+    check_class_vector,
+    check_mode,
+    check_number,
+    check_probabilities,
+    check_reduction,
+    check_simplex,
+)
+from ._common import focal_terms, fp32_island, fused_loss, scale_for_reduction, upcast
+
+NORMALIZERS = ("elements", "weights")
+
+
+def _broadcast_channel(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """[C] -> [1, C, 1, ...] for an input of ``ndim`` dims."""
+    return v.view(1, -1, *([1] * (ndim - 2)))
+
+
+def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
+    """Turn validated probabilities into logits that reproduce them.
+
+    There is no exact identity for a probability of exactly 0 or 1, so probabilities are clipped
+    to ``[eps, 1 - eps]`` (``eps`` = machine epsilon of the dtype, logits of about +-15.9 in fp32)
+    first. Pass logits (``from_logits=True``) for exact losses at saturated predictions.
+    """
+    eps = torch.finfo(p.dtype).eps
+    if mode == "multiclass":
+        check_simplex(p, "input", dim=1)
+        return torch.log(p.clamp_min(eps))
+    check_probabilities(p, "input")
+    return torch.logit(p, eps=eps)
+
+
+def _check_loss_finite(raw: torch.Tensor, valid: torch.Tensor | None) -> None:
+    if bool(torch.isnan(raw).any()):
+        raise ValueError("`input` contains NaN or +Inf: the loss is NaN")
+    kept = raw if valid is None else raw[valid]
+    if not bool(torch.isfinite(kept).all()):
+        raise ValueError(
+            "`input` gives an infinite loss: it contains Inf, or assigns probability 0 "
+            "(a logit of -inf) to a target class"
+        )
+
+
+def _resolve_alpha(
+    alpha: float | torch.Tensor | None, mode: str, num_channels: int
+) -> tuple[float | None, torch.Tensor | None]:
+    """Return (scalar alpha, per-class vector): at most one of them is set."""
+    if alpha is None:
+        return None, None
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        return check_number(alpha, "alpha", low=0.0, high=1.0), None
+    if mode == "binary":  # [weight of negatives, weight of positives]
+        return None, check_class_vector(alpha, "alpha", 2, low=0.0)
+    high = 1.0 if mode == "multilabel" else None
+    return None, check_class_vector(alpha, "alpha", num_channels, low=0.0, high=high)
+
+
+def focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str = "multiclass",
+    alpha: float | torch.Tensor | None = None,
+    gamma: float = 2.0,
+    ignore_index: int | None = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    normalize: str = "elements",
+    from_logits: bool = True,
+) -> torch.Tensor:
+    r"""Focal loss, ``FL = -alpha_t (1 - p_t)^gamma log p_t`` (Lin et al., ICCV 2017).
+
+    See :class:`FocalLoss` for the arguments. Returns a scalar for ``reduction`` "mean" / "sum",
+    otherwise the per-position loss: ``[B, *]`` in multiclass mode, the input's shape otherwise
+    (zeros at ignored positions).
+    """
+    check_mode(mode)
+    check_reduction(reduction)
+    check_choice(normalize, "normalize", NORMALIZERS)
+    gamma = check_number(gamma, "gamma", low=0.0)
+    label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    x, t = canonical_inputs(input, target, mode, ignore_index=ignore_index)
+    alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
+    x = upcast(x)
+    if not from_logits:
+        x = probabilities_to_logits(x, mode)
+    if alpha_vec is not None:
+        alpha_vec = alpha_vec.to(device=x.device, dtype=x.dtype)
+    valid = None
+    if ignore_index is not None:
+        ignored = t == ignore_index
+        valid = None if not bool(ignored.any()) else ~ignored
+    with fp32_island():
+        if mode == "multiclass":
+            return _softmax_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+        return _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+
+
+def _softmax_focal(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    valid: torch.Tensor | None,
+    alpha_scalar: float | None,
+    alpha_vec: torch.Tensor | None,
+    gamma: float,
+    label_smoothing: float,
+    reduction: str,
+    normalize: str,
+) -> torch.Tensor:
+    n_classes = x.shape[1]
+    t = t.long()
+    if valid is not None:
+        t = t.masked_fill(~valid, 0)
+    if alpha_scalar is not None:  # background (class 0) vs foreground, as the binary convention
+        alpha_vec = torch.full((n_classes,), alpha_scalar, dtype=x.dtype, device=x.device)
+        alpha_vec[0] = 1.0 - alpha_scalar
+    # per-position weight: alpha of the target class, 0 at ignored positions
+    weight = None if alpha_vec is None else alpha_vec[t]
+    if valid is not None:
+        weight = valid.to(x.dtype) if weight is None else weight * valid
+    if normalize == "weights" and weight is not None:
+        denominator = weight.sum()
+    else:
+        denominator = t.numel() if valid is None else valid.sum()
+    scale = scale_for_reduction(reduction, denominator)
+    t1 = t.unsqueeze(1)
+
+    if label_smoothing == 0.0:
+
+        def compute(logits: torch.Tensor, need_grad: bool):
+            logp = torch.log_softmax(logits, 1)
+            value, slope = focal_terms(logp.gather(1, t1).squeeze(1), gamma)
+            _check_loss_finite(value, valid)
+            if weight is not None:
+                value = torch.where(weight != 0, value * weight, 0.0)
+                slope = slope * weight
+            out = value if reduction == "none" else value.sum() * (scale if reduction == "mean" else 1.0)
+            if not need_grad:
+                return out, None
+            s = (slope * scale).unsqueeze(1)
+            grad = logp.exp_()  # softmax, in place: log-probabilities are no longer needed
+            grad.mul_(s)
+            grad.scatter_add_(1, t1, -s)
+            return out, grad
+
+        return fused_loss(x, compute)
+
+    # label smoothing: soft target q = (1 - eps) onehot + eps / C, weighted per class by alpha
+    eps = label_smoothing
+    shape = (1, n_classes) + (1,) * (x.ndim - 2)
+    base = torch.full(shape, eps / n_classes, dtype=x.dtype, device=x.device)
+    if alpha_vec is not None:
+        base = base * _broadcast_channel(alpha_vec, x.ndim)
+    q = base.expand_as(x).clone()
+    on_target = (1.0 - eps) * (torch.ones_like(t, dtype=x.dtype) if alpha_vec is None else alpha_vec[t])
+    q.scatter_add_(1, t1, on_target.unsqueeze(1))
+    if valid is not None:
+        q.mul_(valid.unsqueeze(1))
+
+    def compute_smooth(logits: torch.Tensor, need_grad: bool):
+        logp = torch.log_softmax(logits, 1)
+        value_c, slope_c = focal_terms(logp, gamma)
+        raw = (q * value_c).sum(1)
+        _check_loss_finite(torch.where(torch.isnan(value_c).any(1), float("nan"), raw), None)
+        out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
+        if not need_grad:
+            return out, None
+        w = q * slope_c * scale
+        grad = logp.exp_().mul_(w.sum(1, keepdim=True)).sub_(w)
+        return out, grad
+
+    return fused_loss(x, compute_smooth)
+
+
+def _sigmoid_focal(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    valid: torch.Tensor | None,
+    alpha_scalar: float | None,
+    alpha_vec: torch.Tensor | None,
+    gamma: float,
+    label_smoothing: float,
+    reduction: str,
+    normalize: str,
+) -> torch.Tensor:
+    y = t.to(x.dtype)
+    if valid is not None:
+        y = y.masked_fill(~valid, 0.0)
+    if label_smoothing:
+        # PyTorch's convention with K = 2 classes: eps/2 on each, 1 - eps/2 on the target
+        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if alpha_scalar is not None:
+        a_pos, a_neg = alpha_scalar, 1.0 - alpha_scalar
+    elif alpha_vec is not None and x.shape[1] == 1 and alpha_vec.numel() == 2:  # binary [w_neg, w_pos]
+        a_neg, a_pos = alpha_vec[0], alpha_vec[1]
+    elif alpha_vec is not None:
+        a_pos = _broadcast_channel(alpha_vec, x.ndim)
+        a_neg = 1.0 - a_pos
+    else:
+        a_pos = a_neg = 1.0
+    c_pos = a_pos * y
+    c_neg = a_neg * (1.0 - y)
+    if valid is not None:
+        c_pos = c_pos * valid
+        c_neg = c_neg * valid
+    if normalize == "weights" and (alpha_scalar is not None or alpha_vec is not None):
+        denominator = (c_pos + c_neg).sum()
+    else:
+        denominator = x.numel() if valid is None else valid.sum()
+    scale = scale_for_reduction(reduction, denominator)
+
+    def compute(logits: torch.Tensor, need_grad: bool):
+        log_p = F.logsigmoid(logits)
+        log_q = F.logsigmoid(-logits)
+        value_pos, slope_pos = focal_terms(log_p, gamma)
+        value_neg, slope_neg = focal_terms(log_q, gamma)
+        raw_pos = c_pos * value_pos
+        raw_neg = c_neg * value_neg
+        raw = torch.where(c_pos != 0, raw_pos, 0.0) + torch.where(c_neg != 0, raw_neg, 0.0)
+        _check_loss_finite(torch.where(torch.isnan(logits), float("nan"), raw), None)
+        out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
+        if not need_grad:
+            return out, None
+        # d/dx log p = 1 - p = q, d/dx log q = -p
+        grad = (c_neg * slope_neg) * log_p.exp() - (c_pos * slope_pos) * log_q.exp()
+        if scale != 1.0:
+            grad.mul_(scale)
+        return out, grad
+
+    return fused_loss(x, compute)
+
+
+class FocalLoss(nn.Module):
+    r"""Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017).
+
+    .. math:: \mathrm{FL}(p_t) = -\alpha_t (1 - p_t)^\gamma \log p_t
+
+    with ``log p_t`` from ``log_softmax`` (multiclass) or ``logsigmoid`` (binary / multilabel).
+    ``gamma = 0`` and ``alpha = None`` give exactly ``F.cross_entropy`` /
+    ``F.binary_cross_entropy_with_logits``; the gradient is written by hand and stays finite for
+    every ``gamma >= 0`` and logits anywhere in [-1e4, 1e4] (fp32, bf16 autocast).
+
+    Args:
+        mode: ``"binary"`` (input ``[B, 1, *]`` or ``[B, *]``, target of the same size in {0, 1}),
+            ``"multiclass"`` (input ``[B, C, *]``, integer target ``[B, *]``; the default) or
+            ``"multilabel"`` (input and target ``[B, C, *]``). ``*`` is 0-3 spatial dims.
+        alpha: class balance. ``None`` (default): no weighting. A float in [0, 1]: positives get
+            ``alpha`` and negatives ``1 - alpha`` (binary / multilabel, RetinaNet uses 0.25); in
+            multiclass mode class 0 (background) gets ``1 - alpha`` and every other class
+            ``alpha``. A 1-D tensor: per-class weights of length C in multiclass mode (any values
+            >= 0, e.g. from :func:`class_weights`); ``[w_negative, w_positive]`` in binary mode;
+            per-class positive weights in [0, 1] (negatives ``1 - alpha_c``) in multilabel mode.
+        gamma: focusing parameter >= 0 (default 2.0).
+        ignore_index: target value whose positions contribute nothing to the loss, its mean or
+            its gradient (default -100, as PyTorch); ``None`` disables the check.
+        label_smoothing: in [0, 1], PyTorch's convention: each of the K classes gets ``eps / K``
+            and the target ``1 - eps + eps / K`` (K = 2 for sigmoid outputs). Default 0.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        normalize: how ``"mean"`` divides. ``"elements"`` (default): by the number of non-ignored
+            positions (RetinaNet / torchvision). ``"weights"``: by the sum of ``alpha_t`` over
+            them, as ``F.cross_entropy(weight=...)`` does. If every position is ignored the mean
+            is 0 (not NaN).
+        from_logits: ``True`` (default) for raw logits; ``False`` for probabilities (validated,
+            then clipped to ``[eps, 1 - eps]`` before the log).
+
+    Example:
+        >>> loss = FocalLoss(gamma=2.0)
+        >>> logits = torch.randn(4, 3, 8, 8, requires_grad=True)
+        >>> target = torch.randint(0, 3, (4, 8, 8))
+        >>> loss(logits, target).backward()
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "multiclass",
+        alpha: float | torch.Tensor | None = None,
+        gamma: float = 2.0,
+        ignore_index: int | None = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        normalize: str = "elements",
+        from_logits: bool = True,
+    ) -> None:
+        super().__init__()
+        self.mode = check_mode(mode)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
+        self.ignore_index = ignore_index
+        self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        self.reduction = check_reduction(reduction)
+        self.normalize = check_choice(normalize, "normalize", NORMALIZERS)
+        self.from_logits = bool(from_logits)
+        self.alpha: Any
+        if alpha is None or isinstance(alpha, (int, float)):
+            if alpha is not None:
+                check_number(alpha, "alpha", low=0.0, high=1.0)
+            self.alpha = alpha
+        else:
+            size = 2 if mode == "binary" else None
+            vec = check_class_vector(alpha, "alpha", size, low=0.0, high=1.0 if mode == "multilabel" else None)
+            self.register_buffer("alpha", vec)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss(
+            input,
+            target,
+            mode=self.mode,
+            alpha=self.alpha,
+            gamma=self.gamma,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            normalize=self.normalize,
+            from_logits=self.from_logits,
+        )
+
+    def extra_repr(self) -> str:
+        alpha = self.alpha if not isinstance(self.alpha, torch.Tensor) else self.alpha.tolist()
+        return (
+            f"mode={self.mode!r}, alpha={alpha}, gamma={self.gamma}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}, reduction={self.reduction!r}, normalize={self.normalize!r}"
+        )
+
+
+def cross_entropy_loss(
+    *,
+    mode: str = "multiclass",
+    weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    from_logits: bool = True,
+) -> FocalLoss:
+    """Cross-entropy for every mode, with PyTorch's weighted mean: a :class:`FocalLoss` with gamma 0.
+
+    ``weight`` is per class (``[w_negative, w_positive]`` in binary mode) and the mean divides by
+    the sum of the target weights, so multiclass results equal ``F.cross_entropy(weight=weight)``
+    and binary ones ``F.binary_cross_entropy_with_logits`` (label smoothing included).
+    """
+    return FocalLoss(
+        mode=mode,
+        alpha=weight,
+        gamma=0.0,
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
+        reduction=reduction,
+        normalize="weights",
+        from_logits=from_logits,
+    )

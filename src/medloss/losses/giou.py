@@ -1,0 +1,93 @@
+"""Generalized IoU loss for axis-aligned boxes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import check_finite, check_float_tensor, check_number, check_reduction, fmt_shape
+from ._common import fp32_island, upcast
+
+
+def _check_boxes(boxes: torch.Tensor, name: str) -> None:
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(boxes).__name__}")
+    check_float_tensor(boxes, name)
+    if boxes.ndim == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"`{name}` must be boxes of shape [..., 4] as (x1, y1, x2, y2); got {fmt_shape(boxes.shape)}")
+    check_finite(boxes, name)
+    bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
+    if bool(bad.any()):
+        first = torch.nonzero(bad)[0].tolist()
+        raise ValueError(
+            f"`{name}` has {int(bad.sum())} invalid box(es) with x2 < x1 or y2 < y1, first at index {first}: "
+            f"{boxes[tuple(first)].tolist()}. Boxes must be (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2."
+        )
+
+
+def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Element-wise GIoU of paired boxes ``[..., 4]`` (x1, y1, x2, y2), in [-1, 1]."""
+    area_a = (input[..., 2] - input[..., 0]) * (input[..., 3] - input[..., 1])
+    area_b = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
+    lt = torch.maximum(input[..., :2], target[..., :2])
+    rb = torch.minimum(input[..., 2:], target[..., 2:])
+    wh = (rb - lt).clamp_min(0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a + area_b - inter
+    iou = inter / (union + eps)
+    hull_wh = torch.maximum(input[..., 2:], target[..., 2:]) - torch.minimum(input[..., :2], target[..., :2])
+    hull = hull_wh[..., 0] * hull_wh[..., 1]
+    return iou - (hull - union) / (hull + eps)
+
+
+def giou_loss(
+    input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", eps: float = 1e-7
+) -> torch.Tensor:
+    """``1 - GIoU`` of paired boxes; see :class:`GIoULoss`."""
+    check_reduction(reduction)
+    eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
+    _check_boxes(input, "input")
+    _check_boxes(target, "target")
+    if input.shape != target.shape:
+        raise ValueError(
+            f"`input` and `target` must hold the same boxes shape; got {fmt_shape(input.shape)} "
+            f"and {fmt_shape(target.shape)}"
+        )
+    if input.numel() == 0:
+        raise ValueError("`input` holds no boxes (empty batch)")
+    with fp32_island():
+        loss = 1.0 - generalized_box_iou(upcast(input), upcast(target), eps)
+    if reduction == "none":
+        return loss
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
+class GIoULoss(nn.Module):
+    r"""Generalized IoU loss (Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019).
+
+    .. math:: \mathcal{L} = 1 - \mathrm{GIoU},\quad
+        \mathrm{GIoU} = \frac{|A\cap B|}{|A\cup B|} - \frac{|C \setminus (A\cup B)|}{|C|}
+
+    where ``C`` is the smallest box enclosing ``A`` and ``B``. The loss lies in [0, 2] and keeps a
+    gradient when the boxes do not overlap.
+
+    Boxes are ``[..., 4]`` as ``(x1, y1, x2, y2)``. A box with ``x2 < x1`` or ``y2 < y1`` is an
+    error (torchvision silently returns losses below 0 for them). Degenerate boxes of zero area
+    are allowed: ``eps`` (default 1e-7) keeps the ratios finite, so two identical zero-area boxes
+    get loss 1.
+
+    Args:
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per box, shape ``[...]``).
+        eps: added to the union and hull areas (default 1e-7).
+    """
+
+    def __init__(self, *, reduction: str = "mean", eps: float = 1e-7) -> None:
+        super().__init__()
+        self.reduction = check_reduction(reduction)
+        self.eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return giou_loss(input, target, reduction=self.reduction, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, eps={self.eps}"

@@ -1,0 +1,67 @@
+"""Name -> loss registry used by :class:`CombinedLoss` specs and the ``medloss`` CLI."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LossEntry:
+    """One registered loss: how to build it and what it is for."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    description: str
+    tasks: tuple[str, ...]
+    #: keyword through which per-class weights reach this loss (None: it takes none)
+    weight_arg: str | None = None
+
+    def accepts(self, keyword: str) -> bool:
+        params = inspect.signature(self.factory).parameters
+        return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+_REGISTRY: dict[str, LossEntry] = {}
+
+
+def register_loss(
+    name: str,
+    factory: Callable[..., nn.Module],
+    description: str,
+    *,
+    tasks: tuple[str, ...],
+    weight_arg: str | None = None,
+) -> None:
+    """Register ``factory`` (a loss class or a function returning a module) under ``name``."""
+    if not name.isidentifier():
+        raise ValueError(f"`name` must be an identifier such as 'soft_f1'; got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"a loss named {name!r} is already registered")
+    _REGISTRY[name] = LossEntry(name, factory, description, tasks, weight_arg)
+
+
+def available_losses() -> list[LossEntry]:
+    """All registered losses, sorted by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def loss_entry(name: str) -> LossEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ValueError(f"unknown loss {name!r}; registered losses: {known}") from None
+
+
+def get_loss(name: str, **kwargs: Any) -> nn.Module:
+    """Build the loss registered as ``name`` with ``kwargs``; unknown keywords are an error."""
+    entry = loss_entry(name)
+    unknown = [k for k in kwargs if not entry.accepts(k)]
+    if unknown:
+        raise TypeError(f"loss {name!r} takes no argument(s) {unknown}")
+    return entry.factory(**kwargs)

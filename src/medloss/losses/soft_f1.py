@@ -1,0 +1,99 @@
+"""Differentiable (soft) F1 loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_mode, check_number, check_reduction
+from ._common import fp32_island
+from ._overlap import probabilities_and_targets, soft_confusion
+
+AVERAGES = ("macro", "micro")
+
+
+def soft_f1_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str = "binary",
+    average: str = "macro",
+    from_logits: bool = True,
+    ignore_index: int | None = -100,
+    eps: float = 1e-7,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``; see :class:`SoftF1Loss`."""
+    check_mode(mode)
+    check_choice(average, "average", AVERAGES)
+    check_reduction(reduction)
+    eps = check_number(eps, "eps", low=0.0)
+    with fp32_island():
+        probs, onehot, mask = probabilities_and_targets(
+            input, target, mode, from_logits=from_logits, ignore_index=ignore_index
+        )
+        dims = (0, *range(2, probs.ndim))  # the whole batch: F1 is not a per-sample quantity
+        tp, fp, fn = soft_confusion(probs, onehot, dims, mask)
+        if average == "micro":
+            tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
+        per_class = 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + eps)
+        if reduction == "none" or average == "micro":
+            return per_class
+        return per_class.mean() if reduction == "mean" else per_class.sum()
+
+
+class SoftF1Loss(nn.Module):
+    r"""Soft-F1 loss: one minus a differentiable F1 score computed over the batch.
+
+    .. math:: \mathcal{L} = 1 - \frac{2\,TP}{2\,TP + FP + FN + \epsilon},\quad
+        TP = \textstyle\sum p\,y,\ FP = \sum p\,(1-y),\ FN = \sum (1-p)\,y
+
+    with probabilities ``p`` in place of hard predictions, summed over the whole batch (and any
+    spatial dims). Binary mode scores the positive class; multiclass (softmax, one-hot targets)
+    and multilabel (sigmoid per class) modes average the per-class losses (``average="macro"``,
+    every class counts equally: the point for rare classes) or pool the counts first
+    (``average="micro"``). See e.g. Bénédict et al., "sigmoidF1", 2021, for the construction.
+
+    Args:
+        mode: ``"binary"`` (default), ``"multiclass"`` or ``"multilabel"``; shapes as :class:`FocalLoss`.
+        average: ``"macro"`` (default) or ``"micro"``.
+        from_logits: ``True`` (default) for logits, ``False`` for probabilities (validated).
+        ignore_index: target value excluded from every count (default -100; ``None`` disables).
+        eps: added to the denominator (default 1e-7); a class with no positives and no predicted
+            mass then has loss 1.
+        reduction: ``"mean"`` (default) or ``"sum"`` over classes, or ``"none"`` for the per-class
+            losses ``[C]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: str = "binary",
+        average: str = "macro",
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        eps: float = 1e-7,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.mode = check_mode(mode)
+        self.average = check_choice(average, "average", AVERAGES)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        self.eps = check_number(eps, "eps", low=0.0)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return soft_f1_loss(
+            input,
+            target,
+            mode=self.mode,
+            average=self.average,
+            from_logits=self.from_logits,
+            ignore_index=self.ignore_index,
+            eps=self.eps,
+            reduction=self.reduction,
+        )
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, average={self.average!r}, eps={self.eps}, reduction={self.reduction!r}"
