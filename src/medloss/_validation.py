@@ -121,40 +121,66 @@ def check_probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def _range_and_ignored(t: torch.Tensor, ignore_index: int | None) -> tuple[float, float, torch.Tensor | None]:
+    """(min, max) of the non-ignored values and the mask of ignored positions (None if there are none).
+
+    One ``aminmax`` pass in the common case: ``ignore_index`` can only be present if it lies
+    within the range of all values.
+    """
+    t = t.detach()
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    lo, hi = (float(v) for v in torch.aminmax(t))
+    if ignore_index is None or not (lo <= ignore_index <= hi):
+        return lo, hi, None
+    ignored = t == ignore_index
+    kept = t[~ignored]
+    if kept.numel() == 0:
+        return 0.0, 0.0, ignored
+    lo, hi = (float(v) for v in torch.aminmax(kept))
+    return lo, hi, ignored
+
+
 def check_class_indices(
     target: torch.Tensor, name: str, num_classes: int, ignore_index: int | None = None
-) -> torch.Tensor:
-    """Integer class indices in [0, num_classes), positions equal to ``ignore_index`` excepted."""
+) -> torch.Tensor | None:
+    """Integer class indices in [0, num_classes), positions equal to ``ignore_index`` excepted.
+
+    Returns the boolean mask of ignored positions, or ``None`` when no position is ignored.
+    """
     if torch.is_floating_point(target) or target.dtype == torch.bool or target.is_complex():
         raise TypeError(f"`{name}` must hold integer class indices (e.g. torch.long), got dtype {target.dtype}")
     if target.numel() == 0:
-        return target
-    t = target if ignore_index is None else target.masked_fill(target == ignore_index, 0)
-    lo, hi = torch.aminmax(t)
+        return None
+    lo, hi, ignored = _range_and_ignored(target, ignore_index)
     if lo < 0 or hi >= num_classes:
         ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
         raise ValueError(
             f"`{name}` must hold class indices in [0, {num_classes - 1}]{ignore}; "
             f"got values in [{int(lo)}, {int(hi)}]"
         )
-    return target
+    return ignored
 
 
-def check_binary_target(target: torch.Tensor, name: str, ignore_index: int | None = None) -> torch.Tensor:
-    """Binary / multilabel targets: values in [0, 1] (fractions are soft labels), or ``ignore_index``."""
+def check_binary_target(
+    target: torch.Tensor, name: str, ignore_index: int | None = None
+) -> torch.Tensor | None:
+    """Binary / multilabel targets: values in [0, 1] (fractions are soft labels), or ``ignore_index``.
+
+    Returns the boolean mask of ignored positions, or ``None`` when no position is ignored.
+    """
     if target.numel() == 0:
-        return target
-    t = target.detach()
-    if ignore_index is not None:
-        t = t.masked_fill(t == ignore_index, 0)
-    if torch.is_floating_point(t) and not bool(torch.isfinite(t).all()):
+        return None
+    if torch.is_floating_point(target) and not bool(torch.isfinite(target).all()):
         raise ValueError(f"`{name}` contains NaN or Inf")
-    lo, hi = torch.aminmax(t.to(torch.float32) if t.dtype == torch.bool else t)
+    lo, hi, ignored = _range_and_ignored(target, ignore_index)
     if lo < 0 or hi > 1:
         ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
-        raise ValueError(f"`{name}` must hold values in {{0, 1}} or soft labels in [0, 1]{ignore}; "
-                         f"got values in [{float(lo):g}, {float(hi):g}]")
-    return target
+        raise ValueError(
+            f"`{name}` must hold values in {{0, 1}} or soft labels in [0, 1]{ignore}; "
+            f"got values in [{lo:g}, {hi:g}]"
+        )
+    return ignored
 
 
 def check_class_vector(
@@ -182,8 +208,12 @@ def canonical_inputs(
     *,
     ignore_index: int | None = None,
     num_classes: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate ``input``/``target`` against ``mode`` and return them in canonical shape.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Validate ``input``/``target`` against ``mode``; return ``(input, target, ignored)``.
+
+    ``input`` and ``target`` come back in canonical shape, ``ignored`` is the boolean mask of
+    positions whose target equals ``ignore_index`` (shaped as the returned target), or ``None``
+    when there are none.
 
     - ``binary``: input ``[B, 1, *]`` or ``[B, *]`` and a target of the same number of elements
       (``[B, *]`` or ``[B, 1, *]``); returned as input ``[B, 1, *]`` and float target ``[B, 1, *]``.
@@ -214,9 +244,9 @@ def canonical_inputs(
             raise ValueError(
                 f"binary `target` shape {fmt_shape(target.shape)} does not match input {fmt_shape(input.shape)}"
             )
-        check_binary_target(target, "target", ignore_index)
+        ignored = check_binary_target(target, "target", ignore_index)
         x = input if input.ndim >= 2 and input.shape[1] == 1 else input.unsqueeze(1)
-        return x, target.reshape(x.shape)
+        return x, target.reshape(x.shape), None if ignored is None else ignored.reshape(x.shape)
 
     if input.ndim < 2 or input.ndim > 5:
         raise ValueError(f"{mode} `input` must be [B, C, *] with 0-3 spatial dims; got {fmt_shape(input.shape)}")
@@ -239,8 +269,7 @@ def canonical_inputs(
                 f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
                 f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
             )
-        check_class_indices(t, "target", n_ch, ignore_index)
-        return input, t
+        return input, t, check_class_indices(t, "target", n_ch, ignore_index)
 
     # multilabel
     if tuple(target.shape) != tuple(input.shape):
@@ -248,8 +277,7 @@ def canonical_inputs(
             f"multilabel `target` must have the input's shape {fmt_shape(input.shape)}; "
             f"got {fmt_shape(target.shape)}"
         )
-    check_binary_target(target, "target", ignore_index)
-    return input, target
+    return input, target, check_binary_target(target, "target", ignore_index)
 
 
 def check_simplex(p: torch.Tensor, name: str, dim: int = 1, atol: float = 1e-3) -> torch.Tensor:

@@ -31,13 +31,9 @@ def probabilities_and_targets(
     or ``None`` when nothing is ignored. Probabilities come from softmax (multiclass) or sigmoid
     (binary / multilabel) when ``from_logits`` is true, and are validated otherwise.
     """
-    x, t = canonical_inputs(input, target, mode, ignore_index=ignore_index)
+    x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     x = upcast(x)
-    mask = None
-    if ignore_index is not None:
-        ignored = t == ignore_index
-        if bool(ignored.any()):
-            mask = ~ignored
+    mask = None if ignored is None else ~ignored
     if mode == "multiclass":
         probs = torch.softmax(x, 1) if from_logits else check_simplex(x, "input", dim=1)
         idx = t.long() if mask is None else t.long().masked_fill(~mask, 0)

@@ -18,7 +18,7 @@ from .._validation import (
     check_reduction,
     check_simplex,
 )
-from ._common import focal_terms, fp32_island, fused_loss, scale_for_reduction, upcast
+from ._common import focal_terms, fp32_island, fused_loss, log_softmax_channels, scale_for_reduction, upcast
 
 NORMALIZERS = ("elements", "weights")
 
@@ -43,15 +43,19 @@ def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
     return torch.logit(p, eps=eps)
 
 
-def _check_loss_finite(raw: torch.Tensor, valid: torch.Tensor | None) -> None:
+def _finite_or_raise(raw: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """Return ``raw``, zeroed at ignored positions if it is infinite there; raise if it is NaN, or
+    infinite at a counted position. One reduction in the common, all-finite case."""
+    if bool(torch.isfinite(raw).all()):
+        return raw
     if bool(torch.isnan(raw).any()):
         raise ValueError("`input` contains NaN or +Inf: the loss is NaN")
-    kept = raw if valid is None else raw[valid]
-    if not bool(torch.isfinite(kept).all()):
+    if valid is None or not bool(torch.isfinite(raw[valid]).all()):
         raise ValueError(
             "`input` gives an infinite loss: it contains Inf, or assigns probability 0 "
             "(a logit of -inf) to a target class"
         )
+    return torch.where(valid, raw, 0.0)
 
 
 def _resolve_alpha(
@@ -92,17 +96,14 @@ def focal_loss(
     check_choice(normalize, "normalize", NORMALIZERS)
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    x, t = canonical_inputs(input, target, mode, ignore_index=ignore_index)
+    x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
     x = upcast(x)
     if not from_logits:
         x = probabilities_to_logits(x, mode)
     if alpha_vec is not None:
         alpha_vec = alpha_vec.to(device=x.device, dtype=x.dtype)
-    valid = None
-    if ignore_index is not None:
-        ignored = t == ignore_index
-        valid = None if not bool(ignored.any()) else ~ignored
+    valid = None if ignored is None else ~ignored
     with fp32_island():
         if mode == "multiclass":
             return _softmax_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
@@ -141,11 +142,11 @@ def _softmax_focal(
     if label_smoothing == 0.0:
 
         def compute(logits: torch.Tensor, need_grad: bool):
-            logp = torch.log_softmax(logits, 1)
+            logp = log_softmax_channels(logits)
             value, slope = focal_terms(logp.gather(1, t1).squeeze(1), gamma)
-            _check_loss_finite(value, valid)
+            value = _finite_or_raise(value, valid)
             if weight is not None:
-                value = torch.where(weight != 0, value * weight, 0.0)
+                value = value * weight
                 slope = slope * weight
             out = value if reduction == "none" else value.sum() * (scale if reduction == "mean" else 1.0)
             if not need_grad:
@@ -171,10 +172,9 @@ def _softmax_focal(
         q.mul_(valid.unsqueeze(1))
 
     def compute_smooth(logits: torch.Tensor, need_grad: bool):
-        logp = torch.log_softmax(logits, 1)
+        logp = log_softmax_channels(logits)
         value_c, slope_c = focal_terms(logp, gamma)
-        raw = (q * value_c).sum(1)
-        _check_loss_finite(torch.where(torch.isnan(value_c).any(1), float("nan"), raw), None)
+        raw = _finite_or_raise((q * value_c).sum(1), None)
         out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
         if not need_grad:
             return out, None
@@ -229,8 +229,7 @@ def _sigmoid_focal(
         value_neg, slope_neg = focal_terms(log_q, gamma)
         raw_pos = c_pos * value_pos
         raw_neg = c_neg * value_neg
-        raw = torch.where(c_pos != 0, raw_pos, 0.0) + torch.where(c_neg != 0, raw_neg, 0.0)
-        _check_loss_finite(torch.where(torch.isnan(logits), float("nan"), raw), None)
+        raw = _finite_or_raise(raw_pos + raw_neg, None)
         out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
         if not need_grad:
             return out, None

@@ -1,0 +1,84 @@
+"""Timing helpers shared by the benchmark scripts: medians in one process, and BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+
+
+def median_seconds(fns: dict[str, Callable[[], object]], *, repeats: int = 15, warmup: int = 2) -> dict[str, float]:
+    """Median wall time of each ``fn()``, measured in interleaved rounds (one call of each per round),
+    so that drift in machine state (allocator, caches, other load) hits every contender alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def forward_backward(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    """A closure that runs loss forward + backward on a fresh leaf copy of ``x``."""
+
+    def run() -> None:
+        leaf = x.detach().requires_grad_(True)
+        loss_fn(leaf).backward()
+
+    return run
+
+
+def saved_bytes(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    """Bytes the autograd graph keeps for backward (tensors packed by saved-tensor hooks, deduplicated)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    leaf = x.detach().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(leaf)
+    loss.backward()
+    return sum(seen.values())
+
+
+def machine_line() -> str:
+    return (
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.machine()} ({platform.processor() or 'cpu'})"
+    )
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the ``name`` section of BENCHMARKS.md (between its markers), or append it."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    tmp = BENCHMARKS_MD.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(BENCHMARKS_MD)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
