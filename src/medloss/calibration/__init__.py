@@ -1,0 +1,40 @@
+"""Calibration: metrics with confidence intervals, reliability diagrams and post-hoc calibrators.
+
+Metrics take ``probs`` ``[N, K]`` (top-label) or ``[N]`` / ``[N, 1]`` (binary, P(y = 1)) and
+integer ``labels``; torch or NumPy. Calibrators take logits. See ``docs/calibration.md``.
+"""
+
+from .bootstrap import ConfidenceInterval, bootstrap_ci
+from .calibrators import IsotonicCalibrator, PlattScaler, TemperatureScaler, load_calibrator
+from .metrics import (
+    CalibrationAccumulator,
+    ReliabilityCurve,
+    adaptive_calibration_error,
+    brier_score,
+    classwise_calibration_error,
+    expected_calibration_error,
+    maximum_calibration_error,
+    negative_log_likelihood,
+    reliability_curve,
+)
+from .plots import plot_reliability_diagram, save_figure
+
+__all__ = [
+    "CalibrationAccumulator",
+    "ConfidenceInterval",
+    "IsotonicCalibrator",
+    "PlattScaler",
+    "ReliabilityCurve",
+    "TemperatureScaler",
+    "adaptive_calibration_error",
+    "bootstrap_ci",
+    "brier_score",
+    "classwise_calibration_error",
+    "expected_calibration_error",
+    "load_calibrator",
+    "maximum_calibration_error",
+    "negative_log_likelihood",
+    "plot_reliability_diagram",
+    "reliability_curve",
+    "save_figure",
+]

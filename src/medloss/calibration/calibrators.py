@@ -1,0 +1,399 @@
+"""Post-hoc calibrators: temperature scaling (solved exactly), Platt scaling, isotonic regression.
+
+Fit them on a validation split, never on the test set you report. All share one API:
+``fit(logits, labels)``, ``transform(logits)`` (calibrated logits), ``predict_proba(logits)``,
+``save(path)`` / :func:`load_calibrator` (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import as_tensor, check_class_indices, check_finite, check_float_tensor, check_int, fmt_shape
+
+#: rows processed at once by the temperature solver (bounds its memory to ~100 MB at K = 10)
+CHUNK_ROWS = 1 << 20
+
+
+def _logits_labels(logits: Any, labels: Any | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    z = as_tensor(logits, "logits")
+    check_float_tensor(z, "logits")
+    if z.ndim == 2 and z.shape[1] == 1:
+        z = z[:, 0]
+    if z.ndim not in (1, 2):
+        raise ValueError(f"`logits` must be [N, K] (multiclass) or [N] (binary, one logit); got {fmt_shape(z.shape)}")
+    if z.shape[0] == 0:
+        raise ValueError("`logits` is empty")
+    check_finite(z, "logits")
+    z = z.detach().to(torch.float64)
+    if labels is None:
+        return z, None
+    y = as_tensor(labels, "labels")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != z.shape[0]:
+        raise ValueError(
+            f"`labels` must be [N] with N = {z.shape[0]} (one per row of logits); got {fmt_shape(y.shape)}"
+        )
+    if torch.is_floating_point(y):
+        if not bool((y == y.round()).all()):
+            raise TypeError("`labels` must hold integer class labels")
+        y = y.long()
+    check_class_indices(y, "labels", 2 if z.ndim == 1 else z.shape[1])
+    return z, y
+
+
+def _reject_probabilities(z: torch.Tensor) -> None:
+    """Logits that look like probabilities are almost always a mistake (softmax applied twice)."""
+    if z.ndim == 2 and float(z.min()) >= 0.0 and float(z.max()) <= 1.0:
+        if float((z.sum(1) - 1.0).abs().max()) < 1e-4:
+            raise ValueError(
+                "`logits` look like probabilities (in [0, 1], rows summing to 1). Calibrators take "
+                "logits; pass log(probs) if probabilities are all you have."
+            )
+    elif z.ndim == 1 and float(z.min()) >= 0.0 and float(z.max()) <= 1.0:
+        warnings.warn("`logits` all lie in [0, 1]: are these probabilities? Calibrators expect logits.", stacklevel=3)
+
+
+class _Calibrator:
+    """Shared plumbing: probabilities from calibrated logits, JSON persistence."""
+
+    kind = "calibrator"
+    binary_: bool
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit(logits, labels) first")
+
+    def transform(self, logits: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_proba(self, logits: Any) -> torch.Tensor:
+        """Calibrated probabilities: ``[N, K]`` (multiclass) or ``[N]`` (binary, positive class)."""
+        z = self.transform(logits)
+        return torch.sigmoid(z) if z.ndim == 1 else torch.softmax(z, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted calibrator as JSON (atomically: temporary file, then rename)."""
+        self._check_fitted()
+        path = os.fspath(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"type": self.kind, **self.to_dict()}, fh, indent=2)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+class TemperatureScaler(_Calibrator):
+    r"""Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
+
+    Divides the logits by one temperature ``T > 0`` chosen to minimise the negative
+    log-likelihood of the validation labels. The NLL is convex in ``beta = 1 / T`` with
+    derivative ``mean(E_p[z] - z_y)`` and second derivative ``mean(Var_p[z])`` (p the softmax of
+    ``beta z``), so a safeguarded Newton iteration (bisection in log-space whenever a step would
+    leave the current bracket) reaches the optimum to machine precision in a handful of passes
+    over the data, where LBFGS(lr=0.01, max_iter=50) started at T = 1.5 can stop far from it.
+    Binary models with one logit are scaled the same way (softmax -> sigmoid). Accuracy is unchanged.
+
+    Args:
+        tol: stop when the relative gradient ``|dNLL/dT| * T / NLL`` is below this (default 1e-10).
+        max_passes: at most this many passes over the data (default 30).
+        t_min, t_max: the temperature is kept in ``[t_min, t_max]`` (default 1e-3, 1e3); if the
+            optimum lies outside (e.g. perfectly separable validation data) the bound is used and
+            ``at_bound_`` is set, with a warning.
+
+    Attributes (after ``fit``): ``temperature_``, ``nll_before_``, ``nll_after_``, ``n_passes_``,
+    ``relative_gradient_``, ``converged_``, ``at_bound_``, ``binary_``.
+    """
+
+    kind = "temperature"
+
+    def __init__(self, *, tol: float = 1e-10, max_passes: int = 30, t_min: float = 1e-3, t_max: float = 1e3) -> None:
+        if not (0 < t_min < 1 < t_max):
+            raise ValueError(f"need 0 < t_min < 1 < t_max; got t_min={t_min}, t_max={t_max}")
+        self.tol = float(tol)
+        self.max_passes = check_int(max_passes, "max_passes", low=1)
+        self.t_min, self.t_max = float(t_min), float(t_max)
+
+    @staticmethod
+    def _nll_derivatives(z: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[float, float, float]:
+        """One pass: mean NLL, dNLL/dbeta and d2NLL/dbeta2 at ``beta``."""
+        f = g = h = 0.0
+        for start in range(0, z.shape[0], CHUNK_ROWS):
+            zc, yc = z[start : start + CHUNK_ROWS], y[start : start + CHUNK_ROWS]
+            if zc.ndim == 1:
+                s = beta * zc
+                yf = yc.to(zc.dtype)
+                p = torch.sigmoid(s)
+                f += float((torch.nn.functional.softplus(s) - yf * s).sum())
+                g += float(((p - yf) * zc).sum())
+                h += float((p * (1.0 - p) * zc * zc).sum())
+            else:
+                s = beta * zc
+                lse = torch.logsumexp(s, 1, keepdim=True)
+                w = torch.exp(s - lse)
+                zy = zc.gather(1, yc.unsqueeze(1)).squeeze(1)
+                ez = (w * zc).sum(1)
+                f += float((lse.squeeze(1) - beta * zy).sum())
+                g += float((ez - zy).sum())
+                h += float((w * (zc - ez.unsqueeze(1)) ** 2).sum())
+        n = z.shape[0]
+        return f / n, g / n, h / n
+
+    def fit(self, logits: Any, labels: Any) -> TemperatureScaler:
+        """Fit T on validation logits ``[N, K]`` (or ``[N]`` for one binary logit) and labels ``[N]``."""
+        z, y = _logits_labels(logits, labels)
+        _reject_probabilities(z)
+        assert y is not None
+        self.binary_ = z.ndim == 1
+        lo, hi = 1.0 / self.t_max, 1.0 / self.t_min  # bracket on beta
+        beta = 1.0
+        f, g, h = self._nll_derivatives(z, y, beta)
+        self.nll_before_ = f
+        passes = 1
+        rel = abs(g) * beta / max(abs(f), 1e-300)
+        while rel > self.tol and passes < self.max_passes:
+            if g > 0:
+                hi = beta
+            else:
+                lo = beta
+            step = beta - g / h if h > 0 else math.nan
+            # Newton inside the bracket, else bisect it in log-space
+            beta = step if lo < step < hi else math.sqrt(lo * hi)
+            f, g, h = self._nll_derivatives(z, y, beta)
+            passes += 1
+            rel = abs(g) * beta / max(abs(f), 1e-300)
+            if hi / lo < 1 + 1e-15:
+                break
+        self.at_bound_ = False
+        if rel > self.tol:
+            # no interior optimum found: check whether the NLL still decreases at the bound
+            edge = 1.0 / self.t_min if g < 0 else 1.0 / self.t_max
+            fe, ge, _ = self._nll_derivatives(z, y, edge)
+            passes += 1
+            if (ge < 0) == (g < 0) and fe <= f:
+                beta, f, rel, self.at_bound_ = edge, fe, 0.0, True
+        if f < 1e-12:
+            warnings.warn(
+                f"the validation NLL is ~0 at T = {1 / beta:g}: the validation set is separable, so the NLL keeps "
+                "decreasing as T -> 0 and the temperature is not identifiable. Use a larger validation set.",
+                stacklevel=2,
+            )
+        elif self.at_bound_:
+            warnings.warn(
+                f"the NLL-optimal temperature lies outside [{self.t_min}, {self.t_max}]; using T = {1 / beta:g}. "
+                "Is the validation set separable or tiny?",
+                stacklevel=2,
+            )
+        self.temperature_ = 1.0 / beta
+        self.nll_after_ = f
+        self.n_passes_ = passes
+        self.relative_gradient_ = rel
+        self.converged_ = rel <= self.tol
+        self.fitted_ = True
+        return self
+
+    def nll(self, logits: Any, labels: Any, temperature: float | None = None) -> float:
+        """Mean NLL of ``labels`` under ``logits / temperature`` (default: the fitted one)."""
+        z, y = _logits_labels(logits, labels)
+        assert y is not None
+        t = self.temperature_ if temperature is None else float(temperature)
+        return self._nll_derivatives(z, y, 1.0 / t)[0]
+
+    def transform(self, logits: Any) -> torch.Tensor:
+        self._check_fitted()
+        z, _ = _logits_labels(logits)
+        if (z.ndim == 1) != self.binary_:
+            raise ValueError(f"`logits` {fmt_shape(z.shape)} do not match the fitted model (binary={self.binary_})")
+        return z / self.temperature_
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature_, "binary": self.binary_, "nll_before": self.nll_before_,
+                "nll_after": self.nll_after_, "n_passes": self.n_passes_}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TemperatureScaler:
+        obj = cls()
+        obj.temperature_, obj.binary_ = float(d["temperature"]), bool(d["binary"])
+        obj.nll_before_, obj.nll_after_ = d.get("nll_before"), d.get("nll_after")
+        obj.n_passes_ = d.get("n_passes")
+        obj.fitted_ = True
+        return obj
+
+
+class PlattScaler(_Calibrator):
+    r"""Platt scaling (Platt 1999): ``P(y = 1) = sigmoid(a z + b)`` for one binary logit ``z``.
+
+    ``a`` and ``b`` minimise the log-loss by Newton's method with a backtracking line search (the
+    problem is convex), to machine precision. ``smooth_targets=True`` (default) uses Platt's
+    regularised targets ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)`` as scikit-learn's
+    ``CalibratedClassifierCV(method="sigmoid")``; ``False`` fits the plain labels. Two-column
+    logits ``[N, 2]`` are reduced to the margin ``z_1 - z_0``.
+
+    Attributes (after ``fit``): ``a_``, ``b_``, ``n_iter_``.
+    """
+
+    kind = "platt"
+
+    def __init__(self, *, smooth_targets: bool = True, max_iter: int = 100) -> None:
+        self.smooth_targets = bool(smooth_targets)
+        self.max_iter = check_int(max_iter, "max_iter", low=1)
+
+    @staticmethod
+    def _margin(z: torch.Tensor) -> torch.Tensor:
+        if z.ndim == 2:
+            if z.shape[1] != 2:
+                raise ValueError(
+                    f"PlattScaler is binary: `logits` must be [N], [N, 1] or [N, 2]; got {fmt_shape(z.shape)}"
+                )
+            return z[:, 1] - z[:, 0]
+        return z
+
+    def fit(self, logits: Any, labels: Any) -> PlattScaler:
+        z, y = _logits_labels(logits, labels)
+        assert y is not None
+        z = self._margin(z)
+        _reject_probabilities(z)
+        t = y.to(torch.float64)
+        if self.smooth_targets:
+            n_pos, n_neg = float(t.sum()), float(len(t) - t.sum())
+            t = torch.where(y == 1, (n_pos + 1) / (n_pos + 2), 1.0 / (n_neg + 2))
+        x = torch.stack([z, torch.ones_like(z)], 1)
+
+        def loss(theta: torch.Tensor) -> float:
+            s = x @ theta
+            return float((torch.nn.functional.softplus(s) - t * s).mean())
+
+        theta = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        current = loss(theta)
+        n_iter = 0
+        while n_iter < self.max_iter:
+            n_iter += 1
+            p = torch.sigmoid(x @ theta)
+            grad = x.T @ (p - t) / len(t)
+            hess = (x.T * (p * (1 - p))) @ x / len(t) + 1e-12 * torch.eye(2, dtype=torch.float64)
+            step = torch.linalg.solve(hess, grad)
+            if float(grad.abs().max()) < 1e-12:
+                break
+            lr = 1.0
+            while lr > 1e-10:
+                candidate = theta - lr * step
+                value = loss(candidate)
+                if value <= current:
+                    break
+                lr /= 2
+            theta, current = candidate, value
+        self.a_, self.b_ = float(theta[0]), float(theta[1])
+        self.n_iter_ = n_iter
+        self.binary_ = True
+        self.fitted_ = True
+        return self
+
+    def transform(self, logits: Any) -> torch.Tensor:
+        self._check_fitted()
+        z, _ = _logits_labels(logits)
+        return self.a_ * self._margin(z) + self.b_
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": self.a_, "b": self.b_, "smooth_targets": self.smooth_targets}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlattScaler:
+        obj = cls(smooth_targets=bool(d.get("smooth_targets", True)))
+        obj.a_, obj.b_ = float(d["a"]), float(d["b"])
+        obj.binary_ = obj.fitted_ = True
+        return obj
+
+
+class IsotonicCalibrator(_Calibrator):
+    """Isotonic regression (Zadrozny & Elkan 2002) on predicted probabilities, via scikit-learn's
+    ``IsotonicRegression`` (``out_of_bounds="clip"``, outputs in [0, 1]).
+
+    Binary (one logit): fits ``P(y = 1)`` against ``sigmoid(z)``. Multiclass: one-vs-rest per
+    class on ``softmax(z)``, then each row is renormalised to sum to one (a row that maps to all
+    zeros becomes uniform). The fitted step functions are stored as thresholds, so a saved
+    calibrator reloads without scikit-learn's pickles.
+
+    ``predict_proba`` returns the calibrated probabilities exactly; ``transform`` returns their
+    logits (``log p``, or ``logit p`` for binary), clipped at machine epsilon since isotonic
+    outputs can be exactly 0 or 1.
+    """
+
+    kind = "isotonic"
+
+    def fit(self, logits: Any, labels: Any) -> IsotonicCalibrator:
+        from sklearn.isotonic import IsotonicRegression
+
+        z, y = _logits_labels(logits, labels)
+        assert y is not None
+        _reject_probabilities(z)
+        self.binary_ = z.ndim == 1
+        probs = torch.sigmoid(z).unsqueeze(1) if self.binary_ else torch.softmax(z, 1)
+        targets = y.unsqueeze(1).double() if self.binary_ else torch.nn.functional.one_hot(y, z.shape[1]).double()
+        self.thresholds_: list[tuple[list[float], list[float]]] = []
+        for k in range(probs.shape[1]):
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+            iso.fit(probs[:, k].numpy(), targets[:, k].numpy())
+            self.thresholds_.append((iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist()))
+        self.fitted_ = True
+        return self
+
+    def predict_proba(self, logits: Any) -> torch.Tensor:
+        self._check_fitted()
+        z, _ = _logits_labels(logits)
+        if (z.ndim == 1) != self.binary_:
+            raise ValueError(f"`logits` {fmt_shape(z.shape)} do not match the fitted model (binary={self.binary_})")
+        probs = torch.sigmoid(z).unsqueeze(1) if self.binary_ else torch.softmax(z, 1)
+        out = np.empty(tuple(probs.shape))
+        for k, (xs, ys) in enumerate(self.thresholds_):
+            out[:, k] = np.interp(probs[:, k].numpy(), xs, ys)
+        result = torch.from_numpy(out)
+        if self.binary_:
+            return result[:, 0]
+        total = result.sum(1, keepdim=True)
+        uniform = torch.full_like(result, 1.0 / result.shape[1])
+        return torch.where(total > 0, result / total.clamp_min(1e-300), uniform)
+
+    def transform(self, logits: Any) -> torch.Tensor:
+        p = self.predict_proba(logits)
+        eps = torch.finfo(p.dtype).eps
+        return torch.logit(p, eps=eps) if self.binary_ else torch.log(p.clamp_min(eps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"binary": self.binary_, "thresholds": [{"x": x, "y": y} for x, y in self.thresholds_]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IsotonicCalibrator:
+        obj = cls()
+        obj.binary_ = bool(d["binary"])
+        obj.thresholds_ = [(t["x"], t["y"]) for t in d["thresholds"]]
+        obj.fitted_ = True
+        return obj
+
+
+_KINDS = {c.kind: c for c in (TemperatureScaler, PlattScaler, IsotonicCalibrator)}
+
+
+def load_calibrator(path: str | os.PathLike) -> TemperatureScaler | PlattScaler | IsotonicCalibrator:
+    """Load a calibrator written by ``save(path)``."""
+    with open(path) as fh:
+        d = json.load(fh)
+    kind = d.get("type")
+    if kind not in _KINDS:
+        raise ValueError(f"{os.fspath(path)!r} is not a medloss calibrator file (type={kind!r})")
+    return _KINDS[kind].from_dict(d)

@@ -1,0 +1,342 @@
+"""Calibration metrics: ECE / MCE / adaptive / class-wise calibration error, Brier score, NLL,
+reliability curves, and a mergeable streaming accumulator.
+
+Binning convention (Guo et al. 2017, scikit-learn): bins are ``(lo, hi]`` with the first bin
+closed at 0, so every sample lands in exactly one bin. Uniform bin edges are
+``np.linspace(0, 1, n_bins + 1)`` (float64). torchmetrics' ``CalibrationError`` bins
+``[lo, hi)`` instead (and puts 1.0 in a bin of its own), so the two agree except when a
+confidence sits exactly on a bin edge: with 4 bins, p = [.5, .6, .75, 1.0], y = [0, 1, 1, 0]
+gives ECE 0.5375 here and 0.3375 in torchmetrics.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import check_choice, check_int
+from ._inputs import as_probs_labels, top_label
+
+BINNINGS = ("uniform", "quantile")
+NORMS = ("l1", "l2", "max")
+
+
+def uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Bin of each confidence for the edges ``np.linspace(0, 1, n_bins + 1)`` (float64), bins
+    ``(lo, hi]`` with the first one closed at 0.
+
+    For float32 / float16 / bf16 confidences this is ``ceil(conf * n) - 1`` in float64: a
+    float32 times an integer below 2^29 is exact there, and no float32 value lies within a
+    float64 rounding error of an edge, so the result equals the comparison with the edges at a
+    fraction of the cost. float64 confidences are compared with the edges themselves, so that a
+    value written as 0.7 lands in (0.6, 0.7] as in scikit-learn.
+    """
+    if conf.dtype == torch.float64:
+        edges = torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1))
+        return torch.bucketize(conf, edges[1:-1], right=False)
+    k = conf.to(torch.float64).mul(n_bins).ceil_().long()
+    return k.sub_(1).clamp_(0, n_bins - 1)
+
+
+def quantile_edges(conf: torch.Tensor, n_bins: int) -> np.ndarray:
+    """Equal-mass bin edges: the sorted confidences split into ``n_bins`` groups of (nearly) equal
+    size (``np.array_split`` sizes); each inner edge is the largest confidence of a group. With
+    ties, tied values stay in one bin, so some bins may be empty."""
+    s = np.sort(conf.detach().to(torch.float64).cpu().numpy())
+    sizes = np.full(n_bins, len(s) // n_bins)
+    sizes[: len(s) % n_bins] += 1
+    ends = np.cumsum(sizes)[:-1] - 1
+    inner = s[np.clip(ends, 0, len(s) - 1)] if len(s) else np.zeros(n_bins - 1)
+    return np.concatenate([[0.0], inner, [1.0]])
+
+
+def _bin_index(conf: torch.Tensor, n_bins: int, binning: str) -> tuple[torch.Tensor, np.ndarray]:
+    if binning == "uniform":
+        return uniform_bin_index(conf, n_bins), np.linspace(0.0, 1.0, n_bins + 1)
+    edges = quantile_edges(conf, n_bins)
+    inner = torch.as_tensor(edges[1:-1], dtype=torch.float64)
+    return torch.searchsorted(inner, conf.to(torch.float64), right=False), edges
+
+
+@dataclass
+class CalibrationAccumulator:
+    """Streaming per-bin sufficient statistics for calibration error with uniform bins.
+
+    Keeps, for each of ``n_bins`` bins and each correctness value (0 / 1), the count, the sum of
+    confidences and the sum of squared confidences: O(n_bins) memory whatever the number of
+    samples, so a 100-million-sample evaluation can be fed batch by batch, and partial
+    accumulators from several workers or processes are combined with :meth:`merge` (or
+    :meth:`to_dict` / :meth:`from_dict` across processes). :meth:`compute` gives the same value as
+    :func:`expected_calibration_error` on all the samples at once.
+
+    Example:
+        >>> acc = CalibrationAccumulator(n_bins=15)
+        >>> for probs, labels in loader:            # doctest: +SKIP
+        ...     acc.update(probs, labels)
+        >>> acc.compute(norm="l1")                  # doctest: +SKIP
+    """
+
+    n_bins: int = 15
+    #: ``[n_bins, 2]``: samples per bin and correctness (column 1 = correct / positive)
+    counts: np.ndarray = field(default=None)  # type: ignore[assignment]
+    #: ``[n_bins, 2]``: sum of confidences
+    sum_conf: np.ndarray = field(default=None)  # type: ignore[assignment]
+    #: ``[n_bins, 2]``: sum of squared confidences (for the binned bootstrap)
+    sum_conf_sq: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        check_int(self.n_bins, "n_bins", low=1)
+        shape = (self.n_bins, 2)
+        if self.counts is None:
+            self.counts = np.zeros(shape, dtype=np.int64)
+        if self.sum_conf is None:
+            self.sum_conf = np.zeros(shape, dtype=np.float64)
+        if self.sum_conf_sq is None:
+            self.sum_conf_sq = np.zeros(shape, dtype=np.float64)
+        for name in ("counts", "sum_conf", "sum_conf_sq"):
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"`{name}` must have shape {list(shape)}; got {list(getattr(self, name).shape)}")
+
+    def update(self, probs: Any, labels: Any, *, track_squares: bool = True) -> CalibrationAccumulator:
+        """Add a batch (validated like the metric functions). Returns ``self``."""
+        p, y = as_probs_labels(probs, labels)
+        conf, correct = top_label(p, y)
+        self._add(conf, correct, track_squares)
+        return self
+
+    def _add(self, conf: torch.Tensor, correct: torch.Tensor, track_squares: bool) -> None:
+        cell = uniform_bin_index(conf, self.n_bins).mul_(2).add_(correct)
+        c64 = conf.to(torch.float64)
+        size = 2 * self.n_bins
+        self.counts += torch.bincount(cell, minlength=size).numpy().reshape(self.n_bins, 2)
+        self.sum_conf += torch.bincount(cell, weights=c64, minlength=size).numpy().reshape(self.n_bins, 2)
+        if track_squares:
+            sq = torch.bincount(cell, weights=c64 * c64, minlength=size).numpy()
+            self.sum_conf_sq += sq.reshape(self.n_bins, 2)
+
+    def merge(self, other: CalibrationAccumulator) -> CalibrationAccumulator:
+        """Add another accumulator's statistics (same ``n_bins``). Returns ``self``."""
+        if other.n_bins != self.n_bins:
+            raise ValueError(f"cannot merge accumulators with n_bins={self.n_bins} and n_bins={other.n_bins}")
+        self.counts += other.counts
+        self.sum_conf += other.sum_conf
+        self.sum_conf_sq += other.sum_conf_sq
+        return self
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+    def compute(self, norm: str = "l1") -> float:
+        """Calibration error of everything accumulated so far."""
+        check_choice(norm, "norm", NORMS)
+        if self.n_samples == 0:
+            raise ValueError("the accumulator is empty: call update() with at least one sample first")
+        return calibration_error_from_bins(
+            self.counts.sum(1), self.sum_conf.sum(1), self.counts[:, 1].astype(np.float64), norm
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_bins": self.n_bins,
+            "counts": self.counts.tolist(),
+            "sum_conf": self.sum_conf.tolist(),
+            "sum_conf_sq": self.sum_conf_sq.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> CalibrationAccumulator:
+        return cls(
+            n_bins=int(state["n_bins"]),
+            counts=np.asarray(state["counts"], dtype=np.int64),
+            sum_conf=np.asarray(state["sum_conf"], dtype=np.float64),
+            sum_conf_sq=np.asarray(state["sum_conf_sq"], dtype=np.float64),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def calibration_error_from_bins(
+    counts: np.ndarray, sum_conf: np.ndarray, sum_correct: np.ndarray, norm: str
+) -> float:
+    """ECE-type value from per-bin sums (arrays over bins; last axis = bins if batched)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.abs(sum_correct / counts - sum_conf / counts)
+    gap = np.where(counts > 0, gap, 0.0)
+    weight = counts / total
+    if norm == "l1":
+        out = (weight * gap).sum(-1)
+    elif norm == "l2":
+        out = np.sqrt((weight * gap**2).sum(-1))
+    else:
+        out = gap.max(-1)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
+    check_int(n_bins, "n_bins", low=1)
+    check_choice(binning, "binning", BINNINGS)
+    check_choice(norm, "norm", NORMS)
+
+
+def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str):
+    idx, edges = _bin_index(conf, n_bins, binning)
+    counts = torch.bincount(idx, minlength=n_bins).numpy()
+    sum_conf = torch.bincount(idx, weights=conf.to(torch.float64), minlength=n_bins).numpy()
+    sum_correct = torch.bincount(idx, weights=correct.to(torch.float64), minlength=n_bins).numpy()
+    return counts, sum_conf, sum_correct, edges
+
+
+def expected_calibration_error(
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1"
+) -> float:
+    r"""Expected calibration error (Guo et al. 2017), ``ECE = sum_b (n_b / N) |acc_b - conf_b|``.
+
+    Args:
+        probs: ``[N, K]`` class probabilities (top-label confidence vs. correctness of the
+            argmax), or ``[N]`` / ``[N, 1]`` positive-class probabilities (reliability of
+            P(y = 1) against y). Torch or NumPy.
+        labels: ``[N]`` integer labels.
+        n_bins: number of bins (default 15).
+        binning: ``"uniform"`` (equal width, default) or ``"quantile"`` (equal mass; the
+            adaptive ECE of Nixon et al. 2019).
+        norm: ``"l1"`` (ECE, default), ``"l2"`` (root of the count-weighted mean squared gap,
+            torchmetrics' l2) or ``"max"`` (MCE: the largest gap over non-empty bins).
+
+    Bins are ``(lo, hi]``, the first closed at 0 (module docstring); sums are in float64.
+    """
+    _check_binning_args(n_bins, binning, norm)
+    p, y = as_probs_labels(probs, labels)
+    conf, correct = top_label(p, y)
+    if binning == "uniform":
+        acc = CalibrationAccumulator(n_bins)
+        acc._add(conf, correct, track_squares=False)
+        return acc.compute(norm)
+    counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning)
+    return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
+
+
+def maximum_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform") -> float:
+    """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins."""
+    return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max")
+
+
+def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, norm: str = "l1") -> float:
+    """ECE with equal-mass (quantile) bins, the "adaptive" calibration error of Nixon et al. 2019
+    (not netcal's "average" calibration error)."""
+    return expected_calibration_error(probs, labels, n_bins=n_bins, binning="quantile", norm=norm)
+
+
+def classwise_calibration_error(
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1"
+) -> float:
+    """Class-wise ECE (Kull et al. 2019): the mean over classes k of the calibration error of
+    ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p)."""
+    _check_binning_args(n_bins, binning, norm)
+    p, y = as_probs_labels(probs, labels)
+    if p.ndim == 1:
+        p = torch.stack([1.0 - p, p], 1)
+    values = []
+    for k in range(p.shape[1]):
+        counts, sum_conf, sum_correct, _ = _binned_sums(p[:, k], (y == k).to(p.dtype), n_bins, binning)
+        values.append(calibration_error_from_bins(counts, sum_conf, sum_correct, norm))
+    return float(np.mean(values))
+
+
+def brier_score(probs: Any, labels: Any, *, scale_by_half: bool | str = "auto") -> float:
+    """Brier score: mean over samples of ``sum_k (p_k - onehot_k)^2``.
+
+    ``scale_by_half="auto"`` (default) follows scikit-learn's ``brier_score_loss``: binary
+    ``[N]`` input gives ``mean (p - y)^2`` (half the two-class sum), ``[N, K]`` input the full
+    multiclass sum. ``True`` / ``False`` force the halving on or off.
+    """
+    if scale_by_half not in ("auto", True, False):
+        raise ValueError(f"`scale_by_half` must be 'auto', True or False; got {scale_by_half!r}")
+    p, y = as_probs_labels(probs, labels)
+    p64 = p.to(torch.float64)
+    if p.ndim == 1:
+        full = 2.0 * ((p64 - y.to(torch.float64)) ** 2).mean()
+        half = scale_by_half in ("auto", True)
+    else:
+        sq = (p64**2).sum(1) - 2.0 * p64.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0
+        full = sq.mean()
+        half = scale_by_half is True
+    return float(full / 2.0 if half else full)
+
+
+def negative_log_likelihood(probs: Any, labels: Any, *, eps: float | None = None) -> float:
+    """Mean negative log-likelihood of the labels, ``-mean log p_y``.
+
+    Probabilities are clipped to ``[eps, 1 - eps]`` first, ``eps`` defaulting to the machine
+    epsilon of the input dtype, as scikit-learn's ``log_loss`` does: a probability of exactly 0
+    for the true class has no finite log-likelihood. Pass logits to a calibrator's NLL instead
+    when you have them.
+    """
+    p, y = as_probs_labels(probs, labels)
+    e = torch.finfo(p.dtype).eps if eps is None else float(eps)
+    p64 = p.to(torch.float64)
+    if p.ndim == 1:
+        py = torch.where(y == 1, p64, 1.0 - p64)
+        return float(-torch.log(py.clamp(e, 1.0 - e)).mean())
+    return float(-torch.log(p64.gather(1, y.unsqueeze(1)).clamp(e, 1.0 - e)).mean())
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """Per-bin reliability data (arrays over bins; empty bins have NaN confidence and accuracy)."""
+
+    edges: np.ndarray
+    counts: np.ndarray
+    mean_confidence: np.ndarray
+    accuracy: np.ndarray
+    ece: float
+    mce: float
+    binary: bool
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.counts.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(a: np.ndarray) -> list:
+            return [None if not np.isfinite(v) else float(v) for v in a]
+
+        return {
+            "edges": self.edges.tolist(),
+            "counts": self.counts.tolist(),
+            "mean_confidence": clean(self.mean_confidence),
+            "accuracy": clean(self.accuracy),
+            "ece": self.ece,
+            "mce": self.mce,
+            "binary": self.binary,
+        }
+
+
+def reliability_curve(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform") -> ReliabilityCurve:
+    """Bin edges, counts, mean confidence and accuracy per bin, with the ECE and MCE they give.
+
+    For binary ``[N]`` input "confidence" is P(y = 1) and "accuracy" the fraction of positives.
+    """
+    _check_binning_args(n_bins, binning, "l1")
+    p, y = as_probs_labels(probs, labels)
+    conf, correct = top_label(p, y)
+    counts, sum_conf, sum_correct, edges = _binned_sums(conf, correct, n_bins, binning)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(counts > 0, sum_conf / counts, np.nan)
+        accuracy = np.where(counts > 0, sum_correct / counts, np.nan)
+    return ReliabilityCurve(
+        edges=np.asarray(edges, dtype=np.float64),
+        counts=counts.astype(np.int64),
+        mean_confidence=mean_conf,
+        accuracy=accuracy,
+        ece=calibration_error_from_bins(counts, sum_conf, sum_correct, "l1"),
+        mce=calibration_error_from_bins(counts, sum_conf, sum_correct, "max"),
+        binary=p.ndim == 1,
+    )
