@@ -1,13 +1,18 @@
-"""The README's Python snippets run as written."""
+"""The Python snippets of the README and of docs/*.md run as written (each page in one namespace)."""
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def test_readme_python_blocks_run():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "README has no python example"
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_page_python_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # snippets may write files
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+    namespace: dict = {}
     for code in blocks:
-        exec(compile(code, str(README), "exec"), {})
+        exec(compile(code, str(page), "exec"), namespace)
