@@ -9,6 +9,7 @@ from .class_weights import class_weights
 from .combined import CombinedLoss, parse_loss_spec
 from .focal import FocalLoss, cross_entropy_loss, focal_loss
 from .giou import GIoULoss, generalized_box_iou, giou_loss
+from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .registry import LossEntry, available_losses, get_loss, register_loss
 from .soft_f1 import SoftF1Loss, soft_f1_loss
 
@@ -38,8 +39,39 @@ register_loss(
     "1 - generalized IoU of (x1, y1, x2, y2) boxes (Rezatofighi et al. 2019).",
     tasks=("detection",),
 )
+register_loss(
+    "cumulative_link",
+    CumulativeLinkLoss,
+    "Cumulative link (proportional odds) NLL with ordered cutpoints; one score per sample.",
+    tasks=("ordinal",),
+    weight_arg="class_weights",
+    output="score",
+)
+register_loss(
+    "cdw_ce",
+    CDWCELoss,
+    "Class-distance weighted CE (Polat et al. 2022): wrong grades penalised by |k - y|^alpha.",
+    tasks=("ordinal",),
+)
+register_loss(
+    "emd",
+    SquaredEMDLoss,
+    "Squared earth mover's distance between predicted and true grade CDFs (Hou et al. 2016).",
+    tasks=("ordinal",),
+)
+register_loss(
+    "corn",
+    CORNLoss,
+    "CORN conditional binary tasks, rank-consistent (Shi et al. 2023); K - 1 outputs.",
+    tasks=("ordinal",),
+    output="conditional_logits",
+)
 
 __all__ = [
+    "CDWCELoss",
+    "CORNLoss",
+    "CumulativeLinkLoss",
+    "SquaredEMDLoss",
     "CombinedLoss",
     "FocalLoss",
     "GIoULoss",

@@ -20,6 +20,9 @@ class LossEntry:
     tasks: tuple[str, ...]
     #: keyword through which per-class weights reach this loss (None: it takes none)
     weight_arg: str | None = None
+    #: what the network must output for K classes: "class_logits" (K, or 1 in binary mode),
+    #: "score" (one value: cumulative link models) or "conditional_logits" (K - 1: CORN)
+    output: str = "class_logits"
 
     def accepts(self, keyword: str) -> bool:
         params = inspect.signature(self.factory).parameters
@@ -36,13 +39,16 @@ def register_loss(
     *,
     tasks: tuple[str, ...],
     weight_arg: str | None = None,
+    output: str = "class_logits",
 ) -> None:
     """Register ``factory`` (a loss class or a function returning a module) under ``name``."""
     if not name.isidentifier():
         raise ValueError(f"`name` must be an identifier such as 'soft_f1'; got {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"a loss named {name!r} is already registered")
-    _REGISTRY[name] = LossEntry(name, factory, description, tasks, weight_arg)
+    if output not in ("class_logits", "score", "conditional_logits"):
+        raise ValueError(f"`output` must be 'class_logits', 'score' or 'conditional_logits'; got {output!r}")
+    _REGISTRY[name] = LossEntry(name, factory, description, tasks, weight_arg, output)
 
 
 def available_losses() -> list[LossEntry]:

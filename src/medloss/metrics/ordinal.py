@@ -1,0 +1,156 @@
+"""Ordinal (graded) evaluation: QWK, MAE, Kendall tau-b, Spearman rho, within-k accuracy,
+per-grade and threshold sensitivity / specificity, confusion matrix.
+
+Grades are integers ``0 .. K-1`` and distances are differences of grade *values*, never of
+positions among the grades present: rare grades are often absent from a test fold, and
+position-based code (dlordinal 2.7's AMAE / MMAE / 1-off, scikit-learn's kappa without
+``labels=``) is then wrong. Pass ``num_classes`` so absent grades still get their row.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+
+from .._validation import check_choice, check_int, fmt_shape
+
+
+def _grades(y_true: Any, y_pred: Any, num_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def arr(x: Any, name: str) -> np.ndarray:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        a = np.asarray(x)
+        if a.ndim == 2 and a.shape[1] == 1:
+            a = a[:, 0]
+        if a.ndim != 1:
+            raise ValueError(f"`{name}` must be a 1-D array of grades; got shape {fmt_shape(a.shape)}")
+        if a.dtype.kind == "f":
+            if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+                raise TypeError(f"`{name}` must hold integer grades; got non-integer or non-finite values")
+            a = a.astype(np.int64)
+        elif a.dtype.kind not in "iub":
+            raise TypeError(f"`{name}` must hold integer grades; got dtype {a.dtype}")
+        return a.astype(np.int64)
+
+    t, p = arr(y_true, "y_true"), arr(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"`y_true` and `y_pred` must have the same length; got {len(t)} and {len(p)}")
+    if t.size == 0:
+        raise ValueError("`y_true` is empty: ordinal metrics need at least one sample")
+    lo, hi = min(t.min(), p.min()), max(t.max(), p.max())
+    if num_classes is None:
+        k = int(hi) + 1
+    else:
+        k = check_int(num_classes, "num_classes", low=2)
+        if hi >= k:
+            raise ValueError(f"grades must lie in [0, {k - 1}] (num_classes={k}); got a maximum of {int(hi)}")
+    if lo < 0:
+        raise ValueError(f"grades must be >= 0; got a minimum of {int(lo)}")
+    return t, p, max(k, 2)
+
+
+def ordinal_confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+    """``[K, K]`` counts, rows = true grade, columns = predicted grade; absent grades get zero rows."""
+    t, p, k = _grades(y_true, y_pred, num_classes)
+    return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+
+
+def quadratic_weighted_kappa(
+    y_true: Any, y_pred: Any, num_classes: int | None = None, *, weights: str = "quadratic"
+) -> float:
+    r"""Cohen's weighted kappa, ``1 - sum(W O) / sum(W E)``, with ``W_ij = (i - j)^2`` (or ``|i - j|``
+    for ``weights="linear"``), O the confusion matrix and E the outer product of its marginals.
+
+    Equals ``sklearn.metrics.cohen_kappa_score(y_true, y_pred, weights=..., labels=range(K))``.
+    When every sample (true and predicted) has the same grade, kappa is undefined: NaN with a warning.
+    """
+    check_choice(weights, "weights", ("quadratic", "linear"))
+    o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
+    k = o.shape[0]
+    grid = np.arange(k)
+    d = np.abs(grid[:, None] - grid[None, :]).astype(np.float64)
+    w = d**2 if weights == "quadratic" else d
+    e = np.outer(o.sum(1), o.sum(0)) / o.sum()
+    denominator = (w * e).sum()
+    if denominator == 0:
+        warnings.warn("weighted kappa is undefined when all grades are identical; returning NaN", stacklevel=2)
+        return float("nan")
+    return float(1.0 - (w * o).sum() / denominator)
+
+
+def mean_absolute_error(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+    """Mean absolute difference of grades, ``mean |y - y_hat|``."""
+    t, p, _ = _grades(y_true, y_pred, num_classes)
+    return float(np.abs(t - p).mean())
+
+
+def within_k_accuracy(y_true: Any, y_pred: Any, k: int = 1, num_classes: int | None = None) -> float:
+    """Fraction of predictions at most ``k`` grades away from the truth (``k = 0``: accuracy)."""
+    k = check_int(k, "k", low=0)
+    t, p, _ = _grades(y_true, y_pred, num_classes)
+    return float((np.abs(t - p) <= k).mean())
+
+
+def accuracy(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+    """Exact-grade accuracy."""
+    return within_k_accuracy(y_true, y_pred, 0, num_classes)
+
+
+def _rank_correlation(fn, y_true: Any, y_pred: Any, num_classes: int | None) -> float:
+    t, p, _ = _grades(y_true, y_pred, num_classes)
+    if np.all(t == t[0]) or np.all(p == p[0]):
+        warnings.warn("rank correlation is undefined for a constant input; returning NaN", stacklevel=3)
+        return float("nan")
+    return float(fn(t, p).statistic)
+
+
+def kendall_tau(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+    """Kendall's tau-b (tie-corrected), as ``scipy.stats.kendalltau``. NaN for a constant input."""
+    return _rank_correlation(lambda a, b: stats.kendalltau(a, b, variant="b"), y_true, y_pred, num_classes)
+
+
+def spearman_rho(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+    """Spearman's rank correlation with average ranks for ties, as ``scipy.stats.spearmanr``."""
+    return _rank_correlation(stats.spearmanr, y_true, y_pred, num_classes)
+
+
+def sensitivity_specificity(y_true: Any, y_pred: Any, num_classes: int | None = None) -> dict[str, dict[str, list]]:
+    """Sensitivity and specificity two ways.
+
+    - ``"per_grade"``: grade k against all others (one-vs-rest), for k = 0 .. K-1.
+    - ``"threshold"``: "grade >= k" against "grade < k", for k = 1 .. K-1 — the form used
+      clinically ("moderate or worse"), with predictions thresholded the same way.
+
+    Each is a dict of lists: ``grade`` (or ``threshold``), ``sensitivity``, ``specificity``,
+    ``positives`` and ``negatives`` (true counts). Undefined values (no positives or no
+    negatives in ``y_true``) are NaN.
+    """
+    o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
+    k = o.shape[0]
+    n = o.sum()
+
+    def rates(tp: float, pos: float, tn: float, neg: float) -> tuple[float, float]:
+        return (tp / pos if pos else float("nan"), tn / neg if neg else float("nan"))
+
+    per_grade: dict[str, list] = {"grade": [], "sensitivity": [], "specificity": [], "positives": [], "negatives": []}
+    for g in range(k):
+        pos = o[g].sum()
+        tp = o[g, g]
+        tn = n - pos - (o[:, g].sum() - tp)
+        sens, spec = rates(tp, pos, tn, n - pos)
+        for key, v in zip(per_grade, (g, sens, spec, int(pos), int(n - pos)), strict=True):
+            per_grade[key].append(v)
+    threshold: dict[str, list] = {"threshold": [], "sensitivity": [], "specificity": [], "positives": [],
+                                  "negatives": []}
+    for g in range(1, k):
+        pos = o[g:].sum()
+        tp = o[g:, g:].sum()
+        tn = o[:g, :g].sum()
+        sens, spec = rates(tp, pos, tn, n - pos)
+        for key, v in zip(threshold, (g, sens, spec, int(pos), int(n - pos)), strict=True):
+            threshold[key].append(v)
+    return {"per_grade": per_grade, "threshold": threshold}
