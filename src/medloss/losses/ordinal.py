@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .._validation import (
     check_choice,
@@ -113,6 +114,41 @@ def log_interval_probability(
     )
     last = -_capped_exp(a)
     return torch.where(lower_open, first, torch.where(upper_open, last, middle))
+
+
+class _LogitLinkNLL(torch.autograd.Function):
+    """Per-sample NLL of the logit cumulative link model, with a hand-written backward.
+
+    ``cutpoints_ext`` is ``[-inf, c_1, ..., c_{K-1}, +inf]`` and ``log_width`` the per-class
+    ``log(1 - exp(-(c_{k+1} - c_k)))`` (0 for the open first and last classes). With
+    ``a = c_y - f`` and ``b = c_{y+1} - f``,
+    ``nll = -logsigmoid(b) - logsigmoid(-a) - log_width[y]``; the infinite ends make the
+    open-interval terms vanish exactly. Gradients to the K + 1 cutpoints are per-class sums
+    (``bincount``), far cheaper than autograd's scatter for 10^6 samples.
+    """
+
+    @staticmethod
+    def forward(ctx, f, cutpoints_ext, log_width, y):  # type: ignore[override]
+        a = cutpoints_ext.gather(0, y).sub_(f)
+        b = cutpoints_ext.gather(0, y + 1).sub_(f)
+        nll = F.logsigmoid(b).add_(F.logsigmoid(-a)).add_(log_width.gather(0, y)).neg_()
+        ctx.save_for_backward(torch.sigmoid(a), torch.sigmoid(-b), y)
+        ctx.n_cut = cutpoints_ext.shape[0]
+        return nll
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        sig_a, sig_neg_b, y = ctx.saved_tensors
+        ga, gb = grad * sig_a, grad * sig_neg_b  # d nll / d a = sigmoid(a), d nll / d b = -sigmoid(-b)
+        grad_f = gb - ga
+        n = ctx.n_cut
+        grad_c = None
+        if ctx.needs_input_grad[1]:
+            grad_c = torch.bincount(y, weights=ga, minlength=n) - torch.bincount(y + 1, weights=gb, minlength=n)
+            grad_c = grad_c.to(grad.dtype)
+        grad_w = -torch.bincount(y, weights=grad, minlength=n - 1).to(grad.dtype) if ctx.needs_input_grad[2] else None
+        return grad_f, grad_c, grad_w, None
 
 
 def _scores_1d(input: torch.Tensor) -> torch.Tensor:
@@ -267,9 +303,17 @@ class CumulativeLinkLoss(nn.Module):
         f = upcast(f)
         with fp32_island():
             c, width = self._padded_cutpoints(f.dtype)
-            a = c[yi] - f
-            b = c[yi + 1] - f
-            nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, width[yi])
+            if self.link == "logit":
+                inf = c.new_full((1,), math.inf)
+                c_ext = torch.cat([-inf, c[1:-1], inf])
+                log_width = torch.cat([c.new_zeros(1), _log1mexp(-width[1:-1]), c.new_zeros(1)])
+                nll = _LogitLinkNLL.apply(f, c_ext, log_width, yi)
+            else:
+                # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
+                a = c.gather(0, yi) - f
+                b = c.gather(0, yi + 1) - f
+                w = width.gather(0, yi)
+                nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
         weights = None if self.class_weights is None else self.class_weights.to(nll.dtype)[yi]
         if valid is not None:
             weights = valid.to(nll.dtype) if weights is None else weights * valid
