@@ -134,7 +134,7 @@ def sensitivity_specificity(y_true: Any, y_pred: Any, num_classes: int | None = 
     n = o.sum()
 
     def rates(tp: float, pos: float, tn: float, neg: float) -> tuple[float, float]:
-        return (tp / pos if pos else float("nan"), tn / neg if neg else float("nan"))
+        return (float(tp / pos) if pos else float("nan"), float(tn / neg) if neg else float("nan"))
 
     per_grade: dict[str, list] = {"grade": [], "sensitivity": [], "specificity": [], "positives": [], "negatives": []}
     for g in range(k):
