@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import platform
 import statistics
 import sys
@@ -12,6 +13,22 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _steady_allocator() -> str:
+    """Keep freed memory in the process (glibc's default returns every large block to the OS, so
+    each fresh tensor page-faults again and timings swing by +-50% with the order of calls).
+    Applies to every contender alike; returns a note for the benchmark tables."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 31)
+        return "glibc mallopt(M_MMAP_THRESHOLD=1 GiB, M_TRIM_THRESHOLD=2 GiB)" if ok else "default allocator"
+    except OSError:
+        return "default allocator"
+
+
+ALLOCATOR = _steady_allocator()
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 
@@ -58,7 +75,7 @@ def saved_bytes(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
 def machine_line() -> str:
     return (
         f"Python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.machine()} ({platform.processor() or 'cpu'})"
+        f"{platform.machine()} ({platform.processor() or 'cpu'}), {ALLOCATOR}"
     )
 
 

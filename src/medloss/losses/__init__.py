@@ -10,8 +10,18 @@ from .combined import CombinedLoss, parse_loss_spec
 from .focal import FocalLoss, cross_entropy_loss, focal_loss
 from .giou import GIoULoss, generalized_box_iou, giou_loss
 from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
+from .overlap import ComboLoss, DiceLoss, FocalTverskyLoss, TverskyLoss, segmentation_statistics
 from .registry import LossEntry, available_losses, get_loss, register_loss
 from .soft_f1 import SoftF1Loss, soft_f1_loss
+from .unified_focal import (
+    AsymmetricFocalLoss,
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    HybridFocalLoss,
+    SymmetricFocalLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
+)
 
 register_loss(
     "ce",
@@ -66,8 +76,89 @@ register_loss(
     tasks=("ordinal",),
     output="conditional_logits",
 )
+register_loss(
+    "dice",
+    DiceLoss,
+    "Soft Dice 1 - (2TP+s)/(2TP+FP+FN+s) per class (Milletari et al. 2016).",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "tversky",
+    TverskyLoss,
+    "Tversky 1 - TP/(TP + a FP + b FN), a=0.3 b=0.7 (Salehi et al. 2017).",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "focal_tversky",
+    FocalTverskyLoss,
+    "(1 - Tversky index)^0.75 per class (Abraham & Khan 2019).",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "combo",
+    ComboLoss,
+    "alpha * weighted CE - (1 - alpha) * Dice (Taghanaki et al. 2019).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "symmetric_focal",
+    SymmetricFocalLoss,
+    "Unified-family focal term, delta-weighted, focal on all classes (Yeung 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "asymmetric_focal",
+    AsymmetricFocalLoss,
+    "Unified-family focal term, focal factor on the background only (Yeung 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "symmetric_focal_tversky",
+    SymmetricFocalTverskyLoss,
+    "Unified-family (1 - mTI)^(1-gamma) on every class (Yeung 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "asymmetric_focal_tversky",
+    AsymmetricFocalTverskyLoss,
+    "Unified-family focal Tversky, background unmodulated (Yeung 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "symmetric_unified_focal",
+    SymmetricUnifiedFocalLoss,
+    "Symmetric Unified Focal: lambda FT + (1-lambda) focal (Yeung et al. 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "asymmetric_unified_focal",
+    AsymmetricUnifiedFocalLoss,
+    "Asymmetric Unified Focal: lambda FT + (1-lambda) focal (Yeung et al. 2022).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "hybrid_focal",
+    HybridFocalLoss,
+    "lambda focal + (1-lambda) focal Tversky, own parameters (Yeung et al. 2021).",
+    tasks=("segmentation",),
+)
 
 __all__ = [
+    "AsymmetricFocalLoss",
+    "AsymmetricFocalTverskyLoss",
+    "AsymmetricUnifiedFocalLoss",
+    "ComboLoss",
+    "DiceLoss",
+    "FocalTverskyLoss",
+    "HybridFocalLoss",
+    "SymmetricFocalLoss",
+    "SymmetricFocalTverskyLoss",
+    "SymmetricUnifiedFocalLoss",
+    "TverskyLoss",
+    "segmentation_statistics",
     "CDWCELoss",
     "CORNLoss",
     "CumulativeLinkLoss",

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .._validation import canonical_inputs, check_probabilities, check_simplex
-from ._common import upcast
+from ._common import class_lookup, focal_terms_by_class, softmax_channels, upcast
 
 
 def probabilities_and_targets(
@@ -67,3 +68,185 @@ def soft_confusion(
     fp = p.sum(dims) - tp
     fn = onehot.sum(dims) - tp
     return tp, fp, fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused statistics for logits: one softmax / sigmoid pass, hand-written backward.
+#
+# A loss L(TP, sum_p) of the per-class counts has dL/dp_c = dL/dsum_p[c] + y_c dL/dTP[c] at every
+# pixel (FP = sum_p - TP and FN = sum_y - TP are formed outside, on the small [B, C] tensors, so
+# autograd supplies the chain rule for any formula). Through the softmax this gives
+#     dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t,   U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
+# two full passes over p. The optional per-pixel focal term -alpha_t (1 - p_t)^gamma log p_t adds
+# w (p_j - [j = t]) with w its slope (see focal_terms), in the same passes.
+# ---------------------------------------------------------------------------------------------
+
+
+class SoftmaxStats:
+    """Output of :func:`softmax_statistics`: per-class soft counts and the optional focal mean."""
+
+    def __init__(self, tp, sum_p, sum_y, focal):
+        self.tp, self.sum_p, self.sum_y, self.focal = tp, sum_p, sum_y, focal
+
+    @property
+    def fp(self) -> torch.Tensor:
+        return self.sum_p - self.tp
+
+    @property
+    def fn(self) -> torch.Tensor:
+        return self.sum_y - self.tp
+
+
+def _per_image_class_sums(
+    t: torch.Tensor, weights: torch.Tensor, counts_weights: torch.Tensor | None, n_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image and class: the sum of ``weights`` and of ``counts_weights`` (or the pixel count)
+    over the pixels of each class, ``[B, C]`` each.
+
+    ``scatter_add_`` along rows parallelises over rows only, so long images are first cut into
+    row chunks of >= 8192 pixels (4-5x faster than a ``bincount`` per image for 3-D volumes).
+    """
+    b, n = t.shape
+    k = 1
+    while n % (2 * k) == 0 and n // (2 * k) >= 8192 and b * k < 64:
+        k *= 2
+    tc = t.reshape(b * k, n // k)
+
+    def sums(w: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(b * k, n_classes, dtype=weights.dtype, device=t.device)
+        return out.scatter_add_(1, tc, w.reshape(b * k, n // k)).view(b, k, n_classes).sum(1)
+
+    ones = torch.ones((), dtype=weights.dtype, device=t.device).expand(b, n)
+    return sums(weights), sums(ones if counts_weights is None else counts_weights)
+
+
+class _SoftmaxStatsFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, t1, valid, batch, focal):  # type: ignore[override]
+        b, c = x.shape[:2]
+        p = softmax_channels(x)
+        pv = p.view(b, c, -1)
+        t = t1.view(b, -1)
+        vflat = None if valid is None else valid.reshape(b, 1, -1).to(p.dtype)
+        sum_p = (pv.sum(-1) if vflat is None else torch.bmm(pv, vflat.transpose(1, 2)).squeeze(-1))
+        pt = pv.gather(1, t.unsqueeze(1)).squeeze(1)  # p of the target class, [B, N]
+        w_pt = pt if vflat is None else pt * vflat.view(b, -1)
+        tp, sum_y = _per_image_class_sums(t, w_pt, None if vflat is None else vflat.view(b, -1), c)
+        slope = None
+        focal_value = p.new_zeros(())
+        if focal is not None:
+            alpha, gamma_bg, gamma_fg, scale = focal
+            lt = torch.log(pt)
+            # log p_t from the logits where the softmax underflows (p_t < 1e-30): rare, so a subset
+            if float(pt.min()) < 1e-30:
+                deep = torch.nonzero(pt.view(-1) < 1e-30).squeeze(1)
+                xs = x.reshape(b, c, -1).transpose(1, 2).reshape(-1, c)[deep]
+                lt.view(-1)[deep] = xs.gather(1, t.reshape(-1)[deep].unsqueeze(1)).squeeze(1) - torch.logsumexp(xs, 1)
+            value, slope = focal_terms_by_class(lt, t, gamma_bg, gamma_fg)
+            weight = class_lookup(alpha.to(p.dtype) * scale, t)
+            if vflat is not None:
+                weight = weight * vflat.view(b, -1)
+            focal_value = (value * weight).sum()
+            slope = slope * weight
+        ctx.batch = batch
+        ctx.save_for_backward(p, t1, pt, slope, vflat)
+        ctx.mark_non_differentiable(sum_y)
+        if batch:
+            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+        return tp, sum_p, sum_y, focal_value
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_focal):  # type: ignore[override]
+        p, t1, pt, slope, vflat = ctx.saved_tensors
+        b, c = p.shape[:2]
+        pv = p.view(b, c, -1)
+        t = t1.view(b, -1)
+        if ctx.batch:
+            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
+        u = g_sum_p.to(p.dtype)
+        v_t = g_tp.to(p.dtype).gather(1, t)  # [B, HW]
+        # S = sum_k p_k U_k + p_t V_t, per pixel
+        s = torch.bmm(u.unsqueeze(1), pv).squeeze(1).addcmul_(pt, v_t)
+        pixel = s.neg_()
+        on_target = pt * v_t
+        if slope is not None:
+            gs = slope * g_focal
+            pixel.add_(gs)
+            on_target.sub_(gs)
+        if vflat is not None:
+            m = vflat.view(b, -1)
+            pixel.mul_(m)
+            on_target.mul_(m)
+            u_term = u.unsqueeze(-1) * vflat  # [B, C, HW]
+            grad = pv * (u_term + pixel.unsqueeze(1))
+        else:
+            grad = (pixel.unsqueeze(1) + u.unsqueeze(-1)).mul_(pv)
+        grad.scatter_add_(1, t.unsqueeze(1), on_target.unsqueeze(1))
+        return grad.view_as(p), None, None, None, None
+
+
+def softmax_statistics(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    valid: torch.Tensor | None,
+    *,
+    batch: bool = False,
+    focal: tuple[torch.Tensor, float, float, float] | None = None,
+) -> SoftmaxStats:
+    """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t`` (ignored
+    positions already replaced by 0 and marked False in ``valid``), ``[B, C]`` or ``[C]`` with
+    ``batch``, plus optionally the focal term ``sum -alpha_t (1 - p_t)^gamma log p_t * scale``
+    with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others: ``focal = (alpha, gamma_bg,
+    gamma_fg, scale)``. Everything in one softmax pass; gradients written by hand."""
+    t1 = t.long().unsqueeze(1)
+    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x, t1, valid, batch, focal)
+    return SoftmaxStats(tp, sum_p, sum_y, focal_value if focal is not None else None)
+
+
+class _SigmoidStatsFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y, valid, batch):  # type: ignore[override]
+        b, c = x.shape[:2]
+        p = torch.sigmoid(x)
+        yv = y.reshape(b, c, -1).to(p.dtype)
+        pv = p.view(b, c, -1)
+        if valid is not None:
+            m = valid.reshape(b, -1 if valid.shape[1] == c else 1, pv.shape[-1]).to(p.dtype)
+            m = m.expand(b, c, -1) if m.shape[1] == 1 else m.reshape(b, c, -1)
+            pv = pv * m
+            yv = yv * m
+        else:
+            m = None
+        tp = (pv * yv).sum(-1)
+        sum_p = pv.sum(-1)
+        sum_y = yv.sum(-1)
+        ctx.batch = batch
+        ctx.save_for_backward(p, yv, m)
+        ctx.mark_non_differentiable(sum_y)
+        if batch:
+            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+        return tp, sum_p, sum_y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_tp, g_sum_p, _g_sum_y):  # type: ignore[override]
+        p, yv, m = ctx.saved_tensors
+        b, c = p.shape[:2]
+        if ctx.batch:
+            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
+        pv = p.view(b, c, -1)
+        grad = yv * g_tp.unsqueeze(-1).to(p.dtype)
+        grad.add_(g_sum_p.unsqueeze(-1).to(p.dtype))
+        if m is not None:
+            grad.mul_(m)
+        grad.mul_(pv).mul_(1.0 - pv)
+        return grad.view_as(p), None, None, None
+
+
+def sigmoid_statistics(
+    x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None, *, batch: bool = False
+) -> SoftmaxStats:
+    """Per-channel soft TP / sum_p / sum_y of ``sigmoid(x)`` against ``y`` in [0, 1]."""
+    tp, sum_p, sum_y = _SigmoidStatsFunction.apply(x, y, valid, batch)
+    return SoftmaxStats(tp, sum_p, sum_y, None)

@@ -18,7 +18,16 @@ from .._validation import (
     check_reduction,
     check_simplex,
 )
-from ._common import focal_terms, fp32_island, fused_loss, log_softmax_channels, scale_for_reduction, upcast
+from ._common import (
+    class_lookup,
+    focal_terms,
+    focal_terms_by_class,
+    fp32_island,
+    fused_loss,
+    log_softmax_channels,
+    scale_for_reduction,
+    upcast,
+)
 
 NORMALIZERS = ("elements", "weights")
 
@@ -116,12 +125,14 @@ def _softmax_focal(
     valid: torch.Tensor | None,
     alpha_scalar: float | None,
     alpha_vec: torch.Tensor | None,
-    gamma: float,
+    gamma: float | tuple[float, float],
     label_smoothing: float,
     reduction: str,
     normalize: str,
 ) -> torch.Tensor:
     n_classes = x.shape[1]
+    # (gamma of the background class 0, gamma of the others): equal except for asymmetric losses
+    gammas = gamma if isinstance(gamma, tuple) else (gamma, gamma)
     t = t.long()
     if valid is not None:
         t = t.masked_fill(~valid, 0)
@@ -129,7 +140,7 @@ def _softmax_focal(
         alpha_vec = torch.full((n_classes,), alpha_scalar, dtype=x.dtype, device=x.device)
         alpha_vec[0] = 1.0 - alpha_scalar
     # per-position weight: alpha of the target class, 0 at ignored positions
-    weight = None if alpha_vec is None else alpha_vec[t]
+    weight = None if alpha_vec is None else class_lookup(alpha_vec, t)
     if valid is not None:
         weight = valid.to(x.dtype) if weight is None else weight * valid
     if normalize == "weights" and weight is not None:
@@ -143,7 +154,7 @@ def _softmax_focal(
 
         def compute(logits: torch.Tensor, need_grad: bool):
             logp = log_softmax_channels(logits)
-            value, slope = focal_terms(logp.gather(1, t1).squeeze(1), gamma)
+            value, slope = focal_terms_by_class(logp.gather(1, t1).squeeze(1), t, *gammas)
             value = _finite_or_raise(value, valid)
             if weight is not None:
                 value = value * weight
@@ -160,13 +171,16 @@ def _softmax_focal(
         return fused_loss(x, compute)
 
     # label smoothing: soft target q = (1 - eps) onehot + eps / C, weighted per class by alpha
+    if gammas[0] != gammas[1]:
+        raise ValueError("label smoothing is not supported with a class-dependent gamma")
+    gamma = gammas[0]
     eps = label_smoothing
     shape = (1, n_classes) + (1,) * (x.ndim - 2)
     base = torch.full(shape, eps / n_classes, dtype=x.dtype, device=x.device)
     if alpha_vec is not None:
         base = base * _broadcast_channel(alpha_vec, x.ndim)
     q = base.expand_as(x).clone()
-    on_target = (1.0 - eps) * (torch.ones_like(t, dtype=x.dtype) if alpha_vec is None else alpha_vec[t])
+    on_target = (1.0 - eps) * (torch.ones_like(t, dtype=x.dtype) if alpha_vec is None else class_lookup(alpha_vec, t))
     q.scatter_add_(1, t1, on_target.unsqueeze(1))
     if valid is not None:
         q.mul_(valid.unsqueeze(1))

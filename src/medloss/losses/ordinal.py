@@ -21,26 +21,13 @@ from .._validation import (
     check_reduction,
     fmt_shape,
 )
-from ._common import fp32_island, upcast
+from ._common import fp32_island, log1mexp, upcast
 
 LINKS = ("logit", "probit", "cloglog")
 #: smallest gap between learned cutpoints: keeps them strictly ordered whatever the optimizer does
 MIN_GAP = 1e-4
-_LN2 = math.log(2.0)
 #: cloglog's exp(x) is continued linearly above this, so its NLL stays finite (see CumulativeLinkLoss)
 _CLOGLOG_EXP_CAP = 50.0
-
-
-def _log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 - exp(x))`` for ``x < 0``, accurate everywhere (Maechler 2012).
-
-    Each branch is evaluated only where it is used (the other gets a harmless placeholder), so
-    no infinite intermediate leaks into the gradient through ``where``.
-    """
-    near_zero = x > -_LN2
-    a = torch.log(-torch.expm1(torch.where(near_zero, x, -_LN2)))
-    b = torch.log1p(-torch.exp(torch.where(near_zero, -_LN2, x)))
-    return torch.where(near_zero, a, b)
 
 
 class _LogNdtr(torch.autograd.Function):
@@ -89,7 +76,7 @@ def log_interval_probability(
         neg_width = torch.clamp(a - b if width is None else -width, max=-tiny)
         lb = torch.where(upper_open, 0.0, F.logsigmoid(b))
         la = torch.where(lower_open, 0.0, F.logsigmoid(-a))
-        gap = torch.where(lower_open | upper_open, 0.0, _log1mexp(neg_width))
+        gap = torch.where(lower_open | upper_open, 0.0, log1mexp(neg_width))
         return lb + la + gap
     if link == "probit":
         # mass in the upper tail is computed by symmetry, Phi(b) - Phi(a) = Phi(-a) - Phi(-b)
@@ -97,7 +84,7 @@ def log_interval_probability(
         hi = torch.where(upper_tail, -a, b)
         lo = torch.where(upper_tail, -b, a)
         l_hi, l_lo = log_ndtr(hi), log_ndtr(lo)
-        middle = l_hi + _log1mexp(torch.clamp(l_lo - l_hi, max=-tiny))
+        middle = l_hi + log1mexp(torch.clamp(l_lo - l_hi, max=-tiny))
         first = log_ndtr(b)
         last = log_ndtr(-a)
         return torch.where(lower_open, first, torch.where(upper_open, last, middle))
@@ -106,11 +93,11 @@ def log_interval_probability(
     tail = b < -15.0
     ea = _capped_exp(torch.where(tail, -30.0, a))
     eb = _capped_exp(torch.where(tail, -20.0, b))
-    first = torch.where(tail, b - 0.5 * torch.exp(b.clamp(max=-15.0)), _log1mexp(-eb))
+    first = torch.where(tail, b - 0.5 * torch.exp(b.clamp(max=-15.0)), log1mexp(-eb))
     middle = torch.where(
         tail,
-        b + _log1mexp(torch.clamp(a - b if width is None else -width, max=-tiny)),
-        -ea + _log1mexp(torch.clamp(ea - eb, max=-tiny)),
+        b + log1mexp(torch.clamp(a - b if width is None else -width, max=-tiny)),
+        -ea + log1mexp(torch.clamp(ea - eb, max=-tiny)),
     )
     last = -_capped_exp(a)
     return torch.where(lower_open, first, torch.where(upper_open, last, middle))
@@ -306,7 +293,7 @@ class CumulativeLinkLoss(nn.Module):
             if self.link == "logit":
                 inf = c.new_full((1,), math.inf)
                 c_ext = torch.cat([-inf, c[1:-1], inf])
-                log_width = torch.cat([c.new_zeros(1), _log1mexp(-width[1:-1]), c.new_zeros(1)])
+                log_width = torch.cat([c.new_zeros(1), log1mexp(-width[1:-1]), c.new_zeros(1)])
                 nll = _LogitLinkNLL.apply(f, c_ext, log_width, yi)
             else:
                 # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
@@ -385,7 +372,7 @@ class CDWCELoss(nn.Module):
         x = upcast(x)
         with fp32_island():
             logp = torch.log_softmax(x, 1)
-            log1mp = _log1mexp(logp.clamp(max=-torch.finfo(logp.dtype).tiny))
+            log1mp = log1mexp(logp.clamp(max=-torch.finfo(logp.dtype).tiny))
             # the top grade can have p ~ 1: use log(sum_{j != top} e^x_j) - logsumexp(x) there
             top = x.argmax(1, keepdim=True)
             others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)

@@ -1,0 +1,313 @@
+"""Overlap (region) losses for segmentation: Dice, Tversky, Focal Tversky, Combo.
+
+All are functions of per-class soft counts TP, FP, FN (see ``_overlap.py``), summed over the
+spatial dims of each image (or over the whole batch with ``batch=True``), computed from one
+softmax / sigmoid pass with a hand-written backward, in fp32 or wider whatever the input dtype.
+
+Empty ground truth: with the default smoothing (``smooth_nr = smooth_dr = 1e-5``, as MONAI) a
+class absent from an image's ground truth scores 0 when the prediction is empty as well and
+about 1 when it predicts any foreground: false positives on an empty mask are penalised, and
+the gradient stays finite. (smp instead returns 0 with zero gradient, which ignores them.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._validation import (
+    canonical_inputs,
+    check_class_vector,
+    check_mode,
+    check_number,
+    check_reduction,
+)
+from ._common import fp32_island, log1m_softmax, safe_pow, upcast
+from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
+from .focal import probabilities_to_logits
+
+
+def prepare_segmentation(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    *,
+    from_logits: bool,
+    ignore_index: int | None,
+    binary_as_two_classes: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, bool]:
+    """Validate and return ``(logits, target, valid, softmax)``, logits in fp32 or wider.
+
+    ``softmax`` is True for multiclass input (target: class indices, ignored positions set to 0)
+    and, with ``binary_as_two_classes``, for binary input turned into the two-channel logits
+    ``[0, x]`` (softmax of which is ``[1 - sigmoid(x), sigmoid(x)]``). Otherwise the target is a
+    float tensor of the input's shape for per-channel sigmoids. ``valid`` marks counted positions.
+    """
+    x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
+    x = upcast(x)
+    if not from_logits:
+        x = probabilities_to_logits(x, mode)
+    valid = None if ignored is None else ~ignored
+    if mode == "multiclass":
+        return x, t.long() if valid is None else t.long().masked_fill(~valid, 0), valid, True
+    if mode == "binary" and binary_as_two_classes:
+        t = t.reshape(x.shape[0], *x.shape[2:])
+        if valid is not None:
+            valid = valid.reshape(t.shape)
+            t = t.masked_fill(~valid, 0)
+        if torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
+            raise ValueError("binary `target` must hold hard labels in {0, 1} for this loss (no soft labels)")
+        return torch.cat([torch.zeros_like(x), x], 1), t.long(), valid, True
+    y = t.to(x.dtype)
+    if valid is not None:
+        y = y.masked_fill(~valid, 0.0)
+    return x, y, valid, False
+
+
+def segmentation_statistics(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    *,
+    from_logits: bool = True,
+    ignore_index: int | None = -100,
+    batch: bool = False,
+    binary_as_two_classes: bool = False,
+    focal: tuple[torch.Tensor, float, float, str] | None = None,
+) -> SoftmaxStats:
+    """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally the mean
+    focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" | "sum")``)."""
+    x, t, valid, softmax = prepare_segmentation(
+        input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
+        binary_as_two_classes=binary_as_two_classes,
+    )
+    with fp32_island():
+        if not softmax:
+            return sigmoid_statistics(x, t, valid, batch=batch)
+        spec = None
+        if focal is not None:
+            alpha, gamma_bg, gamma_fg, reduction = focal
+            n = t.numel() if valid is None else int(valid.sum())
+            scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
+            spec = (alpha.to(x.dtype), gamma_bg, gamma_fg, scale)
+        return softmax_statistics(x, t, valid, batch=batch, focal=spec)
+
+
+class _RegionLoss(nn.Module):
+    """Shared arguments and reduction of the per-class region losses."""
+
+    def __init__(
+        self,
+        *,
+        mode: str = "multiclass",
+        include_background: bool = True,
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        batch: bool = False,
+        weight: torch.Tensor | None = None,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.mode = check_mode(mode)
+        self.include_background = bool(include_background)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        self.batch = bool(batch)
+        self.smooth_nr = check_number(smooth_nr, "smooth_nr", low=0.0)
+        self.smooth_dr = check_number(smooth_dr, "smooth_dr", low=0.0)
+        self.reduction = check_reduction(reduction)
+        if weight is not None:
+            self.register_buffer("weight", check_class_vector(weight, "weight", None, low=0.0))
+        else:
+            self.weight = None
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = segmentation_statistics(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
+        )
+        return reduce_classes(
+            self.per_class(s), weight=self.weight, include_background=self.include_background,
+            reduction=self.reduction, mode=self.mode,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"mode={self.mode!r}, include_background={self.include_background}, batch={self.batch}, "
+                f"smooth_nr={self.smooth_nr}, smooth_dr={self.smooth_dr}, reduction={self.reduction!r}")
+
+
+def reduce_classes(
+    loss: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    include_background: bool = True,
+    reduction: str = "mean",
+    mode: str = "multiclass",
+) -> torch.Tensor:
+    """Reduce a per-class loss ``[B, C]`` / ``[C]``: drop channel 0 unless ``include_background``
+    (multiclass / multilabel with C > 1), weight classes, then mean / sum / none."""
+    n_classes = loss.shape[-1]
+    if weight is not None and weight.numel() != n_classes:
+        raise ValueError(f"`weight` must have one entry per class ({n_classes}); got {weight.numel()}")
+    w = None if weight is None else weight.to(loss.dtype)
+    if not include_background and mode != "binary" and n_classes > 1:
+        loss = loss[..., 1:]
+        w = None if w is None else w[1:]
+    if reduction == "none":
+        return loss if w is None else loss * w
+    if w is None:
+        return loss.mean() if reduction == "mean" else loss.sum()
+    weighted = (loss * w).sum()
+    if reduction == "sum":
+        return weighted
+    total = w.sum() * (loss.numel() // loss.shape[-1])
+    return weighted / total.clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+_REGION_ARGS = """
+    Args:
+        mode: ``"multiclass"`` (default; softmax, integer target ``[B, *]``), ``"binary"`` (one
+            sigmoid channel, the foreground) or ``"multilabel"`` (a sigmoid per channel).
+        include_background: keep channel 0 in the loss (default True, as MONAI); the softmax
+            always runs over every channel.
+        from_logits: logits (default) or probabilities (validated).
+        ignore_index: target value whose pixels count in no TP / FP / FN (default -100).
+        batch: sum the counts over the whole batch before the ratio (default False: per image).
+        weight: per-class weights ``[C]``; the mean becomes ``sum w_c L_c / sum w_c``.
+        smooth_nr, smooth_dr: added to numerator and denominator (default 1e-5 each).
+        reduction: ``"mean"`` (default) over images and classes, ``"sum"``, or ``"none"`` for
+            the per-class losses ``[B, C]`` (``[C]`` with ``batch``).
+"""
+
+
+class DiceLoss(_RegionLoss):
+    __doc__ = r"""Soft Dice loss (Milletari et al., V-Net, 2016), per class:
+
+    .. math:: \mathcal{L}_c = 1 - \frac{2\,TP_c + s_{nr}}{2\,TP_c + FP_c + FN_c + s_{dr}}
+    """ + _REGION_ARGS
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:
+        return 1.0 - (2.0 * s.tp + self.smooth_nr) / (2.0 * s.tp + s.fp + s.fn + self.smooth_dr)
+
+
+class TverskyLoss(_RegionLoss):
+    __doc__ = r"""Tversky loss (Salehi et al., "Tversky loss function for image segmentation using 3D
+    fully convolutional deep networks", 2017), per class:
+
+    .. math:: TI_c = \frac{TP_c + s_{nr}}{TP_c + \alpha FP_c + \beta FN_c + s_{dr}},\quad
+        \mathcal{L}_c = 1 - TI_c
+
+    ``alpha`` weights false positives, ``beta`` false negatives (defaults 0.3, 0.7: recall
+    matters more for small lesions); ``alpha = beta = 0.5`` is the Dice loss.
+    """ + _REGION_ARGS + """        alpha, beta: weights of FP and FN (default 0.3, 0.7).
+"""
+
+    def __init__(self, *, alpha: float = 0.3, beta: float = 0.7, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.alpha = check_number(alpha, "alpha", low=0.0)
+        self.beta = check_number(beta, "beta", low=0.0)
+
+    def tversky_index(self, s: SoftmaxStats) -> torch.Tensor:
+        return (s.tp + self.smooth_nr) / (s.tp + self.alpha * s.fp + self.beta * s.fn + self.smooth_dr)
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:
+        return 1.0 - self.tversky_index(s)
+
+
+class FocalTverskyLoss(TverskyLoss):
+    __doc__ = r"""Focal Tversky loss (Abraham & Khan, "A Novel Focal Tversky Loss Function with Improved
+    Attention U-Net for Lesion Segmentation", ISBI 2019), per class ``(1 - TI_c)^gamma``.
+
+    Convention: ``gamma`` is the exponent itself, default 0.75. The paper writes
+    ``(1 - TI)^{1/gamma}`` and recommends gamma = 4/3, i.e. the same exponent 0.75. An exponent
+    below 1 focuses on hard (low-TI) classes; the gradient at a perfect prediction is 0, not inf.
+    """ + _REGION_ARGS + """        alpha, beta: weights of FP and FN (default 0.3, 0.7).
+        gamma: exponent > 0 (default 0.75).
+"""
+
+    def __init__(self, *, gamma: float = 0.75, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gamma = check_number(gamma, "gamma", low=0.0, low_inclusive=False)
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:
+        return safe_pow(1.0 - self.tversky_index(s), self.gamma)
+
+
+class ComboLoss(nn.Module):
+    r"""Combo loss (Taghanaki et al., "Combo loss: Handling input and output imbalance in
+    multi-organ segmentation", CMIG 2019):
+
+    .. math:: \mathcal{L} = \alpha\, \mathcal{L}_{wCE} - (1 - \alpha)\, \mathrm{DSC},\quad
+        \mathcal{L}_{wCE} = -\mathrm{mean}\big(\beta\, y \log p + (1 - \beta)(1 - y) \log(1 - p)\big)
+
+    ``alpha`` mixes the two terms, ``beta`` weights false negatives against false positives in
+    the weighted cross-entropy (``beta > 0.5`` penalises missed foreground more). The mean runs
+    over pixels and classes (one-hot ``y``; ``log p`` and ``log(1 - p)`` from the logits, never
+    clipped); ``DSC`` is the soft Dice coefficient averaged over classes and images. The loss lies
+    in ``[-(1 - alpha), inf)``: it is negative for good predictions, as in the paper. (Article 004
+    misplaces a parenthesis and applies alpha inside the cross-entropy; the official Keras code
+    sums the cross-entropy over channels instead of averaging.)
+
+    Args:
+        alpha: weight of the cross-entropy term (default 0.5).
+        beta: weight of the positive (foreground) part of the cross-entropy (default 0.5).
+        mode, include_background, from_logits, ignore_index, batch, smooth_nr, smooth_dr: as
+            :class:`DiceLoss` (they apply to the Dice term; the cross-entropy covers every channel).
+        reduction: ``"mean"`` only (a sum of a per-pixel and a per-class term has no per-element form).
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        mode: str = "multiclass",
+        include_background: bool = True,
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        batch: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
+        self.beta = check_number(beta, "beta", low=0.0, high=1.0)
+        if check_reduction(reduction) != "mean":
+            raise ValueError(f"`reduction` must be 'mean' for ComboLoss; got {reduction!r}")
+        self.reduction = reduction
+        self.dice = DiceLoss(
+            mode=mode, include_background=include_background, from_logits=from_logits, ignore_index=ignore_index,
+            batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        d = self.dice
+        x, t, valid, softmax = prepare_segmentation(
+            input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index
+        )
+        with fp32_island():
+            if softmax:
+                log_p = torch.log_softmax(x, 1)
+                log_q = log1m_softmax(x, log_p)
+                y = F.one_hot(t, x.shape[1]).movedim(-1, 1).to(x.dtype)
+            else:
+                log_p, log_q, y = F.logsigmoid(x), F.logsigmoid(-x), t
+            wce = -(self.beta * y * log_p + (1.0 - self.beta) * (1.0 - y) * log_q)
+            if valid is None:
+                wce_mean = wce.mean()
+            else:
+                m = valid.unsqueeze(1) if softmax or valid.ndim < wce.ndim else valid
+                m = m.to(wce.dtype).expand_as(wce)
+                wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
+            s = segmentation_statistics(input, target, d.mode, from_logits=d.from_logits,
+                                        ignore_index=d.ignore_index, batch=d.batch)
+            dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
+        return self.alpha * wce_mean - (1.0 - self.alpha) * dsc

@@ -1,0 +1,273 @@
+r"""The Unified Focal loss family (Yeung et al., "Unified Focal loss: Generalising Dice and cross
+entropy-based losses to handle class imbalanced medical image segmentation", CMIG 2022) and the
+Hybrid Focal loss (Yeung et al. 2021), for C classes with channel 0 the background.
+
+Definitions follow the official implementation (github.com/mlyg/unified-focal-loss), generalised
+from binary to C classes, with ``p`` the softmax (binary mode: the softmax of ``[0, x]``, i.e.
+``[1 - sigmoid(x), sigmoid(x)]``) and ``CE_c = -y_c log p_c`` from ``log_softmax`` (the official
+code clips probabilities to [1e-7, 1 - 1e-7] first, which freezes the gradient of confident
+mistakes). Per image and class, with ``e = smooth`` (official 1e-7):
+
+    mTI_c = (TP_c + e) / (TP_c + delta FN_c + (1 - delta) FP_c + e)
+
+- Symmetric Focal:   mean over pixels of (1-delta)(1-p_0)^gamma CE_0 + sum_{c>=1} delta (1-p_c)^gamma CE_c
+- Asymmetric Focal:  the same without the focal factor on the rare classes (delta CE_c)
+- Symmetric Focal Tversky:  mean over images and classes of (1 - mTI_c)^(1 - gamma)
+- Asymmetric Focal Tversky: background (1 - mTI_0), rare classes (1 - mTI_c)^(1 - gamma)
+- Unified: weight x [Focal Tversky] + (1 - weight) x [Focal], same symmetry, delta and gamma
+
+With gamma = 0 and delta = 0.5 the Focal Tversky part is the Dice loss and the Focal part half the
+cross-entropy. Known divergences of other code, documented rather than copied: the official code
+puts ``weight`` on the Focal Tversky half and MONAI's ``AsymmetricUnifiedFocalLoss`` on the Focal
+half (identical at the default 0.5), MONAI defaults delta to 0.7 and applies no sigmoid although
+its docstring says so, and the official code indexes channels as ``y_pred[:,:,:,0]``, wrong for
+3-D volumes (inputs here are channel-first for every rank).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_class_vector, check_mode, check_number, check_reduction
+from ._common import fp32_island, safe_pow
+from ._overlap import SoftmaxStats
+from .focal import _softmax_focal
+from .overlap import prepare_segmentation, reduce_classes, segmentation_statistics
+
+UNIFIED_MODES = ("binary", "multiclass")
+
+
+def _delta_weights(delta: float, n_classes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    w = torch.full((n_classes,), delta, dtype=dtype, device=device)
+    w[0] = 1.0 - delta
+    return w
+
+
+def modified_tversky_index(s: SoftmaxStats, delta: float, smooth: float) -> torch.Tensor:
+    """``(TP + e) / (TP + delta FN + (1 - delta) FP + e)`` per image and class."""
+    return (s.tp + smooth) / (s.tp + delta * s.fn + (1.0 - delta) * s.fp + smooth)
+
+
+def focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth: float, asymmetric: bool) -> torch.Tensor:
+    """Per image and class ``(1 - mTI)^(1 - gamma)``; the background unmodulated if ``asymmetric``."""
+    d = 1.0 - modified_tversky_index(s, delta, smooth)
+    terms = safe_pow(d, 1.0 - gamma)
+    if asymmetric:
+        terms = torch.cat([d[..., :1], terms[..., 1:]], -1)
+    return terms
+
+
+class _UnifiedBase(nn.Module):
+    asymmetric = False
+
+    def __init__(
+        self,
+        *,
+        delta: float,
+        gamma: float,
+        mode: str = "multiclass",
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        batch: bool = False,
+        smooth: float = 1e-7,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.delta = check_number(delta, "delta", low=0.0, high=1.0)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
+        self.mode = check_choice(check_mode(mode), "mode", UNIFIED_MODES)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        self.batch = bool(batch)
+        self.smooth = check_number(smooth, "smooth", low=0.0)
+        self.reduction = check_reduction(reduction)
+
+    def _stats(self, input, target, focal=None) -> SoftmaxStats:
+        return segmentation_statistics(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
+            batch=self.batch, binary_as_two_classes=True, focal=focal,
+        )
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, delta={self.delta}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+_FOCAL_ARGS = """
+    Args:
+        delta: weight of the rare classes, 1 - delta for the background (default 0.7).
+        gamma: focusing exponent >= 0 (default 2.0).
+        mode: ``"multiclass"`` (default; channel 0 = background) or ``"binary"`` (one logit,
+            treated as the two-channel softmax ``[1 - p, p]``; hard labels).
+        from_logits: logits (default) or probabilities.
+        ignore_index: target value whose pixels count nowhere (default -100).
+        reduction: ``"mean"`` over pixels (default), ``"sum"``, or ``"none"`` (``[B, *]``).
+"""
+
+
+class SymmetricFocalLoss(_UnifiedBase):
+    __doc__ = "Symmetric Focal loss of the Unified Focal family (module docstring for the formula).\n" + _FOCAL_ARGS
+
+    def __init__(self, *, delta: float = 0.7, gamma: float = 2.0, **kwargs) -> None:
+        super().__init__(delta=delta, gamma=gamma, **kwargs)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x, t, valid, _ = prepare_segmentation(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
+            binary_as_two_classes=True,
+        )
+        alpha = _delta_weights(self.delta, x.shape[1], x.dtype, x.device)
+        gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
+        with fp32_island():
+            return _softmax_focal(x, t, valid, None, alpha, gammas, 0.0, self.reduction, "elements")
+
+
+class AsymmetricFocalLoss(SymmetricFocalLoss):
+    __doc__ = ("Asymmetric Focal loss of the Unified Focal family: the focal factor on the background "
+               "only (module docstring for the formula).\n" + _FOCAL_ARGS)
+    asymmetric = True
+
+
+_FT_ARGS = """
+    Args:
+        delta: weight of false negatives, 1 - delta of false positives (default 0.7).
+        gamma: the exponent is ``1 - gamma`` (default 0.75, exponent 0.25).
+        mode, from_logits, ignore_index: as :class:`SymmetricFocalLoss`.
+        batch: counts over the whole batch instead of per image (default False).
+        smooth: ``e`` of mTI (default 1e-7, the official value). An image with no pixel of a class
+            and no predicted mass for it has mTI = 1 (loss 0); predicted mass on an empty class
+            gives mTI ~ 0 (loss ~ 1, false positives penalised).
+        reduction: ``"mean"`` over images and classes (default), ``"sum"``, ``"none"`` (``[B, C]``).
+"""
+
+
+class SymmetricFocalTverskyLoss(_UnifiedBase):
+    __doc__ = "Symmetric Focal Tversky loss of the Unified Focal family.\n" + _FT_ARGS
+
+    def __init__(self, *, delta: float = 0.7, gamma: float = 0.75, **kwargs) -> None:
+        super().__init__(delta=delta, gamma=gamma, **kwargs)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = self._stats(input, target)
+        terms = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric)
+        return reduce_classes(terms, reduction=self.reduction)
+
+
+class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):
+    __doc__ = ("Asymmetric Focal Tversky loss of the Unified Focal family: no focal exponent on the "
+               "background.\n" + _FT_ARGS)
+    asymmetric = True
+
+
+class SymmetricUnifiedFocalLoss(_UnifiedBase):
+    __doc__ = r"""Symmetric Unified Focal loss: ``weight x SymmetricFocalTversky + (1 - weight) x
+    SymmetricFocal``, both with the same ``delta`` and ``gamma`` (module docstring for the formulas).
+    One softmax pass computes both halves; the backward is written by hand.
+
+    Args:
+        weight: lambda, the share of the Focal Tversky half (default 0.5).
+        delta: class / error weighting shared by both halves (default 0.6).
+        gamma: focusing parameter shared by both halves (default 0.5).
+        mode, from_logits, ignore_index, batch, smooth: as the halves.
+        reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
+    """
+
+    def __init__(self, *, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5, **kwargs) -> None:
+        super().__init__(delta=delta, gamma=gamma, **kwargs)
+        self.weight = check_number(weight, "weight", low=0.0, high=1.0)
+        if self.reduction != "mean":
+            raise ValueError(f"`reduction` must be 'mean' for {type(self).__name__}; got {self.reduction!r}")
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n_classes = 2 if self.mode == "binary" else input.shape[1]
+        alpha = _delta_weights(self.delta, n_classes, torch.float64, input.device)
+        gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
+        s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1], "mean"))
+        ft = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric).mean()
+        return self.weight * ft + (1.0 - self.weight) * s.focal
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}, " + super().extra_repr()
+
+
+class AsymmetricUnifiedFocalLoss(SymmetricUnifiedFocalLoss):
+    __doc__ = (SymmetricUnifiedFocalLoss.__doc__ or "").replace("Symmetric", "Asymmetric")
+    asymmetric = True
+
+
+class HybridFocalLoss(nn.Module):
+    r"""Hybrid Focal loss (Yeung et al. 2021): ``weight x Focal + (1 - weight) x FocalTversky``.
+
+    The Focal half is the softmax focal loss ``-alpha_t (1 - p_t)^{gamma_f} log p_t`` (mean over
+    pixels) and the Focal Tversky half ``(1 - TI_c)^{gamma_t}`` with ``TI_c = (TP + e) / (TP +
+    alpha_t FP + beta_t FN + e)``, mean over images and classes, each with its own parameters.
+    One softmax pass; hand-written backward.
+
+    Args:
+        weight: lambda, the share of the Focal half (default 0.5).
+        focal_alpha: per-class weights ``[C]`` for the Focal half, or None (default).
+        focal_gamma: gamma of the Focal half (default 2.0).
+        tversky_alpha, tversky_beta: weights of FP and FN (default 0.3, 0.7).
+        tversky_gamma: exponent of the Focal Tversky half (default 0.75).
+        mode, from_logits, ignore_index, batch, smooth: as :class:`SymmetricUnifiedFocalLoss`.
+    """
+
+    def __init__(
+        self,
+        *,
+        weight: float = 0.5,
+        focal_alpha: torch.Tensor | None = None,
+        focal_gamma: float = 2.0,
+        tversky_alpha: float = 0.3,
+        tversky_beta: float = 0.7,
+        tversky_gamma: float = 0.75,
+        mode: str = "multiclass",
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        batch: bool = False,
+        smooth: float = 1e-7,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.weight = check_number(weight, "weight", low=0.0, high=1.0)
+        self.focal_gamma = check_number(focal_gamma, "focal_gamma", low=0.0)
+        self.tversky_alpha = check_number(tversky_alpha, "tversky_alpha", low=0.0)
+        self.tversky_beta = check_number(tversky_beta, "tversky_beta", low=0.0)
+        self.tversky_gamma = check_number(tversky_gamma, "tversky_gamma", low=0.0, low_inclusive=False)
+        self.mode = check_choice(check_mode(mode), "mode", UNIFIED_MODES)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        self.batch = bool(batch)
+        self.smooth = check_number(smooth, "smooth", low=0.0)
+        if check_reduction(reduction) != "mean":
+            raise ValueError(f"`reduction` must be 'mean' for HybridFocalLoss; got {reduction!r}")
+        self.reduction = reduction
+        if focal_alpha is not None:
+            self.register_buffer("focal_alpha", check_class_vector(focal_alpha, "focal_alpha", None, low=0.0))
+        else:
+            self.focal_alpha = None
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        n_classes = 2 if self.mode == "binary" else input.shape[1]
+        alpha = torch.ones(n_classes, dtype=torch.float64) if self.focal_alpha is None else self.focal_alpha
+        if alpha.numel() != n_classes:
+            raise ValueError(f"`focal_alpha` must have length {n_classes}; got {alpha.numel()}")
+        s = segmentation_statistics(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
+            batch=self.batch, binary_as_two_classes=True,
+            focal=(alpha, self.focal_gamma, self.focal_gamma, "mean"),
+        )
+        ti = (s.tp + self.smooth) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth)
+        ft = safe_pow(1.0 - ti, self.tversky_gamma).mean()
+        return self.weight * s.focal + (1.0 - self.weight) * ft
+
+
+__all__ = [
+    "AsymmetricFocalLoss",
+    "AsymmetricFocalTverskyLoss",
+    "AsymmetricUnifiedFocalLoss",
+    "HybridFocalLoss",
+    "SymmetricFocalLoss",
+    "SymmetricFocalTverskyLoss",
+    "SymmetricUnifiedFocalLoss",
+]
