@@ -1,0 +1,310 @@
+"""Segmentation losses against a float64 transcription of the papers' formulas (written here),
+their documented reductions, MONAI where the definitions coincide, and edge cases."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from medloss.losses import (
+    AsymmetricFocalLoss,
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    ComboLoss,
+    DiceLoss,
+    FocalTverskyLoss,
+    HybridFocalLoss,
+    SymmetricFocalLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
+    TverskyLoss,
+)
+
+ALL = [DiceLoss, TverskyLoss, FocalTverskyLoss, ComboLoss, SymmetricFocalLoss, AsymmetricFocalLoss,
+       SymmetricFocalTverskyLoss, AsymmetricFocalTverskyLoss, SymmetricUnifiedFocalLoss,
+       AsymmetricUnifiedFocalLoss, HybridFocalLoss]
+
+
+# ----------------------------------------------------------------------------- reference formulas
+def ref_probs(x, t, mode):
+    """probabilities and one-hot targets [B, C, *] in float64, as the papers define them."""
+    x = x.double()
+    if mode == "multiclass":
+        return torch.softmax(x, 1), F.one_hot(t, x.shape[1]).movedim(-1, 1).double()
+    if mode == "binary2":  # binary as the two-channel softmax [1 - p, p]
+        p = torch.sigmoid(x[:, 0])
+        return torch.stack([1 - p, p], 1), torch.stack([1 - t.double(), t.double()], 1)
+    return torch.sigmoid(x), t.double()
+
+
+def ref_counts(p, y, batch=False):
+    dims = tuple(range(2, p.ndim))
+    tp, fp, fn = (p * y).sum(dims), (p * (1 - y)).sum(dims), ((1 - p) * y).sum(dims)
+    if batch:
+        tp, fp, fn = tp.sum(0), fp.sum(0), fn.sum(0)
+    return tp, fp, fn
+
+
+def ref_unified(p, y, delta, gamma, weight, asymmetric, smooth=1e-7):
+    tp, fp, fn = ref_counts(p, y)
+    mti = (tp + smooth) / (tp + delta * fn + (1 - delta) * fp + smooth)
+    ft = (1 - mti) ** (1 - gamma)
+    if asymmetric:
+        ft[:, 0] = 1 - mti[:, 0]
+    ce = -y * torch.log(p)
+    w = torch.full((p.shape[1],), delta, dtype=torch.float64)
+    w[0] = 1 - delta
+    g = torch.full((p.shape[1],), gamma, dtype=torch.float64)
+    if asymmetric:
+        g[1:] = 0.0
+    shape = (1, -1) + (1,) * (p.ndim - 2)
+    focal = (w.view(shape) * (1 - p) ** g.view(shape) * ce).sum(1).mean()
+    return ft.mean(), focal, weight * ft.mean() + (1 - weight) * focal
+
+
+def case(shape=(2, 3, 6, 5), seed=0, scale=2.0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * scale
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+    return x, t
+
+
+# ----------------------------------------------------------------------------- formulas
+@pytest.mark.parametrize("shape", [(2, 3, 6, 5), (2, 4, 3, 4, 5), (3, 2, 7)])
+@pytest.mark.parametrize("batch", [False, True])
+def test_region_losses_equal_formulas(shape, batch):
+    x, t = case(shape)
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y, batch)
+    s = 1e-5
+    dice = 1 - (2 * tp + s) / (2 * tp + fp + fn + s)
+    ti = (tp + s) / (tp + 0.3 * fp + 0.7 * fn + s)
+    assert DiceLoss(batch=batch)(x, t).item() == pytest.approx(dice.mean().item(), rel=1e-12)
+    assert TverskyLoss(batch=batch)(x, t).item() == pytest.approx((1 - ti).mean().item(), rel=1e-12)
+    assert FocalTverskyLoss(batch=batch)(x, t).item() == pytest.approx(((1 - ti) ** 0.75).mean().item(), rel=1e-12)
+    none = DiceLoss(batch=batch, reduction="none")(x, t)
+    assert none.shape == dice.shape
+    torch.testing.assert_close(none, dice, rtol=1e-12, atol=0)
+
+
+def test_binary_and_multilabel_region_losses():
+    x, _ = case((3, 1, 5, 5))
+    yb = (torch.rand(3, 1, 5, 5, generator=torch.Generator().manual_seed(1)) > 0.6).long()
+    p, y = ref_probs(x, yb, "sigmoid")
+    tp, fp, fn = ref_counts(p, y)
+    assert DiceLoss(mode="binary")(x, yb).item() == pytest.approx((1 - (2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)).mean().item(), rel=1e-12)
+    xm, _ = case((2, 3, 4, 4), seed=2)
+    ym = (torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(3)) > 0.5).double()
+    p, y = ref_probs(xm, ym, "sigmoid")
+    tp, fp, fn = ref_counts(p, y)
+    ti = (tp + 1e-5) / (tp + 0.4 * fp + 0.6 * fn + 1e-5)
+    assert TverskyLoss(mode="multilabel", alpha=0.4, beta=0.6)(xm, ym).item() == pytest.approx((1 - ti).mean().item(), rel=1e-12)
+
+
+def test_include_background_weights_and_ignore_index():
+    x, t = case((2, 4, 6, 6), seed=3)
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y)
+    dice = 1 - (2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)
+    assert DiceLoss(include_background=False)(x, t).item() == pytest.approx(dice[:, 1:].mean().item(), rel=1e-12)
+    w = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    expected = (dice * w).sum() / (w.sum() * 2)
+    assert DiceLoss(weight=w)(x, t).item() == pytest.approx(expected.item(), rel=1e-12)
+    # ignored pixels count in no TP / FP / FN and get no gradient
+    t_ign = t.clone()
+    t_ign[:, :2] = -100
+    xi = x.clone().requires_grad_()
+    got = DiceLoss()(xi, t_ign)
+    p2, y2 = ref_probs(x[:, :, 2:], t[:, 2:], "multiclass")
+    tp2, fp2, fn2 = ref_counts(p2, y2)
+    assert got.item() == pytest.approx((1 - (2 * tp2 + 1e-5) / (2 * tp2 + fp2 + fn2 + 1e-5)).mean().item(), rel=1e-12)
+    got.backward()
+    assert xi.grad[:, :, :2].abs().max() == 0
+    uf = SymmetricUnifiedFocalLoss()(x, t_ign)
+    _, _, ref = ref_unified(p2, y2, 0.6, 0.5, 0.5, False)
+    assert uf.item() == pytest.approx(ref.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+def test_unified_family_equals_official_definitions(asymmetric, mode):
+    if mode == "multiclass":
+        x, t = case((2, 4, 5, 6), seed=4)
+        p, y = ref_probs(x, t, "multiclass")
+    else:
+        x, _ = case((2, 1, 6, 6), seed=5)
+        t = (torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(6)) > 0.7).long()
+        p, y = ref_probs(x, t[:, 0], "binary2")
+    ft_cls = AsymmetricFocalTverskyLoss if asymmetric else SymmetricFocalTverskyLoss
+    fo_cls = AsymmetricFocalLoss if asymmetric else SymmetricFocalLoss
+    un_cls = AsymmetricUnifiedFocalLoss if asymmetric else SymmetricUnifiedFocalLoss
+    ft, _, _ = ref_unified(p, y, 0.7, 0.75, 0.5, asymmetric)
+    _, fo, _ = ref_unified(p, y, 0.7, 2.0, 0.5, asymmetric)
+    _, _, un = ref_unified(p, y, 0.6, 0.5, 0.5, asymmetric)
+    assert ft_cls(mode=mode)(x, t).item() == pytest.approx(ft.item(), rel=1e-10)
+    assert fo_cls(mode=mode)(x, t).item() == pytest.approx(fo.item(), rel=1e-10)
+    assert un_cls(mode=mode)(x, t).item() == pytest.approx(un.item(), rel=1e-10)
+    _, _, un3 = ref_unified(p, y, 0.8, 0.3, 0.3, asymmetric)
+    assert un_cls(mode=mode, weight=0.3, delta=0.8, gamma=0.3)(x, t).item() == pytest.approx(un3.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("asymmetric", [False, True])
+def test_reductions_gamma0_delta_half(asymmetric):
+    x, t = case((2, 3, 6, 6), seed=7)
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y)
+    e = 1e-7
+    dice = (1 - (2 * tp + 2 * e) / (2 * tp + fp + fn + 2 * e)).mean()  # mTI at delta .5 = Dice with smooth 2e
+    half_ce = 0.5 * F.cross_entropy(x, t)
+    ft_cls = AsymmetricFocalTverskyLoss if asymmetric else SymmetricFocalTverskyLoss
+    fo_cls = AsymmetricFocalLoss if asymmetric else SymmetricFocalLoss
+    un_cls = AsymmetricUnifiedFocalLoss if asymmetric else SymmetricUnifiedFocalLoss
+    assert ft_cls(delta=0.5, gamma=0.0)(x, t).item() == pytest.approx(dice.item(), rel=1e-12)
+    assert fo_cls(delta=0.5, gamma=0.0)(x, t).item() == pytest.approx(half_ce.item(), rel=1e-12)
+    assert un_cls(delta=0.5, gamma=0.0, weight=0.25)(x, t).item() == pytest.approx((0.25 * dice + 0.75 * half_ce).item(), rel=1e-12)
+    # Dice loss proper with the same smoothing
+    assert DiceLoss(smooth_nr=2 * e, smooth_dr=2 * e)(x, t).item() == pytest.approx(dice.item(), rel=1e-12)
+
+
+def test_hybrid_and_combo_equal_formulas():
+    x, t = case((2, 3, 5, 5), seed=8)
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y)
+    a = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    focal = (-(a.view(1, 3, 1, 1) * (1 - p) ** 2.0 * y * torch.log(p)).sum(1)).mean()
+    ti = (tp + 1e-7) / (tp + 0.3 * fp + 0.7 * fn + 1e-7)
+    ft = ((1 - ti) ** 0.75).mean()
+    assert HybridFocalLoss(weight=0.4, focal_alpha=a)(x, t).item() == pytest.approx((0.4 * focal + 0.6 * ft).item(), rel=1e-10)
+    alpha, beta = 0.6, 0.7
+    wce = -(beta * y * torch.log(p) + (1 - beta) * (1 - y) * torch.log(1 - p)).mean()
+    dsc = ((2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)).mean()
+    assert ComboLoss(alpha=alpha, beta=beta)(x, t).item() == pytest.approx((alpha * wce - (1 - alpha) * dsc).item(), rel=1e-10)
+    xb, _ = case((2, 1, 5, 5), seed=9)
+    yb = (torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(9)) > 0.5).double()
+    pb = torch.sigmoid(xb)
+    tp, fp, fn = ref_counts(pb, yb)
+    wce = -(beta * yb * torch.log(pb) + (1 - beta) * (1 - yb) * torch.log(1 - pb)).mean()
+    dsc = ((2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)).mean()
+    assert ComboLoss(alpha=alpha, beta=beta, mode="binary")(xb, yb).item() == pytest.approx((alpha * wce - (1 - alpha) * dsc).item(), rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- MONAI
+def test_agreement_with_monai():
+    monai = pytest.importorskip("monai.losses", reason="MONAI not installed (pip install -e '.[dev]')")
+    x, t = case((2, 4, 8, 8), seed=10)
+    t1 = t.unsqueeze(1)
+    kw = {"softmax": True, "to_onehot_y": True}
+    for ours, theirs in [
+        (DiceLoss(), monai.DiceLoss(**kw)),
+        (DiceLoss(include_background=False), monai.DiceLoss(include_background=False, **kw)),
+        (DiceLoss(batch=True), monai.DiceLoss(batch=True, **kw)),
+        (TverskyLoss(alpha=0.3, beta=0.7), monai.TverskyLoss(alpha=0.3, beta=0.7, **kw)),
+        (TverskyLoss(alpha=0.6, beta=0.4, batch=True), monai.TverskyLoss(alpha=0.6, beta=0.4, batch=True, **kw)),
+    ]:
+        assert ours(x, t).item() == pytest.approx(theirs(x, t1).item(), rel=1e-9)
+    # class weights: MONAI averages w_c L_c over classes; medloss divides by the weights' sum
+    w = torch.tensor([0.5, 1.0, 2.0, 4.0], dtype=torch.float64)
+    theirs = monai.DiceLoss(weight=w, **kw)(x, t1).item()
+    assert DiceLoss(weight=w)(x, t).item() * w.sum().item() / 4 == pytest.approx(theirs, rel=1e-9)
+    # binary: one sigmoid channel
+    xb, _ = case((2, 1, 8, 8), seed=11)
+    yb = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(11)) > 0.5).double()
+    assert DiceLoss(mode="binary")(xb, yb).item() == pytest.approx(monai.DiceLoss(sigmoid=True)(xb, yb).item(), rel=1e-9)
+    # MONAI's asymmetric unified-focal parts take two probability channels [1 - p, p]
+    pr = torch.softmax(xb.repeat(1, 2, 1, 1) * torch.tensor([0.0, 1.0]).view(1, 2, 1, 1), 1)
+    onehot = torch.cat([1 - yb, yb], 1)
+    labels = yb[:, 0].long()
+    ufl = pytest.importorskip("monai.losses.unified_focal_loss")
+    ft_ref = ufl.AsymmetricFocalTverskyLoss(delta=0.6, gamma=0.5)(pr, onehot).item()
+    ft = AsymmetricFocalTverskyLoss(delta=0.6, gamma=0.5, from_logits=False)(pr, labels).item()
+    assert ft == pytest.approx(ft_ref, rel=1e-5)
+    # the focal part: MONAI <= 1.5 sums the two class terms per pixel, as the official code; MONAI 1.6
+    # averages over the channel axis too, i.e. half of it
+    fo_ref = ufl.AsymmetricFocalLoss(delta=0.6, gamma=0.5)(pr, onehot).item()
+    fo = AsymmetricFocalLoss(delta=0.6, gamma=0.5, from_logits=False)(pr, labels).item()
+    assert fo == pytest.approx(fo_ref, rel=1e-5) or fo / 2 == pytest.approx(fo_ref, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- edge cases
+def _empty_case(predict_foreground: bool):
+    # two classes; the ground truth is all background; the prediction confident either way
+    x = torch.zeros(1, 2, 4, 4)
+    x[:, 1] = 40.0 if predict_foreground else -40.0
+    return x.requires_grad_(), torch.zeros(1, 4, 4, dtype=torch.long)
+
+
+@pytest.mark.parametrize("cls", [DiceLoss, TverskyLoss, FocalTverskyLoss, SymmetricFocalTverskyLoss, AsymmetricFocalTverskyLoss])
+def test_empty_ground_truth_is_defined(cls):
+    for fg, expected in [(False, 0.0), (True, 1.0)]:
+        x, t = _empty_case(fg)
+        per_class = cls(reduction="none")(x, t)
+        fg_loss = per_class[0, 1].item()
+        assert fg_loss == pytest.approx(expected, abs=1e-3)  # empty mask: 0 if nothing predicted, ~1 with false positives
+        per_class.sum().backward()
+        assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+def test_extreme_logits_finite_and_bf16(cls, mode):
+    shape = (2, 3, 4, 4) if mode == "multiclass" else (2, 1, 4, 4)
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(*shape, generator=g).sign() * 1e4
+    t = torch.randint(0, 3, (2, 4, 4), generator=g) if mode == "multiclass" else torch.randint(0, 2, (2, 1, 4, 4), generator=g)
+    loss = cls(mode=mode)
+    xx = x.clone().requires_grad_()
+    value = loss(xx, t)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(xx.grad).all()
+    xb = torch.randn(*shape, generator=g).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        vb = loss(xb * 1.0, t)
+    vb.backward()
+    assert vb.dtype == torch.float32 and torch.isfinite(vb) and torch.isfinite(xb.grad.float()).all()
+    assert vb.item() == pytest.approx(loss(xb.detach().double(), t).item(), rel=1e-4, abs=1e-6)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_gradcheck(cls):
+    x, t = case((2, 3, 3, 4), seed=13, scale=1.5)
+    t[0, 0, 0] = -100
+    xx = x.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: cls()(z, t), (xx,))
+
+
+def test_gradcheck_3d_batch_and_multilabel():
+    x, t = case((2, 3, 2, 3, 3), seed=14)
+    assert torch.autograd.gradcheck(lambda z: FocalTverskyLoss(batch=True)(z, t), (x.clone().requires_grad_(),))
+    xm, _ = case((2, 3, 3, 3), seed=15)
+    ym = (torch.rand(2, 3, 3, 3, generator=torch.Generator().manual_seed(15)) > 0.5).double()
+    assert torch.autograd.gradcheck(lambda z: DiceLoss(mode="multilabel")(z, ym), (xm.clone().requires_grad_(),))
+
+
+BAD = [
+    ("label out of range", lambda: DiceLoss()(torch.zeros(1, 3, 2, 2), torch.full((1, 2, 2), 3)), ValueError, r"target.*\[0, 2\]"),
+    ("target shape", lambda: DiceLoss()(torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, dtype=torch.long)), ValueError, r"target.*\[1, 2, 2\]"),
+    ("multilabel unified", lambda: SymmetricUnifiedFocalLoss(mode="multilabel"), ValueError, r"mode.*'binary', 'multiclass'"),
+    ("soft labels unified", lambda: AsymmetricFocalLoss(mode="binary")(torch.zeros(1, 1, 2), torch.full((1, 1, 2), 0.5)), ValueError, r"hard labels"),
+    ("weight length", lambda: DiceLoss(weight=torch.ones(2))(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)), ValueError, r"weight.*\(3\)"),
+    ("composite reduction none", lambda: SymmetricUnifiedFocalLoss(reduction="none"), ValueError, r"reduction.*'mean'"),
+    ("delta above 1", lambda: AsymmetricFocalTverskyLoss(delta=1.5), ValueError, r"delta"),
+    ("negative alpha", lambda: TverskyLoss(alpha=-0.1), ValueError, r"alpha"),
+    ("probabilities out of range", lambda: DiceLoss(from_logits=False)(torch.full((1, 2, 2, 2), 0.9), torch.zeros(1, 2, 2, dtype=torch.long)), ValueError, r"sum to 1"),
+    ("NaN logits", lambda: SymmetricFocalLoss()(torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, dtype=torch.long)), ValueError, r"NaN"),
+]
+
+
+@pytest.mark.parametrize("desc,call,exc,pattern", BAD, ids=[b[0] for b in BAD])
+def test_bad_inputs(desc, call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_float16_volume_does_not_overflow():
+    # MONAI's and smp's Dice return NaN here: the fp16 sums of a 96^3 volume overflow
+    x = torch.randn(1, 2, 96, 96, 96).half()
+    t = torch.randint(0, 2, (1, 96, 96, 96))
+    value = DiceLoss()(x, t)
+    assert torch.isfinite(value) and value.item() == pytest.approx(DiceLoss()(x.float(), t).item(), rel=1e-6)
+    assert not math.isnan(value.item())
