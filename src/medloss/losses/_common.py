@@ -157,7 +157,7 @@ def log1m_softmax(x: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
     ``log1p(-p)`` is accurate while p <= 1/2, which holds for every class but the top one; for
     the top class it is ``logsumexp`` of the other logits minus ``logsumexp`` of all. The top
     entries are masked before ``log1p`` so no infinity reaches the gradient."""
-    top = logp.argmax(1, keepdim=True)
+    top = logp.max(1, keepdim=True).indices  # not argmax: 30x slower over the channel dim of NCHW
     p_rest = torch.exp(logp).scatter(1, top, 0.0)
     log_q = torch.log1p(-p_rest)
     others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)

@@ -146,8 +146,8 @@ class _SoftmaxStatsFunction(torch.autograd.Function):
             weight = class_lookup(alpha.to(p.dtype) * scale, t)
             if vflat is not None:
                 weight = weight * vflat.view(b, -1)
-            focal_value = (value * weight).sum()
-            slope = slope * weight
+            focal_value = torch.dot(value.reshape(-1), weight.reshape(-1))
+            slope = slope.mul_(weight)
         ctx.batch = batch
         ctx.save_for_backward(p, t1, pt, slope, vflat)
         ctx.mark_non_differentiable(sum_y)
@@ -171,9 +171,9 @@ class _SoftmaxStatsFunction(torch.autograd.Function):
         pixel = s.neg_()
         on_target = pt * v_t
         if slope is not None:
-            gs = slope * g_focal
-            pixel.add_(gs)
-            on_target.sub_(gs)
+            g = float(g_focal)
+            pixel.add_(slope, alpha=g)
+            on_target.sub_(slope, alpha=g)
         if vflat is not None:
             m = vflat.view(b, -1)
             pixel.mul_(m)

@@ -374,7 +374,7 @@ class CDWCELoss(nn.Module):
             logp = torch.log_softmax(x, 1)
             log1mp = log1mexp(logp.clamp(max=-torch.finfo(logp.dtype).tiny))
             # the top grade can have p ~ 1: use log(sum_{j != top} e^x_j) - logsumexp(x) there
-            top = x.argmax(1, keepdim=True)
+            top = x.max(1, keepdim=True).indices
             others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)
             log1mp = log1mp.scatter(1, top, others - torch.logsumexp(x, 1, keepdim=True))
             grades = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
