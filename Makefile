@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/medloss demo
+	$(VENV)/bin/medloss demo --out medloss-demo --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q

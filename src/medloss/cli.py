@@ -1,8 +1,9 @@
-"""The ``medloss`` command line."""
+"""The ``medloss`` command line: ``demo``, ``train``, ``calibrate``, ``losses``."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -19,9 +20,67 @@ def _cmd_losses(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_quick_demo
+    from .demo import run_demo
 
-    run_quick_demo(epochs=args.epochs, seed=args.seed)
+    run_demo(args.out, force=args.force, seed=args.seed, quick=args.quick, progress=not args.no_progress,
+             command=args.command_line)
+    return 0
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 64,32; got {text!r}"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"layer widths must be positive integers; got {text!r}")
+    return widths
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return v
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .workflow.pipeline import TrainConfig, run_train
+
+    cfg = TrainConfig(
+        data=args.data, target=args.target, out=args.out, task=args.task, binarize=args.binarize,
+        num_classes=args.num_classes, loss=args.loss, class_weights=args.class_weights, calibrator=args.calibrator,
+        hidden=args.hidden, dropout=args.dropout, epochs=args.epochs, patience=args.patience,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
+        progress=not args.no_progress, command=args.command_line,
+    )
+    path = run_train(cfg)
+    print(f"report: {path / 'report.html'}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .workflow.pipeline import CalibrateConfig, run_calibrate
+
+    cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
+                          n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line)
+    path = run_calibrate(cfg)
+    print(f"report: {path / 'report.html'}")
     return 0
 
 
@@ -31,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medloss",
         description="Losses for imbalanced and ordinal medical labels, and calibration you can trust.",
+        epilog="Docs: README.md and docs/ (workflow.md describes the file formats).",
     )
     parser.add_argument("--version", action="version", version=f"medloss {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,26 +98,68 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("losses", help="list the registered losses")
     p.set_defaults(func=_cmd_losses)
 
-    p = sub.add_parser("demo", help="train on data that ships with the install and print the results")
-    p.add_argument("--epochs", type=int, default=30, help="training epochs per loss (default 30)")
+    p = sub.add_parser("demo", help="the whole workflow on data that ships with the install; writes a report")
+    p.add_argument("--out", default="medloss-demo", help="report folder (default ./medloss-demo)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--quick", action="store_true", help="fewer epochs and resamples (a smoke test)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train an MLP on a CSV / Parquet table, calibrate, evaluate, report")
+    p.add_argument("--data", required=True, help="CSV or Parquet file, one row per patient / case")
+    p.add_argument("--target", required=True, help="name of the target column")
+    p.add_argument("--task", choices=("binary", "multiclass", "ordinal"), default="binary")
+    p.add_argument("--binarize", metavar="median|VALUE", help="binary task from a continuous target: y > threshold")
+    p.add_argument("--num-classes", type=_positive_int, help="declared number of classes / grades (labels 0..K-1)")
+    p.add_argument("--loss", default="ce", help="a registered loss (see `medloss losses`) or a weighted sum "
+                   "such as '0.5*ce+0.5*soft_f1' (default ce)")
+    p.add_argument("--class-weights", choices=("balanced", "inverse", "effective_number"),
+                   help="per-class weights from the training labels (default none)")
+    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature",
+                   help="post-hoc calibrator fitted on the validation split (default temperature)")
+    p.add_argument("--hidden", type=_hidden, default=(64, 32), help="MLP layer widths (default 64,32)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    p.add_argument("--epochs", type=_positive_int, default=200, help="maximum epochs (default 200)")
+    p.add_argument("--patience", type=_positive_int, default=20, help="early-stopping patience (default 20)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and batches (default 0)")
+    p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")
+    p.add_argument("--predictions", required=True, help="CSV / Parquet / NPZ of logits or probabilities + labels")
+    p.add_argument("--val", help="a second file of the same format to fit the calibrator on (recommended)")
+    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature")
+    p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.set_defaults(func=_cmd_calibrate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .workflow.io import UserError
+
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    args.command_line = "medloss " + " ".join(shlex.quote(a) for a in argv)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except UserError as err:
         print(f"medloss {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"medloss {args.command}: interrupted", file=sys.stderr)
+        print(f"medloss {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
 
 

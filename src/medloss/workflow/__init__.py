@@ -1,0 +1,1 @@
+"""The medloss workflow: tabular training, calibration on validation, evaluation on test, reports."""

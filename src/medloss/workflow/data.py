@@ -1,0 +1,212 @@
+"""Tabular data: target handling, preprocessing fitted on the training split only, stratified splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .io import UserError
+
+TASKS = ("binary", "multiclass", "ordinal")
+
+
+@dataclass
+class Target:
+    """Integer labels ``0..K-1`` and what they mean."""
+
+    y: np.ndarray
+    class_names: list[str]
+    task: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _is_integer_valued(values: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def prepare_target(
+    df: pd.DataFrame,
+    column: str,
+    task: str,
+    *,
+    binarize: str | None = None,
+    num_classes: int | None = None,
+) -> tuple[pd.DataFrame, Target]:
+    """Validate the target column and turn it into integer labels; rows without a target are dropped."""
+    if column not in df.columns:
+        shown = ", ".join(map(str, list(df.columns)[:20]))
+        raise UserError(f"target column {column!r} not found; the file has columns: {shown}")
+    if task not in TASKS:
+        raise UserError(f"--task must be one of {', '.join(TASKS)}; got {task!r}")
+    notes = []
+    missing = df[column].isna()
+    if missing.all():
+        raise UserError(f"target column {column!r} has no values (all missing)")
+    if missing.any():
+        notes.append(f"dropped {int(missing.sum())} row(s) with a missing target")
+        df = df.loc[~missing].reset_index(drop=True)
+    raw = df[column]
+    if raw.nunique() < 2:
+        raise UserError(f"target column {column!r} is constant ({raw.iloc[0]!r}): nothing to learn")
+
+    if binarize is not None:
+        if task != "binary":
+            raise UserError("--binarize only applies to --task binary")
+        values = pd.to_numeric(raw, errors="coerce")
+        if values.isna().any():
+            bad = raw[values.isna()].iloc[0]
+            raise UserError(f"--binarize needs a numeric target; column {column!r} holds {bad!r}")
+        if binarize == "median":
+            threshold = float(values.median())
+        else:
+            try:
+                threshold = float(binarize)
+            except ValueError:
+                raise UserError(f"--binarize must be 'median' or a number; got {binarize!r}") from None
+        y = (values.to_numpy() > threshold).astype(np.int64)
+        if y.min() == y.max():
+            raise UserError(f"--binarize {binarize} puts every row on one side of {threshold:g}")
+        notes.append(f"target binarized: {column} > {threshold:g} is the positive class")
+        return df, Target(y, [f"{column} <= {threshold:g}", f"{column} > {threshold:g}"], task, notes)
+
+    if task == "ordinal":
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(values).any() or not _is_integer_valued(values):
+            bad = raw[~np.isfinite(values) | (values != np.round(values))].iloc[0]
+            raise UserError(f"ordinal target {column!r} must hold integer grades 0..K-1; found {bad!r}")
+        y = values.astype(np.int64)
+        k = int(y.max()) + 1 if num_classes is None else int(num_classes)
+        if y.min() < 0 or y.max() >= k:
+            raise UserError(
+                f"ordinal grades must lie in [0, {k - 1}] (--num-classes {k}); found {int(y.min())}..{int(y.max())}"
+            )
+        return df, Target(y, [f"grade {g}" for g in range(k)], task, notes)
+
+    # binary / multiclass: any labels; integers keep their order, strings are sorted
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if not numeric.isna().any() and _is_integer_valued(numeric.to_numpy(dtype=np.float64)):
+        labels = numeric.astype(np.int64).to_numpy()
+        if num_classes is not None:
+            if labels.min() < 0 or labels.max() >= num_classes:
+                raise UserError(f"labels must lie in [0, {num_classes - 1}] (--num-classes {num_classes}); "
+                                f"found {int(labels.min())}..{int(labels.max())}")
+            classes = list(range(num_classes))
+        else:
+            classes = sorted(set(labels.tolist()))
+        mapping = {c: i for i, c in enumerate(classes)}
+        y = np.array([mapping[v] for v in labels], dtype=np.int64)
+        names = [str(c) for c in classes]
+    else:
+        labels = raw.astype(str).str.strip()
+        classes = sorted(labels.unique())
+        mapping = {c: i for i, c in enumerate(classes)}
+        y = labels.map(mapping).to_numpy(dtype=np.int64)
+        names = classes
+    if task == "binary" and len(names) != 2:
+        raise UserError(f"--task binary needs exactly 2 target values; {column!r} has {len(names)} "
+                        "(use --binarize median|VALUE for a continuous target, or --task multiclass)")
+    return df, Target(y, names, task, notes)
+
+
+@dataclass
+class Preprocessor:
+    """Impute (mean / mode), normalise category spellings, one-hot encode and standardise.
+    Every statistic is fitted on the training split only."""
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    levels: dict[str, list[str]] = field(default_factory=dict)
+
+    @staticmethod
+    def classify_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+        numeric, categorical = [], []
+        for col in df.columns:
+            series = df[col]
+            if series.isna().all():
+                raise UserError(f"feature column {col!r} has no values (all missing): drop it")
+            if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+                numeric.append(col)
+                continue
+            present = series.dropna().astype(str).str.strip()
+            parsed = pd.to_numeric(present, errors="coerce")
+            if parsed.notna().all():  # numbers stored as text
+                numeric.append(col)
+            elif parsed.notna().mean() > 0.5:  # a numeric column with some garbage in it
+                bad = present[parsed.isna()].iloc[0]
+                raise UserError(f"feature column {col!r} is numeric but holds non-numeric value {bad!r}")
+            else:
+                categorical.append(col)
+        return numeric, categorical
+
+    @staticmethod
+    def normalise(series: pd.Series) -> pd.Series:
+        return series.astype("string").str.strip().str.lower().str.replace(r"\s+", " ", regex=True)
+
+    def fit(self, df: pd.DataFrame, *, schema: pd.DataFrame | None = None) -> Preprocessor:
+        """Fit on the training rows ``df``; column types are decided on ``schema`` (all rows, so
+        that garbage anywhere in the file is reported) when given."""
+        self.numeric, self.categorical = self.classify_columns(df if schema is None else schema)
+        for col in self.numeric:
+            values = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
+            if values.isna().all():
+                raise UserError(f"feature column {col!r} has no values in the training split")
+            mean = float(values.mean())
+            std = float(values.fillna(mean).std(ddof=0))
+            self.means[col], self.stds[col] = mean, std if std > 0 else 1.0
+        for col in self.categorical:
+            values = self.normalise(df[col])
+            self.modes[col] = str(values.mode(dropna=True).iloc[0])
+            self.levels[col] = sorted(values.dropna().unique().tolist())
+        if not self.numeric and not self.categorical:
+            raise UserError("no feature columns besides the target")
+        return self
+
+    def feature_names(self) -> list[str]:
+        names = list(self.numeric)
+        for col in self.categorical:
+            names += [f"{col}={level}" for level in self.levels[col]]
+        return names
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for col in self.numeric:
+            values = pd.to_numeric(df[col], errors="coerce").astype(np.float64).fillna(self.means[col])
+            parts.append(((values - self.means[col]) / self.stds[col]).to_numpy()[:, None])
+        for col in self.categorical:
+            values = self.normalise(df[col]).fillna(self.modes[col])
+            parts.append(np.stack([(values == level).to_numpy(dtype=np.float64) for level in self.levels[col]], 1))
+        return np.concatenate(parts, 1).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("numeric", "categorical", "means", "stds", "modes", "levels")}
+
+
+@dataclass
+class Splits:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def stratified_splits(y: np.ndarray, *, val: float = 0.2, test: float = 0.2, seed: int = 0) -> Splits:
+    """Row indices of stratified train / validation / test splits (60 / 20 / 20 by default)."""
+    counts = np.bincount(y)
+    rare = [int(c) for c in np.nonzero((counts > 0) & (counts < 3))[0]]
+    if rare:
+        raise UserError(f"class(es) {rare} have fewer than 3 samples: a stratified train / validation / test "
+                        "split needs at least 3 per class")
+    idx = np.arange(len(y))
+    rest, test_idx = train_test_split(idx, test_size=test, stratify=y, random_state=seed)
+    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), stratify=y[rest], random_state=seed)
+    return Splits(np.sort(train_idx), np.sort(val_idx), np.sort(test_idx))

@@ -1,0 +1,311 @@
+"""``medloss train`` and ``medloss calibrate``: from a file to a report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..calibration import plot_reliability_diagram
+from .data import Preprocessor, prepare_target, stratified_splits
+from .evaluate import evaluate, fit_calibrator, probabilities
+from .io import RunDirectory, UserError, read_table
+from .report import Report, add_evaluation, confusion_figure, environment, esc, training_figure
+from .train import build_loss, predict_log_probabilities, train
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    target: str
+    out: str
+    task: str = "binary"
+    binarize: str | None = None
+    num_classes: int | None = None
+    loss: str = "ce"
+    class_weights: str | None = None
+    calibrator: str = "temperature"
+    hidden: tuple[int, ...] = (64, 32)
+    dropout: float = 0.1
+    epochs: int = 200
+    patience: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    n_boot: int = 1000
+    force: bool = False
+    progress: bool = True
+    command: str = ""
+
+
+def command_line() -> str:
+    return "medloss " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report: Report,
+                   *, section: str = "") -> dict[str, Any]:
+    """Everything after reading the file: target, splits, preprocessing, training, calibration,
+    evaluation; adds its sections to ``report`` and returns the metrics."""
+    df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes)
+    splits = stratified_splits(target.y, seed=cfg.seed)
+    features = df.drop(columns=[cfg.target])
+    pre = Preprocessor().fit(features.iloc[splits.train], schema=features)
+    x = {name: pre.transform(features.iloc[idx]) for name, idx in
+         (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    y = {name: target.y[idx] for name, idx in (("train", splits.train), ("val", splits.val), ("test", splits.test))}
+    setup = build_loss(cfg.loss, cfg.task, target.num_classes, y["train"], cfg.class_weights)
+    prefix = f"{section}_" if section else ""
+    t0 = time.perf_counter()
+    result = train(
+        setup, x["train"], y["train"], x["val"], y["val"], hidden=cfg.hidden, dropout=cfg.dropout,
+        epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+        checkpoint=run.path(f"{prefix}model.pt"), progress=cfg.progress, desc=f"training {section or cfg.loss}",
+    )
+    train_seconds = time.perf_counter() - t0
+    val_logits = predict_log_probabilities(setup, result.model, x["val"])
+    test_logits = predict_log_probabilities(setup, result.model, x["test"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            calibrator = fit_calibrator(cfg.calibrator, val_logits, y["val"])  # validation only, never test
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    target.notes.extend(f"calibrator: {w.message}" for w in caught)
+    calibrator.save(run.path(f"{prefix}calibrator.json"))
+    p_before = probabilities(test_logits)
+    p_after = calibrator.predict_proba(test_logits)
+    before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
+    after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
+
+    title = section or f"{cfg.task} target {cfg.target!r}"
+    report.heading(f"Run: {title}")
+    report.table(["", ""], [
+        ["data", cfg.data], ["target", cfg.target], ["task", cfg.task], ["loss", cfg.loss],
+        ["class weights", cfg.class_weights or "none"], ["classes", ", ".join(target.class_names)],
+        ["rows train / validation / test", f"{len(splits.train)} / {len(splits.val)} / {len(splits.test)}"],
+        ["features", f"{len(pre.numeric)} numeric, {len(pre.categorical)} categorical -> {len(pre.feature_names())}"],
+        ["network", f"MLP {list(cfg.hidden)}, dropout {cfg.dropout}, batch norm"],
+        ["training", f"{len(result.history['train_loss'])} epochs, best {result.best_epoch}, {result.stopped}, "
+                     f"{train_seconds:.1f} s"],
+        ["calibrator (fitted on validation)", _describe_calibrator(calibrator)],
+    ])
+    for note in target.notes:
+        report.paragraph(note, note=True)
+    add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator)
+    report.heading("Figures")
+    report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
+        {"uncalibrated": (p_before, torch.from_numpy(y["test"])),
+         f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(y["test"]))},
+        n_bins=10, title=f"Reliability on the test split ({title})"),
+        "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
+    cm = np.asarray(after["classification"]["confusion_matrix"])
+    report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, target.class_names, "Confusion matrix (test)"),
+                  "Confusion matrix on the test split (rows: truth).")
+    report.figure(f"{prefix}training_curves.png", training_figure(result.history, result.best_epoch, "Loss"),
+                  "Training and validation loss; the dashed line marks the checkpoint kept.")
+    return {
+        "data": cfg.data, "target": cfg.target, "task": cfg.task, "loss": cfg.loss,
+        "class_names": target.class_names, "notes": target.notes,
+        "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
+        "training": {"epochs": len(result.history["train_loss"]), "best_epoch": result.best_epoch,
+                     "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
+        "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+        "preprocessing": pre.to_dict(),
+        "test_uncalibrated": before, "test_calibrated": after,
+    }
+
+
+def _describe_calibrator(cal) -> str:
+    if hasattr(cal, "temperature_"):
+        return f"temperature T = {cal.temperature_:.4f} ({cal.n_passes_} passes)"
+    if hasattr(cal, "a_"):
+        return f"Platt a = {cal.a_:.4f}, b = {cal.b_:.4f}"
+    return "isotonic regression"
+
+
+def finish(report: Report, run: RunDirectory, metrics: dict[str, Any], command: str) -> Path:
+    report.heading("Reproduce")
+    report.code(command)
+    report.table(["package", "version"], [[k, v] for k, v in environment().items()])
+    metrics = {"command": command, "environment": environment(), **metrics}
+    run.write_json("metrics.json", metrics)
+    report.write(run)
+    return run.commit()
+
+
+def run_train(cfg: TrainConfig) -> Path:
+    df = read_table(cfg.data)
+    with RunDirectory(cfg.out, force=cfg.force) as run:
+        report = Report(f"medloss train: {Path(cfg.data).name}")
+        metrics = train_on_frame(df, cfg, run, report)
+        return finish(report, run, metrics, cfg.command or command_line())
+
+
+# ------------------------------------------------------------------------------------ calibrate
+def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+    """Read logits or probabilities plus labels from CSV / Parquet / NPZ.
+
+    Returns ``(values, labels, kind, split)`` with ``kind`` "logits" or "probs" and ``split`` the
+    optional per-row "val" / "test" column. See docs/workflow.md for the formats.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"file not found: {p}")
+    split = None
+    if p.suffix.lower() == ".npz":
+        try:
+            data = np.load(p, allow_pickle=False)
+        except Exception as err:
+            raise UserError(f"cannot read {p}: {type(err).__name__}: {err}") from None
+        keys = set(data.files)
+        if "labels" not in keys or not ({"logits", "probs"} & keys):
+            raise UserError(f"{p} must hold arrays 'labels' and 'logits' or 'probs'; found {sorted(keys)}")
+        kind = "logits" if "logits" in keys else "probs"
+        values, labels = np.asarray(data[kind], dtype=np.float64), np.asarray(data["labels"])
+        if "split" in keys:
+            split = np.asarray(data["split"]).astype(str)
+    else:
+        df = read_table(p)
+        cols = [str(c) for c in df.columns]
+        df.columns = cols
+        if "label" not in cols:
+            raise UserError(f"{p} needs a 'label' column; found {', '.join(cols[:20])}")
+        kind = None
+        for k in ("logit", "prob"):
+            many = sorted((c for c in cols if c.startswith(f"{k}_") and c[len(k) + 1:].isdigit()),
+                          key=lambda c: int(c.split("_")[1]))
+            if many:
+                kind, values = k + "s", df[many].to_numpy()
+                break
+            if k in cols:
+                kind, values = k + "s", df[[k]].to_numpy()[:, 0]
+                break
+        if kind is None:
+            raise UserError(
+                f"{p} needs columns logit_0..logit_K-1 (or prob_0..), or a single 'logit' / 'prob' column"
+            )
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"{p}: the {kind} columns must be numeric") from None
+        labels = df["label"].to_numpy()
+        if "split" in cols:
+            split = df["split"].astype(str).str.strip().str.lower().to_numpy()
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if not np.all(np.isfinite(values)):
+        raise UserError(f"{p}: the {kind} contain NaN or Inf")
+    try:
+        labels_f = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{p}: labels must be integers 0..K-1") from None
+    if not np.all(np.isfinite(labels_f)) or not np.all(labels_f == np.round(labels_f)):
+        raise UserError(f"{p}: labels must be integers 0..K-1")
+    labels = labels_f.astype(np.int64)
+    k = 2 if values.ndim == 1 else values.shape[1]
+    if labels.min() < 0 or labels.max() >= k:
+        raise UserError(
+            f"{p}: labels must lie in [0, {k - 1}] for {k}-class predictions; found {labels.min()}..{labels.max()}"
+        )
+    if kind == "probs":
+        if values.min() < 0 or values.max() > 1:
+            raise UserError(f"{p}: probabilities must lie in [0, 1]")
+        if values.ndim == 2 and np.abs(values.sum(1) - 1).max() > 1e-3:
+            raise UserError(f"{p}: probability rows must sum to 1")
+    return values, labels, kind, split
+
+
+def _to_logits(values: np.ndarray, kind: str) -> torch.Tensor:
+    v = torch.from_numpy(values)
+    if kind == "logits":
+        return v
+    eps = 1e-12
+    return torch.logit(v, eps=eps) if v.ndim == 1 else torch.log(v.clamp_min(eps))
+
+
+@dataclass
+class CalibrateConfig:
+    predictions: str
+    out: str
+    val: str | None = None
+    calibrator: str = "temperature"
+    n_boot: int = 1000
+    seed: int = 0
+    force: bool = False
+    command: str = ""
+
+
+def run_calibrate(cfg: CalibrateConfig) -> Path:
+    values, labels, kind, split = read_predictions(cfg.predictions)
+    notes = []
+    if cfg.val is not None:
+        v_values, v_labels, v_kind, _ = read_predictions(cfg.val)
+        if (v_values.ndim, v_values.shape[1:]) != (values.ndim, values.shape[1:]):
+            raise UserError("--val and --predictions must hold the same number of classes")
+        fit_x, fit_y, test_x, test_y = _to_logits(v_values, v_kind), v_labels, _to_logits(values, kind), labels
+        notes.append(f"calibrator fitted on {cfg.val}, evaluated on {cfg.predictions}")
+    elif split is not None:
+        if not set(np.unique(split)) <= {"val", "test"} or not {"val", "test"} <= set(np.unique(split)):
+            raise UserError("the 'split' column must hold 'val' and 'test' rows")
+        z = _to_logits(values, kind)
+        fit_x, fit_y = z[torch.from_numpy(split == "val")], labels[split == "val"]
+        test_x, test_y = z[torch.from_numpy(split == "test")], labels[split == "test"]
+        notes.append("calibrator fitted on the rows with split = val, evaluated on split = test")
+    else:
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(labels)
+        strat = labels if counts[counts > 0].min() >= 2 else None
+        idx_fit, idx_test = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=strat,
+                                             random_state=cfg.seed)
+        z = _to_logits(values, kind)
+        fit_x, fit_y, test_x, test_y = z[idx_fit], labels[idx_fit], z[idx_test], labels[idx_test]
+        notes.append("no --val file and no split column: the rows were split 50/50 (stratified, seeded) into a "
+                     "calibration half and an evaluation half; pass --val to fit on your own validation split")
+    k = 2 if values.ndim == 1 else values.shape[1]
+    class_names = [str(i) for i in range(k)]
+    try:
+        calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    p_before, p_after = probabilities(test_x), calibrator.predict_proba(test_x)
+    task = "binary" if k == 2 else "multiclass"
+    before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
+    after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
+    with RunDirectory(cfg.out, force=cfg.force) as run:
+        report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
+        report.heading("Input")
+        report.table(["", ""], [["predictions", cfg.predictions], ["values", kind], ["classes", k],
+                                ["rows used to fit / to evaluate", f"{len(fit_y)} / {len(test_y)}"],
+                                ["calibrator", _describe_calibrator(calibrator)]])
+        for n in notes:
+            report.paragraph(n, note=True)
+        add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator)
+        report.heading("Figures")
+        report.figure("reliability.png", plot_reliability_diagram(
+            {"uncalibrated": (p_before, torch.from_numpy(test_y)),
+             f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(test_y))}, n_bins=10,
+            title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
+        cm = np.asarray(after["classification"]["confusion_matrix"])
+        report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
+                      "Confusion matrix on the evaluation rows (rows: truth).")
+        calibrator.save(run.path("calibrator.json"))
+        out = pd.DataFrame(p_after.numpy() if p_after.ndim == 2 else p_after.numpy()[:, None],
+                           columns=[f"prob_{i}" for i in range(k)] if p_after.ndim == 2 else ["prob"])
+        out.insert(0, "label", test_y)
+        out.to_csv(run.path("calibrated_predictions.csv"), index=False)
+        metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
+                   "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+                   "uncalibrated": before, "calibrated": after}
+        return finish(report, run, metrics, cfg.command or command_line())
+
+
+__all__ = ["CalibrateConfig", "TrainConfig", "esc", "run_calibrate", "run_train", "train_on_frame"]

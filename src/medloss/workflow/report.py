@@ -1,0 +1,170 @@
+"""Self-contained HTML reports (figures embedded), their PNGs, and the figures themselves."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+from .io import RunDirectory
+
+STYLE = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;"
+    "padding:0 1em;color:#222}h1{font-size:1.6em}"
+    "h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}"
+    "table{border-collapse:collapse;margin:.6em 0;font-size:.92em}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}"
+    "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:520px}"
+    "code,pre{background:#f6f6f6;padding:.1em .3em;font-size:.9em}pre{padding:.6em;overflow-x:auto}"
+    ".note{color:#555;font-size:.9em}"
+)
+
+
+def esc(value: Any) -> str:
+    """HTML-escape anything that may come from the user's data."""
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        return "n/a" if not np.isfinite(value) else f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(ci: dict[str, Any] | None) -> str:
+    if not ci:
+        return "n/a"
+    return f"{fmt(ci['estimate'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
+
+
+class Report:
+    """Collects sections and renders one HTML file; figures are saved as PNGs and embedded."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.parts: list[str] = []
+        self.figures: dict[str, bytes] = {}
+
+    def heading(self, text: str) -> None:
+        self.parts.append(f"<h2>{esc(text)}</h2>")
+
+    def paragraph(self, text: str, *, note: bool = False) -> None:
+        cls = ' class="note"' if note else ""
+        self.parts.append(f"<p{cls}>{esc(text)}</p>")
+
+    def code(self, text: str) -> None:
+        self.parts.append(f"<pre>{esc(text)}</pre>")
+
+    def table(self, header: list[str], rows: list[list[Any]]) -> None:
+        head = "".join(f"<th>{esc(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def figure(self, name: str, fig, caption: str) -> None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+        data = buf.getvalue()
+        self.figures[name] = data
+        b64 = base64.b64encode(data).decode("ascii")
+        self.parts.append(
+            f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{b64}" width="520">'
+            f"<figcaption>{esc(caption)}</figcaption></figure>"
+        )
+
+    def html(self) -> str:
+        body = "\n".join(self.parts)
+        return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(self.title)}</title>"
+                f"<style>{STYLE}</style></head><body><h1>{esc(self.title)}</h1>\n{body}\n</body></html>\n")
+
+    def write(self, run: RunDirectory, name: str = "report.html") -> None:
+        for fname, data in self.figures.items():
+            run.path(fname).write_bytes(data)
+        run.path(name).write_text(self.html(), encoding="utf-8")
+
+
+def environment() -> dict[str, str]:
+    import matplotlib
+    import sklearn
+    import torch
+
+    from .. import __version__
+
+    return {"medloss": __version__, "python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": np.__version__, "scikit-learn": sklearn.__version__, "matplotlib": matplotlib.__version__,
+            "platform": platform.platform()}
+
+
+def confusion_figure(cm: np.ndarray, class_names: list[str], title: str):
+    from matplotlib.figure import Figure
+
+    k = len(class_names)
+    fig = Figure(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k))
+    ax = fig.subplots()
+    ax.imshow(cm, cmap="Blues")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels([str(c)[:14] for c in class_names], rotation=45, ha="right")
+    ax.set_yticklabels([str(c)[:14] for c in class_names])
+    top = cm.max() if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > top / 2 else "black")
+    return fig
+
+
+def training_figure(history: dict[str, list[float]], best_epoch: int, title: str):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 3.2))
+    ax = fig.subplots()
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    ax.plot(epochs, history["train_loss"], label="train")
+    ax.plot(epochs, history["val_loss"], label="validation")
+    if best_epoch:
+        ax.axvline(best_epoch, color="0.5", ls="--", lw=1, label=f"best epoch {best_epoch}")
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    return fig
+
+
+def add_evaluation(report: Report, before: dict, after: dict, class_names: list[str], task: str,
+                   calibrator: str) -> None:
+    """Metric tables (with 95% bootstrap CIs) before / after calibration, per-class report, ordinal."""
+    report.heading("Test metrics (95% bootstrap intervals)")
+    rows = []
+    for key, label in [("ece", "ECE (15 bins)"), ("mce", "MCE"), ("adaptive_ece", "adaptive ECE"),
+                       ("brier", "Brier score"), ("nll", "NLL")]:
+        rows.append([label, fmt_ci(before["calibration"][key]), fmt_ci(after["calibration"][key])])
+    cb, ca = before["classification"], after["classification"]
+    for key, label in [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                       ("macro_f1", "macro F1"), ("roc_auc", "ROC AUC"), ("roc_auc_ovr", "ROC AUC (one-vs-rest)")]:
+        if key in cb:
+            rows.append([label, fmt(cb[key]), fmt(ca.get(key))])
+    if task == "ordinal":
+        for key, label in [("qwk", "quadratic weighted kappa"), ("mae", "MAE (grades)"),
+                           ("within_1", "within-1 accuracy"), ("kendall_tau_b", "Kendall tau-b"),
+                           ("spearman_rho", "Spearman rho")]:
+            rows.append([label, fmt(before["ordinal"][key]), fmt(after["ordinal"][key])])
+    report.table(["metric", "uncalibrated", f"after {calibrator} scaling"], rows)
+    report.heading("Per-class report (after calibration)")
+    rep = ca["classification_report"]
+    per_class = []
+    for i, name in enumerate(class_names):
+        r = rep.get(name, {})
+        per_class.append([name, fmt(r.get("precision")), fmt(r.get("recall")), fmt(r.get("f1-score")),
+                          fmt(ca["specificity"][i]), int(r.get("support", 0))])
+    report.table(["class", "precision", "recall = sensitivity", "F1", "specificity", "support"], per_class)
+    if task == "ordinal":
+        th = after["ordinal"]["threshold_sensitivity_specificity"]
+        rows = [[f">= {class_names[k]}", fmt(s), fmt(p), pos] for k, s, p, pos in
+                zip(th["threshold"], th["sensitivity"], th["specificity"], th["positives"], strict=True)]
+        report.heading("Grade thresholds (after calibration)")
+        report.table(["grade at least", "sensitivity", "specificity", "positives"], rows)
