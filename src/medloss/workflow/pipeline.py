@@ -78,7 +78,14 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
             calibrator = fit_calibrator(cfg.calibrator, val_logits, y["val"])  # validation only, never test
         except ValueError as err:
             raise UserError(str(err)) from None
-    target.notes.extend(f"calibrator: {w.message}" for w in caught)
+    if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
+        # a separable validation split has no finite NLL-optimal temperature (T -> 0 would make every
+        # prediction 0 % or 100 %); leave the model's probabilities as they are instead
+        calibrator.temperature_ = 1.0
+        target.notes.append("the validation split is perfectly separated by the model, so temperature scaling "
+                            "is not identifiable: T was left at 1 (no calibration)")
+    else:
+        target.notes.extend(f"calibrator: {w.message}" for w in caught)
     calibrator.save(run.path(f"{prefix}calibrator.json"))
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
@@ -87,7 +94,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
 
     title = section or f"{cfg.task} target {cfg.target!r}"
     report.heading(f"Run: {title}")
-    report.table(["", ""], [
+    report.facts([
         ["data", cfg.data], ["target", cfg.target], ["task", cfg.task], ["loss", cfg.loss],
         ["class weights", cfg.class_weights or "none"], ["classes", ", ".join(target.class_names)],
         ["rows train / validation / test", f"{len(splits.train)} / {len(splits.val)} / {len(splits.test)}"],
@@ -283,7 +290,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
     with RunDirectory(cfg.out, force=cfg.force) as run:
         report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
         report.heading("Input")
-        report.table(["", ""], [["predictions", cfg.predictions], ["values", kind], ["classes", k],
+        report.facts([["predictions", cfg.predictions], ["values", kind], ["classes", k],
                                 ["rows used to fit / to evaluate", f"{len(fit_y)} / {len(test_y)}"],
                                 ["calibrator", _describe_calibrator(calibrator)]])
         for n in notes:

@@ -22,7 +22,7 @@ STYLE = (
     "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
     "figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:520px}"
     "code,pre{background:#f6f6f6;padding:.1em .3em;font-size:.9em}pre{padding:.6em;overflow-x:auto}"
-    ".note{color:#555;font-size:.9em}"
+    ".note{color:#555;font-size:.9em}.facts td,.facts th{text-align:left}"
 )
 
 
@@ -67,6 +67,11 @@ class Report:
         head = "".join(f"<th>{esc(h)}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def facts(self, rows: list[list[Any]]) -> None:
+        """A two-column key / value table (left-aligned, no header)."""
+        body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+        self.parts.append(f'<table class="facts"><tbody>{body}</tbody></table>')
 
     def figure(self, name: str, fig, caption: str) -> None:
         buf = io.BytesIO()
