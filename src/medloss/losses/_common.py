@@ -142,13 +142,13 @@ def focal_terms_by_class(
     class 0 (background) and ``gamma_fg`` elsewhere (the asymmetric focal losses)."""
     if gamma_bg == gamma_fg:
         return focal_terms(logp_t, gamma_fg)
-    is_bg = target == 0
-    if gamma_fg == 0.0:  # asymmetric: plain cross-entropy on the rare classes
-        v0, s0 = focal_terms(logp_t, gamma_bg)
-        return torch.where(is_bg, v0, -logp_t), torch.where(is_bg, s0, 1.0)
+    # blend arithmetically (both branches are finite): torch.where is ~5x slower on CPU
+    is_bg = (target == 0).to(logp_t.dtype)
     v0, s0 = focal_terms(logp_t, gamma_bg)
+    if gamma_fg == 0.0:  # asymmetric: plain cross-entropy (value -log p, slope 1) on the rare classes
+        return v0.add_(logp_t).mul_(is_bg).sub_(logp_t), s0.sub_(1.0).mul_(is_bg).add_(1.0)
     v1, s1 = focal_terms(logp_t, gamma_fg)
-    return torch.where(is_bg, v0, v1), torch.where(is_bg, s0, s1)
+    return torch.lerp(v1, v0, is_bg), torch.lerp(s1, s0, is_bg)
 
 
 def log1m_softmax(x: torch.Tensor, logp: torch.Tensor) -> torch.Tensor:
