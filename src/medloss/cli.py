@@ -39,24 +39,23 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
-    return v
+def _positive(cast: type, kind: str):
+    """argparse type: a number > 0 of type ``cast``, with an error that shows what was given."""
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind}; got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind}; got {text!r}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
-    return v
+_positive_int = _positive(int, "integer")
+_positive_float = _positive(float, "number")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
