@@ -248,4 +248,5 @@ def test_quick_demo(tmp_path, capsys):
     assert "QWK" in out and "lesion Dice" in out and "report:" in out
     metrics = json.loads((path / "metrics.json").read_text())
     assert len(metrics["binary"]) == 4 and len(metrics["ordinal"]) == 3 and len(metrics["segmentation"]) == 3
-    assert len(parse_report(path / "report.html").images) == 3 * 7
+    assert len(parse_report(path / "report.html").images) == 3 * 7 + 1
+    assert (path / "segmentation_examples.png").exists()

@@ -75,12 +75,13 @@ class TinyUNet(nn.Module):
         return self.net(x)
 
 
-def segmentation_runs(seed: int, epochs: int, progress: bool) -> list[dict[str, Any]]:
+def segmentation_runs(seed: int, epochs: int, progress: bool):
     from .losses import AsymmetricUnifiedFocalLoss, DiceLoss, cross_entropy_loss
 
     x_tr, y_tr = lesion_images(96, seed=seed)
     x_te, y_te = lesion_images(32, seed=seed + 1)
-    results = []
+    results: list[dict[str, Any]] = []
+    predictions: dict[str, torch.Tensor] = {}
     losses = {"ce": cross_entropy_loss(), "dice": DiceLoss(include_background=False),
               "asymmetric_unified_focal": AsymmetricUnifiedFocalLoss()}
     for name, loss_fn in tqdm(losses.items(), desc="segmentation", unit="loss", disable=not progress, leave=False):
@@ -96,13 +97,35 @@ def segmentation_runs(seed: int, epochs: int, progress: bool) -> list[dict[str, 
                 opt.step()
         with torch.no_grad():
             pred = model(x_te).argmax(1)
+        predictions[name] = pred[:3].clone()
         tp = int(((pred == 1) & (y_te == 1)).sum())
         fp = int(((pred == 1) & (y_te == 0)).sum())
         fn = int(((pred == 0) & (y_te == 1)).sum())
         results.append({"loss": name, "lesion_dice": 2 * tp / max(2 * tp + fp + fn, 1),
                         "lesion_recall": tp / max(tp + fn, 1), "lesion_precision": tp / max(tp + fp, 1),
                         "seconds": time.perf_counter() - t0})
-    return results
+    return results, segmentation_figure(x_te[:3, 0], y_te[:3], predictions)
+
+
+def segmentation_figure(images: torch.Tensor, masks: torch.Tensor, predictions: dict[str, torch.Tensor]):
+    """Rows: test images; columns: image, ground truth, then each loss's prediction."""
+    from matplotlib.figure import Figure
+
+    cols = 2 + len(predictions)
+    fig = Figure(figsize=(1.7 * cols, 1.7 * len(images)))
+    axes = fig.subplots(len(images), cols, squeeze=False)
+    titles = ["image", "ground truth", *predictions]
+    for i in range(len(images)):
+        panels = [images[i], masks[i], *(p[i] for p in predictions.values())]
+        for j, (ax, panel) in enumerate(zip(axes[i], panels, strict=True)):
+            style = {"cmap": "gray"} if j == 0 else {"cmap": "magma", "vmin": 0, "vmax": 1}
+            ax.imshow(panel.numpy(), **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(titles[j], fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, quick: bool = False,
@@ -128,8 +151,8 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
             section = label.replace(" ", "_").replace(":", "").replace("*", "x").replace("+", "plus")
             metrics = train_on_frame(frame, cfg, run, report, section=section)
             summary[task].append({"run": label, **metrics})
-        summary["segmentation"] = segmentation_runs(seed, seg_epochs, progress)
-        _summary_tables(report, summary)
+        summary["segmentation"], seg_fig = segmentation_runs(seed, seg_epochs, progress)
+        _summary_tables(report, summary, seg_fig)
         summary["demo_seconds"] = time.perf_counter() - t_start
         path = finish(report, run, summary, command)
     _print_summary(summary, path)
@@ -159,7 +182,7 @@ ORD_HEAD = ["ordinal run", "QWK", "MAE", "within-1", "ECE before", "ECE after"]
 SEG_HEAD = ["segmentation loss", "lesion Dice", "recall", "precision"]
 
 
-def _summary_tables(report: Report, summary: dict[str, Any]) -> None:
+def _summary_tables(report: Report, summary: dict[str, Any], seg_fig) -> None:
     binary, ordinal, seg = _rows(summary)
     report.heading("Summary")
     report.table(BIN_HEAD, binary)
@@ -169,8 +192,10 @@ def _summary_tables(report: Report, summary: dict[str, Any]) -> None:
                      "Plain cross-entropy learns 'background everywhere' (lesion Dice 0); the overlap losses find "
                      "the lesions.", note=True)
     report.table(SEG_HEAD, seg)
-    # the summary goes first: move the last four parts to the front
-    report.parts = report.parts[-5:] + report.parts[:-5]
+    report.figure("segmentation_examples.png", seg_fig, "Three test images, their lesion masks and the predicted "
+                  "masks of each segmentation loss.")
+    # the summary goes first: move these six parts to the front
+    report.parts = report.parts[-6:] + report.parts[:-6]
 
 
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
