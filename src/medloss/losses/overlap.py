@@ -25,7 +25,7 @@ from .._validation import (
     check_number,
     check_reduction,
 )
-from ._common import fp32_island, log1m_softmax, safe_pow, upcast
+from ._common import fp32_island, fused_loss, log_softmax_channels, safe_pow, upcast
 from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
 from .focal import probabilities_to_logits
 
@@ -295,19 +295,64 @@ class ComboLoss(nn.Module):
         )
         with fp32_island():
             if softmax:
-                log_p = torch.log_softmax(x, 1)
-                log_q = log1m_softmax(x, log_p)
-                y = F.one_hot(t, x.shape[1]).movedim(-1, 1).to(x.dtype)
+                wce_mean = _softmax_weighted_ce(x, t, valid, self.beta)
             else:
-                log_p, log_q, y = F.logsigmoid(x), F.logsigmoid(-x), t
-            wce = -(self.beta * y * log_p + (1.0 - self.beta) * (1.0 - y) * log_q)
-            if valid is None:
-                wce_mean = wce.mean()
-            else:
-                m = valid.unsqueeze(1) if softmax or valid.ndim < wce.ndim else valid
-                m = m.to(wce.dtype).expand_as(wce)
-                wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
+                wce = -(self.beta * t * F.logsigmoid(x) + (1.0 - self.beta) * (1.0 - t) * F.logsigmoid(-x))
+                if valid is None:
+                    wce_mean = wce.mean()
+                else:
+                    m = valid.to(wce.dtype).expand_as(wce)
+                    wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
             s = segmentation_statistics(input, target, d.mode, from_logits=d.from_logits,
                                         ignore_index=d.ignore_index, batch=d.batch)
             dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
         return self.alpha * wce_mean - (1.0 - self.alpha) * dsc
+
+
+def _softmax_weighted_ce(x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
+    """Combo's ``-mean(beta y log p + (1 - beta)(1 - y) log(1 - p))`` over pixels and classes for
+    ``p = softmax(x)``, in one pass with its gradient written out.
+
+    With ``r_c = p_c / (1 - p_c)``, ``d log(1 - p_c) / dx_j = r_c (p_j - [j = c])``. At most one class
+    per pixel has ``p > 1/2`` (the "big" one); there ``log(1 - p)`` is the log-sum-exp of the other
+    log-probabilities and ``r`` may overflow, so its terms are rewritten without it
+    (``p_j r_big = p_big softmax_others_j``, ``(p_big - 1) r_big = -p_big``): finite for every logit.
+    """
+    n_classes = x.shape[1]
+    n = t.numel() if valid is None else int(valid.sum())
+    scale = 1.0 / (n * n_classes) if n else 0.0
+    t1 = t.unsqueeze(1)
+    chan_shape = (1, n_classes) + (1,) * (x.ndim - 2)
+
+    def compute(logits: torch.Tensor, need_grad: bool):
+        logp = log_softmax_channels(logits)
+        p = logp.exp()
+        is_t = torch.arange(n_classes, device=logits.device).view(chan_shape) == t1
+        not_t = (~is_t).to(p.dtype)
+        big = p > 0.5
+        big_f = big.to(p.dtype)
+        small_p = p * (1.0 - big_f)
+        # log(1 - p_big) = logsumexp of the other log-probabilities. Masking is arithmetic (where is
+        # slow on CPU) and every exp argument is clamped to <= 0 (huge negative ones hit exp's slow path)
+        small_f = 1.0 - big_f
+        top = (logp - big_f * 1e30).amax(1, keepdim=True)
+        log_big = (torch.exp((logp - top).clamp_(max=0.0)) * small_f).sum(1, keepdim=True).log_().add_(top)
+        log_q = torch.log1p(-small_p).add_(big_f * log_big)
+        value = -(beta * logp.gather(1, t1) + (1.0 - beta) * (log_q * not_t).sum(1, keepdim=True))
+        if valid is not None:
+            value = value * valid.unsqueeze(1)
+        out = value.sum() * scale
+        if not need_grad:
+            return out, None
+        r = small_p / (1.0 - small_p)
+        r_rest = (r * not_t).sum(1, keepdim=True)
+        p_big = (p * big_f).sum(1, keepdim=True)
+        big_not_t = (big_f * not_t).sum(1, keepdim=True)  # 1 where a confident class is not the target
+        softmax_others = torch.exp((logp - log_big).clamp_(max=0.0)).mul_(small_f)
+        g = p * r_rest + big_not_t * p_big * (softmax_others - big_f) - r * not_t
+        grad = (p - is_t.to(p.dtype)).mul_(beta).sub_(g.mul_(1.0 - beta)).mul_(scale)
+        if valid is not None:
+            grad = grad * valid.unsqueeze(1)
+        return out, grad
+
+    return fused_loss(x, compute)
