@@ -64,7 +64,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=args.data, target=args.target, out=args.out, task=args.task, binarize=args.binarize,
         num_classes=args.num_classes, loss=args.loss, class_weights=args.class_weights, calibrator=args.calibrator,
-        hidden=args.hidden, dropout=args.dropout, epochs=args.epochs, patience=args.patience,
+        hidden=args.hidden, dropout=args.dropout, batch_norm=not args.no_batch_norm, epochs=args.epochs,
+        patience=args.patience,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
         progress=not args.no_progress, command=args.command_line,
     )
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="post-hoc calibrator fitted on the validation split (default temperature)")
     p.add_argument("--hidden", type=_hidden, default=(64, 32), help="MLP layer widths (default 64,32)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    p.add_argument("--no-batch-norm", action="store_true", help="no batch normalisation after the hidden layers")
     p.add_argument("--epochs", type=_positive_int, default=200, help="maximum epochs (default 200)")
     p.add_argument("--patience", type=_positive_int, default=20, help="early-stopping patience (default 20)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")

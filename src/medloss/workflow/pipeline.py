@@ -35,6 +35,7 @@ class TrainConfig:
     calibrator: str = "temperature"
     hidden: tuple[int, ...] = (64, 32)
     dropout: float = 0.1
+    batch_norm: bool = True
     epochs: int = 200
     patience: int = 20
     batch_size: int = 64
@@ -66,6 +67,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     t0 = time.perf_counter()
     result = train(
         setup, x["train"], y["train"], x["val"], y["val"], hidden=cfg.hidden, dropout=cfg.dropout,
+        batch_norm=cfg.batch_norm,
         epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
         checkpoint=run.path(f"{prefix}model.pt"), progress=cfg.progress, desc=f"training {section or cfg.loss}",
     )
@@ -99,7 +101,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         ["class weights", cfg.class_weights or "none"], ["classes", ", ".join(target.class_names)],
         ["rows train / validation / test", f"{len(splits.train)} / {len(splits.val)} / {len(splits.test)}"],
         ["features", f"{len(pre.numeric)} numeric, {len(pre.categorical)} categorical -> {len(pre.feature_names())}"],
-        ["network", f"MLP {list(cfg.hidden)}, dropout {cfg.dropout}, batch norm"],
+        ["network", f"MLP {list(cfg.hidden)}, dropout {cfg.dropout}, batch norm {'on' if cfg.batch_norm else 'off'}"],
         ["training", f"{len(result.history['train_loss'])} epochs, best {result.best_epoch}, {result.stopped}, "
                      f"{train_seconds:.1f} s"],
         ["calibrator (fitted on validation)", _describe_calibrator(calibrator)],

@@ -140,6 +140,7 @@ def train(
     *,
     hidden: tuple[int, ...] = (64, 32),
     dropout: float = 0.1,
+    batch_norm: bool = True,
     epochs: int = 200,
     patience: int = 20,
     batch_size: int = 64,
@@ -154,7 +155,7 @@ def train(
     (a state dict written atomically with ``torch.save`` and read back with ``weights_only=True``).
     Ctrl-C stops training early and keeps the best checkpoint; every row is used (no ``drop_last``)."""
     seed_everything(seed)
-    model = MLP(x_train.shape[1], setup.n_out, hidden, dropout=dropout)
+    model = MLP(x_train.shape[1], setup.n_out, hidden, dropout=dropout, batch_norm=batch_norm)
     params = [*model.parameters(), *setup.loss.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
