@@ -199,8 +199,10 @@ def softmax_statistics(
     ``batch``, plus optionally the focal term ``sum -alpha_t (1 - p_t)^gamma log p_t * scale``
     with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others: ``focal = (alpha, gamma_bg,
     gamma_fg, scale)``. Everything in one softmax pass; gradients written by hand."""
-    t1 = t.long().unsqueeze(1)
-    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x, t1, valid, batch, focal)
+    # contiguous: the passes below view [B, C, *] as [B, C, N] (channels_last / permuted inputs are copied once)
+    t1 = t.long().unsqueeze(1).contiguous()
+    valid = None if valid is None else valid.contiguous()
+    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x.contiguous(), t1, valid, batch, focal)
     return SoftmaxStats(tp, sum_p, sum_y, focal_value if focal is not None else None)
 
 
@@ -248,5 +250,6 @@ def sigmoid_statistics(
     x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None, *, batch: bool = False
 ) -> SoftmaxStats:
     """Per-channel soft TP / sum_p / sum_y of ``sigmoid(x)`` against ``y`` in [0, 1]."""
-    tp, sum_p, sum_y = _SigmoidStatsFunction.apply(x, y, valid, batch)
+    valid = None if valid is None else valid.contiguous()
+    tp, sum_p, sum_y = _SigmoidStatsFunction.apply(x.contiguous(), y.contiguous(), valid, batch)
     return SoftmaxStats(tp, sum_p, sum_y, None)
