@@ -243,3 +243,22 @@ def test_reliability_diagram_figure(tmp_path):
     buf = io.BytesIO()
     plot_reliability_diagram((p[:, 0].double() / p[:, 0].max(), (y == 0).long())).savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_cluster_bootstrap_keeps_patients_together():
+    # 40 patients x 25 images; a patient-level effect makes images of one patient correlated
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(40), 25)
+    shift = rng.normal(0, 0.25, 40)[patients]
+    p = np.clip(0.5 + shift + rng.normal(0, 0.05, len(patients)), 0, 1)
+    y = (rng.random(len(patients)) < 0.5).astype(int)
+    rows = bootstrap_ci("brier", p, y, n_boot=300, seed=0, method="rows")
+    clusters = bootstrap_ci("brier", p, y, n_boot=300, seed=0, groups=patients)
+    assert clusters.method == "clusters" and clusters.estimate == rows.estimate
+    # resampling patients, not images, gives the honest (wider) interval
+    assert (clusters.high - clusters.low) > 1.5 * (rows.high - rows.low)
+    # one cluster per sample is the ordinary row bootstrap
+    same = bootstrap_ci("brier", p, y, n_boot=300, seed=0, groups=np.arange(len(p)))
+    assert abs((same.high - same.low) - (rows.high - rows.low)) < 0.3 * (rows.high - rows.low)
+    with pytest.raises(ValueError, match="groups"):
+        bootstrap_ci("ece", p, y, groups=patients[:10])

@@ -70,6 +70,7 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int | None = 0,
     method: str = "auto",
+    groups: Any = None,
     progress: bool | None = None,
     **metric_kwargs: Any,
 ) -> ConfidenceInterval:
@@ -91,6 +92,9 @@ def bootstrap_ci(
             against row resampling). It costs O(n_boot x n_bins) after one pass over the data:
             1000 resamples of 10^6 samples take well under a second. ``"auto"`` (default) uses
             "binned" when it applies, "rows" otherwise.
+        groups: optional ``[N]`` cluster ids (e.g. patient ids when a patient has several images):
+            the bootstrap then resamples whole clusters with replacement (a cluster bootstrap),
+            which keeps correlated samples together; implies ``method="rows"``.
         progress: show a progress bar (default: when row resampling touches > 5e7 samples).
         **metric_kwargs: passed to the metric (e.g. ``n_bins=10``).
     """
@@ -105,8 +109,20 @@ def bootstrap_ci(
     )
     if method == "binned" and not binnable:
         raise ValueError("method='binned' applies to ECE / MCE with uniform bins only; use method='rows'")
+    cluster_rows = None
+    if groups is not None:
+        if method == "binned":
+            raise ValueError("`groups` needs row resampling: use method='rows' or 'auto'")
+        g = np.asarray(groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else groups)
+        if g.ndim != 1 or len(g) != p.shape[0]:
+            raise ValueError(f"`groups` must hold one id per sample ({p.shape[0]}); got shape {list(g.shape)}")
+        _, inverse = np.unique(g, return_inverse=True)
+        cluster_rows = [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)]
     rng = np.random.default_rng(seed)
-    if method == "binned" or (method == "auto" and binnable):
+    if cluster_rows is not None:
+        stats = _cluster_bootstrap(fn, p, y, n_boot, rng, cluster_rows, metric_kwargs)
+        used = "clusters"
+    elif method == "binned" or (method == "auto" and binnable):
         stats = _binned_bootstrap(fn, p, y, n_boot, rng, metric_kwargs)
         used = "binned"
     else:
@@ -123,6 +139,15 @@ def _row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray:
     out = np.empty(n_boot)
     for b in tqdm(range(n_boot), desc="bootstrap", disable=not show, leave=False):
         idx = torch.from_numpy(rng.integers(0, n, size=n))
+        out[b] = fn(p[idx], y[idx], **kwargs)
+    return out
+
+
+def _cluster_bootstrap(fn, p, y, n_boot, rng, cluster_rows, kwargs) -> np.ndarray:
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        chosen = rng.integers(0, len(cluster_rows), size=len(cluster_rows))
+        idx = torch.from_numpy(np.concatenate([cluster_rows[c] for c in chosen]))
         out[b] = fn(p[idx], y[idx], **kwargs)
     return out
 
