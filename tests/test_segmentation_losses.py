@@ -308,3 +308,24 @@ def test_float16_volume_does_not_overflow():
     value = DiceLoss()(x, t)
     assert torch.isfinite(value) and value.item() == pytest.approx(DiceLoss()(x.float(), t).item(), rel=1e-6)
     assert not math.isnan(value.item())
+
+
+def test_ignore_empty_leaves_out_absent_classes():
+    x, t = case((2, 3, 6, 6), seed=20)
+    t[0][t[0] == 2] = 1  # image 0 has no pixel of class 2
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y)
+    dice = 1 - (2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)
+    present = y.sum((2, 3)) > 0
+    assert not present[0, 2] and present.sum() == 5
+    assert DiceLoss(ignore_empty=True)(x, t).item() == pytest.approx(dice[present].mean().item(), rel=1e-12)
+    assert DiceLoss()(x, t).item() == pytest.approx(dice.mean().item(), rel=1e-12)  # default: counted
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    wm = (w.expand(2, 3) * present).double()
+    expected = (dice * wm).sum() / wm.sum()
+    assert DiceLoss(ignore_empty=True, weight=w)(x, t).item() == pytest.approx(expected.item(), rel=1e-12)
+    # no foreground anywhere and background excluded: nothing left, the loss is 0 with a zero gradient
+    xx = x.clone().requires_grad_()
+    value = DiceLoss(ignore_empty=True, include_background=False)(xx, torch.zeros_like(t))
+    value.backward()
+    assert value.item() == 0.0 and xx.grad.abs().max() == 0

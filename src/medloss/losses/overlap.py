@@ -111,9 +111,11 @@ class _RegionLoss(nn.Module):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
+        ignore_empty: bool = False,
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
+        self.ignore_empty = bool(ignore_empty)
         self.include_background = bool(include_background)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
@@ -135,7 +137,7 @@ class _RegionLoss(nn.Module):
         )
         return reduce_classes(
             self.per_class(s), weight=self.weight, include_background=self.include_background,
-            reduction=self.reduction, mode=self.mode,
+            reduction=self.reduction, mode=self.mode, present=(s.sum_y > 0) if self.ignore_empty else None,
         )
 
     def extra_repr(self) -> str:
@@ -150,25 +152,30 @@ def reduce_classes(
     include_background: bool = True,
     reduction: str = "mean",
     mode: str = "multiclass",
+    present: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reduce a per-class loss ``[B, C]`` / ``[C]``: drop channel 0 unless ``include_background``
-    (multiclass / multilabel with C > 1), weight classes, then mean / sum / none."""
+    (multiclass / multilabel with C > 1), weight classes, then mean / sum / none. ``present``
+    (same shape, bool) excludes the entries it marks False (``ignore_empty``); if none is left the
+    mean is 0."""
     n_classes = loss.shape[-1]
     if weight is not None and weight.numel() != n_classes:
         raise ValueError(f"`weight` must have one entry per class ({n_classes}); got {weight.numel()}")
-    w = None if weight is None else weight.to(loss.dtype)
+    w = torch.ones(n_classes, dtype=loss.dtype, device=loss.device) if weight is None else weight.to(loss.dtype)
     if not include_background and mode != "binary" and n_classes > 1:
         loss = loss[..., 1:]
-        w = None if w is None else w[1:]
+        w = w[1:]
+        present = None if present is None else present[..., 1:]
+    w = w.expand_as(loss)
+    if present is not None:
+        w = w * present.to(loss.dtype)
+        loss = loss * present.to(loss.dtype)  # excluded entries: 0, and no gradient
     if reduction == "none":
-        return loss if w is None else loss * w
-    if w is None:
-        return loss.mean() if reduction == "mean" else loss.sum()
+        return loss if weight is None else loss * w
     weighted = (loss * w).sum()
     if reduction == "sum":
         return weighted
-    total = w.sum() * (loss.numel() // loss.shape[-1])
-    return weighted / total.clamp_min(torch.finfo(loss.dtype).tiny)
+    return weighted / w.sum() if float(w.sum()) > 0 else weighted * 0.0
 
 
 _REGION_ARGS = """
@@ -184,6 +191,8 @@ _REGION_ARGS = """
         smooth_nr, smooth_dr: added to numerator and denominator (default 1e-5 each).
         reduction: ``"mean"`` (default) over images and classes, ``"sum"``, or ``"none"`` for
             the per-class losses ``[B, C]`` (``[C]`` with ``batch``).
+        ignore_empty: leave out (image, class) pairs whose ground truth is empty (default False:
+            they count, scoring ~0 for an empty prediction and ~1 with false positives).
 """
 
 
