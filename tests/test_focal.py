@@ -318,3 +318,13 @@ def test_module_buffers_and_repr():
     x = torch.randn(5, 2, dtype=torch.float64)
     t = torch.randint(0, 2, (5,))
     assert abs(loss(x, t).item() - ref_softmax_focal(x, t, 1.0, torch.tensor([0.2, 0.8])).item()) < 1e-6
+
+
+def test_prior_bias():
+    from medloss.losses import prior_bias
+
+    for pi in (0.01, 0.3, 0.5):
+        assert torch.sigmoid(torch.tensor(prior_bias(pi), dtype=torch.float64)).item() == pytest.approx(pi, rel=1e-12)
+    assert prior_bias(0.01) == pytest.approx(-math.log(99.0), rel=1e-12)
+    with pytest.raises(ValueError, match="prior"):
+        prior_bias(1.0)

@@ -7,7 +7,7 @@ Shared conventions (see the README): ``forward(input, target)`` with logits unle
 
 from .class_weights import class_weights
 from .combined import CombinedLoss, parse_loss_spec
-from .focal import FocalLoss, cross_entropy_loss, focal_loss
+from .focal import FocalLoss, cross_entropy_loss, focal_loss, prior_bias
 from .giou import GIoULoss, generalized_box_iou, giou_loss
 from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .overlap import ComboLoss, DiceLoss, FocalTverskyLoss, TverskyLoss, segmentation_statistics
@@ -176,6 +176,7 @@ __all__ = [
     "get_loss",
     "giou_loss",
     "parse_loss_spec",
+    "prior_bias",
     "register_loss",
     "soft_f1_loss",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -373,3 +374,14 @@ def cross_entropy_loss(
         normalize="weights",
         from_logits=from_logits,
     )
+
+
+def prior_bias(prior: float = 0.01) -> float:
+    """Initial bias of a sigmoid output so that it starts at probability ``prior``: ``log(prior / (1 - prior))``.
+
+    RetinaNet (Lin et al. 2017) initialises the classification bias to ``-log((1 - pi) / pi)`` with
+    ``pi = 0.01`` so that rare positives do not drown in the loss of the many easy negatives in the
+    first iterations: ``nn.init.constant_(head.bias, prior_bias(0.01))``.
+    """
+    prior = check_number(prior, "prior", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    return math.log(prior / (1.0 - prior))
