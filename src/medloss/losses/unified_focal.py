@@ -58,14 +58,12 @@ def focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth: flo
     return terms
 
 
-class _UnifiedBase(nn.Module):
-    asymmetric = False
+class _ChannelZeroBackground(nn.Module):
+    """Arguments and statistics shared by the losses that treat channel 0 as the background."""
 
     def __init__(
         self,
         *,
-        delta: float,
-        gamma: float,
         mode: str = "multiclass",
         from_logits: bool = True,
         ignore_index: int | None = -100,
@@ -74,8 +72,6 @@ class _UnifiedBase(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        self.delta = check_number(delta, "delta", low=0.0, high=1.0)
-        self.gamma = check_number(gamma, "gamma", low=0.0)
         self.mode = check_choice(check_mode(mode), "mode", UNIFIED_MODES)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
@@ -88,6 +84,19 @@ class _UnifiedBase(nn.Module):
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
             batch=self.batch, binary_as_two_classes=True, focal=focal,
         )
+
+    def _require_mean(self) -> None:
+        if self.reduction != "mean":
+            raise ValueError(f"`reduction` must be 'mean' for {type(self).__name__}; got {self.reduction!r}")
+
+
+class _UnifiedBase(_ChannelZeroBackground):
+    asymmetric = False
+
+    def __init__(self, *, delta: float, gamma: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.delta = check_number(delta, "delta", low=0.0, high=1.0)
+        self.gamma = check_number(gamma, "gamma", low=0.0)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, delta={self.delta}, gamma={self.gamma}, reduction={self.reduction!r}"
@@ -175,8 +184,7 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
     def __init__(self, *, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5, **kwargs) -> None:
         super().__init__(delta=delta, gamma=gamma, **kwargs)
         self.weight = check_number(weight, "weight", low=0.0, high=1.0)
-        if self.reduction != "mean":
-            raise ValueError(f"`reduction` must be 'mean' for {type(self).__name__}; got {self.reduction!r}")
+        self._require_mean()
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n_classes = 2 if self.mode == "binary" else input.shape[1]
@@ -195,7 +203,7 @@ class AsymmetricUnifiedFocalLoss(SymmetricUnifiedFocalLoss):
     asymmetric = True
 
 
-class HybridFocalLoss(nn.Module):
+class HybridFocalLoss(_ChannelZeroBackground):
     r"""Hybrid Focal loss (Yeung et al. 2021): ``weight x Focal + (1 - weight) x FocalTversky``.
 
     The Focal half is the softmax focal loss ``-alpha_t (1 - p_t)^{gamma_f} log p_t`` (mean over
@@ -210,6 +218,7 @@ class HybridFocalLoss(nn.Module):
         tversky_alpha, tversky_beta: weights of FP and FN (default 0.3, 0.7).
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
         mode, from_logits, ignore_index, batch, smooth: as :class:`SymmetricUnifiedFocalLoss`.
+        reduction: ``"mean"`` only.
     """
 
     def __init__(
@@ -221,27 +230,15 @@ class HybridFocalLoss(nn.Module):
         tversky_alpha: float = 0.3,
         tversky_beta: float = 0.7,
         tversky_gamma: float = 0.75,
-        mode: str = "multiclass",
-        from_logits: bool = True,
-        ignore_index: int | None = -100,
-        batch: bool = False,
-        smooth: float = 1e-7,
-        reduction: str = "mean",
+        **kwargs,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
+        self._require_mean()
         self.weight = check_number(weight, "weight", low=0.0, high=1.0)
         self.focal_gamma = check_number(focal_gamma, "focal_gamma", low=0.0)
         self.tversky_alpha = check_number(tversky_alpha, "tversky_alpha", low=0.0)
         self.tversky_beta = check_number(tversky_beta, "tversky_beta", low=0.0)
         self.tversky_gamma = check_number(tversky_gamma, "tversky_gamma", low=0.0, low_inclusive=False)
-        self.mode = check_choice(check_mode(mode), "mode", UNIFIED_MODES)
-        self.from_logits = bool(from_logits)
-        self.ignore_index = ignore_index
-        self.batch = bool(batch)
-        self.smooth = check_number(smooth, "smooth", low=0.0)
-        if check_reduction(reduction) != "mean":
-            raise ValueError(f"`reduction` must be 'mean' for HybridFocalLoss; got {reduction!r}")
-        self.reduction = reduction
         if focal_alpha is not None:
             self.register_buffer("focal_alpha", check_class_vector(focal_alpha, "focal_alpha", None, low=0.0))
         else:
@@ -252,11 +249,7 @@ class HybridFocalLoss(nn.Module):
         alpha = torch.ones(n_classes, dtype=torch.float64) if self.focal_alpha is None else self.focal_alpha
         if alpha.numel() != n_classes:
             raise ValueError(f"`focal_alpha` must have length {n_classes}; got {alpha.numel()}")
-        s = segmentation_statistics(
-            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
-            batch=self.batch, binary_as_two_classes=True,
-            focal=(alpha, self.focal_gamma, self.focal_gamma, "mean"),
-        )
+        s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma, "mean"))
         ti = (s.tp + self.smooth) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth)
         ft = safe_pow(1.0 - ti, self.tversky_gamma).mean()
         return self.weight * s.focal + (1.0 - self.weight) * ft
