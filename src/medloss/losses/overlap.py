@@ -80,10 +80,23 @@ def segmentation_statistics(
 ) -> SoftmaxStats:
     """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally the mean
     focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" | "sum")``)."""
-    x, t, valid, softmax = prepare_segmentation(
+    prepared = prepare_segmentation(
         input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
         binary_as_two_classes=binary_as_two_classes,
     )
+    return statistics_of_prepared(*prepared, batch=batch, focal=focal)
+
+
+def statistics_of_prepared(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    valid: torch.Tensor | None,
+    softmax: bool,
+    *,
+    batch: bool = False,
+    focal: tuple[torch.Tensor, float, float, str] | None = None,
+) -> SoftmaxStats:
+    """:func:`segmentation_statistics` of inputs already validated by :func:`prepare_segmentation`."""
     with fp32_island():
         if not softmax:
             return sigmoid_statistics(x, t, valid, batch=batch)
@@ -312,8 +325,7 @@ class ComboLoss(nn.Module):
                 else:
                     m = valid.to(wce.dtype).expand_as(wce)
                     wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
-            s = segmentation_statistics(input, target, d.mode, from_logits=d.from_logits,
-                                        ignore_index=d.ignore_index, batch=d.batch)
+            s = statistics_of_prepared(x, t, valid, softmax, batch=d.batch)  # inputs validated once
             dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
         return self.alpha * wce_mean - (1.0 - self.alpha) * dsc
 
