@@ -208,8 +208,12 @@ def canonical_inputs(
     *,
     ignore_index: int | None = None,
     num_classes: int | None = None,
+    check_labels: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Validate ``input``/``target`` against ``mode``; return ``(input, target, ignored)``.
+
+    ``check_labels=False`` (multiclass only) checks shapes and the integer dtype but not the
+    label range, and returns ``ignored=None``: for callers whose kernel checks labels itself.
 
     ``input`` and ``target`` come back in canonical shape, ``ignored`` is the boolean mask of
     positions whose target equals ``ignore_index`` (shaped as the returned target), or ``None``
@@ -269,6 +273,10 @@ def canonical_inputs(
                 f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
                 f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
             )
+        if not check_labels:
+            if torch.is_floating_point(t) or t.dtype == torch.bool or t.is_complex():
+                raise TypeError(f"`target` must hold integer class indices (e.g. torch.long), got dtype {t.dtype}")
+            return input, t, None
         return input, t, check_class_indices(t, "target", n_ch, ignore_index)
 
     # multilabel

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from .. import _native
 from .._validation import canonical_inputs, check_probabilities, check_simplex
 from ._common import class_lookup, focal_terms_by_class, softmax_channels, upcast
 
@@ -186,23 +187,118 @@ class _SoftmaxStatsFunction(torch.autograd.Function):
         return grad.view_as(p), None, None, None, None
 
 
+class _BadLabels(Exception):
+    """Labels outside [0, C) met by the kernel: the caller validates and reports them."""
+
+
+class _NativeSoftmaxStatsFunction(torch.autograd.Function):
+    """:class:`_SoftmaxStatsFunction` in the compiled kernel (``medloss/_kernels.c``): the forward
+    reads the logits and the labels once and writes only the ``[B, 3, C]`` sums (and the labels
+    as bytes for the backward); the backward recomputes the softmax and writes the gradient in
+    one more pass. ``term`` is ``(kind, per-class weights, per-class gammas, pixels per unit)``
+    or None; its sum is divided by ``counted pixels x pixels per unit`` (0: a plain sum)."""
+
+    @staticmethod
+    def forward(ctx, x, t, valid, ignore_index, batch, term):  # type: ignore[override]
+        kind, term_w, gamma, units = term if term is not None else (_native.TERM_NONE, None, None, 0)
+        r = _native.softmax_pass(
+            x, t, valid, ignore_index=ignore_index, stats=True, keep_labels=True, term=kind, term_w=term_w, gamma=gamma
+        )
+        if r.n_bad:
+            raise _BadLabels
+        scale = 1.0
+        if units:
+            counted = float(r.stats[:, 2].sum())
+            scale = 1.0 / (counted * units) if counted > 0 else 0.0
+        ctx.batch, ctx.term, ctx.scale = batch, (kind, term_w, gamma), scale
+        ctx.save_for_backward(x, r.labels8)
+        stats = r.stats.to(x.dtype)
+        tp, sum_p, sum_y = stats.unbind(1)
+        ctx.mark_non_differentiable(sum_y)
+        if batch:
+            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+        return tp, sum_p, sum_y, torch.tensor(r.term * scale, dtype=x.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_term):  # type: ignore[override]
+        x, labels8 = ctx.saved_tensors
+        b, c = x.shape[:2]
+        if ctx.batch:
+            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
+        kind, term_w, gamma = ctx.term
+        r = _native.softmax_pass(
+            x, None, labels8=labels8, term=kind, term_w=term_w, gamma=gamma, grad=True, u=g_sum_p, v=g_tp,
+            g_term=float(g_term) * ctx.scale if kind != _native.TERM_NONE else 0.0,
+        )
+        return r.grad, None, None, None, None, None
+
+
+def _native_term(
+    n_classes: int, focal: tuple[torch.Tensor, float, float, str] | None, weighted_ce: float | None
+) -> tuple | None:
+    if focal is not None:
+        alpha, gamma_bg, gamma_fg, reduction = focal
+        gammas = torch.full((n_classes,), float(gamma_fg), dtype=torch.float64)
+        gammas[0] = float(gamma_bg)
+        return (_native.TERM_FOCAL, alpha.detach().to("cpu", torch.float64), gammas, 1 if reduction == "mean" else 0)
+    if weighted_ce is not None:
+        beta = float(weighted_ce)
+        return (_native.TERM_WCE, torch.tensor([beta, 1.0 - beta], dtype=torch.float64), None, n_classes)
+    return None
+
+
 def softmax_statistics(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,
     *,
     batch: bool = False,
-    focal: tuple[torch.Tensor, float, float, float] | None = None,
-) -> SoftmaxStats:
-    """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t`` (ignored
-    positions already replaced by 0 and marked False in ``valid``), ``[B, C]`` or ``[C]`` with
-    ``batch``, plus optionally the focal term ``sum -alpha_t (1 - p_t)^gamma log p_t * scale``
-    with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others: ``focal = (alpha, gamma_bg,
-    gamma_fg, scale)``. Everything in one softmax pass; gradients written by hand."""
+    focal: tuple[torch.Tensor, float, float, str] | None = None,
+    weighted_ce: float | None = None,
+    ignore_index: int | None = None,
+    labels_checked: bool = True,
+) -> SoftmaxStats | None:
+    """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t``, ``[B, C]``
+    or ``[C]`` with ``batch``, plus optionally one per-pixel term over the counted pixels (``.focal``):
+
+    - ``focal = (alpha, gamma_bg, gamma_fg, "mean" | "sum")``: ``-alpha_t (1 - p_t)^gamma log p_t``
+      with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, mean over counted pixels or sum;
+    - ``weighted_ce = beta``: Combo's ``-(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``,
+      mean over counted pixels and classes, computed by the compiled kernel only: ``.focal`` is
+      None when it did not run (the caller then computes the term itself).
+
+    With ``labels_checked`` (default), ``t`` holds valid indices (0 at ignored positions, which
+    ``valid`` marks False). Otherwise ``t`` is the user's target: pixels equal to ``ignore_index``
+    count nowhere, and None is returned when the compiled kernel cannot run or finds a label out
+    of range (the caller validates and reports it).
+
+    Everything in one softmax pass; gradients written by hand. CPU float32 / float64 logits with
+    2-32 classes run in the compiled kernel when it is installed, others in PyTorch operations.
+    """
     # contiguous: the passes below view [B, C, *] as [B, C, N] (channels_last / permuted inputs are copied once)
-    t1 = t.long().unsqueeze(1).contiguous()
+    x = x.contiguous()
     valid = None if valid is None else valid.contiguous()
-    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x.contiguous(), t1, valid, batch, focal)
+    if _native.usable(x):
+        term = _native_term(x.shape[1], focal, weighted_ce)
+        try:
+            out = _NativeSoftmaxStatsFunction.apply(x, t.long().contiguous(), valid, ignore_index, batch, term)
+        except _BadLabels:
+            out = None
+        # non-finite logits: the PyTorch path below produces its value or its error
+        if out is not None and bool(torch.isfinite(out[1]).all()) and bool(torch.isfinite(out[3])):
+            tp, sum_p, sum_y, term_value = out
+            return SoftmaxStats(tp, sum_p, sum_y, term_value if term is not None else None)
+    if not labels_checked:
+        return None
+    spec = None
+    if focal is not None:
+        alpha, gamma_bg, gamma_fg, reduction = focal
+        n = t.numel() if valid is None else int(valid.sum())
+        scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
+        spec = (alpha.to(x.dtype), gamma_bg, gamma_fg, scale)
+    t1 = t.long().unsqueeze(1).contiguous()
+    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x, t1, valid, batch, spec)
     return SoftmaxStats(tp, sum_p, sum_y, focal_value if focal is not None else None)
 
 

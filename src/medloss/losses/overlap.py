@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _native
 from .._validation import (
     canonical_inputs,
     check_class_vector,
@@ -77,14 +78,28 @@ def segmentation_statistics(
     batch: bool = False,
     binary_as_two_classes: bool = False,
     focal: tuple[torch.Tensor, float, float, str] | None = None,
+    weighted_ce: float | None = None,
 ) -> SoftmaxStats:
-    """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally the mean
-    focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" | "sum")``)."""
+    """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally a per-pixel
+    term in ``.focal``: the focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" |
+    "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed)."""
+    if mode == "multiclass" and from_logits:
+        # fast path: the compiled kernel checks the labels while it reads them (one pass fewer)
+        x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
+        x = upcast(x)
+        if _native.usable(x):
+            with fp32_island():
+                s = softmax_statistics(
+                    x, t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index,
+                    labels_checked=False,
+                )
+            if s is not None:
+                return s
     prepared = prepare_segmentation(
         input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
         binary_as_two_classes=binary_as_two_classes,
     )
-    return statistics_of_prepared(*prepared, batch=batch, focal=focal)
+    return statistics_of_prepared(*prepared, batch=batch, focal=focal, weighted_ce=weighted_ce)
 
 
 def statistics_of_prepared(
@@ -95,18 +110,15 @@ def statistics_of_prepared(
     *,
     batch: bool = False,
     focal: tuple[torch.Tensor, float, float, str] | None = None,
+    weighted_ce: float | None = None,
 ) -> SoftmaxStats:
     """:func:`segmentation_statistics` of inputs already validated by :func:`prepare_segmentation`."""
     with fp32_island():
         if not softmax:
             return sigmoid_statistics(x, t, valid, batch=batch)
-        spec = None
-        if focal is not None:
-            alpha, gamma_bg, gamma_fg, reduction = focal
-            n = t.numel() if valid is None else int(valid.sum())
-            scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-            spec = (alpha.to(x.dtype), gamma_bg, gamma_fg, scale)
-        return softmax_statistics(x, t, valid, batch=batch, focal=spec)
+        s = softmax_statistics(x, t, valid, batch=batch, focal=focal, weighted_ce=weighted_ce)
+        assert s is not None  # labels were checked: the PyTorch path always answers
+        return s
 
 
 class _RegionLoss(nn.Module):
@@ -312,6 +324,21 @@ class ComboLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = self.dice
+        # the compiled kernel computes the cross-entropy in the same pass as the Dice counts
+        s = segmentation_statistics(
+            input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index, batch=d.batch,
+            weighted_ce=self.beta,
+        )
+        with fp32_island():
+            if s.focal is not None:
+                wce_mean = s.focal
+            else:
+                wce_mean = self._weighted_ce(input, target)
+            dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
+        return self.alpha * wce_mean - (1.0 - self.alpha) * dsc
+
+    def _weighted_ce(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        d = self.dice
         x, t, valid, softmax = prepare_segmentation(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index
         )
@@ -325,9 +352,7 @@ class ComboLoss(nn.Module):
                 else:
                     m = valid.to(wce.dtype).expand_as(wce)
                     wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
-            s = statistics_of_prepared(x, t, valid, softmax, batch=d.batch)  # inputs validated once
-            dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
-        return self.alpha * wce_mean - (1.0 - self.alpha) * dsc
+        return wce_mean
 
 
 def _softmax_weighted_ce(x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:

@@ -1,0 +1,397 @@
+/* Body of the fused softmax pass, included once per floating type by _kernels.c with
+ *   REAL (float | double), SUFFIX (f32 | f64), EXP, LOG (vectorisable for float, libm for double).
+ *
+ * One pass over a tile of pixels of one image computes, per pixel, the softmax p over the C
+ * channels (stored channel-major in a stack buffer so that every inner loop runs over pixels and
+ * vectorises), then any of:
+ *   - the per-class sums TP_c = sum p_c [t = c], SUMP_c = sum p_c, SUMY_c = sum [t = c];
+ *   - a per-pixel term (focal or Combo's weighted cross-entropy) and its sum;
+ *   - the gradient  p_j (U_j - S) + [j = t] p_t V_t + g_term * d term / d x_j,
+ *     S = sum_k p_k U_k + p_t V_t  (U = dL/dSUMP, V = dL/dTP of the image),
+ * with invalid (ignored) pixels counted nowhere and given a zero gradient.
+ */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUFFIX)
+
+typedef struct {
+    const medloss_pass_args *a;
+    int64_t tile_begin, tile_end;
+    double *stats; /* [B, 3, C] */
+    double term;
+    int64_t n_bad;
+    int tile;   /* pixels per tile */
+} FN(job);
+
+MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
+    const medloss_pass_args *a = job->a;
+    const int64_t C = a->C, S = a->S;
+    const int T = job->tile;
+    const int64_t tiles_per_image = (S + T - 1) / T;
+    int64_t n_bad = 0;
+    const REAL *X = (const REAL *)a->x;
+    REAL *G = (REAL *)a->grad;
+    /* per-tile scratch on the stack (distinct arrays: the vectoriser sees they do not alias),
+     * channel-major: e = exp then the softmax, e2 = exp(x - second max) for the weighted CE */
+    REAL e[MAX_CLASSES][MAX_TILE], e2[MAX_CLASSES][MAX_TILE];
+    REAL m[MAX_TILE], m2[MAX_TILE], z[MAX_TILE], w[MAX_TILE], pt[MAX_TILE], lt[MAX_TILE], q[MAX_TILE];
+    REAL rest2[MAX_TILE], lz[MAX_TILE], pixel[MAX_TILE], on_t[MAX_TILE], slope[MAX_TILE], val[MAX_TILE];
+    REAL wce_rp[MAX_TILE], rest_logp[MAX_TILE];
+    /* class indices held as REAL: compares and selects then share one vector type */
+    REAL tt[MAX_TILE], am[MAX_TILE];
+    uint8_t ones[MAX_TILE], skip8[MAX_TILE];
+    double term = 0.0;
+    const int64_t ignore_index = a->ignore_index, use_ignore = a->use_ignore != 0;
+
+    for (int64_t tile = job->tile_begin; tile < job->tile_end; ++tile) {
+        const int64_t b = tile / tiles_per_image;
+        const int64_t s0 = (tile % tiles_per_image) * T;
+        const int n = (int)((S - s0) < T ? (S - s0) : T);
+        const REAL *xb = X + b * C * S + s0;
+        /* labels: a pixel counts when its label is in [0, C), not ignore_index and marked valid;
+         * out-of-range labels are counted as errors (the caller reports them) */
+        if (a->labels8) {
+            const uint8_t *lb = a->labels8 + b * S + s0;
+#pragma omp simd
+            for (int s = 0; s < n; ++s) {
+                const int skip = lb[s] == LABEL_SKIP;
+                tt[s] = skip ? (REAL)0 : (REAL)lb[s];
+                w[s] = skip ? (REAL)0 : (REAL)1;
+            }
+        } else {
+            const int64_t *tb = a->t + b * S + s0;
+            const uint8_t *vb = a->valid ? a->valid + b * S + s0 : 0;
+            /* branch-free so that it vectorises: absent arrays replaced by scratch ones */
+            uint8_t *ob = a->labels8_out ? a->labels8_out + b * S + s0 : skip8;
+            int64_t bad = 0;
+            if (!vb) {
+                memset(ones, 1, (size_t)n);
+                vb = ones;
+            }
+#pragma omp simd reduction(+ : bad)
+            for (int s = 0; s < n; ++s) {
+                const int64_t raw = tb[s];
+                const int64_t ignored = ((raw == ignore_index) & use_ignore) | (vb[s] == 0);
+                const int64_t in_range = (raw >= 0) & (raw < C);
+                const int64_t counted = in_range & (ignored ^ 1);
+                bad += (in_range ^ 1) & (ignored ^ 1);
+                const int32_t label = counted ? (int32_t)raw : 0;
+                tt[s] = (REAL)label;
+                w[s] = (REAL)counted;
+                ob[s] = counted ? (uint8_t)label : (uint8_t)LABEL_SKIP;
+            }
+            n_bad += bad;
+        }
+        /* max over channels (and, for the weighted CE, its channel and the second max) */
+#pragma omp simd
+        for (int s = 0; s < n; ++s) { m[s] = xb[s]; am[s] = 0; m2[s] = -INFINITY; }
+        for (int c = 1; c < (int)C; ++c) {
+            const REAL *xc = xb + c * S;
+            if (a->term == TERM_WCE) {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL xv = xc[s], mv = m[s], m2v = m2[s];
+                    const int gt = xv > mv;
+                    const REAL below = xv > m2v ? xv : m2v;
+                    m2[s] = gt ? mv : below;
+                    am[s] = gt ? (REAL)c : am[s];
+                    m[s] = gt ? xv : mv;
+                }
+            } else {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) m[s] = xc[s] > m[s] ? xc[s] : m[s];
+            }
+        }
+        /* exponentials and normaliser; x_t - max on the way (log p_t exact for any logit) */
+#pragma omp simd
+        for (int s = 0; s < n; ++s) { z[s] = 0; lt[s] = 0; rest2[s] = 0; }
+        if (a->term == TERM_WCE) {
+            /* e_c = exp(x_c - m2) exp(m2 - m) for c != argmax: the softmax of the other classes
+             * stays defined when they all underflow against the max */
+            for (int c = 0; c < (int)C; ++c) {
+                const REAL *xc = xb + c * S;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL d = xc[s] - m2[s];
+                    const REAL v = (am[s] == (REAL)c) ? (REAL)0 : EXP(d < 0 ? d : (REAL)0);
+                    e2[c][s] = v;
+                    rest2[s] += v;
+                    lt[s] += (tt[s] == (REAL)c) ? xc[s] - m[s] : (REAL)0;
+                }
+            }
+#pragma omp simd
+            for (int s = 0; s < n; ++s) {
+                const REAL gap = m2[s] - m[s];
+                q[s] = EXP(gap);  /* exp(m2 - m) <= 1 */
+                z[s] = (REAL)1 + rest2[s] * q[s];
+                rest_logp[s] = gap + LOG(rest2[s]);  /* log of sum of e over the other classes */
+            }
+            for (int c = 0; c < (int)C; ++c) {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) e[c][s] = (am[s] == (REAL)c) ? (REAL)1 : e2[c][s] * q[s];
+            }
+        } else {
+            for (int c = 0; c < (int)C; ++c) {
+                const REAL *xc = xb + c * S;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL d = xc[s] - m[s];
+                    const REAL v = EXP(d);
+                    e[c][s] = v;
+                    z[s] += v;
+                    lt[s] += (tt[s] == (REAL)c) ? d : (REAL)0;
+                }
+            }
+        }
+        if (a->term != TERM_NONE) {
+#pragma omp simd
+            for (int s = 0; s < n; ++s) {
+                lz[s] = LOG(z[s]);
+                const REAL l = lt[s] - lz[s];
+                lt[s] = l > 0 ? (REAL)0 : l;
+            }
+        }
+#pragma omp simd
+        for (int s = 0; s < n; ++s) {
+            z[s] = (REAL)1 / z[s];
+            pt[s] = 0;
+            q[s] = 0;
+        }
+        /* probabilities; p_t and 1 - p_t as the sum of the other classes (exact near p_t = 1) */
+        for (int c = 0; c < (int)C; ++c) {
+#pragma omp simd
+            for (int s = 0; s < n; ++s) {
+                const REAL p = e[c][s] * z[s];
+                e[c][s] = p;
+                pt[s] += (tt[s] == (REAL)c) ? p : (REAL)0;
+                q[s] += (tt[s] == (REAL)c) ? (REAL)0 : p;
+            }
+        }
+        if (a->stats) {
+            double *st = job->stats + b * 3 * C;
+            for (int c = 0; c < (int)C; ++c) {
+                REAL tp = 0, sp = 0, sy = 0;
+#pragma omp simd reduction(+ : tp, sp, sy)
+                for (int s = 0; s < n; ++s) {
+                    const REAL pw = e[c][s] * w[s];
+                    const REAL is_c = (tt[s] == (REAL)c) ? w[s] : (REAL)0;
+                    tp += is_c * e[c][s];
+                    sp += pw;
+                    sy += is_c;
+                }
+                st[c] += tp;
+                st[C + c] += sp;
+                st[2 * C + c] += sy;
+            }
+        }
+        /* per-pixel term: value and slope (the gradient is slope * (p_j - [j = t]) for focal) */
+        if (a->term == TERM_FOCAL) {
+#pragma omp simd
+            for (int s = 0; s < n; ++s) { slope[s] = 0; val[s] = 0; }
+            /* class lookups as selects over the (few) classes: vectorises, unlike a gather */
+            for (int c = 0; c < (int)C; ++c) {
+                const REAL ac = (REAL)a->term_w[c], gc = (REAL)a->gamma[c];
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    slope[s] += (tt[s] == (REAL)c) ? ac : (REAL)0;
+                    val[s] += (tt[s] == (REAL)c) ? gc : (REAL)0;
+                }
+            }
+            REAL acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int s = 0; s < n; ++s) {
+                const REAL alpha = slope[s] * w[s], gamma = val[s], qs = q[s];
+                /* near p_t = 1, log p_t and log p_t / (1 - p_t) from their series in q = 1 - p_t */
+                /* every branch computed, then selected: selects vectorise, branches do not */
+                const int small = qs < (REAL)1e-3;
+                const REAL tail = qs * ((REAL)0.5 + qs * ((REAL)1 / 3));
+                const REAL l = small ? -qs - qs * tail : lt[s];
+                const REAL ratio_direct = lt[s] / (small ? (REAL)1 : qs);
+                const REAL ratio = small ? -(REAL)1 - tail : ratio_direct;
+                const REAL power = EXP(gamma * LOG(qs));
+                const REAL power_or_zero = qs > 0 ? power : (REAL)0;
+                const REAL mod = gamma == 0 ? (REAL)1 : power_or_zero;
+                const REAL v = -alpha * mod * l;
+                slope[s] = alpha * mod * ((REAL)1 - gamma * pt[s] * ratio);
+                acc += v;
+            }
+            term += acc;
+        } else if (a->term == TERM_WCE) {
+            /* -(w_pos log p_t + w_neg sum_{c != t} log(1 - p_c)); log(1 - p_argmax) from the
+             * other classes' log-sum-exp, every other p_c <= 1/2 */
+            const REAL wpos = (REAL)a->term_w[0], wneg = (REAL)a->term_w[1];
+#pragma omp simd
+            for (int s = 0; s < n; ++s) { val[s] = 0; wce_rp[s] = 0; }
+            for (int c = 0; c < (int)C; ++c) {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL p = e[c][s];
+                    const int counted = tt[s] != (REAL)c;
+                    const int big = am[s] == (REAL)c;
+                    const REAL log_small = LOG((REAL)1 - p);
+                    const REAL l1m = big ? rest_logp[s] - lz[s] : log_small;
+                    val[s] += counted ? l1m : (REAL)0;
+                    /* R' = sum over c != t, c != argmax of p_c / (1 - p_c) */
+                    wce_rp[s] += (counted && !big) ? p / ((REAL)1 - p) : (REAL)0;
+                }
+            }
+            REAL acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int s = 0; s < n; ++s) acc += -w[s] * (wpos * lt[s] + wneg * val[s]);
+            term += acc;
+        }
+
+        if (!G) continue;
+        /* gradient */
+        REAL *gb = G + b * C * S + s0;
+        const double *U = a->u ? a->u + b * C : 0;
+        const double *V = a->v ? a->v + b * C : 0;
+        const REAL gt_ = (REAL)a->g_term;
+#pragma omp simd
+        for (int s = 0; s < n; ++s) { pixel[s] = 0; on_t[s] = 0; }
+        if (U || V) {
+            for (int c = 0; c < (int)C; ++c) {
+                const REAL uc = U ? (REAL)U[c] : (REAL)0, vc = V ? (REAL)V[c] : (REAL)0;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    pixel[s] += e[c][s] * uc;
+                    on_t[s] += (tt[s] == (REAL)c) ? vc : (REAL)0;
+                }
+            }
+        }
+        /* pixel = -S, on_t = p_t V_t (both times the validity weight) */
+#pragma omp simd
+        for (int s = 0; s < n; ++s) {
+            const REAL ptv = pt[s] * on_t[s];
+            pixel[s] = -(pixel[s] + ptv) * w[s];
+            on_t[s] = ptv * w[s];
+        }
+        if (a->term == TERM_FOCAL) {
+#pragma omp simd
+            for (int s = 0; s < n; ++s) {
+                const REAL sl = gt_ * slope[s];
+                pixel[s] += sl;
+                on_t[s] -= sl;
+            }
+        }
+        if (a->term == TERM_WCE) {
+            /* d/dx_j of the term: wpos (p_j - [j=t]) - wneg dW/dx_j with
+             *   dW/dx_j = p_j R' + [am != t] p_am e2_j / rest2 - [j != t] r_j   (j != am)
+             *   dW/dx_am = p_am R' - [am != t] p_am                              */
+            const REAL wpos = gt_ * (REAL)a->term_w[0], wneg = gt_ * (REAL)a->term_w[1];
+            for (int c = 0; c < (int)C; ++c) {
+                REAL *gc = gb + c * S;
+                const REAL uc = U ? (REAL)U[c] : (REAL)0;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL p = e[c][s];
+                    const int is_t = tt[s] == (REAL)c, big = am[s] == (REAL)c, big_not_t = am[s] != tt[s];
+                    const REAL pam = z[s];  /* p_argmax = 1 / z */
+                    REAL dw = p * wce_rp[s];
+                    dw += big ? (big_not_t ? -pam : (REAL)0)
+                              : (big_not_t ? pam * e2[c][s] / rest2[s] : (REAL)0) - (is_t ? (REAL)0 : p / ((REAL)1 - p));
+                    const REAL term_grad = wpos * (p - (is_t ? (REAL)1 : (REAL)0)) - wneg * dw;
+                    gc[s] = p * (uc * w[s] + pixel[s]) + (is_t ? on_t[s] : (REAL)0) + term_grad * w[s];
+                }
+            }
+        } else {
+            for (int c = 0; c < (int)C; ++c) {
+                REAL *gc = gb + c * S;
+                const REAL uc = U ? (REAL)U[c] : (REAL)0;
+#pragma omp simd
+                for (int s = 0; s < n; ++s)
+                    gc[s] = e[c][s] * (uc * w[s] + pixel[s]) + ((tt[s] == (REAL)c) ? on_t[s] : (REAL)0);
+            }
+        }
+    }
+    job->term = term;
+    job->n_bad = n_bad;
+}
+
+/* Jobs are claimed from a shared counter, so every job runs whatever number of threads the
+ * runtime actually provides (an OpenMP runtime may give fewer than requested). */
+typedef struct {
+    FN(job) * jobs;
+    int n_jobs;
+    int next;
+} FN(queue);
+
+static void FN(worker)(void *arg) {
+    FN(queue) *q = (FN(queue) *)arg;
+    for (;;) {
+        const int j = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (j >= q->n_jobs) break;
+        FN(run_tiles)(&q->jobs[j]);
+    }
+}
+
+static void *FN(pthread_worker)(void *arg) {
+    FN(worker)(arg);
+    return 0;
+}
+
+int FN(medloss_softmax_pass)(const medloss_pass_args *a) {
+    if (a->C < 2 || a->C > MAX_CLASSES || a->B < 1 || a->S < 1 || (!a->t && !a->labels8)) return 1;
+    /* tiles of ~2048 values: the scratch rows stay in L1/L2 and loop overheads stay small */
+    int tile = (int)(TILE_VALUES / a->C);
+    tile = tile < 64 ? 64 : (tile > MAX_TILE ? MAX_TILE : tile);
+    tile -= tile % 16;
+    const int64_t tiles = a->B * ((a->S + tile - 1) / tile);
+    int n_threads = a->n_threads < 1 ? 1 : a->n_threads;
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+    /* a few jobs per thread balance uneven progress; tiny inputs stay on one thread */
+    int n_jobs = n_threads == 1 ? 1 : 4 * n_threads;
+    if ((int64_t)n_jobs > tiles / 16) n_jobs = (int)(tiles / 16);
+    if (n_jobs < 1) n_jobs = 1;
+    if (n_threads > n_jobs) n_threads = n_jobs;
+    const size_t stats_len = (size_t)(a->B * 3 * a->C);
+    FN(job) jobs[4 * MAX_THREADS];
+    double *buffers = a->stats ? (double *)calloc(stats_len * (size_t)n_jobs, sizeof(double)) : 0;
+    if (a->stats && !buffers) return 2;
+    for (int i = 0; i < n_jobs; ++i) {
+        jobs[i].a = a;
+        jobs[i].tile_begin = tiles * i / n_jobs;
+        jobs[i].tile_end = tiles * (i + 1) / n_jobs;
+        jobs[i].stats = buffers ? buffers + stats_len * (size_t)i : 0;
+        jobs[i].term = 0.0;
+        jobs[i].n_bad = 0;
+        jobs[i].tile = tile;
+    }
+    FN(queue) queue = {jobs, n_jobs, 0};
+    if (n_threads == 1) {
+        FN(worker)(&queue);
+    } else if (a->gomp_parallel) {
+        a->gomp_parallel(FN(worker), &queue, (unsigned)n_threads, 0u);
+    } else {
+        pthread_t threads[MAX_THREADS];
+        int started = 0;
+        for (int i = 1; i < n_threads; ++i) {
+            if (pthread_create(&threads[started], 0, FN(pthread_worker), &queue) != 0) break;
+            ++started;
+        }
+        FN(worker)(&queue); /* the calling thread works too, and finishes the jobs if no thread started */
+        for (int i = 0; i < started; ++i) pthread_join(threads[i], 0);
+    }
+    double term = 0.0;
+    for (int i = 0; i < n_jobs; ++i) term += jobs[i].term;
+    if (a->term_value) *a->term_value = term;
+    if (a->n_bad) {
+        int64_t bad = 0;
+        for (int i = 0; i < n_jobs; ++i) bad += jobs[i].n_bad;
+        *a->n_bad = bad;
+    }
+    if (a->stats) {
+        for (size_t k = 0; k < stats_len; ++k) {
+            double sum = 0.0;
+            for (int i = 0; i < n_jobs; ++i) sum += buffers[stats_len * (size_t)i + k];
+            a->stats[k] = sum;
+        }
+        free(buffers);
+    }
+    return 0;
+}
+
+#undef FN
+#undef CAT
+#undef CAT_

@@ -1,0 +1,195 @@
+"""The optional fused C kernels (``_kernels.c``), reached through ctypes.
+
+The extension is compiled when medloss is installed (``setup.py``; optional, so a machine without
+a C compiler still installs medloss). When it is present, the softmax-based segmentation losses
+run their per-pixel work in it on CPU tensors (float32 / float64, 2-32 classes); everything else,
+and every GPU tensor, uses the PyTorch implementation of the same formulas. Both paths are
+tested against each other. ``MEDLOSS_NATIVE=0`` in the environment, or
+``native_kernels(False)``, turns the kernels off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+MAX_CLASSES = 32
+TERM_NONE, TERM_FOCAL, TERM_WCE = 0, 1, 2
+
+_c_double_p = ctypes.POINTER(ctypes.c_double)
+
+
+class PassArgs(ctypes.Structure):
+    """Mirror of ``medloss_pass_args`` in ``_kernels.c`` (field order and types must match)."""
+
+    _fields_ = [
+        ("B", ctypes.c_int64),
+        ("C", ctypes.c_int64),
+        ("S", ctypes.c_int64),
+        ("x", ctypes.c_void_p),
+        ("t", ctypes.c_void_p),
+        ("valid", ctypes.c_void_p),
+        ("ignore_index", ctypes.c_int64),
+        ("use_ignore", ctypes.c_int32),
+        ("pad_", ctypes.c_int32),
+        ("labels8_out", ctypes.c_void_p),
+        ("labels8", ctypes.c_void_p),
+        ("n_bad", ctypes.c_void_p),
+        ("term", ctypes.c_int32),
+        ("n_threads", ctypes.c_int32),
+        ("term_w", ctypes.c_void_p),
+        ("gamma", ctypes.c_void_p),
+        ("stats", ctypes.c_void_p),
+        ("term_value", ctypes.c_void_p),
+        ("grad", ctypes.c_void_p),
+        ("u", ctypes.c_void_p),
+        ("v", ctypes.c_void_p),
+        ("g_term", ctypes.c_double),
+        ("gomp_parallel", ctypes.c_void_p),
+    ]
+
+
+def _openmp_parallel() -> int | None:
+    """Address of ``GOMP_parallel`` in the OpenMP runtime this process already loaded (PyTorch's),
+    so that the kernels run on PyTorch's own worker threads; None if there is none to share."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        name = os.path.basename(path)
+        if not (name.startswith(("libgomp", "libiomp", "libomp")) and ".so" in name):
+            continue
+        try:
+            runtime = ctypes.CDLL(path)
+            return ctypes.cast(runtime.GOMP_parallel, ctypes.c_void_p).value
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _load() -> ctypes.CDLL | None:
+    try:
+        from . import _kernels  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        lib = ctypes.CDLL(_kernels.__file__)
+        lib.medloss_kernels_abi.restype = ctypes.c_int64
+        if lib.medloss_kernels_abi() != 1000 * ctypes.sizeof(PassArgs) + 1:
+            return None  # a stale build from another version: use the PyTorch path
+        for name in ("medloss_softmax_pass_f32", "medloss_softmax_pass_f64"):
+            fn = getattr(lib, name)
+            fn.argtypes = [ctypes.POINTER(PassArgs)]
+            fn.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+_LIB = _load()
+_GOMP_PARALLEL = _openmp_parallel() if _LIB is not None else None
+_enabled = os.environ.get("MEDLOSS_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def native_kernels_available() -> bool:
+    """True when the compiled kernels are installed and enabled (see :func:`native_kernels`)."""
+    return _LIB is not None and _enabled
+
+
+@contextmanager
+def native_kernels(enabled: bool) -> Iterator[None]:
+    """Context manager turning the compiled kernels on or off (e.g. to compare both paths)."""
+    global _enabled
+    previous = _enabled
+    _enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether the kernels handle these ``[B, C, *]`` logits."""
+    return (
+        _LIB is not None
+        and _enabled
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and x.ndim >= 2
+        and 2 <= x.shape[1] <= MAX_CLASSES
+        and x.numel() > 0
+    )
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class PassResult:
+    """What one kernel pass returns (fields left None when not asked for)."""
+
+    __slots__ = ("stats", "term", "grad", "labels8", "n_bad")
+
+    def __init__(self, stats, term, grad, labels8, n_bad):
+        self.stats, self.term, self.grad, self.labels8, self.n_bad = stats, term, grad, labels8, n_bad
+
+
+def softmax_pass(
+    x: torch.Tensor,
+    t: torch.Tensor | None,
+    valid: torch.Tensor | None = None,
+    *,
+    ignore_index: int | None = None,
+    labels8: torch.Tensor | None = None,
+    stats: bool = False,
+    keep_labels: bool = False,
+    term: int = TERM_NONE,
+    term_w: torch.Tensor | None = None,
+    gamma: torch.Tensor | None = None,
+    grad: bool = False,
+    u: torch.Tensor | None = None,
+    v: torch.Tensor | None = None,
+    g_term: float = 0.0,
+) -> PassResult:
+    """One pass of the kernel over contiguous logits ``x`` ``[B, C, *]``.
+
+    Labels: ``t`` (``[B, *]`` int64 as given: pixels equal to ``ignore_index`` or False in
+    ``valid`` count nowhere, other labels outside ``[0, C)`` are counted in ``n_bad``), or the
+    compact ``labels8`` that a forward pass with ``keep_labels`` returned.
+    Outputs: ``stats`` ``[B, 3, C]`` float64 (TP, sum p, sum y), the term's sum, the gradient
+    (with ``u``, ``v`` ``[B, C]`` = dL/d sum_p and dL/d TP, and ``g_term`` = dL/d term).
+    """
+    assert _LIB is not None
+    b, c = x.shape[:2]
+    s = x[0, 0].numel()
+    stats_out = torch.empty(b, 3, c, dtype=torch.float64) if stats else None
+    grad_out = torch.empty_like(x) if grad else None
+    labels_out = torch.empty(b, s, dtype=torch.uint8) if keep_labels else None
+    term_value = ctypes.c_double(0.0)
+    n_bad = ctypes.c_int64(0)
+    keep = [
+        None if valid is None else valid.view(torch.uint8),
+        None if term_w is None else term_w.to(torch.float64).contiguous(),
+        None if gamma is None else gamma.to(torch.float64).contiguous(),
+        None if u is None else u.to(torch.float64).contiguous(),
+        None if v is None else v.to(torch.float64).contiguous(),
+    ]
+    args = PassArgs(
+        B=b, C=c, S=s, x=x.data_ptr(), t=_ptr(t), valid=_ptr(keep[0]),
+        ignore_index=0 if ignore_index is None else int(ignore_index), use_ignore=ignore_index is not None,
+        labels8_out=_ptr(labels_out), labels8=_ptr(labels8), n_bad=ctypes.addressof(n_bad),
+        term=term, n_threads=max(1, torch.get_num_threads()), term_w=_ptr(keep[1]), gamma=_ptr(keep[2]),
+        stats=_ptr(stats_out), term_value=ctypes.addressof(term_value), grad=_ptr(grad_out),
+        u=_ptr(keep[3]), v=_ptr(keep[4]), g_term=float(g_term), gomp_parallel=_GOMP_PARALLEL,
+    )
+    fn = _LIB.medloss_softmax_pass_f32 if x.dtype == torch.float32 else _LIB.medloss_softmax_pass_f64
+    status = fn(ctypes.byref(args))
+    if status != 0:  # pragma: no cover - the callers check the same limits first
+        raise RuntimeError(f"medloss kernel failed (status {status}) for input {tuple(x.shape)}")
+    return PassResult(stats_out, term_value.value, grad_out, labels_out, n_bad.value)
