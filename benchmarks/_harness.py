@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import random
 import statistics
 import sys
 import time
@@ -34,13 +35,21 @@ BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 def median_seconds(fns: dict[str, Callable[[], object]], *, repeats: int = 15, warmup: int = 2) -> dict[str, float]:
     """Median wall time of each ``fn()``, measured in interleaved rounds (one call of each per round),
-    so that drift in machine state (allocator, caches, other load) hits every contender alike."""
+    so that drift in machine state (allocator, caches, other load) hits every contender alike.
+
+    The order is shuffled every round (fixed seed): a call pays for what the previous one left
+    behind (e.g. writing back a 32 MB gradient still dirty in the cache, ~0.5 ms here), so a fixed
+    order would always charge the same contender for the same neighbour."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, fn in fns.items():
+        rng.shuffle(order)
+        for name in order:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)

@@ -25,12 +25,15 @@ PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&medloss_kernels_m
 #endif
 
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CLASSES 32
+#define MAX_CLASSES 32 /* < LABEL_SKIP - 1: byte labels leave two markers free */
 #define MAX_TILE 256     /* pixels per tile */
 #define TILE_VALUES 512 /* pixels x classes per tile, about (measured: larger tiles are slower) */
 #define LABEL_SKIP 255
@@ -113,8 +116,14 @@ static inline float log_f32(float x) {
     return m + y + 0.693359375f * ef;
 }
 
+#if defined(__SSE2__)
+#define STREAM_F32(dst, src) _mm_stream_ps((dst), _mm_loadu_ps(src))
+#define STREAM_F64(dst, src) _mm_stream_pd((dst), _mm_loadu_pd(src))
+#endif
+
 #define REAL float
 #define SUFFIX f32
+#define STREAM STREAM_F32
 #define EXP exp_f32
 #define LOG log_f32
 #include "_kernels_impl.h"
@@ -122,9 +131,11 @@ static inline float log_f32(float x) {
 #undef SUFFIX
 #undef EXP
 #undef LOG
+#undef STREAM
 
 #define REAL double
 #define SUFFIX f64
+#define STREAM STREAM_F64
 #define EXP exp
 #define LOG log
 #include "_kernels_impl.h"
@@ -132,6 +143,7 @@ static inline float log_f32(float x) {
 #undef SUFFIX
 #undef EXP
 #undef LOG
+#undef STREAM
 
 /* ABI check for the loader: the size of the argument struct and a version number */
 int64_t medloss_kernels_abi(void) { return (int64_t)(1000 * sizeof(medloss_pass_args) + 1); }

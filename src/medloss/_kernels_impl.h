@@ -24,6 +24,16 @@ typedef struct {
     int tile;   /* pixels per tile */
 } FN(job);
 
+static inline void FN(store_streaming)(REAL *dst, const REAL *src, int n) {
+    int i = 0;
+#if defined(__SSE2__)
+    const int lanes = 16 / (int)sizeof(REAL);
+    while (i < n && ((uintptr_t)(dst + i) & 15u)) { dst[i] = src[i]; ++i; }
+    for (; i + lanes <= n; i += lanes) STREAM(dst + i, src + i);
+#endif
+    for (; i < n; ++i) dst[i] = src[i];
+}
+
 MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
     const medloss_pass_args *a = job->a;
     const int64_t C = a->C, S = a->S;
@@ -33,14 +43,15 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
     const REAL *X = (const REAL *)a->x;
     REAL *G = (REAL *)a->grad;
     /* per-tile scratch on the stack (distinct arrays: the vectoriser sees they do not alias),
-     * channel-major: e = exp then the softmax, e2 = exp(x - second max) for the weighted CE */
-    REAL e[MAX_CLASSES][MAX_TILE], e2[MAX_CLASSES][MAX_TILE];
+     * channel-major: e = exp then the softmax; for the weighted CE, e2 = exp(x - second max)
+     * and ratio = p / (1 - p) */
+    REAL e[MAX_CLASSES][MAX_TILE], e2[MAX_CLASSES][MAX_TILE], ratio[MAX_CLASSES][MAX_TILE];
     REAL m[MAX_TILE], m2[MAX_TILE], z[MAX_TILE], w[MAX_TILE], pt[MAX_TILE], lt[MAX_TILE], q[MAX_TILE];
     REAL rest2[MAX_TILE], lz[MAX_TILE], pixel[MAX_TILE], on_t[MAX_TILE], slope[MAX_TILE], val[MAX_TILE];
     REAL wce_rp[MAX_TILE], rest_logp[MAX_TILE];
     /* class indices held as REAL: compares and selects then share one vector type */
     REAL tt[MAX_TILE], am[MAX_TILE];
-    uint8_t ones[MAX_TILE], skip8[MAX_TILE];
+    uint8_t ones[MAX_TILE], skip8[MAX_TILE]; /* skip8: the byte labels of the tile */
     double term = 0.0;
     const int64_t ignore_index = a->ignore_index, use_ignore = a->use_ignore != 0;
 
@@ -62,26 +73,32 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
         } else {
             const int64_t *tb = a->t + b * S + s0;
             const uint8_t *vb = a->valid ? a->valid + b * S + s0 : 0;
-            /* branch-free so that it vectorises: absent arrays replaced by scratch ones */
-            uint8_t *ob = a->labels8_out ? a->labels8_out + b * S + s0 : skip8;
-            int64_t bad = 0;
+            /* branch-free so that it vectorises: an absent mask is replaced by ones, and the
+             * byte labels go to the stack first (the vectoriser cannot rule out aliasing otherwise) */
+            uint8_t *ob = a->labels8_out ? a->labels8_out + b * S + s0 : 0;
             if (!vb) {
                 memset(ones, 1, (size_t)n);
                 vb = ones;
             }
-#pragma omp simd reduction(+ : bad)
+#pragma omp simd
             for (int s = 0; s < n; ++s) {
                 const int64_t raw = tb[s];
                 const int64_t ignored = ((raw == ignore_index) & use_ignore) | (vb[s] == 0);
                 const int64_t in_range = (raw >= 0) & (raw < C);
                 const int64_t counted = in_range & (ignored ^ 1);
-                bad += (in_range ^ 1) & (ignored ^ 1);
                 const int32_t label = counted ? (int32_t)raw : 0;
                 tt[s] = (REAL)label;
                 w[s] = (REAL)counted;
-                ob[s] = counted ? (uint8_t)label : (uint8_t)LABEL_SKIP;
+                /* skipped pixels that are not ignored hold a bad label: LABEL_SKIP - 1 marks them */
+                skip8[s] = counted ? (uint8_t)label : (uint8_t)(ignored ? LABEL_SKIP : LABEL_SKIP - 1);
             }
-            n_bad += bad;
+            int bad = 0;
+            for (int s = 0; s < n; ++s) bad += skip8[s] == LABEL_SKIP - 1;
+            if (bad) {
+                n_bad += bad;
+                for (int s = 0; s < n; ++s) skip8[s] = skip8[s] == LABEL_SKIP - 1 ? LABEL_SKIP : skip8[s];
+            }
+            if (ob) memcpy(ob, skip8, (size_t)n);
         }
         /* max over channels (and, for the weighted CE, its channel and the second max) */
 #pragma omp simd
@@ -125,7 +142,11 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
                 const REAL gap = m2[s] - m[s];
                 q[s] = EXP(gap);  /* exp(m2 - m) <= 1 */
                 z[s] = (REAL)1 + rest2[s] * q[s];
-                rest_logp[s] = gap + LOG(rest2[s]);  /* log of sum of e over the other classes */
+            }
+            if (a->term_value) {
+#pragma omp simd
+                for (int s = 0; s < n; ++s)
+                    rest_logp[s] = (m2[s] - m[s]) + LOG(rest2[s]); /* log of sum of e over the other classes */
             }
             for (int c = 0; c < (int)C; ++c) {
 #pragma omp simd
@@ -144,7 +165,8 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
                 }
             }
         }
-        if (a->term != TERM_NONE) {
+        /* log p_t: for the focal term, and for the value of the weighted CE */
+        if (a->term == TERM_FOCAL || (a->term == TERM_WCE && a->term_value)) {
 #pragma omp simd
             for (int s = 0; s < n; ++s) {
                 lz[s] = LOG(z[s]);
@@ -158,31 +180,71 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
             pt[s] = 0;
             q[s] = 0;
         }
-        /* probabilities; p_t and 1 - p_t as the sum of the other classes (exact near p_t = 1) */
-        for (int c = 0; c < (int)C; ++c) {
+        /* probabilities; p_t and 1 - p_t as the sum of the other classes (exact near p_t = 1);
+         * in the same loop, the class sums (forward) or sum_k p_k U_k and V_t (backward) */
+        const double *U = (G && a->u) ? a->u + b * C : 0;
+        const double *V = (G && a->v) ? a->v + b * C : 0;
+        double *st = (a->stats && !G) ? job->stats + b * 3 * C : 0;
+        if (G) {
 #pragma omp simd
-            for (int s = 0; s < n; ++s) {
-                const REAL p = e[c][s] * z[s];
-                e[c][s] = p;
-                pt[s] += (tt[s] == (REAL)c) ? p : (REAL)0;
-                q[s] += (tt[s] == (REAL)c) ? (REAL)0 : p;
-            }
+            for (int s = 0; s < n; ++s) { pixel[s] = 0; on_t[s] = 0; }
         }
-        if (a->stats) {
-            double *st = job->stats + b * 3 * C;
-            for (int c = 0; c < (int)C; ++c) {
+        for (int c = 0; c < (int)C; ++c) {
+            const REAL cc = (REAL)c;
+            if (G) {
+                const REAL uc = U ? (REAL)U[c] : (REAL)0, vc = V ? (REAL)V[c] : (REAL)0;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL p = e[c][s] * z[s];
+                    const int is_c = tt[s] == cc;
+                    e[c][s] = p;
+                    pt[s] += is_c ? p : (REAL)0;
+                    q[s] += is_c ? (REAL)0 : p;
+                    pixel[s] += p * uc;
+                    on_t[s] += is_c ? vc : (REAL)0;
+                }
+            } else if (st) {
                 REAL tp = 0, sp = 0, sy = 0;
 #pragma omp simd reduction(+ : tp, sp, sy)
                 for (int s = 0; s < n; ++s) {
-                    const REAL pw = e[c][s] * w[s];
-                    const REAL is_c = (tt[s] == (REAL)c) ? w[s] : (REAL)0;
-                    tp += is_c * e[c][s];
-                    sp += pw;
-                    sy += is_c;
+                    const REAL p = e[c][s] * z[s];
+                    const int is_c = tt[s] == cc;
+                    e[c][s] = p;
+                    pt[s] += is_c ? p : (REAL)0;
+                    q[s] += is_c ? (REAL)0 : p;
+                    const REAL wc = is_c ? w[s] : (REAL)0;
+                    tp += wc * p;
+                    sp += w[s] * p;
+                    sy += wc;
                 }
                 st[c] += tp;
                 st[C + c] += sp;
                 st[2 * C + c] += sy;
+            } else {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL p = e[c][s] * z[s];
+                    const int is_c = tt[s] == cc;
+                    e[c][s] = p;
+                    pt[s] += is_c ? p : (REAL)0;
+                    q[s] += is_c ? (REAL)0 : p;
+                }
+            }
+        }
+        if (a->stats && G) {
+            double *st2 = job->stats + b * 3 * C;
+            for (int c = 0; c < (int)C; ++c) {
+                REAL tp = 0, sp = 0, sy = 0;
+#pragma omp simd reduction(+ : tp, sp, sy)
+                for (int s = 0; s < n; ++s) {
+                    const REAL wc = (tt[s] == (REAL)c) ? w[s] : (REAL)0;
+                    tp += wc * e[c][s];
+                    sp += w[s] * e[c][s];
+                    sy += wc;
+                }
+                st2[c] += tp;
+                st2[C + c] += sp;
+                st2[2 * C + c] += sy;
             }
         }
         /* per-pixel term: value and slope (the gradient is slope * (p_j - [j = t]) for focal) */
@@ -219,47 +281,51 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
             term += acc;
         } else if (a->term == TERM_WCE) {
             /* -(w_pos log p_t + w_neg sum_{c != t} log(1 - p_c)); log(1 - p_argmax) from the
-             * other classes' log-sum-exp, every other p_c <= 1/2 */
+             * other classes' log-sum-exp, every other p_c <= 1/2. The value is computed only
+             * when asked for (forward), the ratios r_c = p_c / (1 - p_c) only for a gradient. */
             const REAL wpos = (REAL)a->term_w[0], wneg = (REAL)a->term_w[1];
+            if (a->term_value) {
+                /* one log per pixel: the product of the 1 - p_c <= 1/2 ... 1 of the small classes
+                 * stays above 2^-32, and log(1 - p_argmax) is added separately */
 #pragma omp simd
-            for (int s = 0; s < n; ++s) { val[s] = 0; wce_rp[s] = 0; }
-            for (int c = 0; c < (int)C; ++c) {
+                for (int s = 0; s < n; ++s) val[s] = 1;
+                for (int c = 0; c < (int)C; ++c) {
+                    const REAL cc = (REAL)c;
 #pragma omp simd
+                    for (int s = 0; s < n; ++s)
+                        val[s] *= (tt[s] != cc && am[s] != cc) ? (REAL)1 - e[c][s] : (REAL)1;
+                }
+                REAL acc = 0;
+#pragma omp simd reduction(+ : acc)
                 for (int s = 0; s < n; ++s) {
-                    const REAL p = e[c][s];
-                    const int counted = tt[s] != (REAL)c;
-                    const int big = am[s] == (REAL)c;
-                    const REAL log_small = LOG((REAL)1 - p);
-                    const REAL l1m = big ? rest_logp[s] - lz[s] : log_small;
-                    val[s] += counted ? l1m : (REAL)0;
-                    /* R' = sum over c != t, c != argmax of p_c / (1 - p_c) */
-                    wce_rp[s] += (counted && !big) ? p / ((REAL)1 - p) : (REAL)0;
+                    const REAL log_big = am[s] != tt[s] ? rest_logp[s] - lz[s] : (REAL)0;
+                    acc += -w[s] * (wpos * lt[s] + wneg * (LOG(val[s]) + log_big));
+                }
+                term += acc;
+            }
+            if (G) {
+#pragma omp simd
+                for (int s = 0; s < n; ++s) { wce_rp[s] = 0; slope[s] = (REAL)1 / rest2[s]; }
+                for (int c = 0; c < (int)C; ++c) {
+                    const REAL cc = (REAL)c;
+#pragma omp simd
+                    for (int s = 0; s < n; ++s) {
+                        const REAL p = e[c][s];
+                        const int big = am[s] == cc;
+                        const REAL r_any = p / ((REAL)1 - p); /* infinite for a big p: selected away */
+                        const REAL r = big ? (REAL)0 : r_any;
+                        ratio[c][s] = r;
+                        /* R' = sum over c != t, c != argmax of r_c */
+                        wce_rp[s] += tt[s] != cc ? r : (REAL)0;
+                    }
                 }
             }
-            REAL acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int s = 0; s < n; ++s) acc += -w[s] * (wpos * lt[s] + wneg * val[s]);
-            term += acc;
         }
 
         if (!G) continue;
-        /* gradient */
+        /* gradient (pixel = sum_k p_k U_k and on_t = V_t were accumulated with the probabilities) */
         REAL *gb = G + b * C * S + s0;
-        const double *U = a->u ? a->u + b * C : 0;
-        const double *V = a->v ? a->v + b * C : 0;
         const REAL gt_ = (REAL)a->g_term;
-#pragma omp simd
-        for (int s = 0; s < n; ++s) { pixel[s] = 0; on_t[s] = 0; }
-        if (U || V) {
-            for (int c = 0; c < (int)C; ++c) {
-                const REAL uc = U ? (REAL)U[c] : (REAL)0, vc = V ? (REAL)V[c] : (REAL)0;
-#pragma omp simd
-                for (int s = 0; s < n; ++s) {
-                    pixel[s] += e[c][s] * uc;
-                    on_t[s] += (tt[s] == (REAL)c) ? vc : (REAL)0;
-                }
-            }
-        }
         /* pixel = -S, on_t = p_t V_t (both times the validity weight) */
 #pragma omp simd
         for (int s = 0; s < n; ++s) {
@@ -281,29 +347,30 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
              *   dW/dx_am = p_am R' - [am != t] p_am                              */
             const REAL wpos = gt_ * (REAL)a->term_w[0], wneg = gt_ * (REAL)a->term_w[1];
             for (int c = 0; c < (int)C; ++c) {
-                REAL *gc = gb + c * S;
                 const REAL uc = U ? (REAL)U[c] : (REAL)0;
 #pragma omp simd
                 for (int s = 0; s < n; ++s) {
                     const REAL p = e[c][s];
                     const int is_t = tt[s] == (REAL)c, big = am[s] == (REAL)c, big_not_t = am[s] != tt[s];
-                    const REAL pam = z[s];  /* p_argmax = 1 / z */
+                    const REAL pam = z[s];  /* p_argmax = 1 / z; slope holds 1 / rest2 here */
                     REAL dw = p * wce_rp[s];
                     dw += big ? (big_not_t ? -pam : (REAL)0)
-                              : (big_not_t ? pam * e2[c][s] / rest2[s] : (REAL)0) - (is_t ? (REAL)0 : p / ((REAL)1 - p));
+                              : (big_not_t ? pam * e2[c][s] * slope[s] : (REAL)0) - (is_t ? (REAL)0 : ratio[c][s]);
                     const REAL term_grad = wpos * (p - (is_t ? (REAL)1 : (REAL)0)) - wneg * dw;
-                    gc[s] = p * (uc * w[s] + pixel[s]) + (is_t ? on_t[s] : (REAL)0) + term_grad * w[s];
+                    e[c][s] = p * (uc * w[s] + pixel[s]) + (is_t ? on_t[s] : (REAL)0) + term_grad * w[s];
                 }
             }
         } else {
             for (int c = 0; c < (int)C; ++c) {
-                REAL *gc = gb + c * S;
                 const REAL uc = U ? (REAL)U[c] : (REAL)0;
 #pragma omp simd
                 for (int s = 0; s < n; ++s)
-                    gc[s] = e[c][s] * (uc * w[s] + pixel[s]) + ((tt[s] == (REAL)c) ? on_t[s] : (REAL)0);
+                    e[c][s] = e[c][s] * (uc * w[s] + pixel[s]) + ((tt[s] == (REAL)c) ? on_t[s] : (REAL)0);
             }
         }
+        /* the gradient rows, written past the cache: nothing here reads them again, and a
+         * plain store would first read each destination line (1/3 of the pass's traffic) */
+        for (int c = 0; c < (int)C; ++c) FN(store_streaming)(gb + c * S, e[c], n);
     }
     job->term = term;
     job->n_bad = n_bad;
@@ -324,6 +391,9 @@ static void FN(worker)(void *arg) {
         if (j >= q->n_jobs) break;
         FN(run_tiles)(&q->jobs[j]);
     }
+#if defined(__SSE2__)
+    _mm_sfence(); /* streaming stores visible before the thread reports completion */
+#endif
 }
 
 static void *FN(pthread_worker)(void *arg) {

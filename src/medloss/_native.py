@@ -54,19 +54,21 @@ class PassArgs(ctypes.Structure):
 
 
 def _openmp_parallel() -> int | None:
-    """Address of ``GOMP_parallel`` in the OpenMP runtime this process already loaded (PyTorch's),
-    so that the kernels run on PyTorch's own worker threads; None if there is none to share."""
+    """Address of ``GOMP_parallel`` in the OpenMP runtime PyTorch's CPU library uses, so that the
+    kernels run on PyTorch's own worker threads; None if there is none (then: pthreads).
+
+    The symbol is looked up through ``libtorch_cpu`` (dlsym on a library searches its own
+    dependencies first): other packages load OpenMP runtimes of their own (scikit-learn ships
+    one), and a second pool's threads would compete with PyTorch's for the cores.
+    """
+    lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
     try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "omp" in line.rsplit("/", 1)[-1]}
+        names = sorted(n for n in os.listdir(lib_dir) if n.startswith("libtorch_cpu.") or n == "libtorch_cpu.so")
     except OSError:
         return None
-    for path in sorted(paths):
-        name = os.path.basename(path)
-        if not (name.startswith(("libgomp", "libiomp", "libomp")) and ".so" in name):
-            continue
+    for name in names:
         try:
-            runtime = ctypes.CDLL(path)
+            runtime = ctypes.CDLL(os.path.join(lib_dir, name))
             return ctypes.cast(runtime.GOMP_parallel, ctypes.c_void_p).value
         except (OSError, AttributeError):
             continue
@@ -162,8 +164,9 @@ def softmax_pass(
     Labels: ``t`` (``[B, *]`` int64 as given: pixels equal to ``ignore_index`` or False in
     ``valid`` count nowhere, other labels outside ``[0, C)`` are counted in ``n_bad``), or the
     compact ``labels8`` that a forward pass with ``keep_labels`` returned.
-    Outputs: ``stats`` ``[B, 3, C]`` float64 (TP, sum p, sum y), the term's sum, the gradient
-    (with ``u``, ``v`` ``[B, C]`` = dL/d sum_p and dL/d TP, and ``g_term`` = dL/d term).
+    Outputs: ``stats`` ``[B, 3, C]`` float64 (TP, sum p, sum y), the term's sum (forward passes
+    only: 0 when ``grad``), the gradient (with ``u``, ``v`` ``[B, C]`` = dL/d sum_p and dL/d TP,
+    and ``g_term`` = dL/d term).
     """
     assert _LIB is not None
     b, c = x.shape[:2]
@@ -185,7 +188,7 @@ def softmax_pass(
         ignore_index=0 if ignore_index is None else int(ignore_index), use_ignore=ignore_index is not None,
         labels8_out=_ptr(labels_out), labels8=_ptr(labels8), n_bad=ctypes.addressof(n_bad),
         term=term, n_threads=max(1, torch.get_num_threads()), term_w=_ptr(keep[1]), gamma=_ptr(keep[2]),
-        stats=_ptr(stats_out), term_value=ctypes.addressof(term_value), grad=_ptr(grad_out),
+        stats=_ptr(stats_out), term_value=None if grad else ctypes.addressof(term_value), grad=_ptr(grad_out),
         u=_ptr(keep[3]), v=_ptr(keep[4]), g_term=float(g_term), gomp_parallel=_GOMP_PARALLEL,
     )
     fn = _LIB.medloss_softmax_pass_f32 if x.dtype == torch.float32 else _LIB.medloss_softmax_pass_f64
