@@ -167,6 +167,16 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
 #pragma omp simd
                 for (int s = 0; s < n; ++s) e[c][s] = (am[s] == (REAL)c) ? (REAL)1 : e2[c][s] * q[s];
             }
+        } else if (a->term == TERM_NONE) {
+            for (int c = 0; c < (int)C; ++c) {
+                const REAL *xc = xb + c * S;
+#pragma omp simd
+                for (int s = 0; s < n; ++s) {
+                    const REAL v = EXP(xc[s] - m[s]);
+                    e[c][s] = v;
+                    z[s] += v;
+                }
+            }
         } else {
             for (int c = 0; c < (int)C; ++c) {
                 const REAL *xc = xb + c * S;
@@ -208,16 +218,43 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
             const REAL cc = (REAL)c;
             if (G) {
                 const REAL uc = U ? (REAL)U[c] : (REAL)0, vc = V ? (REAL)V[c] : (REAL)0;
+                if (a->term == TERM_FOCAL) {
 #pragma omp simd
+                    for (int s = 0; s < n; ++s) {
+                        const REAL p = e[c][s] * z[s];
+                        const int is_c = tt[s] == cc;
+                        e[c][s] = p;
+                        pt[s] += is_c ? p : (REAL)0;
+                        q[s] += is_c ? (REAL)0 : p;
+                        pixel[s] += p * uc;
+                        on_t[s] += is_c ? vc : (REAL)0;
+                    }
+                } else { /* 1 - p_t is for the focal term only */
+#pragma omp simd
+                    for (int s = 0; s < n; ++s) {
+                        const REAL p = e[c][s] * z[s];
+                        const int is_c = tt[s] == cc;
+                        e[c][s] = p;
+                        pt[s] += is_c ? p : (REAL)0;
+                        pixel[s] += p * uc;
+                        on_t[s] += is_c ? vc : (REAL)0;
+                    }
+                }
+            } else if (st && a->term == TERM_NONE) {
+                /* plain statistics (the region losses): p_t and 1 - p_t are not needed */
+                REAL tp = 0, sp = 0, sy = 0;
+#pragma omp simd reduction(+ : tp, sp, sy)
                 for (int s = 0; s < n; ++s) {
                     const REAL p = e[c][s] * z[s];
-                    const int is_c = tt[s] == cc;
+                    const REAL wc = tt[s] == cc ? w[s] : (REAL)0;
                     e[c][s] = p;
-                    pt[s] += is_c ? p : (REAL)0;
-                    q[s] += is_c ? (REAL)0 : p;
-                    pixel[s] += p * uc;
-                    on_t[s] += is_c ? vc : (REAL)0;
+                    tp += wc * p;
+                    sp += w[s] * p;
+                    sy += wc;
                 }
+                st[c] += tp;
+                st[C + c] += sp;
+                st[2 * C + c] += sy;
             } else if (st) {
                 REAL tp = 0, sp = 0, sy = 0;
 #pragma omp simd reduction(+ : tp, sp, sy)

@@ -1,0 +1,216 @@
+"""The compiled kernels (medloss/_kernels.c) against the PyTorch implementation of the same
+losses (itself checked against float64 transcriptions of the papers in test_segmentation_losses),
+gradcheck through the kernels, label checks, threading and fallbacks."""
+
+import os
+
+import pytest
+import torch
+
+import medloss
+from medloss import _native
+from medloss.losses import (
+    AsymmetricFocalLoss,
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    ComboLoss,
+    DiceLoss,
+    FocalTverskyLoss,
+    HybridFocalLoss,
+    SymmetricFocalLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
+    TverskyLoss,
+)
+
+needs_kernels = pytest.mark.skipif(
+    not _native.native_kernels_available(),
+    reason="compiled kernels not built (no C compiler at install) or disabled by MEDLOSS_NATIVE=0",
+)
+
+SOFTMAX_LOSSES = [
+    DiceLoss, TverskyLoss, FocalTverskyLoss, ComboLoss, SymmetricFocalLoss, AsymmetricFocalLoss,
+    SymmetricFocalTverskyLoss, AsymmetricFocalTverskyLoss, SymmetricUnifiedFocalLoss,
+    AsymmetricUnifiedFocalLoss, HybridFocalLoss,
+]
+
+
+def test_kernels_built_where_required():
+    # `make test` (and so CI) sets MEDLOSS_REQUIRE_NATIVE=1: the kernels must have been compiled, or the speed
+    # figures in BENCHMARKS.md would not describe what CI tests
+    if os.environ.get("MEDLOSS_REQUIRE_NATIVE") == "1":
+        assert medloss.native_kernels_available()
+    assert medloss.native_kernels_available() == _native.native_kernels_available()
+
+
+def both_paths(loss, x, t):
+    """(value, gradient) with the kernels on and off."""
+    out = []
+    for enabled in (True, False):
+        with _native.native_kernels(enabled):
+            leaf = x.detach().clone().requires_grad_(True)
+            value = loss(leaf, t)
+            # reduction="none": a weighted sum, so that each entry's gradient is checked
+            (value if value.ndim == 0 else value * torch.arange(1.0, value.numel() + 1).view_as(value)).sum().backward()
+            out.append((value.detach(), leaf.grad))
+    return out
+
+
+def assert_paths_agree(loss, x, t, rtol=1e-5, atol=1e-6):
+    (v1, g1), (v0, g0) = both_paths(loss, x, t)
+    torch.testing.assert_close(v1, v0, rtol=rtol, atol=atol)
+    torch.testing.assert_close(g1, g0, rtol=rtol, atol=atol)
+
+
+@needs_kernels
+@pytest.mark.parametrize("cls", SOFTMAX_LOSSES)
+@pytest.mark.parametrize("shape", [(2, 3, 17, 13), (2, 4, 5, 6, 7), (3, 2, 301), (1, 5, 1000)])
+def test_kernels_equal_pytorch_path(cls, shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=g)
+    assert_paths_agree(cls(), x, t, rtol=1e-10, atol=1e-12)
+    assert_paths_agree(cls(), x.float(), t)
+
+
+@needs_kernels
+@pytest.mark.parametrize("cls", SOFTMAX_LOSSES)
+def test_kernels_with_ignore_index_and_batch(cls):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 4, 20, 30, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 4, (3, 20, 30), generator=g)
+    t[0, :5] = -100
+    t[2] = -100  # a whole image ignored
+    assert_paths_agree(cls(), x, t, rtol=1e-10, atol=1e-12)
+    assert_paths_agree(cls(ignore_index=2), x, t.clamp_min(0), rtol=1e-10, atol=1e-12)
+    if cls not in (SymmetricFocalLoss, AsymmetricFocalLoss):
+        assert_paths_agree(cls(batch=True), x, t, rtol=1e-10, atol=1e-12)
+
+
+@needs_kernels
+def test_region_options_through_kernels():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 5, 9, 11, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 5, (2, 9, 11), generator=g)
+    w = torch.tensor([0.1, 1.0, 2.0, 0.5, 3.0])
+    for loss in (DiceLoss(include_background=False), DiceLoss(weight=w), TverskyLoss(alpha=0.9, beta=0.1),
+                 DiceLoss(ignore_empty=True), DiceLoss(reduction="none"), FocalTverskyLoss(gamma=1.5),
+                 SymmetricFocalLoss(reduction="sum"), SymmetricUnifiedFocalLoss(gamma=0.0, delta=0.5),
+                 HybridFocalLoss(focal_alpha=torch.tensor([0.2, 1.0, 1.0, 0.4, 2.0]), focal_gamma=0.5),
+                 ComboLoss(alpha=0.3, beta=0.8, include_background=False)):
+        assert_paths_agree(loss, x, t, rtol=1e-10, atol=1e-12)
+
+
+@needs_kernels
+@pytest.mark.parametrize("cls", SOFTMAX_LOSSES)
+def test_kernels_at_extreme_logits(cls):
+    # +-1e4: one class takes all the mass, the others underflow; the weighted CE's log(1 - p) of
+    # the confident class and the focal term's log p_t must stay exact (finite, equal to PyTorch's)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64).sign() * 1e4
+    t = torch.randint(0, 3, (2, 8, 8), generator=g)
+    (v1, g1), (v0, g0) = both_paths(cls(), x, t)
+    assert torch.isfinite(v1) and torch.isfinite(g1).all()
+    torch.testing.assert_close(v1, v0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(g1, g0, rtol=1e-9, atol=1e-12)
+    (v1, g1), (v0, g0) = both_paths(cls(), x.float(), t)
+    assert torch.isfinite(v1) and torch.isfinite(g1).all()
+    torch.testing.assert_close(v1, v0, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_combo_confident_mistake_matches_closed_form():
+    # logits [0, 30, 0] with target 0: 1 - p_1 = (e^0 + e^0) / z = 2 / (e^30 + 2), so
+    # log(1 - p_1) = log 2 - logsumexp(x) ~ -29.3; a float32 1 - p_1 would be 0 and its log -inf
+    x = torch.tensor([[[0.0], [30.0], [0.0]]])
+    t = torch.tensor([[0]])
+    loss = ComboLoss(alpha=1.0, beta=0.5)  # the weighted CE alone
+    with _native.native_kernels(True):
+        value = loss(x, t)
+    xd = x.double()[0, :, 0]
+    logp = torch.log_softmax(xd, 0)
+    log1m = torch.log(torch.tensor(2.0, dtype=torch.float64)) - torch.logsumexp(xd, 0)
+    expected = -(0.5 * logp[0] + 0.5 * (log1m + torch.log1p(-logp[2].exp()))) / 3
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("cls", [DiceLoss, SymmetricUnifiedFocalLoss, AsymmetricUnifiedFocalLoss, ComboLoss,
+                                 HybridFocalLoss, AsymmetricFocalLoss])
+def test_gradcheck_through_kernels(cls):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 4, 5), generator=g)
+    t[1, 0] = -100
+    with _native.native_kernels(True):
+        assert torch.autograd.gradcheck(lambda z: cls()(z, t), (x,))
+
+
+@needs_kernels
+def test_gradient_scaled_by_incoming_gradient():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 10), generator=g)
+    loss = SymmetricUnifiedFocalLoss()
+    (loss(x, t) * 3.5).backward()
+    g35 = x.grad.clone()
+    x.grad = None
+    loss(x, t).backward()
+    torch.testing.assert_close(g35, 3.5 * x.grad)
+
+
+@needs_kernels
+@pytest.mark.parametrize("target", [torch.tensor([[0, 3, 1]]), torch.tensor([[0, -1, 1]])])
+def test_out_of_range_labels_raise_the_validation_error(target):
+    x = torch.randn(1, 3, 3)
+    for cls in (DiceLoss, SymmetricFocalLoss, ComboLoss, SymmetricUnifiedFocalLoss):
+        with pytest.raises(ValueError, match=r"class indices in \[0, 2\]"):
+            cls()(x, target)
+
+
+@needs_kernels
+def test_threads_and_pthread_fallback_give_the_same_sums(monkeypatch):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(3, 4, 70, 70, generator=g)
+    t = torch.randint(0, 4, (3, 70, 70), generator=g)
+    ref = _native.softmax_pass(x.double(), t, stats=True).stats
+    previous = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            for gomp in (_native._GOMP_PARALLEL, None):
+                monkeypatch.setattr(_native, "_GOMP_PARALLEL", gomp)
+                stats = _native.softmax_pass(x, t, stats=True).stats
+                torch.testing.assert_close(stats, ref, rtol=1e-5, atol=1e-3)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_kernels
+def test_tile_edges_and_tiny_inputs():
+    # images shorter than a tile, lengths that are not a multiple of the tile or the vector width
+    for shape in [(1, 2, 1), (1, 2, 7), (2, 3, 127), (2, 3, 129), (1, 32, 65), (5, 2, 4097)]:
+        g = torch.Generator().manual_seed(shape[-1])
+        x = torch.randn(*shape, generator=g, dtype=torch.float64)
+        t = torch.randint(0, shape[1], (shape[0], shape[2]), generator=g)
+        assert_paths_agree(DiceLoss(), x, t, rtol=1e-10, atol=1e-12)
+        assert_paths_agree(SymmetricUnifiedFocalLoss(), x, t, rtol=1e-10, atol=1e-12)
+
+
+def test_unsupported_inputs_use_the_pytorch_path():
+    x33 = torch.randn(1, 33, 4)  # more classes than the kernels take
+    assert not _native.usable(x33)
+    assert not _native.usable(torch.randn(1, 3, 4).half())
+    assert not _native.usable(torch.randn(1, 1, 4))
+    t = torch.randint(0, 33, (1, 4))
+    value = DiceLoss()(x33, t)
+    assert torch.isfinite(value)
+    with _native.native_kernels(False):
+        assert not _native.usable(torch.randn(1, 3, 4))
+
+
+def test_nan_logits_still_raise():
+    x = torch.full((1, 2, 2), float("nan"))
+    t = torch.zeros(1, 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="NaN"):
+        SymmetricFocalLoss()(x, t)
