@@ -10,6 +10,8 @@ or wider whatever the input dtype: fp16 sums of a 96^3 volume overflow (MONAI an
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -191,6 +193,10 @@ class _BadLabels(Exception):
     """Labels outside [0, C) met by the kernel: the caller validates and reports them."""
 
 
+class _NonFinite(Exception):
+    """Non-finite sums from the kernel (non-finite logits)."""
+
+
 class _NativeSoftmaxStatsFunction(torch.autograd.Function):
     """:class:`_SoftmaxStatsFunction` in the compiled kernel (``medloss/_kernels.c``): the forward
     reads the logits and the labels once and writes only the ``[B, 3, C]`` sums (and the labels
@@ -206,6 +212,10 @@ class _NativeSoftmaxStatsFunction(torch.autograd.Function):
         )
         if r.n_bad:
             raise _BadLabels
+        # non-finite logits (NaN, +-inf) reach every sum: the caller falls back to the PyTorch path,
+        # which produces its own value or error
+        if not (math.isfinite(float(r.stats.sum())) and math.isfinite(r.term)):
+            raise _NonFinite
         scale = 1.0
         if units:
             counted = float(r.stats[:, 2].sum())
@@ -282,13 +292,12 @@ def softmax_statistics(
     if _native.usable(x):
         term = _native_term(x.shape[1], focal, weighted_ce)
         try:
-            out = _NativeSoftmaxStatsFunction.apply(x, t.long().contiguous(), valid, ignore_index, batch, term)
-        except _BadLabels:
-            out = None
-        # non-finite logits: the PyTorch path below produces its value or its error
-        if out is not None and bool(torch.isfinite(out[1]).all()) and bool(torch.isfinite(out[3])):
-            tp, sum_p, sum_y, term_value = out
+            tp, sum_p, sum_y, term_value = _NativeSoftmaxStatsFunction.apply(
+                x, t.long().contiguous(), valid, ignore_index, batch, term
+            )
             return SoftmaxStats(tp, sum_p, sum_y, term_value if term is not None else None)
+        except (_BadLabels, _NonFinite):
+            pass
     if not labels_checked:
         return None
     spec = None
