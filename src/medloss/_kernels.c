@@ -36,6 +36,7 @@ PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&medloss_kernels_m
 #define MAX_CLASSES 32 /* < LABEL_SKIP - 1: byte labels leave two markers free */
 #define MAX_TILE 256     /* pixels per tile */
 #define PREFETCH_TILES 4
+#define LANES 16         /* partial sums per class (one AVX-512 float vector) */
 #define TILE_VALUES 512 /* pixels x classes per tile, about (measured: larger tiles are slower) */
 #define LABEL_SKIP 255
 #define MAX_THREADS 64
