@@ -29,6 +29,12 @@ static inline void FN(store_streaming)(REAL *dst, const REAL *src, int n) {
 #if defined(__SSE2__)
     const int width = 16 / (int)sizeof(REAL);
     while (i < n && ((uintptr_t)(dst + i) & 15u)) { dst[i] = src[i]; ++i; }
+    for (; i + 4 * width <= n; i += 4 * width) { /* a cache line per iteration */
+        STREAM(dst + i, src + i);
+        STREAM(dst + i + width, src + i + width);
+        STREAM(dst + i + 2 * width, src + i + 2 * width);
+        STREAM(dst + i + 3 * width, src + i + 3 * width);
+    }
     for (; i + width <= n; i += width) STREAM(dst + i, src + i);
 #endif
     for (; i < n; ++i) dst[i] = src[i];

@@ -184,6 +184,9 @@ def reduce_classes(
     (same shape, bool) excludes the entries it marks False (``ignore_empty``); if none is left the
     mean is 0."""
     n_classes = loss.shape[-1]
+    if weight is None and present is None and reduction == "mean" and (include_background or n_classes == 1
+                                                                      or mode == "binary"):
+        return loss.mean()  # the common case, in one operation
     if weight is not None and weight.numel() != n_classes:
         raise ValueError(f"`weight` must have one entry per class ({n_classes}); got {weight.numel()}")
     w = torch.ones(n_classes, dtype=loss.dtype, device=loss.device) if weight is None else weight.to(loss.dtype)
@@ -228,7 +231,8 @@ class DiceLoss(_RegionLoss):
     """ + _REGION_ARGS
 
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:
-        return 1.0 - (2.0 * s.tp + self.smooth_nr) / (2.0 * s.tp + s.fp + s.fn + self.smooth_dr)
+        # 2 TP + FP + FN = sum p + sum y: the same ratio with fewer operations to differentiate
+        return 1.0 - (2.0 * s.tp + self.smooth_nr) / (s.sum_p + s.sum_y + self.smooth_dr)
 
 
 class TverskyLoss(_RegionLoss):
