@@ -286,9 +286,8 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
 #pragma omp simd
                         for (int l = 0; l < LANES; ++l) {
                             const int s = blk + l;
-                            const REAL p = e[c][s] * z[s];
+                            const REAL p = e[c][s] * z[s]; /* not stored: nothing after this needs it */
                             const REAL wc = tt[s] == cc ? w[s] : (REAL)0;
-                            e[c][s] = p;
                             tpl[l] += wc * p;
                             spl[l] += w[s] * p;
                             syl[l] += wc;
