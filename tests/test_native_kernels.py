@@ -214,3 +214,25 @@ def test_nan_logits_still_raise():
     t = torch.zeros(1, 2, dtype=torch.long)
     with pytest.raises(ValueError, match="NaN"):
         SymmetricFocalLoss()(x, t)
+
+
+@needs_kernels
+@pytest.mark.parametrize("alpha", [None, 0.25, torch.tensor([0.1, 2.0, 0.5])])
+@pytest.mark.parametrize("normalize", ["elements", "weights"])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_focal_loss_on_images_through_kernels(alpha, normalize, gamma):
+    from medloss.losses import FocalLoss
+
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 9, 10, generator=g, dtype=torch.float64) * 4
+    t = torch.randint(0, 3, (2, 9, 10), generator=g)
+    t[0, 0] = -100
+    for reduction in ("mean", "sum"):
+        loss = FocalLoss(alpha=alpha, gamma=gamma, normalize=normalize, reduction=reduction)
+        assert_paths_agree(loss, x, t, rtol=1e-10, atol=1e-12)
+    # gamma 0 with per-class alpha and weights normalisation is PyTorch's weighted cross-entropy
+    if gamma == 0.0 and normalize == "weights" and isinstance(alpha, torch.Tensor):
+        with _native.native_kernels(True):
+            ours = FocalLoss(alpha=alpha, gamma=0.0, normalize="weights")(x, t)
+        expected = torch.nn.functional.cross_entropy(x, t, weight=alpha.double(), ignore_index=-100)
+        torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _native
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -106,6 +107,11 @@ def focal_loss(
     check_choice(normalize, "normalize", NORMALIZERS)
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    if (mode == "multiclass" and from_logits and label_smoothing == 0.0 and reduction != "none"
+            and isinstance(input, torch.Tensor) and input.ndim > 2 and _native.usable(upcast(input))):
+        value = _kernel_focal(input, target, alpha, gamma, ignore_index, reduction, normalize)
+        if value is not None:
+            return value
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
     x = upcast(x)
@@ -118,6 +124,46 @@ def focal_loss(
         if mode == "multiclass":
             return _softmax_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
         return _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+
+
+def _kernel_focal(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float | torch.Tensor | None,
+    gamma: float,
+    ignore_index: int | None,
+    reduction: str,
+    normalize: str,
+) -> torch.Tensor | None:
+    """Multiclass focal loss of images in the compiled kernel (one pass forward, one backward, the
+    labels checked as they are read); None when it cannot run (the caller takes the other path,
+    which also reports bad labels and non-finite logits)."""
+    from ._overlap import softmax_statistics  # here: _overlap's users import this module
+
+    x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=ignore_index, check_labels=False)
+    x = upcast(x)
+    n_classes = x.shape[1]
+    alpha_scalar, alpha_vec = _resolve_alpha(alpha, "multiclass", n_classes)
+    if alpha_scalar is not None:
+        weights = torch.full((n_classes,), alpha_scalar, dtype=torch.float64)
+        weights[0] = 1.0 - alpha_scalar
+    elif alpha_vec is not None:
+        weights = alpha_vec.detach().to("cpu", torch.float64)
+    else:
+        weights = torch.ones(n_classes, dtype=torch.float64)
+    with fp32_island():
+        s = softmax_statistics(
+            x, t, None, focal=(weights, gamma, gamma, reduction), ignore_index=ignore_index, labels_checked=False
+        )
+    if s is None or s.focal is None or not bool(torch.isfinite(s.focal)):
+        return None
+    value = s.focal
+    if reduction == "mean" and normalize == "weights" and alpha is not None:
+        # the kernel's mean is over counted positions; rescale to the sum of alpha_t over them
+        counts = s.sum_y.reshape(-1, n_classes).sum(0).double()
+        total_weight = float((counts * weights).sum())
+        value = value * (float(counts.sum()) / total_weight) if total_weight > 0 else value * 0.0
+    return value
 
 
 def _softmax_focal(
