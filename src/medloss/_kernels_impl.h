@@ -6,7 +6,8 @@
  * vectorises), then any of:
  *   - the per-class sums TP_c = sum p_c [t = c], SUMP_c = sum p_c, SUMY_c = sum [t = c];
  *   - a per-pixel term (focal or Combo's weighted cross-entropy) and its sum;
- *   - the gradient  p_j (U_j - S) + [j = t] p_t V_t + g_term * d term / d x_j,
+ *   - the gradient  p_j (U_j - S) + [j = t] p_t V_t + g_term * d term / d x_j (backward passes,
+ *     which recompute the softmax; a pass computes the sums or the gradient, not both),
  *     S = sum_k p_k U_k + p_t V_t  (U = dL/dSUMP, V = dL/dTP of the image),
  * with invalid (ignored) pixels counted nowhere and given a zero gradient.
  */

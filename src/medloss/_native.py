@@ -20,7 +20,6 @@ import torch
 MAX_CLASSES = 32
 TERM_NONE, TERM_FOCAL, TERM_WCE = 0, 1, 2
 
-_c_double_p = ctypes.POINTER(ctypes.c_double)
 
 
 class PassArgs(ctypes.Structure):
