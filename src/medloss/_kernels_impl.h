@@ -317,15 +317,6 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
                     lanes[1][c][l] += (double)spl[l];
                     lanes[2][c][l] += (double)syl[l];
                 }
-            } else {
-#pragma omp simd
-                for (int s = 0; s < n; ++s) {
-                    const REAL p = e[c][s] * z[s];
-                    const int is_c = tt[s] == cc;
-                    e[c][s] = p;
-                    pt[s] += is_c ? p : (REAL)0;
-                    q[s] += is_c ? (REAL)0 : p;
-                }
             }
         }
         /* per-pixel term: value and slope (the gradient is slope * (p_j - [j = t]) for focal) */
@@ -485,7 +476,8 @@ static void *FN(pthread_worker)(void *arg) {
 
 int FN(medloss_softmax_pass)(const medloss_pass_args *a) {
     if (a->C < 2 || a->C > MAX_CLASSES || a->B < 1 || a->S < 1 || (!a->t && !a->labels8)) return 1;
-    if (a->stats && a->grad) return 1; /* class sums come from forward passes, gradients from backward ones */
+    /* class sums come from forward passes, gradients from backward ones: exactly one of the two */
+    if (!a->stats == !a->grad) return 1;
     /* tiles of ~2048 values: the scratch rows stay in L1/L2 and loop overheads stay small */
     int tile = (int)(TILE_VALUES / a->C);
     tile = tile < 64 ? 64 : (tile > MAX_TILE ? MAX_TILE : tile);
