@@ -115,13 +115,18 @@ def native_kernels(enabled: bool) -> Iterator[None]:
         _enabled = previous
 
 
-def usable(x: torch.Tensor) -> bool:
-    """Whether the kernels handle these ``[B, C, *]`` logits."""
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+_UPCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def usable(x: torch.Tensor, *, before_upcast: bool = False) -> bool:
+    """Whether the kernels handle these ``[B, C, *]`` logits. ``before_upcast``: the caller will
+    upcast fp16 / bf16 to fp32 first, so those count too (checked without making the copy)."""
     return (
         _LIB is not None
         and _enabled
         and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
+        and x.dtype in (_UPCAST_DTYPES if before_upcast else _KERNEL_DTYPES)
         and x.ndim >= 2
         and 2 <= x.shape[1] <= MAX_CLASSES
         and x.numel() > 0

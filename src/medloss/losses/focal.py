@@ -108,7 +108,7 @@ def focal_loss(
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     if (mode == "multiclass" and from_logits and label_smoothing == 0.0 and reduction != "none"
-            and isinstance(input, torch.Tensor) and input.ndim > 2 and _native.usable(upcast(input))):
+            and isinstance(input, torch.Tensor) and input.ndim > 2 and _native.usable(input, before_upcast=True)):
         value = _kernel_focal(input, target, alpha, gamma, ignore_index, reduction, normalize)
         if value is not None:
             return value

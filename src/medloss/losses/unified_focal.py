@@ -31,7 +31,7 @@ from torch import nn
 
 from .. import _native
 from .._validation import check_choice, check_class_vector, check_mode, check_number, check_reduction
-from ._common import fp32_island, safe_pow, upcast
+from ._common import fp32_island, safe_pow
 from ._overlap import SoftmaxStats
 from .focal import _softmax_focal
 from .overlap import prepare_segmentation, reduce_classes, segmentation_statistics
@@ -123,7 +123,7 @@ class SymmetricFocalLoss(_UnifiedBase):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
-        native = self.from_logits and _native.usable(upcast(input))
+        native = self.from_logits and _native.usable(input, before_upcast=True)
         if native and self.reduction != "none" and self.mode == "multiclass":
             # the compiled kernel: one pass forward, one backward (the counts it also returns are unused)
             alpha = _delta_weights(self.delta, input.shape[1], torch.float64, input.device)
