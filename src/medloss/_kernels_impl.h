@@ -253,27 +253,16 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
             const REAL cc = (REAL)c;
             if (G) {
                 const REAL uc = U ? (REAL)U[c] : (REAL)0, vc = V ? (REAL)V[c] : (REAL)0;
-                if (a->term == TERM_FOCAL) {
+                const REAL with_q = a->term == TERM_FOCAL ? (REAL)1 : (REAL)0; /* 1 - p_t: focal only */
 #pragma omp simd
-                    for (int s = 0; s < n; ++s) {
-                        const REAL p = e[c][s] * z[s];
-                        const int is_c = tt[s] == cc;
-                        e[c][s] = p;
-                        pt[s] += is_c ? p : (REAL)0;
-                        q[s] += is_c ? (REAL)0 : p;
-                        pixel[s] += p * uc;
-                        on_t[s] += is_c ? vc : (REAL)0;
-                    }
-                } else { /* 1 - p_t is for the focal term only */
-#pragma omp simd
-                    for (int s = 0; s < n; ++s) {
-                        const REAL p = e[c][s] * z[s];
-                        const int is_c = tt[s] == cc;
-                        e[c][s] = p;
-                        pt[s] += is_c ? p : (REAL)0;
-                        pixel[s] += p * uc;
-                        on_t[s] += is_c ? vc : (REAL)0;
-                    }
+                for (int s = 0; s < n; ++s) {
+                    const REAL p = e[c][s] * z[s];
+                    const int is_c = tt[s] == cc;
+                    e[c][s] = p;
+                    pt[s] += is_c ? p : (REAL)0;
+                    q[s] += is_c ? (REAL)0 : p * with_q;
+                    pixel[s] += p * uc;
+                    on_t[s] += is_c ? vc : (REAL)0;
                 }
             } else if (st) {
                 /* class sums in LANES partial sums per class, kept across the tiles of an image and
