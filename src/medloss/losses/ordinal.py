@@ -319,8 +319,10 @@ class CumulativeLinkLoss(nn.Module):
 
 
 def _class_logits(
-    input: torch.Tensor, target: torch.Tensor, num_classes: int | None
-) -> tuple[torch.Tensor, torch.Tensor]:
+    input: torch.Tensor, target: torch.Tensor, num_classes: int | None, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Validated ``[B, K]`` logits, grades with ignored samples set to 0, and the mask of counted
+    samples (None when none is ignored)."""
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError("`input` and `target` must be torch.Tensors")
     check_float_tensor(input, "input")
@@ -333,13 +335,35 @@ def _class_logits(
         raise ValueError(f"`input` has {k} columns but num_classes={num_classes}")
     if k < 2:
         raise ValueError(f"`input` needs K >= 2 grade logits; got {fmt_shape(input.shape)}")
-    return input, _targets(target, input.shape[0], k, None)
+    check_finite(input, "input")
+    y, valid = _counted_targets(target, input.shape[0], k, ignore_index)
+    return input, y, valid
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+def _counted_targets(
+    target: torch.Tensor, batch: int, num_classes: int, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Grades as ``long`` with ignored samples set to 0, and the mask of counted samples (None when
+    none is ignored)."""
+    y = _targets(target, batch, num_classes, ignore_index).long()
+    if ignore_index is None:
+        return y, None
+    ignored = y == ignore_index
+    if not bool(ignored.any()):
+        return y, None
+    return y.masked_fill(ignored, 0), ~ignored
+
+
+def _reduce(loss: torch.Tensor, reduction: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample losses -> ``reduction``; ignored samples count nowhere (0 under "none"; a mean
+    over no counted sample is 0, not NaN)."""
+    if valid is not None:
+        loss = loss * valid
     if reduction == "none":
         return loss
-    return loss.mean() if reduction == "mean" else loss.sum()
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if valid is None else loss.sum() / valid.sum().clamp_min(1)
 
 
 class CDWCELoss(nn.Module):
@@ -358,17 +382,27 @@ class CDWCELoss(nn.Module):
         num_classes: K (optional; checked against the input's columns).
         alpha: distance exponent > 0 (default 2.0, matching the quadratic weights of QWK; the
             paper's experiments favour larger values, tune it).
+        ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
+            is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
     """
 
-    def __init__(self, num_classes: int | None = None, *, alpha: float = 2.0, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        *,
+        alpha: float = 2.0,
+        ignore_index: int | None = -100,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__()
         self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
         self.alpha = check_number(alpha, "alpha", low=0.0, low_inclusive=False)
+        self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, y = _class_logits(input, target, self.num_classes)
+        x, y, valid = _class_logits(input, target, self.num_classes, self.ignore_index)
         x = upcast(x)
         with fp32_island():
             logp = torch.log_softmax(x, 1)
@@ -380,7 +414,7 @@ class CDWCELoss(nn.Module):
             grades = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
             weight = (grades.unsqueeze(0) - y.unsqueeze(1).to(x.dtype)).abs().pow(self.alpha)
             loss = -(weight * log1mp).sum(1)
-        return _reduce(loss, self.reduction)
+        return _reduce(loss, self.reduction, valid)
 
 
 class SquaredEMDLoss(nn.Module):
@@ -394,23 +428,28 @@ class SquaredEMDLoss(nn.Module):
 
     Args:
         num_classes: K (optional; checked against the input's columns).
+        ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
+            is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
     """
 
-    def __init__(self, num_classes: int | None = None, *, reduction: str = "mean") -> None:
+    def __init__(
+        self, num_classes: int | None = None, *, ignore_index: int | None = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
+        self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, y = _class_logits(input, target, self.num_classes)
+        x, y, valid = _class_logits(input, target, self.num_classes, self.ignore_index)
         x = upcast(x)
         with fp32_island():
             cdf = torch.softmax(x, 1).cumsum(1)
             grades = torch.arange(x.shape[1], device=x.device)
             true_cdf = (grades.unsqueeze(0) >= y.unsqueeze(1)).to(x.dtype)
             loss = ((cdf - true_cdf) ** 2).sum(1)
-        return _reduce(loss, self.reduction)
+        return _reduce(loss, self.reduction, valid)
 
 
 class CORNLoss(nn.Module):
@@ -425,12 +464,14 @@ class CORNLoss(nn.Module):
 
     Args:
         num_classes: K >= 2 (the input has K - 1 columns).
+        ignore_index: grade value whose samples count in no task (default -100, as PyTorch).
         reduction: ``"mean"`` (default) or ``"sum"`` over (sample, task) pairs.
     """
 
-    def __init__(self, num_classes: int, *, reduction: str = "mean") -> None:
+    def __init__(self, num_classes: int, *, ignore_index: int | None = -100, reduction: str = "mean") -> None:
         super().__init__()
         self.num_classes = check_int(num_classes, "num_classes", low=2)
+        self.ignore_index = ignore_index
         self.reduction = check_choice(reduction, "reduction", ("mean", "sum"))
 
     def _check(self, input: torch.Tensor) -> torch.Tensor:
@@ -450,10 +491,13 @@ class CORNLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x = upcast(self._check(input))
-        y = _targets(target, x.shape[0], self.num_classes, None).long()
+        check_finite(x, "input")
+        y, valid = _counted_targets(target, x.shape[0], self.num_classes, self.ignore_index)
         with fp32_island():
             tasks = torch.arange(self.num_classes - 1, device=x.device)
             used = y.unsqueeze(1) >= tasks.unsqueeze(0)  # task k sees samples with y > k - 1
+            if valid is not None:
+                used = used & valid.unsqueeze(1)
             labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
             bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
             total = (bce * used).sum()

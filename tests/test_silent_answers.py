@@ -1,0 +1,188 @@
+"""Inputs that used to give a silent number (issue 15): each case here returned a value before.
+
+Every loss must raise a clear error for them, or (for the fixes that add support) return the
+value computed independently.
+"""
+
+import pytest
+import torch
+
+from medloss.losses import available_losses, get_loss
+
+# every registered loss that takes binary input, built in binary mode
+BINARY_LOSSES = [e.name for e in available_losses() if e.accepts("mode")]
+
+
+def _binary(name):
+    return get_loss(name, mode="binary")
+
+
+@pytest.mark.parametrize("name", BINARY_LOSSES)
+@pytest.mark.parametrize(
+    "input_shape,target_shape",
+    [
+        ((2, 1, 4, 8), (2, 1, 8, 4)),  # a transposed mask with the same number of elements
+        ((2, 4, 8), (2, 8, 4)),
+        ((8,), (4, 2)),
+        ((8, 1), (4, 2)),
+        ((2, 1, 4, 4), (2, 4, 1, 4)),  # the channel dim moved, not added or removed
+    ],
+)
+def test_binary_target_in_another_layout_is_a_shape_error(name, input_shape, target_shape):
+    x = torch.randn(*input_shape)
+    y = torch.randint(0, 2, target_shape).float()
+    with pytest.raises(ValueError, match=r"target` shape \[.*\] does not match input \["):
+        _binary(name)(x, y)
+
+
+@pytest.mark.parametrize("name", BINARY_LOSSES)
+@pytest.mark.parametrize("input_shape,target_shape", [((2, 1, 4, 8), (2, 4, 8)), ((2, 4, 8), (2, 1, 4, 8)), ((8,), (8, 1)), ((8, 1), (8,))])
+def test_binary_channel_of_size_one_may_be_added_or_dropped(name, input_shape, target_shape):
+    torch.manual_seed(0)
+    x = torch.randn(*input_shape)
+    y = torch.randint(0, 2, target_shape).float()
+    loss = _binary(name)
+    # the same loss as with the target in the input's own shape
+    torch.testing.assert_close(loss(x, y), loss(x, y.reshape(input_shape)), rtol=0, atol=0)
+
+
+def test_combined_loss_checks_the_target_layout():
+    from medloss.losses import CombinedLoss
+
+    mixed = CombinedLoss.from_spec("0.5*ce+0.5*soft_f1", mode="binary")
+    with pytest.raises(ValueError, match=r"target` shape \[4, 2\] does not match input \[8\]"):
+        mixed(torch.randn(8), torch.randint(0, 2, (4, 2)).float())
+
+
+# --- ignore_index on the ordinal losses (they rejected it although the README says every loss honours it)
+
+def _cdw_ce_reference(x, y, alpha):
+    p = torch.softmax(x.double(), 1)
+    k = torch.arange(x.shape[1], dtype=torch.float64)
+    return -((k[None] - y[:, None].double()).abs() ** alpha * torch.log1p(-p)).sum(1)
+
+
+def _emd_reference(x, y):
+    cdf = torch.softmax(x.double(), 1).cumsum(1)
+    k = torch.arange(x.shape[1])
+    return ((cdf - (k[None] >= y[:, None]).double()) ** 2).sum(1)
+
+
+def _corn_reference(x, y):
+    """coral-pytorch's corn_loss, transcribed: BCE of task k over samples with y > k - 1, pooled."""
+    total, count = 0.0, 0
+    for k in range(x.shape[1]):
+        used = y > k - 1
+        labels = (y[used] > k).double()
+        logits = x[used, k].double()
+        total = total + torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="sum")
+        count += int(used.sum())
+    return total / count
+
+
+IGNORED = torch.tensor([0, 2, -100, 1, 3, -100, 2])
+COUNTED = IGNORED != -100
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cdw_ce_ignores_ignore_index(reduction):
+    from medloss.losses import CDWCELoss
+
+    x = torch.randn(7, 4, dtype=torch.float64)
+    ref = _cdw_ce_reference(x[COUNTED], IGNORED[COUNTED], 2.0)
+    got = CDWCELoss(num_classes=4, reduction=reduction)(x, IGNORED)
+    if reduction == "none":
+        expected = torch.zeros(7, dtype=torch.float64)
+        expected[COUNTED] = ref
+        torch.testing.assert_close(got, expected)
+    else:
+        torch.testing.assert_close(got, ref.mean() if reduction == "mean" else ref.sum())
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_squared_emd_ignores_ignore_index(reduction):
+    from medloss.losses import SquaredEMDLoss
+
+    x = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    ref = _emd_reference(x.detach()[COUNTED], IGNORED[COUNTED])
+    got = SquaredEMDLoss(num_classes=4, reduction=reduction)(x, IGNORED)
+    if reduction == "none":
+        assert got[~COUNTED].eq(0).all()
+        torch.testing.assert_close(got[COUNTED], ref)
+    else:
+        torch.testing.assert_close(got, ref.mean() if reduction == "mean" else ref.sum())
+        got.backward()
+        assert x.grad[~COUNTED].eq(0).all()  # ignored samples get no gradient
+
+
+def test_corn_ignores_ignore_index():
+    from medloss.losses import CORNLoss
+
+    x = torch.randn(7, 3, dtype=torch.float64)
+    got = CORNLoss(num_classes=4)(x, IGNORED)
+    torch.testing.assert_close(got, _corn_reference(x[COUNTED], IGNORED[COUNTED]))
+
+
+@pytest.mark.parametrize("name", ["cdw_ce", "emd", "corn", "cumulative_link"])
+def test_ordinal_loss_of_an_all_ignored_batch_is_zero(name):
+    from medloss.losses.registry import loss_entry
+
+    entry = loss_entry(name)
+    width = {"score": 1, "conditional_logits": 2}.get(entry.output, 3)
+    x = torch.randn(4, width, requires_grad=True)
+    value = get_loss(name, num_classes=3)(x, torch.full((4,), -100))
+    assert value.item() == 0.0
+    value.backward()
+    assert x.grad.eq(0).all()
+
+
+# --- one policy for non-finite input: NaN or +-Inf in `input` is an error naming it, for every loss
+# (FocalLoss raised, DiceLoss and the Unified family returned NaN)
+
+def _example_inputs(entry):
+    """(input, target) valid for the registered loss ``entry``, 3 grades / classes."""
+    if entry.output == "score":
+        return torch.randn(6, 1), torch.tensor([0, 1, 2, 0, 1, 2])
+    if entry.output == "conditional_logits":
+        return torch.randn(6, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    if "ordinal" in entry.tasks:
+        return torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    if "detection" in entry.tasks:
+        boxes = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+        return boxes + 0.1, boxes
+    return torch.randn(2, 3, 5, 5), torch.randint(0, 3, (2, 5, 5))
+
+
+def _build(entry):
+    if "ordinal" in entry.tasks:
+        return get_loss(entry.name, num_classes=3)
+    if "detection" in entry.tasks:
+        return get_loss(entry.name)
+    return get_loss(entry.name, mode="multiclass")
+
+
+@pytest.mark.parametrize("entry", available_losses(), ids=lambda e: e.name)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_input_is_an_error_for_every_loss(entry, bad):
+    x, t = _example_inputs(entry)
+    x = x.clone()
+    x.view(-1)[1] = bad
+    with pytest.raises(ValueError, match=r"`input`.*non-finite"):
+        _build(entry)(x, t)
+
+
+@pytest.mark.parametrize("name", BINARY_LOSSES)
+def test_non_finite_binary_input_is_an_error(name):
+    x = torch.randn(2, 1, 4, 4)
+    x[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"`input`.*non-finite.*1 NaN"):
+        _binary(name)(x, torch.randint(0, 2, (2, 1, 4, 4)).float())
+
+
+def test_huge_finite_logits_are_not_mistaken_for_non_finite():
+    # their float32 sum overflows to inf; the check must look closer before it complains
+    from medloss.losses import DiceLoss
+
+    x = torch.full((1, 2, 4, 4), 3e38)
+    x[0, 0] = -3e38
+    assert torch.isfinite(DiceLoss()(x, torch.ones(1, 4, 4, dtype=torch.long)))
