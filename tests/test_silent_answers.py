@@ -4,6 +4,7 @@ Every loss must raise a clear error for them, or (for the fixes that add support
 value computed independently.
 """
 
+import numpy as np
 import pytest
 import torch
 
@@ -186,3 +187,52 @@ def test_huge_finite_logits_are_not_mistaken_for_non_finite():
     x = torch.full((1, 2, 4, 4), 3e38)
     x[0, 0] = -3e38
     assert torch.isfinite(DiceLoss()(x, torch.ones(1, 4, 4, dtype=torch.long)))
+
+
+# --- calibrators: a fitted calibrator checks what it is given
+
+def _val_logits(k=3, n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    z = torch.randn(n, k, generator=g) + 2.0 * torch.nn.functional.one_hot(y, k)
+    return z, y
+
+
+@pytest.mark.parametrize("kind", ["TemperatureScaler", "IsotonicCalibrator"])
+def test_calibrator_fitted_on_3_classes_rejects_4_class_logits(kind, tmp_path):
+    import medloss.calibration as cal
+
+    z, y = _val_logits()
+    fitted = getattr(cal, kind)().fit(z, y)
+    fitted.save(tmp_path / "c.json")
+    for calibrator in (fitted, cal.load_calibrator(tmp_path / "c.json")):
+        with pytest.raises(ValueError, match=r"`logits` \[5, 4\] do not match the fitted .*\[N, 3\]"):
+            calibrator.predict_proba(torch.randn(5, 4))
+        with pytest.raises(ValueError, match=r"`logits` \[5\] do not match"):
+            calibrator.predict_proba(torch.randn(5))
+
+
+@pytest.mark.parametrize("kind", ["TemperatureScaler", "IsotonicCalibrator", "PlattScaler"])
+def test_calibrator_fitted_on_one_class_is_an_error(kind):
+    import medloss.calibration as cal
+
+    z = torch.randn(100) * 3
+    with pytest.raises(ValueError, match=r"`labels` hold a single class \(1\)"):
+        getattr(cal, kind)().fit(z, torch.ones(100, dtype=torch.long))
+
+
+def test_calibrator_fitted_without_a_class_warns():
+    from medloss.calibration import TemperatureScaler
+
+    z, y = _val_logits(k=4)
+    keep = y != 3
+    with pytest.warns(UserWarning, match=r"no example of class\(es\) \[3\]"):
+        TemperatureScaler().fit(z[keep], y[keep])
+
+
+@pytest.mark.parametrize("labels", [np.array(["benign", "malignant"] * 50), ["benign", "malignant"] * 50])
+def test_calibrator_string_labels_name_the_argument(labels):
+    from medloss.calibration import TemperatureScaler
+
+    with pytest.raises(TypeError, match=r"`labels` must be"):
+        TemperatureScaler().fit(torch.randn(100, 2), labels)

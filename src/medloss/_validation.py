@@ -28,8 +28,9 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None) -> torch.T
     if isinstance(x, torch.Tensor):
         return x if dtype is None else x.to(dtype)
     if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise TypeError(f"`{name}` must be a numeric array, got a NumPy array of dtype object")
+        if x.dtype.kind not in "biuf":  # strings, objects, dates, complex: torch's own error names no argument
+            hint = " (map labels to integers first, e.g. np.unique(x, return_inverse=True))" if x.dtype.kind in "USO" else ""
+            raise TypeError(f"`{name}` must be a numeric array, got a NumPy array of dtype {x.dtype}{hint}")
         return torch.from_numpy(np.ascontiguousarray(x)) if dtype is None else torch.as_tensor(x, dtype=dtype)
     if isinstance(x, (list, tuple)):
         try:

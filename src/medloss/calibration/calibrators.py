@@ -51,6 +51,33 @@ def _logits_labels(logits: Any, labels: Any | None = None) -> tuple[torch.Tensor
     return z, y
 
 
+def _check_fit_labels(y: torch.Tensor, n_classes: int) -> None:
+    """Labels of one class cannot fit a calibrator (error); absent classes weaken it (warning)."""
+    present = torch.unique(y)
+    if present.numel() < 2:
+        raise ValueError(
+            f"`labels` hold a single class ({int(present[0])}): a calibrator fitted on one class cannot calibrate "
+            "the others. Fit it on a validation split that contains every class."
+        )
+    if present.numel() < n_classes:
+        missing = sorted(set(range(n_classes)) - set(present.tolist()))
+        warnings.warn(
+            f"`labels` contain no example of class(es) {missing}: the calibrator is fitted without them and its "
+            "probabilities for them are extrapolated. Use a validation split that contains every class.",
+            stacklevel=3,
+        )
+
+
+def _check_width(z: torch.Tensor, calibrator: _Calibrator) -> None:
+    """Logits given to a fitted calibrator must have the shape it was fitted on."""
+    fitted = getattr(calibrator, "n_classes_", None)
+    if (z.ndim == 1) != calibrator.binary_ or (fitted is not None and z.ndim == 2 and z.shape[1] != fitted):
+        expected = "[N] (one binary logit)" if calibrator.binary_ else f"[N, {fitted}]"
+        raise ValueError(
+            f"`logits` {fmt_shape(z.shape)} do not match the fitted {type(calibrator).__name__}: expected {expected}"
+        )
+
+
 def _reject_probabilities(z: torch.Tensor) -> None:
     """Logits that look like probabilities are almost always a mistake (softmax applied twice)."""
     if z.ndim == 2 and float(z.min()) >= 0.0 and float(z.max()) <= 1.0:
@@ -161,6 +188,8 @@ class TemperatureScaler(_Calibrator):
         _reject_probabilities(z)
         assert y is not None
         self.binary_ = z.ndim == 1
+        self.n_classes_ = 2 if self.binary_ else z.shape[1]
+        _check_fit_labels(y, self.n_classes_)
         lo, hi = 1.0 / self.t_max, 1.0 / self.t_min  # bracket on beta
         beta = 1.0
         f, g, h = self._nll_derivatives(z, y, beta)
@@ -218,18 +247,18 @@ class TemperatureScaler(_Calibrator):
     def transform(self, logits: Any) -> torch.Tensor:
         self._check_fitted()
         z, _ = _logits_labels(logits)
-        if (z.ndim == 1) != self.binary_:
-            raise ValueError(f"`logits` {fmt_shape(z.shape)} do not match the fitted model (binary={self.binary_})")
+        _check_width(z, self)
         return z / self.temperature_
 
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature_, "binary": self.binary_, "nll_before": self.nll_before_,
-                "nll_after": self.nll_after_, "n_passes": self.n_passes_}
+        return {"temperature": self.temperature_, "binary": self.binary_, "n_classes": self.n_classes_,
+                "nll_before": self.nll_before_, "nll_after": self.nll_after_, "n_passes": self.n_passes_}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TemperatureScaler:
         obj = cls()
         obj.temperature_, obj.binary_ = float(d["temperature"]), bool(d["binary"])
+        obj.n_classes_ = d.get("n_classes")  # files of medloss 0.1.0 do not record it
         obj.nll_before_, obj.nll_after_ = d.get("nll_before"), d.get("nll_after")
         obj.n_passes_ = d.get("n_passes")
         obj.fitted_ = True
@@ -269,6 +298,7 @@ class PlattScaler(_Calibrator):
         assert y is not None
         z = self._margin(z)
         _reject_probabilities(z)
+        _check_fit_labels(y, 2)
         t = y.to(torch.float64)
         if self.smooth_targets:
             n_pos, n_neg = float(t.sum()), float(len(t) - t.sum())
@@ -343,6 +373,8 @@ class IsotonicCalibrator(_Calibrator):
         assert y is not None
         _reject_probabilities(z)
         self.binary_ = z.ndim == 1
+        self.n_classes_ = 2 if self.binary_ else z.shape[1]
+        _check_fit_labels(y, self.n_classes_)
         probs = torch.sigmoid(z).unsqueeze(1) if self.binary_ else torch.softmax(z, 1)
         targets = y.unsqueeze(1).double() if self.binary_ else torch.nn.functional.one_hot(y, z.shape[1]).double()
         self.thresholds_: list[tuple[list[float], list[float]]] = []
@@ -356,8 +388,7 @@ class IsotonicCalibrator(_Calibrator):
     def predict_proba(self, logits: Any) -> torch.Tensor:
         self._check_fitted()
         z, _ = _logits_labels(logits)
-        if (z.ndim == 1) != self.binary_:
-            raise ValueError(f"`logits` {fmt_shape(z.shape)} do not match the fitted model (binary={self.binary_})")
+        _check_width(z, self)
         probs = torch.sigmoid(z).unsqueeze(1) if self.binary_ else torch.softmax(z, 1)
         out = np.empty(tuple(probs.shape))
         for k, (xs, ys) in enumerate(self.thresholds_):
@@ -382,6 +413,7 @@ class IsotonicCalibrator(_Calibrator):
         obj = cls()
         obj.binary_ = bool(d["binary"])
         obj.thresholds_ = [(t["x"], t["y"]) for t in d["thresholds"]]
+        obj.n_classes_ = 2 if obj.binary_ else len(obj.thresholds_)
         obj.fitted_ = True
         return obj
 
