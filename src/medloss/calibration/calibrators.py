@@ -120,6 +120,9 @@ class _Calibrator:
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump({"type": self.kind, **self.to_dict()}, fh, indent=2)
+            mask = os.umask(0o022)  # mkstemp makes the file 0600; a saved calibrator follows the umask
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

@@ -79,6 +79,8 @@ def classification_metrics(probs: torch.Tensor, labels: np.ndarray, class_names:
     }
     if probs.ndim == 1 and len(np.unique(labels)) == 2:
         out["roc_auc"] = float(roc_auc_score(labels, probs.numpy()))
+    elif probs.ndim == 2 and k == 2 and len(np.unique(labels)) == 2:  # two softmax columns: score of class 1
+        out["roc_auc"] = float(roc_auc_score(labels, probs[:, 1].numpy()))
     elif probs.ndim == 2 and len(np.unique(labels)) == k:
         out["roc_auc_ovr"] = float(roc_auc_score(labels, probs.numpy(), multi_class="ovr"))
     return out

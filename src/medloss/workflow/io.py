@@ -60,6 +60,13 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: POSIX has no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class RunDirectory:
     """Build a run's outputs in a temporary folder next to ``out`` and move it into place at the
     end, so an interrupted or failed run never leaves half-written output. An existing ``out``
@@ -67,12 +74,14 @@ class RunDirectory:
 
     def __init__(self, out: str | os.PathLike, *, force: bool = False) -> None:
         self.out = Path(out).resolve()
+        self.force = force
         if self.out.exists() and not force:
             raise UserError(f"output directory {self.out} already exists: pass --force to overwrite it")
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"output path {self.out} exists and is not a directory")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        self.tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the run folder follows the umask
 
     def path(self, name: str) -> Path:
         return self.tmp / name
@@ -83,9 +92,21 @@ class RunDirectory:
         return target
 
     def commit(self) -> Path:
-        if self.out.exists():
+        """Move the finished run into place. Without ``force`` a run that appeared at ``out`` while
+        this one was working (another process) is never replaced: ``rename`` fails on a non-empty
+        directory, atomically, so there is no window between a check and the move."""
+        if self.force and self.out.exists():
             shutil.rmtree(self.out)
-        os.replace(self.tmp, self.out)
+        try:
+            os.rename(self.tmp, self.out)
+        except OSError:
+            if not self.out.exists():
+                raise
+            self.abort()
+            raise UserError(
+                f"output directory {self.out} appeared while this run was working (another run?); it was not "
+                "replaced and this run's outputs were discarded: pass --force to replace it"
+            ) from None
         return self.out
 
     def abort(self) -> None:

@@ -177,30 +177,48 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
         keys = set(data.files)
         if "labels" not in keys or not ({"logits", "probs"} & keys):
             raise UserError(f"{p} must hold arrays 'labels' and 'logits' or 'probs'; found {sorted(keys)}")
+        if {"logits", "probs"} <= keys:
+            raise UserError(f"{p} holds both 'logits' and 'probs': keep one of them")
         kind = "logits" if "logits" in keys else "probs"
-        values, labels = np.asarray(data[kind], dtype=np.float64), np.asarray(data["labels"])
+        try:
+            values = np.asarray(data[kind], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"{p}: the array '{kind}' must be numeric; got dtype {data[kind].dtype}") from None
+        labels = np.asarray(data["labels"])
+        if values.ndim not in (1, 2):
+            raise UserError(f"{p}: '{kind}' must be [N] or [N, K]; got shape {list(values.shape)}")
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1 or labels.shape[0] != values.shape[0]:
+            raise UserError(
+                f"{p}: 'labels' must hold one label per row of '{kind}': '{kind}' has shape {list(values.shape)} "
+                f"({values.shape[0]} rows) but 'labels' has shape {list(labels.shape)}"
+            )
         if "split" in keys:
             split = np.asarray(data["split"]).astype(str)
+            if split.shape != labels.shape:
+                raise UserError(f"{p}: 'split' must hold one entry per row ({labels.shape[0]}); got shape "
+                                f"{list(split.shape)}")
     else:
         df = read_table(p)
         cols = [str(c) for c in df.columns]
         df.columns = cols
         if "label" not in cols:
             raise UserError(f"{p} needs a 'label' column; found {', '.join(cols[:20])}")
-        kind = None
-        for k in ("logit", "prob"):
-            many = sorted((c for c in cols if c.startswith(f"{k}_") and c[len(k) + 1:].isdigit()),
-                          key=lambda c: int(c.split("_")[1]))
-            if many:
-                kind, values = k + "s", df[many].to_numpy()
-                break
-            if k in cols:
-                kind, values = k + "s", df[[k]].to_numpy()[:, 0]
-                break
+        found = {k: _value_columns(cols, k) for k in ("logit", "prob")}
+        if found["logit"] and found["prob"]:
+            raise UserError(
+                f"{p} has both logit and probability columns ({', '.join(found['logit'] + found['prob'])}): "
+                "keep one kind"
+            )
+        kind = "logits" if found["logit"] else "probs" if found["prob"] else None
         if kind is None:
             raise UserError(
-                f"{p} needs columns logit_0..logit_K-1 (or prob_0..), or a single 'logit' / 'prob' column"
+                f"{p} needs columns logit_0..logit_K-1 (or prob_0..), or a single 'logit' / 'prob' column; "
+                f"found {', '.join(cols[:20])}"
             )
+        names = found[kind[:-1]]
+        values = df[names].to_numpy()
         try:
             values = np.asarray(values, dtype=np.float64)
         except (TypeError, ValueError):
@@ -208,6 +226,8 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
         labels = df["label"].to_numpy()
         if "split" in cols:
             split = df["split"].astype(str).str.strip().str.lower().to_numpy()
+    if values.shape[0] < 2:
+        raise UserError(f"{p} has {values.shape[0]} row(s): calibration needs at least 2 (better: hundreds)")
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if not np.all(np.isfinite(values)):
@@ -230,6 +250,28 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
         if values.ndim == 2 and np.abs(values.sum(1) - 1).max() > 1e-3:
             raise UserError(f"{p}: probability rows must sum to 1")
     return values, labels, kind, split
+
+
+def _value_columns(cols: list[str], kind: str) -> list[str]:
+    """The value columns of ``kind`` ("logit" or "prob"): ``kind_0..kind_{K-1}`` in order, or the
+    single column ``kind``; a gap in the numbering is an error naming the columns found."""
+    numbered = sorted((c for c in cols if c.startswith(f"{kind}_") and c[len(kind) + 1:].isdigit()),
+                      key=lambda c: int(c[len(kind) + 1:]))
+    if numbered:
+        if kind in cols:
+            raise UserError(f"both a '{kind}' column and {', '.join(numbered)}: keep one layout")
+        expected = [f"{kind}_{i}" for i in range(int(numbered[-1][len(kind) + 1:]) + 1)]
+        if numbered != expected:
+            missing = [c for c in expected if c not in numbered]
+            raise UserError(
+                f"columns {kind}_0..{kind}_K-1 must all be present: found {', '.join(numbered)}; "
+                f"missing {', '.join(missing)}"
+            )
+        if len(numbered) == 1:
+            raise UserError(f"a single column {numbered[0]} is not a K-class output: name it '{kind}' for one "
+                            f"binary {kind}, or add {kind}_1..")
+        return numbered
+    return [kind] if kind in cols else []
 
 
 def _to_logits(values: np.ndarray, kind: str) -> torch.Tensor:
@@ -286,7 +328,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
     except ValueError as err:
         raise UserError(str(err)) from None
     p_before, p_after = probabilities(test_x), calibrator.predict_proba(test_x)
-    task = "binary" if k == 2 else "multiclass"
+    task = "binary" if values.ndim == 1 else "multiclass"  # two logit columns: a 2-class softmax
     before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
     after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
     with RunDirectory(cfg.out, force=cfg.force) as run:

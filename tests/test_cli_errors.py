@@ -1,0 +1,90 @@
+"""CLI: bad input is one line on stderr, exit 2, nothing written; runs never replace each other (issue 15)."""
+
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloss.cli import main
+from medloss.workflow.io import RunDirectory, UserError
+
+
+def _calibrate(tmp_path, name, capsys):
+    out = tmp_path / "out"
+    code = main(["calibrate", "--predictions", str(tmp_path / name), "--out", str(out), "--n-boot", "20"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("medloss calibrate: error:") and err.strip().count("\n") == 0, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    return err
+
+
+def test_npz_with_fewer_labels_than_rows_is_an_error(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "p.npz", logits=rng.normal(size=(600, 3)), labels=rng.integers(0, 3, 10))
+    err = _calibrate(tmp_path, "p.npz", capsys)
+    assert "[600, 3] (600 rows) but 'labels' has shape [10]" in err
+
+
+def test_npz_with_both_logits_and_probs_is_an_error(tmp_path, capsys):
+    np.savez(tmp_path / "p.npz", logits=np.zeros((4, 2)), probs=np.full((4, 2), 0.5), labels=np.array([0, 1, 0, 1]))
+    assert "both 'logits' and 'probs'" in _calibrate(tmp_path, "p.npz", capsys)
+
+
+def test_csv_with_both_logit_and_prob_columns_names_them(tmp_path, capsys):
+    pd.DataFrame({"logit_0": [0.1, 0.2], "logit_1": [0.3, 0.1], "prob_0": [0.4, 0.5], "prob_1": [0.6, 0.5],
+                  "label": [0, 1]}).to_csv(tmp_path / "p.csv", index=False)
+    assert "logit_0, logit_1, prob_0, prob_1" in _calibrate(tmp_path, "p.csv", capsys)
+
+
+@pytest.mark.parametrize("columns,message", [
+    (["logit_0", "logit_2"], "found logit_0, logit_2; missing logit_1"),
+    (["logit_0"], "a single column logit_0 is not a K-class output"),
+    (["x", "y"], "found x, y, label"),
+])
+def test_csv_value_columns_must_be_complete(tmp_path, capsys, columns, message):
+    df = pd.DataFrame({c: np.linspace(-1, 1, 8) for c in columns})
+    df["label"] = [0, 1] * 4
+    df.to_csv(tmp_path / "p.csv", index=False)
+    assert message in _calibrate(tmp_path, "p.csv", capsys)
+
+
+def test_one_row_file_is_an_error(tmp_path, capsys):
+    pd.DataFrame({"logit": [0.3], "label": [1]}).to_csv(tmp_path / "p.csv", index=False)
+    assert "1 row(s): calibration needs at least 2" in _calibrate(tmp_path, "p.csv", capsys)
+
+
+def test_a_run_that_appears_meanwhile_is_not_replaced(tmp_path):
+    out = tmp_path / "run"
+    mine = RunDirectory(out)
+    mine.write_json("metrics.json", {"who": "late run"})
+    # another run finishes first
+    out.mkdir()
+    (out / "metrics.json").write_text('{"who": "early run"}')
+    with pytest.raises(UserError, match="appeared while this run was working"):
+        mine.commit()
+    assert (out / "metrics.json").read_text() == '{"who": "early run"}'
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the hidden folder is gone too
+    # --force does replace it
+    forced = RunDirectory(out, force=True)
+    forced.write_json("metrics.json", {"who": "forced run"})
+    forced.commit()
+    assert "forced run" in (out / "metrics.json").read_text()
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 2))
+    y = (z[:, 1] - z[:, 0] + rng.normal(size=200) > 0).astype(int)
+    pd.DataFrame({"logit_0": z[:, 0], "logit_1": z[:, 1], "label": y}).to_csv(tmp_path / "p.csv", index=False)
+    old = os.umask(0o022)
+    try:
+        assert main(["calibrate", "--predictions", str(tmp_path / "p.csv"), "--out", str(tmp_path / "o"),
+                     "--n-boot", "20"]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "o" / "calibrator.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "o" / "metrics.json").stat().st_mode) == 0o644
