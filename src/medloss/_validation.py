@@ -29,7 +29,9 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None) -> torch.T
         return x if dtype is None else x.to(dtype)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "biuf":  # strings, objects, dates, complex: torch's own error names no argument
-            hint = " (map labels to integers first, e.g. np.unique(x, return_inverse=True))" if x.dtype.kind in "USO" else ""
+            hint = ""
+            if x.dtype.kind in "USO":
+                hint = " (map labels to integers first, e.g. np.unique(x, return_inverse=True))"
             raise TypeError(f"`{name}` must be a numeric array, got a NumPy array of dtype {x.dtype}{hint}")
         return torch.from_numpy(np.ascontiguousarray(x)) if dtype is None else torch.as_tensor(x, dtype=dtype)
     if isinstance(x, (list, tuple)):
@@ -234,7 +236,8 @@ def canonical_inputs(
     when there are none.
 
     - ``binary``: input ``[B, 1, *]`` or ``[B, *]`` and a target of the same shape, give or take
-      the channel dim of size 1 (``[B, *]`` vs ``[B, 1, *]``); returned as input ``[B, 1, *]`` and float target ``[B, 1, *]``.
+      the channel dim of size 1 (``[B, *]`` vs ``[B, 1, *]``); returned as input ``[B, 1, *]`` and
+      float target ``[B, 1, *]``.
     - ``multiclass``: input ``[B, C, *]`` (C >= 2), integer target ``[B, *]`` (``[B, 1, *]`` accepted).
     - ``multilabel``: input ``[B, C, *]`` and target ``[B, C, *]`` in {0, 1}.
 
