@@ -8,11 +8,38 @@ from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
-from torch.autograd.function import once_differentiable
 
 LN2 = math.log(2.0)
 
 Compute = Callable[[torch.Tensor, bool], "tuple[torch.Tensor, torch.Tensor | None]"]
+Reference = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
+
+
+def second_order_grads(
+    reference: Reference, inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
+) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of ``reference(*inputs)`` with ``create_graph=True``: the backward of a fused
+    Function when autograd must differentiate it once more (``create_graph=True``: gradient
+    penalties, double backprop).
+
+    The fused backwards write the gradient with in-place operations and no graph; a second
+    derivative instead differentiates ``reference``, the loss's defining formula in plain
+    differentiable PyTorch operations, applied to the Function's original inputs (saved tensors
+    that were inputs keep their autograd history). Returns one entry per input (None where an
+    input needs no gradient).
+    """
+    wanted = [x for x in inputs if x is not None and x.requires_grad]
+    if not wanted:
+        return tuple(None for _ in inputs)
+    outputs = reference(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=True) if g is not None and o.requires_grad]
+    grads = torch.autograd.grad(
+        [o for o, _ in pairs], wanted, [g.to(o.dtype).expand_as(o) for o, g in pairs],
+        create_graph=True, allow_unused=True,
+    )
+    it = iter(grads)
+    return tuple(next(it) if x is not None and x.requires_grad else None for x in inputs)
 
 
 class _FusedLoss(torch.autograd.Function):
@@ -22,33 +49,52 @@ class _FusedLoss(torch.autograd.Function):
     gradients), so backward is a single multiply by the incoming gradient, or nothing at all when
     that gradient is exactly one (``loss.backward()`` on a reduced loss).  Only the gradient is
     saved: 4 bytes per element in fp32, against 30-50 for the autograd graph of the naive form.
+    Second derivatives differentiate ``reference(input)``, the same value in plain differentiable
+    operations (see :func:`second_order_grads`).
 
     ``value`` is either a scalar (reduced loss; the reduction's scale is already folded into the
     gradient), a tensor of the input's shape, or a tensor with the channel dimension 1 removed.
     """
 
     @staticmethod
-    def forward(ctx, input: torch.Tensor, compute: Compute) -> torch.Tensor:  # type: ignore[override]
-        value, grad = compute(input, bool(ctx.needs_input_grad[0]))
+    def forward(ctx, input: torch.Tensor, compute: Compute, reference: Reference) -> torch.Tensor:  # type: ignore[override]
+        value, grad = compute(input.detach(), bool(ctx.needs_input_grad[0]))
         if grad is not None:
-            ctx.save_for_backward(grad)
+            ctx.save_for_backward(grad, input)
+        ctx.reference = reference
         return value
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        (grad,) = ctx.saved_tensors
+        grad, input = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True
+            return second_order_grads(ctx.reference, (input,), (grad_out,))[0], None, None
         if grad_out.ndim == 0:
             # reduced loss: `loss.backward()` passes exactly 1, and then the saved gradient is the answer
-            return (grad if bool(grad_out == 1) else grad * grad_out), None
+            return (grad if bool(grad_out == 1) else grad * grad_out), None, None
         if grad_out.shape == grad.shape:
-            return grad * grad_out, None
-        return grad * grad_out.unsqueeze(1), None
+            return grad * grad_out, None, None
+        return grad * grad_out.unsqueeze(1), None, None
 
 
-def fused_loss(input: torch.Tensor, compute: Compute) -> torch.Tensor:
-    """Apply :class:`_FusedLoss`; ``compute`` receives the input detached, in fp32 or wider."""
-    return _FusedLoss.apply(input, compute)
+def fused_loss(input: torch.Tensor, compute: Compute, reference: Reference) -> torch.Tensor:
+    """Apply :class:`_FusedLoss`; ``compute`` receives the input detached, in fp32 or wider;
+    ``reference`` computes the same value with differentiable operations (second derivatives)."""
+    return _FusedLoss.apply(input, compute, reference)
+
+
+def focal_modulated_log(logp: torch.Tensor, gamma: float | torch.Tensor) -> torch.Tensor:
+    """``-(1 - p)^gamma log p`` from ``log p`` in plain differentiable operations: the reference
+    form of :func:`focal_terms` for second derivatives (``1 - p`` from ``-expm1``). ``gamma`` may
+    be a tensor broadcasting against ``logp``; where it is 0 the factor is exactly 1."""
+    if isinstance(gamma, (int, float)) and gamma == 0.0:
+        return -logp
+    one_minus_p = -torch.expm1(logp)
+    if isinstance(gamma, torch.Tensor):
+        factor = torch.where(gamma == 0, torch.ones_like(one_minus_p), one_minus_p.pow(gamma))
+    else:
+        factor = one_minus_p.pow(gamma)
+    return -factor * logp
 
 
 @contextmanager

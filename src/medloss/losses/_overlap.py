@@ -14,11 +14,18 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from .. import _native
 from .._validation import canonical_inputs, check_probabilities, check_simplex
-from ._common import class_lookup, focal_terms_by_class, softmax_channels, upcast
+from ._common import (
+    class_lookup,
+    focal_modulated_log,
+    focal_terms_by_class,
+    log1mexp,
+    second_order_grads,
+    softmax_channels,
+    upcast,
+)
 
 
 def probabilities_and_targets(
@@ -123,6 +130,45 @@ def _per_image_class_sums(
     return sums(weights), sums(ones if counts_weights is None else counts_weights)
 
 
+def softmax_statistics_reference(
+    x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, batch: bool, term: tuple | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the fused softmax statistics compute, in plain differentiable PyTorch operations:
+    ``(TP, sum_p, sum_y, term)``. The fused Functions differentiate it for second derivatives.
+
+    ``t``: class indices ``[B, *]`` (any value where ``valid`` is False); ``term``: None,
+    ``("focal", alpha [C], gamma [C], scale)`` (``scale * sum alpha_t * -(1 - p_t)^gamma_t log p_t``)
+    or ``("wce", beta, scale)`` (``scale * sum -(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``),
+    both over the counted pixels.
+    """
+    b, c = x.shape[:2]
+    logp = torch.log_softmax(x.reshape(b, c, -1), 1)
+    p = logp.exp()
+    tt = t.reshape(b, -1).long()
+    m = None if valid is None else valid.reshape(b, -1).to(p.dtype)
+    if m is not None:
+        tt = tt * (m > 0)
+    onehot = F.one_hot(tt, c).transpose(1, 2).to(p.dtype)
+    if m is not None:
+        onehot = onehot * m.unsqueeze(1)
+        p = p * m.unsqueeze(1)
+    tp, sum_p, sum_y = (p * onehot).sum(-1), p.sum(-1), onehot.sum(-1)
+    if batch:
+        tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+    value = x.new_zeros(())
+    if term is not None:
+        lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+        if term[0] == "focal":
+            _, alpha, gamma, scale = term
+            per_pixel = class_lookup(alpha.to(x), tt) * focal_modulated_log(lt, class_lookup(gamma.to(x), tt))
+        else:
+            _, beta, scale = term
+            others = (log1mexp(logp.clamp(max=-torch.finfo(x.dtype).tiny)) * (1.0 - onehot)).sum(1)
+            per_pixel = -(beta * lt + (1.0 - beta) * others)
+        value = (per_pixel if m is None else per_pixel * m).sum() * scale
+    return tp, sum_p, sum_y, value
+
+
 class _SoftmaxStatsFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t1, valid, batch, focal):  # type: ignore[override]
@@ -152,16 +198,26 @@ class _SoftmaxStatsFunction(torch.autograd.Function):
             focal_value = torch.dot(value.reshape(-1), weight.reshape(-1))
             slope = slope.mul_(weight)
         ctx.batch = batch
-        ctx.save_for_backward(p, t1, pt, slope, vflat)
+        ctx.term = None if focal is None else ("focal", focal[0], _gamma_vector(c, focal[1], focal[2]), focal[3])
+        ctx.save_for_backward(p, t1, pt, slope, vflat, x, valid)
         ctx.mark_non_differentiable(sum_y)
         if batch:
             tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
         return tp, sum_p, sum_y, focal_value
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_focal):  # type: ignore[override]
-        p, t1, pt, slope, vflat = ctx.saved_tensors
+        p, t1, pt, slope, vflat, x, valid = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+            return (*second_order_grads(
+                lambda x_: softmax_statistics_reference(x_, t1, valid, ctx.batch, ctx.term), (x,),
+                (g_tp, g_sum_p, None, g_focal if ctx.term is not None else None),
+            ), None, None, None, None)
+        return _SoftmaxStatsFunction._first_order(ctx, p, t1, pt, slope, vflat, g_tp, g_sum_p, g_focal)
+
+    @staticmethod
+    @torch.no_grad()
+    def _first_order(ctx, p, t1, pt, slope, vflat, g_tp, g_sum_p, g_focal):
         b, c = p.shape[:2]
         pv = p.view(b, c, -1)
         t = t1.view(b, -1)
@@ -187,6 +243,13 @@ class _SoftmaxStatsFunction(torch.autograd.Function):
             grad = (pixel.unsqueeze(1) + u.unsqueeze(-1)).mul_(pv)
         grad.scatter_add_(1, t.unsqueeze(1), on_target.unsqueeze(1))
         return grad.view_as(p), None, None, None, None
+
+
+def _gamma_vector(n_classes: int, gamma_bg: float, gamma_fg: float) -> torch.Tensor:
+    """Per-class focusing parameters: ``gamma_bg`` for class 0 (background), ``gamma_fg`` for the others."""
+    gammas = torch.full((n_classes,), float(gamma_fg), dtype=torch.float64)
+    gammas[0] = float(gamma_bg)
+    return gammas
 
 
 class _BadLabels(Exception):
@@ -221,6 +284,7 @@ class _NativeSoftmaxStatsFunction(torch.autograd.Function):
             counted = float(r.stats[:, 2].sum())
             scale = 1.0 / (counted * units) if counted > 0 else 0.0
         ctx.batch, ctx.term, ctx.scale = batch, (kind, term_w, gamma), scale
+        ctx.n_classes = x.shape[1]
         ctx.save_for_backward(x, r.labels8)
         stats = r.stats.to(x.dtype)
         tp, sum_p, sum_y = stats.unbind(1)
@@ -230,9 +294,24 @@ class _NativeSoftmaxStatsFunction(torch.autograd.Function):
         return tp, sum_p, sum_y, torch.tensor(r.term * scale, dtype=x.dtype)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_term):  # type: ignore[override]
         x, labels8 = ctx.saved_tensors
+        kind, term_w, gamma = ctx.term
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+            valid = labels8 < ctx.n_classes  # the kernel marks ignored pixels with labels >= C
+            term = None
+            if kind == _native.TERM_FOCAL:
+                term = ("focal", term_w, gamma, ctx.scale)
+            elif kind == _native.TERM_WCE:
+                term = ("wce", float(term_w[0]), ctx.scale)
+            reference = lambda x_: softmax_statistics_reference(x_, labels8, valid, ctx.batch, term)  # noqa: E731
+            grads = second_order_grads(reference, (x,), (g_tp, g_sum_p, None, g_term if term is not None else None))
+            return grads[0], None, None, None, None, None
+        with torch.no_grad():
+            return _NativeSoftmaxStatsFunction._first_order(ctx, x, labels8, g_tp, g_sum_p, g_term)
+
+    @staticmethod
+    def _first_order(ctx, x, labels8, g_tp, g_sum_p, g_term):
         b, c = x.shape[:2]
         if ctx.batch:
             g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
@@ -249,8 +328,7 @@ def _native_term(
 ) -> tuple | None:
     if focal is not None:
         alpha, gamma_bg, gamma_fg, reduction = focal
-        gammas = torch.full((n_classes,), float(gamma_fg), dtype=torch.float64)
-        gammas[0] = float(gamma_bg)
+        gammas = _gamma_vector(n_classes, gamma_bg, gamma_fg)
         return (_native.TERM_FOCAL, alpha.detach().to("cpu", torch.float64), gammas, 1 if reduction == "mean" else 0)
     if weighted_ce is not None:
         beta = float(weighted_ce)
@@ -329,16 +407,28 @@ class _SigmoidStatsFunction(torch.autograd.Function):
         sum_p = pv.sum(-1)
         sum_y = yv.sum(-1)
         ctx.batch = batch
-        ctx.save_for_backward(p, yv, m)
+        ctx.save_for_backward(p, yv, m, x)
         ctx.mark_non_differentiable(sum_y)
         if batch:
             tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
         return tp, sum_p, sum_y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, g_tp, g_sum_p, _g_sum_y):  # type: ignore[override]
-        p, yv, m = ctx.saved_tensors
+        p, yv, m, x = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+            def reference(x_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                pv = torch.sigmoid(x_).reshape(yv.shape)
+                pv = pv if m is None else pv * m
+                tp, sum_p = (pv * yv).sum(-1), pv.sum(-1)
+                return (tp.sum(0), sum_p.sum(0)) if ctx.batch else (tp, sum_p)
+
+            return (*second_order_grads(reference, (x,), (g_tp, g_sum_p)), None, None, None)
+        with torch.no_grad():
+            return _SigmoidStatsFunction._first_order(ctx, p, yv, m, g_tp, g_sum_p)
+
+    @staticmethod
+    def _first_order(ctx, p, yv, m, g_tp, g_sum_p):
         b, c = p.shape[:2]
         if ctx.batch:
             g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)

@@ -22,6 +22,7 @@ from .._validation import (
 )
 from ._common import (
     class_lookup,
+    focal_modulated_log,
     focal_terms,
     focal_terms_by_class,
     fp32_island,
@@ -67,6 +68,11 @@ def _finite_or_raise(raw: torch.Tensor, valid: torch.Tensor | None) -> torch.Ten
             "(a logit of -inf) to a target class"
         )
     return torch.where(valid, raw, 0.0)
+
+
+def _reduced(raw: torch.Tensor, reduction: str, scale: float) -> torch.Tensor:
+    """Per-position losses -> "none" / "sum" / "mean" (``scale`` = 1 / denominator)."""
+    return raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
 
 
 def _resolve_alpha(
@@ -215,7 +221,13 @@ def _softmax_focal(
             grad.scatter_add_(1, t1, -s)
             return out, grad
 
-        return fused_loss(x, compute)
+        def reference(logits: torch.Tensor) -> torch.Tensor:
+            lt = torch.log_softmax(logits, 1).gather(1, t1).squeeze(1)
+            g = gammas[0] if gammas[0] == gammas[1] else torch.where(t == 0, gammas[0], gammas[1]).to(lt.dtype)
+            value = focal_modulated_log(lt, g)
+            return _reduced(value if weight is None else value * weight, reduction, scale)
+
+        return fused_loss(x, compute, reference)
 
     # label smoothing: soft target q = (1 - eps) onehot + eps / C, weighted per class by alpha
     if gammas[0] != gammas[1]:
@@ -243,7 +255,10 @@ def _softmax_focal(
         grad = logp.exp_().mul_(w.sum(1, keepdim=True)).sub_(w)
         return out, grad
 
-    return fused_loss(x, compute_smooth)
+    def reference_smooth(logits: torch.Tensor) -> torch.Tensor:
+        return _reduced((q * focal_modulated_log(torch.log_softmax(logits, 1), gamma)).sum(1), reduction, scale)
+
+    return fused_loss(x, compute_smooth, reference_smooth)
 
 
 def _sigmoid_focal(
@@ -300,7 +315,12 @@ def _sigmoid_focal(
             grad.mul_(scale)
         return out, grad
 
-    return fused_loss(x, compute)
+    def reference(logits: torch.Tensor) -> torch.Tensor:
+        raw = (c_pos * focal_modulated_log(F.logsigmoid(logits), gamma)
+               + c_neg * focal_modulated_log(F.logsigmoid(-logits), gamma))
+        return _reduced(raw, reduction, scale)
+
+    return fused_loss(x, compute, reference)
 
 
 class FocalLoss(nn.Module):

@@ -8,7 +8,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .._validation import (
     check_choice,
@@ -21,7 +20,7 @@ from .._validation import (
     check_reduction,
     fmt_shape,
 )
-from ._common import fp32_island, log1mexp, upcast
+from ._common import fp32_island, log1mexp, second_order_grads, upcast
 
 LINKS = ("logit", "probit", "cloglog")
 #: smallest gap between learned cutpoints: keeps them strictly ordered whatever the optimizer does
@@ -119,14 +118,28 @@ class _LogitLinkNLL(torch.autograd.Function):
         a = cutpoints_ext.gather(0, y).sub_(f)
         b = cutpoints_ext.gather(0, y + 1).sub_(f)
         nll = F.logsigmoid(b).add_(F.logsigmoid(-a)).add_(log_width.gather(0, y)).neg_()
-        ctx.save_for_backward(torch.sigmoid(a), torch.sigmoid(-b), y)
+        ctx.save_for_backward(torch.sigmoid(a), torch.sigmoid(-b), y, f, cutpoints_ext, log_width)
         ctx.n_cut = cutpoints_ext.shape[0]
         return nll
 
     @staticmethod
-    @once_differentiable
+    def reference(f: torch.Tensor, cutpoints_ext: torch.Tensor, log_width: torch.Tensor, y: torch.Tensor):
+        """The same NLL in plain differentiable operations (second derivatives)."""
+        a = cutpoints_ext.gather(0, y) - f
+        b = cutpoints_ext.gather(0, y + 1) - f
+        return -(F.logsigmoid(b) + F.logsigmoid(-a) + log_width.gather(0, y))
+
+    @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        sig_a, sig_neg_b, y = ctx.saved_tensors
+        sig_a, sig_neg_b, y, f, cutpoints_ext, log_width = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+            return (*second_order_grads(
+                lambda *z: _LogitLinkNLL.reference(*z, y), (f, cutpoints_ext, log_width), (grad,)), None)
+        with torch.no_grad():
+            return _LogitLinkNLL._first_order(ctx, sig_a, sig_neg_b, y, grad)
+
+    @staticmethod
+    def _first_order(ctx, sig_a, sig_neg_b, y, grad):
         ga, gb = grad * sig_a, grad * sig_neg_b  # d nll / d a = sigmoid(a), d nll / d b = -sigmoid(-b)
         grad_f = gb - ga
         n = ctx.n_cut

@@ -27,7 +27,7 @@ from .._validation import (
     check_reduction,
 )
 from ._common import fp32_island, fused_loss, log_softmax_channels, safe_pow, upcast
-from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
+from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics, softmax_statistics_reference
 from .focal import probabilities_to_logits
 
 
@@ -405,4 +405,7 @@ def _softmax_weighted_ce(x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor |
             grad = grad * valid.unsqueeze(1)
         return out, grad
 
-    return fused_loss(x, compute)
+    def reference(logits: torch.Tensor) -> torch.Tensor:
+        return softmax_statistics_reference(logits, t, valid, False, ("wce", beta, scale))[3]
+
+    return fused_loss(x, compute, reference)
