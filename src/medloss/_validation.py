@@ -8,7 +8,9 @@ ranges) cost one cheap reduction; nothing here copies the input.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Real
 from typing import Any
 
@@ -16,6 +18,38 @@ import numpy as np
 import torch
 
 REDUCTIONS = ("mean", "sum", "none")
+
+_value_checks = os.environ.get("MEDLOSS_VALUE_CHECKS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def value_checks_active() -> bool:
+    """Whether checks that read tensor values (label ranges, probability ranges, finiteness) run now.
+
+    They run in eager mode unless turned off with :func:`value_checks` (or the environment variable
+    ``MEDLOSS_VALUE_CHECKS=0``). Under ``torch.compile`` they are skipped: each needs the data on
+    the host, which would break the graph. Shape, dtype and argument checks always run.
+    """
+    return _value_checks and not torch.compiler.is_compiling()
+
+
+@contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Turn the value checks of every loss and metric on or off inside a ``with`` block.
+
+    Off, a training step makes no host round trip for validation (like torchmetrics'
+    ``validate_args=False``); bad labels then count nowhere and non-finite logits give a NaN loss,
+    as in PyTorch's own losses. Example::
+
+        with medloss.value_checks(False):
+            loss = criterion(logits, target)
+    """
+    global _value_checks
+    previous = _value_checks
+    _value_checks = bool(enabled)
+    try:
+        yield
+    finally:
+        _value_checks = previous
 MODES = ("binary", "multiclass", "multilabel")
 
 
@@ -110,7 +144,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     The sum is finite whenever every value is (40x cheaper than ``isfinite(x).all()`` on CPU); only
     a non-finite sum (which may also be an overflow of huge finite values) is looked at closely.
     """
-    if not torch.is_floating_point(x) or x.numel() == 0:
+    if not torch.is_floating_point(x) or x.numel() == 0 or not value_checks_active():
         return x
     if bool(torch.isfinite(x.detach().sum())):
         return x
@@ -123,6 +157,8 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def check_probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
     """Probabilities must be finite and lie in [0, 1]."""
+    if not value_checks_active():
+        return x
     check_finite(x, name)
     lo, hi = torch.aminmax(x.detach())
     if lo < 0 or hi > 1:
@@ -153,6 +189,11 @@ def _range_and_ignored(t: torch.Tensor, ignore_index: int | None) -> tuple[float
     return lo, hi, ignored
 
 
+def _ignored_mask(t: torch.Tensor, ignore_index: int | None) -> torch.Tensor | None:
+    """The positions equal to ``ignore_index``, without looking at the data (no checks mode)."""
+    return None if ignore_index is None else t.detach() == ignore_index
+
+
 def check_class_indices(
     target: torch.Tensor, name: str, num_classes: int, ignore_index: int | None = None
 ) -> torch.Tensor | None:
@@ -164,6 +205,8 @@ def check_class_indices(
         raise TypeError(f"`{name}` must hold integer class indices (e.g. torch.long), got dtype {target.dtype}")
     if target.numel() == 0:
         return None
+    if not value_checks_active():
+        return _ignored_mask(target, ignore_index)
     lo, hi, ignored = _range_and_ignored(target, ignore_index)
     if lo < 0 or hi >= num_classes:
         ignore = "" if ignore_index is None else f" (or ignore_index={ignore_index})"
@@ -183,6 +226,8 @@ def check_binary_target(
     """
     if target.numel() == 0:
         return None
+    if not value_checks_active():
+        return _ignored_mask(target, ignore_index)
     if torch.is_floating_point(target) and not bool(torch.isfinite(target).all()):
         raise ValueError(f"`{name}` contains NaN or Inf")
     lo, hi, ignored = _range_and_ignored(target, ignore_index)
@@ -309,6 +354,8 @@ def canonical_inputs(
 
 def check_simplex(p: torch.Tensor, name: str, dim: int = 1, atol: float = 1e-3) -> torch.Tensor:
     """Probabilities along ``dim`` must lie in [0, 1] and sum to one (within ``atol``)."""
+    if not value_checks_active():
+        return p
     check_probabilities(p, name)
     total = p.detach().sum(dim, dtype=torch.float64)
     err = float((total - 1.0).abs().max()) if total.numel() else 0.0

@@ -10,22 +10,18 @@ or wider whatever the input dtype: fp16 sums of a 96^3 volume overflow (MONAI an
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from .. import _native
-from .._validation import canonical_inputs, check_probabilities, check_simplex
-from ._common import (
-    class_lookup,
-    focal_modulated_log,
-    focal_terms_by_class,
-    log1mexp,
-    second_order_grads,
-    softmax_channels,
-    upcast,
+from .. import _ops
+from .._validation import (
+    canonical_inputs,
+    check_class_indices,
+    check_probabilities,
+    check_simplex,
+    value_checks_active,
 )
+from ._common import class_lookup, focal_modulated_log, log1mexp, second_order_grads, upcast
 
 
 def probabilities_and_targets(
@@ -107,29 +103,6 @@ class SoftmaxStats:
         return self.sum_y - self.tp
 
 
-def _per_image_class_sums(
-    t: torch.Tensor, weights: torch.Tensor, counts_weights: torch.Tensor | None, n_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image and class: the sum of ``weights`` and of ``counts_weights`` (or the pixel count)
-    over the pixels of each class, ``[B, C]`` each.
-
-    ``scatter_add_`` along rows parallelises over rows only, so long images are first cut into
-    row chunks of >= 8192 pixels (4-5x faster than a ``bincount`` per image for 3-D volumes).
-    """
-    b, n = t.shape
-    k = 1
-    while n % (2 * k) == 0 and n // (2 * k) >= 8192 and b * k < 64:
-        k *= 2
-    tc = t.reshape(b * k, n // k)
-
-    def sums(w: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(b * k, n_classes, dtype=weights.dtype, device=t.device)
-        return out.scatter_add_(1, tc, w.reshape(b * k, n // k)).view(b, k, n_classes).sum(1)
-
-    ones = torch.ones((), dtype=weights.dtype, device=t.device).expand(b, n)
-    return sums(weights), sums(ones if counts_weights is None else counts_weights)
-
-
 def softmax_statistics_reference(
     x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, batch: bool, term: tuple | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -169,173 +142,6 @@ def softmax_statistics_reference(
     return tp, sum_p, sum_y, value
 
 
-class _SoftmaxStatsFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, t1, valid, batch, focal):  # type: ignore[override]
-        b, c = x.shape[:2]
-        p = softmax_channels(x)
-        pv = p.view(b, c, -1)
-        t = t1.view(b, -1)
-        vflat = None if valid is None else valid.reshape(b, 1, -1).to(p.dtype)
-        sum_p = (pv.sum(-1) if vflat is None else torch.bmm(pv, vflat.transpose(1, 2)).squeeze(-1))
-        pt = pv.gather(1, t.unsqueeze(1)).squeeze(1)  # p of the target class, [B, N]
-        w_pt = pt if vflat is None else pt * vflat.view(b, -1)
-        tp, sum_y = _per_image_class_sums(t, w_pt, None if vflat is None else vflat.view(b, -1), c)
-        slope = None
-        focal_value = p.new_zeros(())
-        if focal is not None:
-            alpha, gamma_bg, gamma_fg, scale = focal
-            lt = torch.log(pt)
-            # log p_t from the logits where the softmax underflows (p_t < 1e-30): rare, so a subset
-            if float(pt.min()) < 1e-30:
-                deep = torch.nonzero(pt.view(-1) < 1e-30).squeeze(1)
-                xs = x.reshape(b, c, -1).transpose(1, 2).reshape(-1, c)[deep]
-                lt.view(-1)[deep] = xs.gather(1, t.reshape(-1)[deep].unsqueeze(1)).squeeze(1) - torch.logsumexp(xs, 1)
-            value, slope = focal_terms_by_class(lt, t, gamma_bg, gamma_fg)
-            weight = class_lookup(alpha.to(p.dtype) * scale, t)
-            if vflat is not None:
-                weight = weight * vflat.view(b, -1)
-            focal_value = torch.dot(value.reshape(-1), weight.reshape(-1))
-            slope = slope.mul_(weight)
-        ctx.batch = batch
-        ctx.term = None if focal is None else ("focal", focal[0], _gamma_vector(c, focal[1], focal[2]), focal[3])
-        ctx.save_for_backward(p, t1, pt, slope, vflat, x, valid)
-        ctx.mark_non_differentiable(sum_y)
-        if batch:
-            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-        return tp, sum_p, sum_y, focal_value
-
-    @staticmethod
-    def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_focal):  # type: ignore[override]
-        p, t1, pt, slope, vflat, x, valid = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-            return (*second_order_grads(
-                lambda x_: softmax_statistics_reference(x_, t1, valid, ctx.batch, ctx.term), (x,),
-                (g_tp, g_sum_p, None, g_focal if ctx.term is not None else None),
-            ), None, None, None, None)
-        return _SoftmaxStatsFunction._first_order(ctx, p, t1, pt, slope, vflat, g_tp, g_sum_p, g_focal)
-
-    @staticmethod
-    @torch.no_grad()
-    def _first_order(ctx, p, t1, pt, slope, vflat, g_tp, g_sum_p, g_focal):
-        b, c = p.shape[:2]
-        pv = p.view(b, c, -1)
-        t = t1.view(b, -1)
-        if ctx.batch:
-            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
-        u = g_sum_p.to(p.dtype)
-        v_t = g_tp.to(p.dtype).gather(1, t)  # [B, HW]
-        # S = sum_k p_k U_k + p_t V_t, per pixel
-        s = torch.bmm(u.unsqueeze(1), pv).squeeze(1).addcmul_(pt, v_t)
-        pixel = s.neg_()
-        on_target = pt * v_t
-        if slope is not None:
-            g = float(g_focal)
-            pixel.add_(slope, alpha=g)
-            on_target.sub_(slope, alpha=g)
-        if vflat is not None:
-            m = vflat.view(b, -1)
-            pixel.mul_(m)
-            on_target.mul_(m)
-            u_term = u.unsqueeze(-1) * vflat  # [B, C, HW]
-            grad = pv * (u_term + pixel.unsqueeze(1))
-        else:
-            grad = (pixel.unsqueeze(1) + u.unsqueeze(-1)).mul_(pv)
-        grad.scatter_add_(1, t.unsqueeze(1), on_target.unsqueeze(1))
-        return grad.view_as(p), None, None, None, None
-
-
-def _gamma_vector(n_classes: int, gamma_bg: float, gamma_fg: float) -> torch.Tensor:
-    """Per-class focusing parameters: ``gamma_bg`` for class 0 (background), ``gamma_fg`` for the others."""
-    gammas = torch.full((n_classes,), float(gamma_fg), dtype=torch.float64)
-    gammas[0] = float(gamma_bg)
-    return gammas
-
-
-class _BadLabels(Exception):
-    """Labels outside [0, C) met by the kernel: the caller validates and reports them."""
-
-
-class _NonFinite(Exception):
-    """Non-finite sums from the kernel (non-finite logits)."""
-
-
-class _NativeSoftmaxStatsFunction(torch.autograd.Function):
-    """:class:`_SoftmaxStatsFunction` in the compiled kernel (``medloss/_kernels.c``): the forward
-    reads the logits and the labels once and writes only the ``[B, 3, C]`` sums (and the labels
-    as bytes for the backward); the backward recomputes the softmax and writes the gradient in
-    one more pass. ``term`` is ``(kind, per-class weights, per-class gammas, pixels per unit)``
-    or None; its sum is divided by ``counted pixels x pixels per unit`` (0: a plain sum)."""
-
-    @staticmethod
-    def forward(ctx, x, t, valid, ignore_index, batch, term):  # type: ignore[override]
-        kind, term_w, gamma, units = term if term is not None else (_native.TERM_NONE, None, None, 0)
-        r = _native.softmax_pass(
-            x, t, valid, ignore_index=ignore_index, stats=True, keep_labels=True, term=kind, term_w=term_w, gamma=gamma
-        )
-        if r.n_bad:
-            raise _BadLabels
-        # non-finite logits (NaN, +-inf) reach every sum: the caller falls back to the PyTorch path,
-        # which produces its own value or error
-        if not (math.isfinite(float(r.stats.sum())) and math.isfinite(r.term)):
-            raise _NonFinite
-        scale = 1.0
-        if units:
-            counted = float(r.stats[:, 2].sum())
-            scale = 1.0 / (counted * units) if counted > 0 else 0.0
-        ctx.batch, ctx.term, ctx.scale = batch, (kind, term_w, gamma), scale
-        ctx.n_classes = x.shape[1]
-        ctx.save_for_backward(x, r.labels8)
-        stats = r.stats.to(x.dtype)
-        tp, sum_p, sum_y = stats.unbind(1)
-        ctx.mark_non_differentiable(sum_y)
-        if batch:
-            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-        return tp, sum_p, sum_y, torch.tensor(r.term * scale, dtype=x.dtype)
-
-    @staticmethod
-    def backward(ctx, g_tp, g_sum_p, _g_sum_y, g_term):  # type: ignore[override]
-        x, labels8 = ctx.saved_tensors
-        kind, term_w, gamma = ctx.term
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-            valid = labels8 < ctx.n_classes  # the kernel marks ignored pixels with labels >= C
-            term = None
-            if kind == _native.TERM_FOCAL:
-                term = ("focal", term_w, gamma, ctx.scale)
-            elif kind == _native.TERM_WCE:
-                term = ("wce", float(term_w[0]), ctx.scale)
-            reference = lambda x_: softmax_statistics_reference(x_, labels8, valid, ctx.batch, term)  # noqa: E731
-            grads = second_order_grads(reference, (x,), (g_tp, g_sum_p, None, g_term if term is not None else None))
-            return grads[0], None, None, None, None, None
-        with torch.no_grad():
-            return _NativeSoftmaxStatsFunction._first_order(ctx, x, labels8, g_tp, g_sum_p, g_term)
-
-    @staticmethod
-    def _first_order(ctx, x, labels8, g_tp, g_sum_p, g_term):
-        b, c = x.shape[:2]
-        if ctx.batch:
-            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
-        kind, term_w, gamma = ctx.term
-        r = _native.softmax_pass(
-            x, None, labels8=labels8, term=kind, term_w=term_w, gamma=gamma, grad=True, u=g_sum_p, v=g_tp,
-            g_term=float(g_term) * ctx.scale if kind != _native.TERM_NONE else 0.0,
-        )
-        return r.grad, None, None, None, None, None
-
-
-def _native_term(
-    n_classes: int, focal: tuple[torch.Tensor, float, float, str] | None, weighted_ce: float | None
-) -> tuple | None:
-    if focal is not None:
-        alpha, gamma_bg, gamma_fg, reduction = focal
-        gammas = _gamma_vector(n_classes, gamma_bg, gamma_fg)
-        return (_native.TERM_FOCAL, alpha.detach().to("cpu", torch.float64), gammas, 1 if reduction == "mean" else 0)
-    if weighted_ce is not None:
-        beta = float(weighted_ce)
-        return (_native.TERM_WCE, torch.tensor([beta, 1.0 - beta], dtype=torch.float64), None, n_classes)
-    return None
-
-
 def softmax_statistics(
     x: torch.Tensor,
     t: torch.Tensor,
@@ -345,48 +151,49 @@ def softmax_statistics(
     focal: tuple[torch.Tensor, float, float, str] | None = None,
     weighted_ce: float | None = None,
     ignore_index: int | None = None,
-    labels_checked: bool = True,
-) -> SoftmaxStats | None:
+) -> SoftmaxStats:
     """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t``, ``[B, C]``
     or ``[C]`` with ``batch``, plus optionally one per-pixel term over the counted pixels (``.focal``):
 
     - ``focal = (alpha, gamma_bg, gamma_fg, "mean" | "sum")``: ``-alpha_t (1 - p_t)^gamma log p_t``
       with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, mean over counted pixels or sum;
     - ``weighted_ce = beta``: Combo's ``-(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``,
-      mean over counted pixels and classes, computed by the compiled kernel only: ``.focal`` is
-      None when it did not run (the caller then computes the term itself).
+      mean over counted pixels and classes.
 
-    With ``labels_checked`` (default), ``t`` holds valid indices (0 at ignored positions, which
-    ``valid`` marks False). Otherwise ``t`` is the user's target: pixels equal to ``ignore_index``
-    count nowhere, and None is returned when the compiled kernel cannot run or finds a label out
-    of range (the caller validates and reports it).
+    ``t`` is the user's target: pixels equal to ``ignore_index`` (or False in ``valid``) count
+    nowhere; in eager mode (value checks on) any other label outside ``[0, C)`` is an error.
 
-    Everything in one softmax pass; gradients written by hand. CPU float32 / float64 logits with
-    2-32 classes run in the compiled kernel when it is installed, others in PyTorch operations.
+    One op, ``torch.ops.medloss.softmax_stats`` (see ``medloss._ops``): the compiled kernel on CPU
+    when it is installed, PyTorch operations elsewhere; one pass forward, one backward.
     """
-    # contiguous: the passes below view [B, C, *] as [B, C, N] (channels_last / permuted inputs are copied once)
-    x = x.contiguous()
-    valid = None if valid is None else valid.contiguous()
-    if _native.usable(x):
-        term = _native_term(x.shape[1], focal, weighted_ce)
-        try:
-            tp, sum_p, sum_y, term_value = _NativeSoftmaxStatsFunction.apply(
-                x, t.long().contiguous(), valid, ignore_index, batch, term
-            )
-            return SoftmaxStats(tp, sum_p, sum_y, term_value if term is not None else None)
-        except (_BadLabels, _NonFinite):
-            pass
-    if not labels_checked:
-        return None
-    spec = None
+    n_classes = x.shape[1]
+    if valid is not None:  # positions already masked by the caller: mark them with a label no class has
+        t = torch.where(valid, t, -1)
+        ignore_index = -1
+    term, weight, gamma_bg, gamma_fg, beta = _ops.TERM_NONE, None, 0.0, 0.0, 0.5
     if focal is not None:
-        alpha, gamma_bg, gamma_fg, reduction = focal
-        n = t.numel() if valid is None else int(valid.sum())
-        scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-        spec = (alpha.to(x.dtype), gamma_bg, gamma_fg, scale)
-    t1 = t.long().unsqueeze(1).contiguous()
-    tp, sum_p, sum_y, focal_value = _SoftmaxStatsFunction.apply(x, t1, valid, batch, spec)
-    return SoftmaxStats(tp, sum_p, sum_y, focal_value if focal is not None else None)
+        term, (weight, gamma_bg, gamma_fg, _) = _ops.TERM_FOCAL, focal
+        weight = weight.to(dtype=x.dtype, device=x.device)
+    elif weighted_ce is not None:
+        term, beta = _ops.TERM_WCE, float(weighted_ce)
+    stats, total, n_bad, _ = torch.ops.medloss.softmax_stats(
+        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta
+    )
+    if value_checks_active() and bool(n_bad):
+        check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
+    tp, sum_p, sum_y = stats.unbind(1)
+    sum_y = sum_y.detach()
+    value = None
+    if focal is not None or weighted_ce is not None:
+        # mean over counted pixels (x classes for the weighted CE); 0 when nothing is counted
+        units = n_classes if weighted_ce is not None else 1
+        if focal is not None and focal[3] == "sum":
+            value = total
+        else:
+            value = total / (sum_y.sum() * units).clamp_min(1.0)
+    if batch:
+        tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+    return SoftmaxStats(tp, sum_p, sum_y, value)
 
 
 class _SigmoidStatsFunction(torch.autograd.Function):

@@ -9,25 +9,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _native
 from .._validation import (
     canonical_inputs,
     check_choice,
+    check_class_indices,
     check_class_vector,
     check_mode,
     check_number,
     check_probabilities,
     check_reduction,
     check_simplex,
+    value_checks_active,
 )
 from ._common import (
-    class_lookup,
     focal_modulated_log,
     focal_terms,
-    focal_terms_by_class,
     fp32_island,
     fused_loss,
-    log_softmax_channels,
     scale_for_reduction,
     upcast,
 )
@@ -113,11 +111,18 @@ def focal_loss(
     check_choice(normalize, "normalize", NORMALIZERS)
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    if (mode == "multiclass" and from_logits and label_smoothing == 0.0 and reduction != "none"
-            and isinstance(input, torch.Tensor) and input.ndim > 2 and _native.usable(input, before_upcast=True)):
-        value = _kernel_focal(input, target, alpha, gamma, ignore_index, reduction, normalize)
-        if value is not None:
-            return value
+    if mode == "multiclass":
+        # the op counts bad labels as it reads them (one pass fewer than checking them first)
+        x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
+        alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
+        x = upcast(x)
+        if not from_logits:
+            x = probabilities_to_logits(x, mode)
+        with fp32_island():
+            return softmax_focal_loss(
+                x, t, None, ignore_index=ignore_index, weight=_class_alpha(alpha_scalar, alpha_vec, x),
+                gammas=(gamma, gamma), label_smoothing=label_smoothing, reduction=reduction, normalize=normalize,
+            )
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
     x = upcast(x)
@@ -127,138 +132,55 @@ def focal_loss(
         alpha_vec = alpha_vec.to(device=x.device, dtype=x.dtype)
     valid = None if ignored is None else ~ignored
     with fp32_island():
-        if mode == "multiclass":
-            return _softmax_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
         return _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
 
 
-def _kernel_focal(
-    input: torch.Tensor,
-    target: torch.Tensor,
-    alpha: float | torch.Tensor | None,
-    gamma: float,
-    ignore_index: int | None,
-    reduction: str,
-    normalize: str,
-) -> torch.Tensor | None:
-    """Multiclass focal loss of images in the compiled kernel (one pass forward, one backward, the
-    labels checked as they are read); None when it cannot run (the caller takes the other path,
-    which also reports bad labels and non-finite logits)."""
-    from ._overlap import softmax_statistics  # here: _overlap's users import this module
-
-    x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=ignore_index, check_labels=False)
-    x = upcast(x)
-    n_classes = x.shape[1]
-    alpha_scalar, alpha_vec = _resolve_alpha(alpha, "multiclass", n_classes)
+def _class_alpha(alpha_scalar: float | None, alpha_vec: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """Per-class weights of the multiclass focal loss: a float alpha gives the background (class 0)
+    ``1 - alpha`` and every other class ``alpha``."""
     if alpha_scalar is not None:
-        weights = torch.full((n_classes,), alpha_scalar, dtype=torch.float64)
-        weights[0] = 1.0 - alpha_scalar
-    elif alpha_vec is not None:
-        weights = alpha_vec.detach().to("cpu", torch.float64)
-    else:
-        weights = torch.ones(n_classes, dtype=torch.float64)
-    with fp32_island():
-        s = softmax_statistics(
-            x, t, None, focal=(weights, gamma, gamma, reduction), ignore_index=ignore_index, labels_checked=False
-        )
-    if s is None or s.focal is None or not bool(torch.isfinite(s.focal)):
-        return None
-    value = s.focal
-    if reduction == "mean" and normalize == "weights" and alpha is not None:
-        # the kernel's mean is over counted positions; rescale to the sum of alpha_t over them
-        counts = s.sum_y.reshape(-1, n_classes).sum(0).double()
-        total_weight = float((counts * weights).sum())
-        value = value * (float(counts.sum()) / total_weight) if total_weight > 0 else value * 0.0
-    return value
+        w = torch.full((x.shape[1],), alpha_scalar, dtype=x.dtype, device=x.device)
+        w[0] = 1.0 - alpha_scalar
+        return w
+    return None if alpha_vec is None else alpha_vec.to(device=x.device, dtype=x.dtype)
 
 
-def _softmax_focal(
+def softmax_focal_loss(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,
-    alpha_scalar: float | None,
-    alpha_vec: torch.Tensor | None,
-    gamma: float | tuple[float, float],
+    *,
+    ignore_index: int | None,
+    weight: torch.Tensor | None,
+    gammas: tuple[float, float],
     label_smoothing: float,
     reduction: str,
-    normalize: str,
+    normalize: str = "elements",
 ) -> torch.Tensor:
-    n_classes = x.shape[1]
-    # (gamma of the background class 0, gamma of the others): equal except for asymmetric losses
-    gammas = gamma if isinstance(gamma, tuple) else (gamma, gamma)
-    t = t.long()
-    if valid is not None:
-        t = t.masked_fill(~valid, 0)
-    if alpha_scalar is not None:  # background (class 0) vs foreground, as the binary convention
-        alpha_vec = torch.full((n_classes,), alpha_scalar, dtype=x.dtype, device=x.device)
-        alpha_vec[0] = 1.0 - alpha_scalar
-    # per-position weight: alpha of the target class, 0 at ignored positions
-    weight = None if alpha_vec is None else class_lookup(alpha_vec, t)
-    if valid is not None:
-        weight = valid.to(x.dtype) if weight is None else weight * valid
-    if normalize == "weights" and weight is not None:
-        denominator = weight.sum()
-    else:
-        denominator = t.numel() if valid is None else valid.sum()
-    scale = scale_for_reduction(reduction, denominator)
-    t1 = t.unsqueeze(1)
+    """Multiclass focal loss of validated logits through ``torch.ops.medloss.softmax_focal``.
 
-    if label_smoothing == 0.0:
-
-        def compute(logits: torch.Tensor, need_grad: bool):
-            logp = log_softmax_channels(logits)
-            value, slope = focal_terms_by_class(logp.gather(1, t1).squeeze(1), t, *gammas)
-            value = _finite_or_raise(value, valid)
-            if weight is not None:
-                value = value * weight
-                slope = slope * weight
-            out = value if reduction == "none" else value.sum() * (scale if reduction == "mean" else 1.0)
-            if not need_grad:
-                return out, None
-            s = (slope * scale).unsqueeze(1)
-            grad = logp.exp_()  # softmax, in place: log-probabilities are no longer needed
-            grad.mul_(s)
-            grad.scatter_add_(1, t1, -s)
-            return out, grad
-
-        def reference(logits: torch.Tensor) -> torch.Tensor:
-            lt = torch.log_softmax(logits, 1).gather(1, t1).squeeze(1)
-            g = gammas[0] if gammas[0] == gammas[1] else torch.where(t == 0, gammas[0], gammas[1]).to(lt.dtype)
-            value = focal_modulated_log(lt, g)
-            return _reduced(value if weight is None else value * weight, reduction, scale)
-
-        return fused_loss(x, compute, reference)
-
-    # label smoothing: soft target q = (1 - eps) onehot + eps / C, weighted per class by alpha
-    if gammas[0] != gammas[1]:
+    ``t`` is the target as given (``ignore_index`` and, with ``valid``, the positions it marks
+    False count nowhere; any other out-of-range label is an error in eager mode); ``gammas`` =
+    (gamma of the background class 0, gamma of the others). The mean divides by the number of
+    counted positions (``normalize="elements"``) or, with weights, by the sum of their ``w_t``;
+    it is 0 when nothing is counted.
+    """
+    if gammas[0] != gammas[1] and label_smoothing:
         raise ValueError("label smoothing is not supported with a class-dependent gamma")
-    gamma = gammas[0]
-    eps = label_smoothing
-    shape = (1, n_classes) + (1,) * (x.ndim - 2)
-    base = torch.full(shape, eps / n_classes, dtype=x.dtype, device=x.device)
-    if alpha_vec is not None:
-        base = base * _broadcast_channel(alpha_vec, x.ndim)
-    q = base.expand_as(x).clone()
-    on_target = (1.0 - eps) * (torch.ones_like(t, dtype=x.dtype) if alpha_vec is None else class_lookup(alpha_vec, t))
-    q.scatter_add_(1, t1, on_target.unsqueeze(1))
-    if valid is not None:
-        q.mul_(valid.unsqueeze(1))
-
-    def compute_smooth(logits: torch.Tensor, need_grad: bool):
-        logp = log_softmax_channels(logits)
-        value_c, slope_c = focal_terms(logp, gamma)
-        raw = _finite_or_raise((q * value_c).sum(1), None)
-        out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
-        if not need_grad:
-            return out, None
-        w = q * slope_c * scale
-        grad = logp.exp_().mul_(w.sum(1, keepdim=True)).sub_(w)
-        return out, grad
-
-    def reference_smooth(logits: torch.Tensor) -> torch.Tensor:
-        return _reduced((q * focal_modulated_log(torch.log_softmax(logits, 1), gamma)).sum(1), reduction, scale)
-
-    return fused_loss(x, compute_smooth, reference_smooth)
+    if valid is not None:  # positions already masked by the caller: mark them with a label no class has
+        t = torch.where(valid, t, -1)
+        ignore_index = -1
+    value, counts, n_bad = torch.ops.medloss.softmax_focal(
+        x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing), reduction == "none"
+    )
+    if value_checks_active() and bool(n_bad):
+        check_class_indices(t, "target", x.shape[1], ignore_index)  # raises, naming the labels found
+    if reduction != "mean":
+        return value
+    counts = counts.detach()
+    if normalize == "weights" and weight is not None:
+        return value / (counts * weight.detach()).sum().clamp_min(torch.finfo(value.dtype).tiny)
+    return value / counts.sum().clamp_min(1.0)
 
 
 def _sigmoid_focal(

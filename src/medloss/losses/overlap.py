@@ -18,7 +18,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _native
 from .._validation import (
     canonical_inputs,
     check_class_vector,
@@ -26,8 +25,8 @@ from .._validation import (
     check_number,
     check_reduction,
 )
-from ._common import fp32_island, fused_loss, log_softmax_channels, safe_pow, upcast
-from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics, softmax_statistics_reference
+from ._common import fp32_island, safe_pow, upcast
+from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
 from .focal import probabilities_to_logits
 
 
@@ -84,17 +83,12 @@ def segmentation_statistics(
     term in ``.focal``: the focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" |
     "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed)."""
     if mode == "multiclass" and from_logits:
-        # fast path: the compiled kernel checks the labels while it reads them (one pass fewer)
+        # the op counts bad labels as it reads them (one pass fewer than checking them first)
         x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
-        x = upcast(x)
-        if _native.usable(x):
-            with fp32_island():
-                s = softmax_statistics(
-                    x, t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index,
-                    labels_checked=False,
-                )
-            if s is not None:
-                return s
+        with fp32_island():
+            return softmax_statistics(
+                upcast(x), t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index
+            )
     prepared = prepare_segmentation(
         input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
         binary_as_two_classes=binary_as_two_classes,
@@ -116,9 +110,7 @@ def statistics_of_prepared(
     with fp32_island():
         if not softmax:
             return sigmoid_statistics(x, t, valid, batch=batch)
-        s = softmax_statistics(x, t, valid, batch=batch, focal=focal, weighted_ce=weighted_ce)
-        assert s is not None  # labels were checked: the PyTorch path always answers
-        return s
+        return softmax_statistics(x, t, valid, batch=batch, focal=focal, weighted_ce=weighted_ce)
 
 
 class _RegionLoss(nn.Module):
@@ -328,7 +320,7 @@ class ComboLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = self.dice
-        # the compiled kernel computes the cross-entropy in the same pass as the Dice counts
+        # softmax modes: the cross-entropy comes from the same pass as the Dice counts
         s = segmentation_statistics(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index, batch=d.batch,
             weighted_ce=self.beta,
@@ -343,69 +335,12 @@ class ComboLoss(nn.Module):
 
     def _weighted_ce(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = self.dice
-        x, t, valid, softmax = prepare_segmentation(
+        x, y, valid, _ = prepare_segmentation(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index
         )
-        with fp32_island():
-            if softmax:
-                wce_mean = _softmax_weighted_ce(x, t, valid, self.beta)
-            else:
-                wce = -(self.beta * t * F.logsigmoid(x) + (1.0 - self.beta) * (1.0 - t) * F.logsigmoid(-x))
-                if valid is None:
-                    wce_mean = wce.mean()
-                else:
-                    m = valid.to(wce.dtype).expand_as(wce)
-                    wce_mean = (wce * m).sum() / m.sum().clamp_min(1.0)
-        return wce_mean
-
-
-def _softmax_weighted_ce(x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, beta: float) -> torch.Tensor:
-    """Combo's ``-mean(beta y log p + (1 - beta)(1 - y) log(1 - p))`` over pixels and classes for
-    ``p = softmax(x)``, in one pass with its gradient written out.
-
-    With ``r_c = p_c / (1 - p_c)``, ``d log(1 - p_c) / dx_j = r_c (p_j - [j = c])``. At most one class
-    per pixel has ``p > 1/2`` (the "big" one); there ``log(1 - p)`` is the log-sum-exp of the other
-    log-probabilities and ``r`` may overflow, so its terms are rewritten without it
-    (``p_j r_big = p_big softmax_others_j``, ``(p_big - 1) r_big = -p_big``): finite for every logit.
-    """
-    n_classes = x.shape[1]
-    n = t.numel() if valid is None else int(valid.sum())
-    scale = 1.0 / (n * n_classes) if n else 0.0
-    t1 = t.unsqueeze(1)
-    chan_shape = (1, n_classes) + (1,) * (x.ndim - 2)
-
-    def compute(logits: torch.Tensor, need_grad: bool):
-        logp = log_softmax_channels(logits)
-        p = logp.exp()
-        is_t = torch.arange(n_classes, device=logits.device).view(chan_shape) == t1
-        not_t = (~is_t).to(p.dtype)
-        big = p > 0.5
-        big_f = big.to(p.dtype)
-        small_p = p * (1.0 - big_f)
-        # log(1 - p_big) = logsumexp of the other log-probabilities. Masking is arithmetic (where is
-        # slow on CPU) and every exp argument is clamped to <= 0 (huge negative ones hit exp's slow path)
-        small_f = 1.0 - big_f
-        top = (logp - big_f * 1e30).amax(1, keepdim=True)
-        log_big = (torch.exp((logp - top).clamp_(max=0.0)) * small_f).sum(1, keepdim=True).log_().add_(top)
-        log_q = torch.log1p(-small_p).add_(big_f * log_big)
-        value = -(beta * logp.gather(1, t1) + (1.0 - beta) * (log_q * not_t).sum(1, keepdim=True))
-        if valid is not None:
-            value = value * valid.unsqueeze(1)
-        out = value.sum() * scale
-        if not need_grad:
-            return out, None
-        r = small_p / (1.0 - small_p)
-        r_rest = (r * not_t).sum(1, keepdim=True)
-        p_big = (p * big_f).sum(1, keepdim=True)
-        big_not_t = (big_f * not_t).sum(1, keepdim=True)  # 1 where a confident class is not the target
-        softmax_others = torch.exp((logp - log_big).clamp_(max=0.0)).mul_(small_f)
-        g = p * r_rest + big_not_t * p_big * (softmax_others - big_f) - r * not_t
-        grad = (p - is_t.to(p.dtype)).mul_(beta).sub_(g.mul_(1.0 - beta)).mul_(scale)
-        if valid is not None:
-            grad = grad * valid.unsqueeze(1)
-        return out, grad
-
-    def reference(logits: torch.Tensor) -> torch.Tensor:
-        return softmax_statistics_reference(logits, t, valid, False, ("wce", beta, scale))[3]
-
-    return fused_loss(x, compute, reference)
+        with fp32_island():  # sigmoid modes (binary / multilabel)
+            wce = -(self.beta * y * F.logsigmoid(x) + (1.0 - self.beta) * (1.0 - y) * F.logsigmoid(-x))
+            if valid is None:
+                return wce.mean()
+            m = valid.to(wce.dtype).expand_as(wce)
+            return (wce * m).sum() / m.sum().clamp_min(1.0)

@@ -29,11 +29,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import _native
-from .._validation import check_choice, check_class_vector, check_mode, check_number, check_reduction
-from ._common import fp32_island, safe_pow
+from .._validation import (
+    canonical_inputs,
+    check_choice,
+    check_class_vector,
+    check_mode,
+    check_number,
+    check_reduction,
+)
+from ._common import fp32_island, safe_pow, upcast
 from ._overlap import SoftmaxStats
-from .focal import _softmax_focal
+from .focal import softmax_focal_loss
 from .overlap import prepare_segmentation, reduce_classes, segmentation_statistics
 
 UNIFIED_MODES = ("binary", "multiclass")
@@ -123,20 +129,22 @@ class SymmetricFocalLoss(_UnifiedBase):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
-        native = self.from_logits and _native.usable(input, before_upcast=True)
-        if native and self.reduction != "none" and self.mode == "multiclass":
-            # the compiled kernel: one pass forward, one backward (the counts it also returns are unused)
-            alpha = _delta_weights(self.delta, input.shape[1], torch.float64, input.device)
-            s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1], self.reduction))
-            if s.focal is not None and bool(torch.isfinite(s.focal)):
-                return s.focal  # otherwise the path below reports the bad input
-        x, t, valid, _ = prepare_segmentation(
-            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
-            binary_as_two_classes=True,
-        )
+        if self.mode == "multiclass" and self.from_logits:
+            # labels counted by the op as it reads them (one pass fewer)
+            x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=self.ignore_index, check_labels=False)
+            x, valid, ignore_index = upcast(x), None, self.ignore_index
+        else:
+            x, t, valid, _ = prepare_segmentation(
+                input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
+                binary_as_two_classes=True,
+            )
+            ignore_index = None
         alpha = _delta_weights(self.delta, x.shape[1], x.dtype, x.device)
         with fp32_island():
-            return _softmax_focal(x, t, valid, None, alpha, gammas, 0.0, self.reduction, "elements")
+            return softmax_focal_loss(
+                x, t, valid, ignore_index=ignore_index, weight=alpha, gammas=gammas, label_smoothing=0.0,
+                reduction=self.reduction,
+            )
 
 
 class AsymmetricFocalLoss(SymmetricFocalLoss):

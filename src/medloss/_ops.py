@@ -1,0 +1,533 @@
+"""medloss's fused computations as PyTorch custom operators (``torch.ops.medloss.*``).
+
+Each op is registered with :mod:`torch.library`, so the dispatcher, autograd, ``torch.compile``
+(dynamo / AOTAutograd / inductor) and FakeTensor see it as one opaque, shape-known operation:
+
+- a fake (meta) implementation: output shapes from input shapes, no data;
+- a PyTorch-operations implementation used on every device (CUDA, MPS, ...);
+- a CPU implementation that runs the compiled C kernel (``_kernels.c``) when it is installed,
+  enabled and eligible (float32 / float64, 2-32 classes), and the PyTorch operations otherwise.
+  This is the one place where that choice is made;
+- a backward registered with ``register_autograd`` that is itself an op and recomputes the
+  softmax / sigmoid from the saved logits (nothing logits-sized is stored by the forward beyond
+  one byte of label per pixel). When autograd must differentiate the backward once more
+  (``create_graph=True``) the gradient comes from the defining formula in plain PyTorch
+  operations instead (:func:`medloss.losses._common.second_order_grads`).
+
+Data never drives Python control flow outside the implementations (which run eagerly even inside
+a compiled graph), and nothing here moves a device tensor to the host.
+
+Labels that are neither in ``[0, C)`` nor ``ignore_index`` count nowhere inside the ops; each op
+returns how many there were (``n_bad``), and the losses turn a nonzero count into a clear error
+in eager mode.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _native
+
+#: kinds of per-pixel term computed with the softmax statistics
+TERM_NONE, TERM_FOCAL, TERM_WCE = _native.TERM_NONE, _native.TERM_FOCAL, _native.TERM_WCE
+#: label byte of a pixel that counts nowhere (the kernel's LABEL_SKIP)
+LABEL_SKIP = 255
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _labels(t: Tensor, n_classes: int, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(valid, safe, n_bad)`` of integer labels: counted positions, labels with 0 at the others
+    (safe to gather with) as int64, and the number of labels outside ``[0, C)`` that are not
+    ``ignore_index``."""
+    in_range = (t >= 0) & (t < n_classes)
+    bad = ~in_range
+    if ignore_index is not None:
+        not_ignored = t != ignore_index
+        valid = in_range & not_ignored
+        bad = bad & not_ignored
+    else:
+        valid = in_range
+    safe = torch.where(valid, t, 0).long()
+    return valid, safe, bad.sum()
+
+
+def _per_image_class_sums(t: Tensor, weights: Tensor, counts: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """Per image and class ``[B, C]``: the sums of ``weights`` and of ``counts`` over the pixels
+    of each class (``t`` ``[B, N]`` int64 in ``[0, C)``).
+
+    ``scatter_add_`` along rows parallelises over rows only, so long images are first cut into
+    row chunks of >= 8192 pixels (4-5x faster than a ``bincount`` per image for 3-D volumes).
+    """
+    b, n = t.shape
+    k = 1
+    while n % (2 * k) == 0 and n // (2 * k) >= 8192 and b * k < 64:
+        k *= 2
+    tc = t.reshape(b * k, n // k)
+
+    def sums(w: Tensor) -> Tensor:
+        out = torch.zeros(b * k, n_classes, dtype=w.dtype, device=t.device)
+        return out.scatter_add_(1, tc, w.reshape(b * k, n // k)).view(b, k, n_classes).sum(1)
+
+    return sums(weights), sums(counts)
+
+
+def _softmax_pieces(x: Tensor, tt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(p, log p_t, p_t)`` of ``[B, C, N]`` logits: ``log p_t = x_t - logsumexp(x)`` is exact
+    for any logit (no ``log`` of an underflowed probability)."""
+    lse = torch.logsumexp(x, 1, keepdim=True)
+    p = torch.exp(x - lse)
+    lt = x.gather(1, tt.unsqueeze(1)).squeeze(1).sub_(lse.squeeze(1))
+    return p, lt, lt.exp()
+
+
+def _focal_by_class(lt: Tensor, tt: Tensor, gamma_bg: float, gamma_fg: float) -> tuple[Tensor, Tensor]:
+    from .losses._common import focal_terms_by_class  # losses import this module
+
+    return focal_terms_by_class(lt, tt, gamma_bg, gamma_fg)
+
+
+def _wce_terms(x: Tensor, p: Tensor, tt: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+    """Combo's weighted cross-entropy at each pixel, ``-(beta log p_t + (1 - beta) sum_{c != t}
+    log(1 - p_c))`` ``[B, N]``, and (``need_grad``) its gradient ``[B, C, N]``.
+
+    With ``r_c = p_c / (1 - p_c)``, ``d log(1 - p_c) / dx_j = r_c (p_j - [j = c])``. At most one
+    class per pixel has ``p > 1/2`` (the "big" one); there ``log(1 - p)`` is the log-sum-exp of
+    the other log-probabilities and ``r`` may overflow, so its terms are rewritten without it
+    (``p_j r_big = p_big softmax_others_j``, ``(p_big - 1) r_big = -p_big``): finite for every logit.
+    """
+    n_classes = x.shape[1]
+    logp = x - torch.logsumexp(x, 1, keepdim=True)
+    is_t = torch.arange(n_classes, device=x.device).view(1, -1, 1) == tt.unsqueeze(1)
+    not_t = (~is_t).to(p.dtype)
+    big_f = (p > 0.5).to(p.dtype)
+    small_f = 1.0 - big_f
+    small_p = p * small_f
+    # log(1 - p_big) = logsumexp of the other log-probabilities; masks are arithmetic (where is
+    # slow on CPU) and every exp argument is clamped to <= 0
+    top = (logp - big_f * 1e30).amax(1, keepdim=True)
+    log_big = (torch.exp((logp - top).clamp_(max=0.0)) * small_f).sum(1, keepdim=True).log_().add_(top)
+    log_q = torch.log1p(-small_p).add_(big_f * log_big)
+    lt = logp.gather(1, tt.unsqueeze(1))
+    value = -(beta * lt + (1.0 - beta) * (log_q * not_t).sum(1, keepdim=True)).squeeze(1)
+    if not need_grad:
+        return value, None
+    r = small_p / (1.0 - small_p)
+    r_rest = (r * not_t).sum(1, keepdim=True)
+    p_big = (p * big_f).sum(1, keepdim=True)
+    big_not_t = (big_f * not_t).sum(1, keepdim=True)  # 1 where a confident class is not the target
+    softmax_others = torch.exp((logp - log_big).clamp_(max=0.0)).mul_(small_f)
+    g = p * r_rest + big_not_t * p_big * (softmax_others - big_f) - r * not_t
+    grad = (p - is_t.to(p.dtype)).mul_(beta).sub_(g.mul_(1.0 - beta))
+    return value, grad
+
+
+def _term_weights(weight: Tensor | None, n_classes: int, like: Tensor) -> Tensor:
+    if weight is None:
+        return torch.ones(n_classes, dtype=like.dtype, device=like.device)
+    return weight.to(dtype=like.dtype, device=like.device)
+
+
+def _check_logits(x: Tensor, target: Tensor, name: str) -> None:
+    """Shape and dtype checks at the op boundary (cheap, no data read)."""
+    torch._check(x.dim() >= 2, lambda: f"{name}: logits must be [B, C, *], got {x.dim()} dims")
+    torch._check(x.is_floating_point(), lambda: f"{name}: logits must be floating point, got {x.dtype}")
+    torch._check(
+        target.shape == (x.shape[0], *x.shape[2:]),
+        lambda: f"{name}: target must be [B, *] = {[x.shape[0], *x.shape[2:]]}, got {list(target.shape)}",
+    )
+    torch._check(not target.is_floating_point(), lambda: f"{name}: target must hold integer labels")
+
+
+# ------------------------------------------------------------------------ softmax statistics op
+@torch.library.custom_op("medloss::softmax_stats", mutates_args=())
+def softmax_stats(
+    x: Tensor,
+    target: Tensor,
+    ignore_index: int | None,
+    term: int,
+    weight: Tensor | None,
+    gamma_bg: float,
+    gamma_fg: float,
+    beta: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Soft confusion counts of ``softmax(x)`` against class indices, and one optional per-pixel term.
+
+    Args: ``x`` ``[B, C, *]`` logits; ``target`` ``[B, *]`` integer labels (``ignore_index`` and
+    out-of-range labels count nowhere); ``term``: ``TERM_NONE``, ``TERM_FOCAL`` (the sum over
+    counted pixels of ``weight_t * -(1 - p_t)^gamma_t log p_t``, ``gamma_bg`` for class 0 and
+    ``gamma_fg`` for the others) or ``TERM_WCE`` (Combo's weighted cross-entropy with ``beta``).
+
+    Returns ``stats`` ``[B, 3, C]`` (TP, sum p, sum y per image and class, in ``x.dtype``), the
+    term's sum (0-dim), ``n_bad`` (0-dim int64) and the labels as bytes ``[B, N]`` for the backward
+    (255 = counted nowhere; ``[B, 0]`` with more than 254 classes).
+    """
+    return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
+
+
+def _labels8(valid: Tensor, tt: Tensor, n_classes: int) -> Tensor:
+    if n_classes >= LABEL_SKIP:
+        return torch.empty(tt.shape[0], 0, dtype=torch.uint8, device=tt.device)
+    return torch.where(valid, tt, LABEL_SKIP).to(torch.uint8)
+
+
+def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
+    _check_logits(x, target, "medloss::softmax_stats")
+    b, c = x.shape[:2]
+    xv = x.reshape(b, c, -1)
+    valid, tt, n_bad = _labels(target.reshape(b, -1), c, ignore_index)
+    vf = valid.to(x.dtype)
+    p, lt, pt = _softmax_pieces(xv, tt)
+    sum_p = torch.bmm(p, vf.unsqueeze(-1)).squeeze(-1)
+    tp, sum_y = _per_image_class_sums(tt, pt * vf, vf, c)
+    value = x.new_zeros(())
+    if term == TERM_FOCAL:
+        v, _ = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
+        w = _term_weights(weight, c, x)
+        value = (v * w.gather(0, tt.view(-1)).view_as(tt) * vf).sum()
+    elif term == TERM_WCE:
+        v, _ = _wce_terms(xv, p, tt, beta, need_grad=False)
+        value = (v * vf).sum()
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, _labels8(valid, tt, c)
+
+
+@softmax_stats.register_fake
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
+    _check_logits(x, target, "medloss::softmax_stats")
+    b, c = x.shape[:2]
+    n = 1
+    for s in x.shape[2:]:
+        n *= s
+    return (
+        x.new_empty(b, 3, c),
+        x.new_empty(()),
+        x.new_empty((), dtype=torch.int64),
+        x.new_empty(b, n if c < LABEL_SKIP else 0, dtype=torch.uint8),
+    )
+
+
+def _kernel_term(term: int, weight: Tensor | None, n_classes: int, gamma_bg: float, gamma_fg: float, beta: float):
+    if term == TERM_FOCAL:
+        w = torch.ones(n_classes, dtype=torch.float64) if weight is None else weight.detach().to("cpu", torch.float64)
+        gammas = torch.full((n_classes,), float(gamma_fg), dtype=torch.float64)
+        gammas[0] = float(gamma_bg)
+        return w, gammas
+    if term == TERM_WCE:
+        return torch.tensor([beta, 1.0 - beta], dtype=torch.float64), None
+    return None, None
+
+
+@softmax_stats.register_kernel("cpu")
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
+    if not _native.usable(x):
+        return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
+    _check_logits(x, target, "medloss::softmax_stats")
+    b, c = x.shape[:2]
+    term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
+    r = _native.softmax_pass(
+        x.contiguous(), target.reshape(b, -1).long().contiguous(), None, ignore_index=ignore_index, stats=True,
+        keep_labels=True, term=term, term_w=term_w, gamma=gammas,
+    )
+    labels8 = r.labels8
+    if r.n_bad:  # the kernel marks bad labels LABEL_SKIP - 1: make them count nowhere in the backward too
+        labels8.masked_fill_(labels8 == LABEL_SKIP - 1, LABEL_SKIP)
+    return (
+        r.stats.to(x.dtype),
+        torch.tensor(r.term, dtype=x.dtype),
+        torch.tensor(r.n_bad, dtype=torch.int64),
+        labels8,
+    )
+
+
+@torch.library.custom_op("medloss::softmax_stats_backward", mutates_args=())
+def softmax_stats_backward(
+    x: Tensor,
+    target: Tensor,
+    labels8: Tensor,
+    ignore_index: int | None,
+    term: int,
+    weight: Tensor | None,
+    gamma_bg: float,
+    gamma_fg: float,
+    beta: float,
+    g_tp: Tensor,
+    g_sum_p: Tensor,
+    g_term: Tensor,
+) -> Tensor:
+    """Gradient of ``softmax_stats`` with respect to ``x``, for incoming gradients of TP and sum p
+    (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``."""
+    return _softmax_stats_backward_torch(
+        x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+    )
+
+
+def _softmax_stats_backward_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p,
+                                  g_term):
+    # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
+    # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight)
+    b, c = x.shape[:2]
+    xv = x.reshape(b, c, -1)
+    valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
+    vf = valid.to(x.dtype)
+    p, lt, pt = _softmax_pieces(xv, tt)
+    u = g_sum_p.to(x.dtype)
+    v_t = g_tp.to(x.dtype).gather(1, tt)
+    on_target = pt * v_t
+    pixel = torch.bmm(u.unsqueeze(1), p).squeeze(1).add_(on_target).neg_()
+    g = g_term.to(x.dtype)
+    if term == TERM_FOCAL:
+        _, slope = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
+        slope = slope.mul_(_term_weights(weight, c, x).gather(0, tt.view(-1)).view_as(tt)).mul_(g)
+        pixel.add_(slope)
+        on_target.sub_(slope)
+    pixel.mul_(vf)
+    on_target.mul_(vf)
+    grad = (u.unsqueeze(-1) * vf.unsqueeze(1)).add_(pixel.unsqueeze(1)).mul_(p)
+    grad.scatter_add_(1, tt.unsqueeze(1), on_target.unsqueeze(1))
+    if term == TERM_WCE:
+        _, wce_grad = _wce_terms(xv, p, tt, beta, need_grad=True)
+        grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
+    return grad.view_as(x)
+
+
+@softmax_stats_backward.register_fake
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@softmax_stats_backward.register_kernel("cpu")
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+    b, c = x.shape[:2]
+    if not _native.usable(x) or labels8.shape[-1] == 0:
+        return _softmax_stats_backward_torch(
+            x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+        )
+    term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
+    r = _native.softmax_pass(
+        x.contiguous(), None, labels8=labels8.contiguous(), term=term, term_w=term_w, gamma=gammas, grad=True,
+        u=g_sum_p, v=g_tp, g_term=float(g_term) if term != TERM_NONE else 0.0,
+    )
+    return r.grad.view_as(x)
+
+
+def _softmax_stats_setup(ctx, inputs, output):
+    x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta = inputs
+    ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta)
+    ctx.save_for_backward(x, target, output[3], weight)
+
+
+def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
+    x, target, labels8, weight = ctx.saved_tensors
+    ignore_index, term, gamma_bg, gamma_fg, beta = ctx.args
+    if g_stats is None:
+        g_stats = x.new_zeros(x.shape[0], 3, x.shape[1])
+    if g_term is None:
+        g_term = x.new_zeros(())
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from .losses._common import second_order_grads
+        from .losses._overlap import softmax_statistics_reference
+
+        spec = None
+        if term == TERM_FOCAL:
+            gammas = torch.full((x.shape[1],), gamma_fg, dtype=x.dtype, device=x.device)
+            gammas[0] = gamma_bg
+            spec = ("focal", _term_weights(weight, x.shape[1], x), gammas, 1.0)
+        elif term == TERM_WCE:
+            spec = ("wce", beta, 1.0)
+        b, c = x.shape[:2]
+        valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
+
+        def reference(x_: Tensor):
+            tp, sum_p, sum_y, value = softmax_statistics_reference(x_, tt, valid, False, spec)
+            return torch.stack([tp, sum_p, sum_y], 1), value
+
+        (grad,) = second_order_grads(reference, (x,), (g_stats, g_term))
+    else:
+        grad = softmax_stats_backward(
+            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
+            g_stats[:, 0].contiguous(), g_stats[:, 1].contiguous(), g_term,
+        )
+    return grad, None, None, None, None, None, None, None
+
+
+softmax_stats.register_autograd(_softmax_stats_grad, setup_context=_softmax_stats_setup)
+
+
+# ------------------------------------------------------------------------------ softmax focal op
+@torch.library.custom_op("medloss::softmax_focal", mutates_args=())
+def softmax_focal(
+    x: Tensor,
+    target: Tensor,
+    ignore_index: int | None,
+    weight: Tensor | None,
+    gamma_bg: float,
+    gamma_fg: float,
+    label_smoothing: float,
+    per_position: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Focal loss of ``softmax(x)``: ``-w_t (1 - p_t)^gamma_t log p_t`` at each counted position
+    (``gamma_bg`` where the target is class 0, ``gamma_fg`` elsewhere); with ``label_smoothing``
+    (one gamma) the target is ``q = (1 - eps) onehot + eps / C``, weighted per class, and the loss
+    ``-sum_c q_c w_c (1 - p_c)^gamma log p_c``.
+
+    Returns the loss per position ``[B, *]`` (0 where nothing is counted) if ``per_position``,
+    else its sum (0-dim); the number of counted positions of each class ``[C]``; and ``n_bad``.
+    """
+    return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position)
+
+
+def _smoothed_target(tt: Tensor, vf: Tensor, w: Tensor, n_classes: int, eps: float) -> Tensor:
+    """``q_c w_c`` ``[B, C, N]``: PyTorch's smoothing (``eps / C`` everywhere, ``1 - eps`` more on the target)."""
+    q = (w * (eps / n_classes)).view(1, -1, 1).expand(tt.shape[0], -1, tt.shape[1]).clone()
+    q.scatter_add_(1, tt.unsqueeze(1), ((1.0 - eps) * w.gather(0, tt.view(-1)).view_as(tt)).unsqueeze(1))
+    return q.mul_(vf.unsqueeze(1))
+
+
+def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+    _check_logits(x, target, "medloss::softmax_focal")
+    b, c = x.shape[:2]
+    xv = x.reshape(b, c, -1)
+    valid, tt, n_bad = _labels(target.reshape(b, -1), c, ignore_index)
+    vf = valid.to(x.dtype)
+    w = _term_weights(weight, c, x)
+    if label_smoothing == 0.0:
+        lse = torch.logsumexp(xv, 1)
+        lt = xv.gather(1, tt.unsqueeze(1)).squeeze(1).sub_(lse)
+        value, _ = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
+        value = value.mul_(w.gather(0, tt.view(-1)).view_as(tt)).mul_(vf)
+    else:
+        from .losses._common import focal_terms
+
+        logp = xv - torch.logsumexp(xv, 1, keepdim=True)
+        value_c, _ = focal_terms(logp, gamma_fg)
+        value = (_smoothed_target(tt, vf, w, c, label_smoothing) * value_c).sum(1)
+    counts = torch.zeros(c, dtype=x.dtype, device=x.device).index_add_(0, tt.view(-1), vf.view(-1))
+    out = value.view(b, *x.shape[2:]) if per_position else value.sum()
+    return out, counts, n_bad
+
+
+@softmax_focal.register_fake
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+    _check_logits(x, target, "medloss::softmax_focal")
+    out = x.new_empty(x.shape[0], *x.shape[2:]) if per_position else x.new_empty(())
+    return out, x.new_empty(x.shape[1]), x.new_empty((), dtype=torch.int64)
+
+
+def _focal_in_kernel(x: Tensor, per_position: bool, label_smoothing: float) -> bool:
+    """Sums without smoothing of images run in the compiled kernel (one pass each way)."""
+    return not per_position and label_smoothing == 0.0 and x.dim() > 2 and _native.usable(x)
+
+
+@softmax_focal.register_kernel("cpu")
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+    if not _focal_in_kernel(x, per_position, label_smoothing):
+        return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position)
+    _check_logits(x, target, "medloss::softmax_focal")
+    b, c = x.shape[:2]
+    term_w, gammas = _kernel_term(TERM_FOCAL, weight, c, gamma_bg, gamma_fg, 0.5)
+    r = _native.softmax_pass(
+        x.contiguous(), target.reshape(b, -1).long().contiguous(), None, ignore_index=ignore_index, stats=True,
+        term=TERM_FOCAL, term_w=term_w, gamma=gammas,
+    )
+    return (
+        torch.tensor(r.term, dtype=x.dtype),
+        r.stats[:, 2].sum(0).to(x.dtype),
+        torch.tensor(r.n_bad, dtype=torch.int64),
+    )
+
+
+@torch.library.custom_op("medloss::softmax_focal_backward", mutates_args=())
+def softmax_focal_backward(
+    x: Tensor,
+    target: Tensor,
+    ignore_index: int | None,
+    weight: Tensor | None,
+    gamma_bg: float,
+    gamma_fg: float,
+    label_smoothing: float,
+    grad_out: Tensor,
+) -> Tensor:
+    """Gradient of ``softmax_focal`` (per-position ``grad_out`` ``[B, *]``, or 0-dim for the sum)."""
+    return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
+                                         grad_out)
+
+
+def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
+    b, c = x.shape[:2]
+    xv = x.reshape(b, c, -1)
+    valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
+    vf = valid.to(x.dtype)
+    w = _term_weights(weight, c, x)
+    g = grad_out.to(x.dtype)
+    g = g.reshape(b, -1) if g.dim() else g
+    logp = xv - torch.logsumexp(xv, 1, keepdim=True)
+    if label_smoothing == 0.0:
+        lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+        _, slope = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
+        s = slope.mul_(w.gather(0, tt.view(-1)).view_as(tt)).mul_(vf).mul_(g).unsqueeze(1)
+        grad = logp.exp_().mul_(s)
+        grad.scatter_add_(1, tt.unsqueeze(1), -s)
+    else:
+        from .losses._common import focal_terms
+
+        _, slope_c = focal_terms(logp, gamma_fg)
+        wq = _smoothed_target(tt, vf, w, c, label_smoothing).mul_(slope_c)
+        wq = wq.mul_(g.unsqueeze(1)) if g.dim() else wq.mul_(g)
+        grad = logp.exp_().mul_(wq.sum(1, keepdim=True)).sub_(wq)
+    return grad.view_as(x)
+
+
+@softmax_focal_backward.register_fake
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@softmax_focal_backward.register_kernel("cpu")
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
+    if not _focal_in_kernel(x, grad_out.dim() > 0, label_smoothing):
+        return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
+                                             grad_out)
+    b, c = x.shape[:2]
+    term_w, gammas = _kernel_term(TERM_FOCAL, weight, c, gamma_bg, gamma_fg, 0.5)
+    zeros = torch.zeros(b, c, dtype=torch.float64)
+    r = _native.softmax_pass(
+        x.contiguous(), target.reshape(b, -1).long().contiguous(), None, ignore_index=ignore_index,
+        term=TERM_FOCAL, term_w=term_w, gamma=gammas, grad=True, u=zeros, v=zeros, g_term=float(grad_out),
+    )
+    return r.grad.view_as(x)
+
+
+def _softmax_focal_setup(ctx, inputs, output):
+    x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position = inputs
+    ctx.args = (ignore_index, gamma_bg, gamma_fg, label_smoothing)
+    ctx.save_for_backward(x, target, weight)
+
+
+def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
+    x, target, weight = ctx.saved_tensors
+    ignore_index, gamma_bg, gamma_fg, label_smoothing = ctx.args
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from .losses._common import focal_modulated_log, second_order_grads
+
+        b, c = x.shape[:2]
+        valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
+        vf = valid.to(x.dtype)
+        w = _term_weights(weight, c, x)
+
+        def reference(x_: Tensor) -> Tensor:
+            logp = torch.log_softmax(x_.reshape(b, c, -1), 1)
+            if label_smoothing == 0.0:
+                lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+                gamma = torch.where(tt == 0, gamma_bg, gamma_fg).to(x.dtype) if gamma_bg != gamma_fg else gamma_fg
+                value = focal_modulated_log(lt, gamma) * w.gather(0, tt.view(-1)).view_as(tt) * vf
+            else:
+                value = (_smoothed_target(tt, vf, w, c, label_smoothing) * focal_modulated_log(logp, gamma_fg)).sum(1)
+            return value.view(b, *x.shape[2:]) if grad_out.dim() else value.sum()
+
+        (grad,) = second_order_grads(reference, (x,), (grad_out,))
+    else:
+        grad = softmax_focal_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out)
+    return grad, None, None, None, None, None, None, None
+
+
+softmax_focal.register_autograd(_softmax_focal_grad, setup_context=_softmax_focal_setup)
