@@ -36,58 +36,58 @@ LABEL_SKIP = 255
 
 
 # --------------------------------------------------------------------------------------- helpers
-def _labels(t: Tensor, n_classes: int, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(valid, safe, n_bad)`` of integer labels: counted positions, labels with 0 at the others
-    (safe to gather with) as int64, and the number of labels outside ``[0, C)`` that are not
-    ``ignore_index``."""
-    in_range = (t >= 0) & (t < n_classes)
-    bad = ~in_range
+def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(onehot, valid)`` of labels ``[B, N]``: ``[B, C, N]`` and ``[B, N]`` in ``dtype``, zero at
+    positions that count nowhere (``ignore_index``, or any label outside ``[0, C)``: a comparison
+    with each class index matches none of them, so no label needs clamping before a gather)."""
+    if ignore_index is not None and 0 <= ignore_index < n_classes:
+        labels = labels.masked_fill(labels == ignore_index, -1 if labels.is_signed() else LABEL_SKIP)
+    classes = torch.arange(n_classes, device=labels.device, dtype=labels.dtype).view(1, -1, 1)
+    onehot = (classes == labels.unsqueeze(1)).to(dtype)
+    return onehot, onehot.sum(1)
+
+
+def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
+    """Labels that are neither in ``[0, C)`` nor ``ignore_index``, counted without a host sync."""
+    bad = t.numel() - valid.sum(dtype=torch.float64)
     if ignore_index is not None:
-        not_ignored = t != ignore_index
-        valid = in_range & not_ignored
-        bad = bad & not_ignored
-    else:
-        valid = in_range
-    safe = torch.where(valid, t, 0).long()
-    return valid, safe, bad.sum()
+        bad = bad - (t == ignore_index).sum(dtype=torch.float64)
+    return bad.round().long()
 
 
-def _per_image_class_sums(t: Tensor, weights: Tensor, counts: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
-    """Per image and class ``[B, C]``: the sums of ``weights`` and of ``counts`` over the pixels
-    of each class (``t`` ``[B, N]`` int64 in ``[0, C)``).
-
-    ``scatter_add_`` along rows parallelises over rows only, so long images are first cut into
-    row chunks of >= 8192 pixels (4-5x faster than a ``bincount`` per image for 3-D volumes).
-    """
-    b, n = t.shape
-    k = 1
-    while n % (2 * k) == 0 and n // (2 * k) >= 8192 and b * k < 64:
-        k *= 2
-    tc = t.reshape(b * k, n // k)
-
-    def sums(w: Tensor) -> Tensor:
-        out = torch.zeros(b * k, n_classes, dtype=w.dtype, device=t.device)
-        return out.scatter_add_(1, tc, w.reshape(b * k, n // k)).view(b, k, n_classes).sum(1)
-
-    return sums(weights), sums(counts)
+def _as_labels8(t: Tensor, valid: Tensor, n_classes: int) -> Tensor:
+    """Labels as bytes, ``LABEL_SKIP`` where nothing is counted (``[B, 0]`` with >= 255 classes)."""
+    if n_classes >= LABEL_SKIP:
+        return torch.empty(t.shape[0], 0, dtype=torch.uint8, device=t.device)
+    return t.to(torch.uint8).masked_fill_(valid == 0, LABEL_SKIP)
 
 
-def _softmax_pieces(x: Tensor, tt: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(p, log p_t, p_t)`` of ``[B, C, N]`` logits: ``log p_t = x_t - logsumexp(x)`` is exact
-    for any logit (no ``log`` of an underflowed probability)."""
-    lse = torch.logsumexp(x, 1, keepdim=True)
-    p = torch.exp(x - lse)
-    lt = x.gather(1, tt.unsqueeze(1)).squeeze(1).sub_(lse.squeeze(1))
-    return p, lt, lt.exp()
+def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor) -> Tensor:
+    """``log p_t`` ``[B, N]``, exact for any logit: ``x_t - max_c x_c - log Z`` with the softmax
+    normaliser ``Z = 1 / max_c p_c`` (``max p >= 1 / C`` never underflows). 0 where nothing is counted."""
+    shift = xv.amax(1) - p.amax(1).log()
+    return ((xv * onehot).sum(1) - shift).mul_(onehot.sum(1)).clamp_(max=0.0)
 
 
-def _focal_by_class(lt: Tensor, tt: Tensor, gamma_bg: float, gamma_fg: float) -> tuple[Tensor, Tensor]:
-    from .losses._common import focal_terms_by_class  # losses import this module
+def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
+    """``log softmax(x)`` over dim 1 given ``p = softmax(x)``, without a second log-sum-exp."""
+    return xv - (xv.amax(1) - p.amax(1).log()).unsqueeze(1)
 
-    return focal_terms_by_class(lt, tt, gamma_bg, gamma_fg)
+
+def _focal_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> tuple[Tensor, Tensor]:
+    """Focal value and slope of ``log p_t`` (:func:`medloss.losses._common.focal_terms`), with
+    ``gamma_bg`` where the target is class 0 and ``gamma_fg`` elsewhere."""
+    from .losses._common import focal_terms  # losses import this module
+
+    if gamma_bg == gamma_fg:
+        return focal_terms(lt, gamma_fg)
+    is_bg = onehot[:, 0]
+    v0, s0 = focal_terms(lt, gamma_bg)
+    v1, s1 = focal_terms(lt, gamma_fg)
+    return torch.lerp(v1, v0, is_bg), torch.lerp(s1, s0, is_bg)
 
 
-def _wce_terms(x: Tensor, p: Tensor, tt: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+def _wce_terms(logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
     """Combo's weighted cross-entropy at each pixel, ``-(beta log p_t + (1 - beta) sum_{c != t}
     log(1 - p_c))`` ``[B, N]``, and (``need_grad``) its gradient ``[B, C, N]``.
 
@@ -96,10 +96,7 @@ def _wce_terms(x: Tensor, p: Tensor, tt: Tensor, beta: float, need_grad: bool) -
     the other log-probabilities and ``r`` may overflow, so its terms are rewritten without it
     (``p_j r_big = p_big softmax_others_j``, ``(p_big - 1) r_big = -p_big``): finite for every logit.
     """
-    n_classes = x.shape[1]
-    logp = x - torch.logsumexp(x, 1, keepdim=True)
-    is_t = torch.arange(n_classes, device=x.device).view(1, -1, 1) == tt.unsqueeze(1)
-    not_t = (~is_t).to(p.dtype)
+    not_t = 1.0 - onehot
     big_f = (p > 0.5).to(p.dtype)
     small_f = 1.0 - big_f
     small_p = p * small_f
@@ -108,8 +105,7 @@ def _wce_terms(x: Tensor, p: Tensor, tt: Tensor, beta: float, need_grad: bool) -
     top = (logp - big_f * 1e30).amax(1, keepdim=True)
     log_big = (torch.exp((logp - top).clamp_(max=0.0)) * small_f).sum(1, keepdim=True).log_().add_(top)
     log_q = torch.log1p(-small_p).add_(big_f * log_big)
-    lt = logp.gather(1, tt.unsqueeze(1))
-    value = -(beta * lt + (1.0 - beta) * (log_q * not_t).sum(1, keepdim=True)).squeeze(1)
+    value = -(beta * (logp * onehot).sum(1) + (1.0 - beta) * (log_q * not_t).sum(1))
     if not need_grad:
         return value, None
     r = small_p / (1.0 - small_p)
@@ -118,7 +114,7 @@ def _wce_terms(x: Tensor, p: Tensor, tt: Tensor, beta: float, need_grad: bool) -
     big_not_t = (big_f * not_t).sum(1, keepdim=True)  # 1 where a confident class is not the target
     softmax_others = torch.exp((logp - log_big).clamp_(max=0.0)).mul_(small_f)
     g = p * r_rest + big_not_t * p_big * (softmax_others - big_f) - r * not_t
-    grad = (p - is_t.to(p.dtype)).mul_(beta).sub_(g.mul_(1.0 - beta))
+    grad = (p - onehot).mul_(beta).sub_(g.mul_(1.0 - beta))
     return value, grad
 
 
@@ -165,30 +161,31 @@ def softmax_stats(
     return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
 
 
-def _labels8(valid: Tensor, tt: Tensor, n_classes: int) -> Tensor:
-    if n_classes >= LABEL_SKIP:
-        return torch.empty(tt.shape[0], 0, dtype=torch.uint8, device=tt.device)
-    return torch.where(valid, tt, LABEL_SKIP).to(torch.uint8)
+def _class_weight_at(weight: Tensor | None, onehot: Tensor, like: Tensor) -> Tensor:
+    """``w_t`` at each position ``[B, N]`` (1 without weights), 0 where nothing is counted."""
+    if weight is None:
+        return onehot.sum(1)
+    return (onehot * weight.to(like).view(1, -1, 1)).sum(1)
 
 
 def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    valid, tt, n_bad = _labels(target.reshape(b, -1), c, ignore_index)
-    vf = valid.to(x.dtype)
-    p, lt, pt = _softmax_pieces(xv, tt)
-    sum_p = torch.bmm(p, vf.unsqueeze(-1)).squeeze(-1)
-    tp, sum_y = _per_image_class_sums(tt, pt * vf, vf, c)
+    t = target.reshape(b, -1)
+    onehot, vf = _onehot(t, c, ignore_index, x.dtype)
+    p = torch.softmax(xv, 1)
+    tp = (p * onehot).sum(-1)
+    sum_p = (p * vf.unsqueeze(1)).sum(-1)
+    sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
-        v, _ = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
-        w = _term_weights(weight, c, x)
-        value = (v * w.gather(0, tt.view(-1)).view_as(tt) * vf).sum()
+        v, _ = _focal_by_class(_log_pt(xv, p, onehot), onehot, gamma_bg, gamma_fg)
+        value = (v * _class_weight_at(weight, onehot, x)).sum()
     elif term == TERM_WCE:
-        v, _ = _wce_terms(xv, p, tt, beta, need_grad=False)
+        v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
         value = (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, _labels8(valid, tt, c)
+    return torch.stack([tp, sum_p, sum_y], 1), value, _n_bad(t, vf, ignore_index), _as_labels8(t, vf, c)
 
 
 @softmax_stats.register_fake
@@ -257,35 +254,33 @@ def softmax_stats_backward(
     """Gradient of ``softmax_stats`` with respect to ``x``, for incoming gradients of TP and sum p
     (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``."""
     return _softmax_stats_backward_torch(
-        x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+        x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
     )
 
 
-def _softmax_stats_backward_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p,
-                                  g_term):
+def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp,
+                                  g_sum_p, g_term):
     # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
-    # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight)
+    # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
-    vf = valid.to(x.dtype)
-    p, lt, pt = _softmax_pieces(xv, tt)
-    u = g_sum_p.to(x.dtype)
-    v_t = g_tp.to(x.dtype).gather(1, tt)
-    on_target = pt * v_t
-    pixel = torch.bmm(u.unsqueeze(1), p).squeeze(1).add_(on_target).neg_()
+    if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
+        onehot, vf = _onehot(labels8, c, None, x.dtype)
+    else:
+        onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
+    p = torch.softmax(xv, 1)
+    u = g_sum_p.to(x.dtype).unsqueeze(-1)
+    on_target = (p * onehot).sum(1).mul_((onehot * g_tp.to(x.dtype).unsqueeze(-1)).sum(1))  # p_t V_t
+    pixel = (p * u).sum(1).add_(on_target).neg_()  # -S
     g = g_term.to(x.dtype)
     if term == TERM_FOCAL:
-        _, slope = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
-        slope = slope.mul_(_term_weights(weight, c, x).gather(0, tt.view(-1)).view_as(tt)).mul_(g)
+        _, slope = _focal_by_class(_log_pt(xv, p, onehot), onehot, gamma_bg, gamma_fg)
+        slope = slope.mul_(_class_weight_at(weight, onehot, x)).mul_(g)
         pixel.add_(slope)
         on_target.sub_(slope)
-    pixel.mul_(vf)
-    on_target.mul_(vf)
-    grad = (u.unsqueeze(-1) * vf.unsqueeze(1)).add_(pixel.unsqueeze(1)).mul_(p)
-    grad.scatter_add_(1, tt.unsqueeze(1), on_target.unsqueeze(1))
+    grad = (u * vf.unsqueeze(1)).add_((pixel * vf).unsqueeze(1)).mul_(p).add_(onehot * on_target.unsqueeze(1))
     if term == TERM_WCE:
-        _, wce_grad = _wce_terms(xv, p, tt, beta, need_grad=True)
+        _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
     return grad.view_as(x)
 
@@ -300,7 +295,7 @@ def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, 
     b, c = x.shape[:2]
     if not _native.usable(x) or labels8.shape[-1] == 0:
         return _softmax_stats_backward_torch(
-            x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
         )
     term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
     r = _native.softmax_pass(
@@ -335,7 +330,8 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
         elif term == TERM_WCE:
             spec = ("wce", beta, 1.0)
         b, c = x.shape[:2]
-        valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
+        onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
+        tt, valid = onehot.argmax(1), vf > 0
 
         def reference(x_: Tensor):
             tp, sum_p, sum_y, value = softmax_statistics_reference(x_, tt, valid, False, spec)
@@ -376,34 +372,31 @@ def softmax_focal(
     return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position)
 
 
-def _smoothed_target(tt: Tensor, vf: Tensor, w: Tensor, n_classes: int, eps: float) -> Tensor:
-    """``q_c w_c`` ``[B, C, N]``: PyTorch's smoothing (``eps / C`` everywhere, ``1 - eps`` more on the target)."""
-    q = (w * (eps / n_classes)).view(1, -1, 1).expand(tt.shape[0], -1, tt.shape[1]).clone()
-    q.scatter_add_(1, tt.unsqueeze(1), ((1.0 - eps) * w.gather(0, tt.view(-1)).view_as(tt)).unsqueeze(1))
-    return q.mul_(vf.unsqueeze(1))
+def _smoothed_target(onehot: Tensor, vf: Tensor, w: Tensor, eps: float) -> Tensor:
+    """``q_c w_c`` ``[B, C, N]``: PyTorch's smoothing (``eps / C`` on every class, ``1 - eps`` more
+    on the target), weighted per class; 0 where nothing is counted."""
+    n_classes = onehot.shape[1]
+    return (onehot * (1.0 - eps)).add_(vf.unsqueeze(1) * (eps / n_classes)).mul_(w.view(1, -1, 1))
 
 
 def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
     _check_logits(x, target, "medloss::softmax_focal")
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    valid, tt, n_bad = _labels(target.reshape(b, -1), c, ignore_index)
-    vf = valid.to(x.dtype)
-    w = _term_weights(weight, c, x)
+    t = target.reshape(b, -1)
+    onehot, vf = _onehot(t, c, ignore_index, x.dtype)
+    p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
-        lse = torch.logsumexp(xv, 1)
-        lt = xv.gather(1, tt.unsqueeze(1)).squeeze(1).sub_(lse)
-        value, _ = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
-        value = value.mul_(w.gather(0, tt.view(-1)).view_as(tt)).mul_(vf)
+        value, _ = _focal_by_class(_log_pt(xv, p, onehot), onehot, gamma_bg, gamma_fg)
+        value = value.mul_(_class_weight_at(weight, onehot, x))
     else:
         from .losses._common import focal_terms
 
-        logp = xv - torch.logsumexp(xv, 1, keepdim=True)
-        value_c, _ = focal_terms(logp, gamma_fg)
-        value = (_smoothed_target(tt, vf, w, c, label_smoothing) * value_c).sum(1)
-    counts = torch.zeros(c, dtype=x.dtype, device=x.device).index_add_(0, tt.view(-1), vf.view(-1))
+        value_c, _ = focal_terms(_log_softmax_from(xv, p), gamma_fg)
+        value = (_smoothed_target(onehot, vf, _term_weights(weight, c, x), label_smoothing) * value_c).sum(1)
+    counts = onehot.sum((0, 2))
     out = value.view(b, *x.shape[2:]) if per_position else value.sum()
-    return out, counts, n_bad
+    return out, counts, _n_bad(t, vf, ignore_index)
 
 
 @softmax_focal.register_fake
@@ -455,25 +448,22 @@ def softmax_focal_backward(
 def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
-    vf = valid.to(x.dtype)
-    w = _term_weights(weight, c, x)
+    onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
-    logp = xv - torch.logsumexp(xv, 1, keepdim=True)
+    p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
-        lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-        _, slope = _focal_by_class(lt, tt, gamma_bg, gamma_fg)
-        s = slope.mul_(w.gather(0, tt.view(-1)).view_as(tt)).mul_(vf).mul_(g).unsqueeze(1)
-        grad = logp.exp_().mul_(s)
-        grad.scatter_add_(1, tt.unsqueeze(1), -s)
+        # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t])
+        _, slope = _focal_by_class(_log_pt(xv, p, onehot), onehot, gamma_bg, gamma_fg)
+        s = slope.mul_(_class_weight_at(weight, onehot, x)).mul_(g).unsqueeze(1)
+        grad = (p - onehot).mul_(s)
     else:
         from .losses._common import focal_terms
 
-        _, slope_c = focal_terms(logp, gamma_fg)
-        wq = _smoothed_target(tt, vf, w, c, label_smoothing).mul_(slope_c)
+        _, slope_c = focal_terms(_log_softmax_from(xv, p), gamma_fg)
+        wq = _smoothed_target(onehot, vf, _term_weights(weight, c, x), label_smoothing).mul_(slope_c)
         wq = wq.mul_(g.unsqueeze(1)) if g.dim() else wq.mul_(g)
-        grad = logp.exp_().mul_(wq.sum(1, keepdim=True)).sub_(wq)
+        grad = p.mul_(wq.sum(1, keepdim=True)).sub_(wq)
     return grad.view_as(x)
 
 
@@ -510,18 +500,18 @@ def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
         from .losses._common import focal_modulated_log, second_order_grads
 
         b, c = x.shape[:2]
-        valid, tt, _ = _labels(target.reshape(b, -1), c, ignore_index)
-        vf = valid.to(x.dtype)
+        onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
         w = _term_weights(weight, c, x)
 
         def reference(x_: Tensor) -> Tensor:
             logp = torch.log_softmax(x_.reshape(b, c, -1), 1)
             if label_smoothing == 0.0:
-                lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-                gamma = torch.where(tt == 0, gamma_bg, gamma_fg).to(x.dtype) if gamma_bg != gamma_fg else gamma_fg
-                value = focal_modulated_log(lt, gamma) * w.gather(0, tt.view(-1)).view_as(tt) * vf
+                lt = (logp * onehot).sum(1) - (1.0 - vf)  # uncounted positions: any finite log p (weight 0)
+                gamma = gamma_fg if gamma_bg == gamma_fg else torch.lerp(
+                    torch.full_like(lt, gamma_fg), torch.full_like(lt, gamma_bg), onehot[:, 0])
+                value = focal_modulated_log(lt, gamma) * _class_weight_at(weight, onehot, x)
             else:
-                value = (_smoothed_target(tt, vf, w, c, label_smoothing) * focal_modulated_log(logp, gamma_fg)).sum(1)
+                value = (_smoothed_target(onehot, vf, w, label_smoothing) * focal_modulated_log(logp, gamma_fg)).sum(1)
             return value.view(b, *x.shape[2:]) if grad_out.dim() else value.sum()
 
         (grad,) = second_order_grads(reference, (x,), (grad_out,))

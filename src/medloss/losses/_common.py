@@ -91,7 +91,9 @@ def focal_modulated_log(logp: torch.Tensor, gamma: float | torch.Tensor) -> torc
         return -logp
     one_minus_p = -torch.expm1(logp)
     if isinstance(gamma, torch.Tensor):
-        factor = torch.where(gamma == 0, torch.ones_like(one_minus_p), one_minus_p.pow(gamma))
+        # the pow sees 1 where gamma is 0, so 0^0 at p = 1 leaves no 0 * inf in its derivative
+        off = gamma == 0
+        factor = torch.where(off, 1.0, torch.where(off, 1.0, one_minus_p).pow(gamma))
     else:
         factor = one_minus_p.pow(gamma)
     return -factor * logp
