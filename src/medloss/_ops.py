@@ -521,3 +521,173 @@ def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
 
 
 softmax_focal.register_autograd(_softmax_focal_grad, setup_context=_softmax_focal_setup)
+
+
+# ------------------------------------------------------------------------ sigmoid statistics op
+def _sigmoid_views(x: Tensor, y: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    b, c = x.shape[:2]
+    xv = x.reshape(b, c, -1)
+    yv = y.reshape(b, c, -1).to(x.dtype)
+    m = None if valid is None else valid.reshape(b, -1, xv.shape[-1]).to(x.dtype)
+    return xv, yv, m
+
+
+@torch.library.custom_op("medloss::sigmoid_stats", mutates_args=())
+def sigmoid_stats(x: Tensor, y: Tensor, valid: Tensor | None) -> Tensor:
+    """Per image and channel soft TP / sum p / sum y ``[B, 3, C]`` of ``sigmoid(x)`` against ``y``
+    in [0, 1] (same shape as ``x``); positions where ``valid`` (``[B, 1, *]`` or ``[B, C, *]``) is
+    False count nowhere."""
+    torch._check(y.shape == x.shape, lambda: f"medloss::sigmoid_stats: y {list(y.shape)} vs x {list(x.shape)}")
+    xv, yv, m = _sigmoid_views(x, y, valid)
+    p = torch.sigmoid(xv)
+    if m is not None:
+        p = p * m
+        yv = yv * m
+    return torch.stack([(p * yv).sum(-1), p.sum(-1), yv.sum(-1)], 1)
+
+
+@sigmoid_stats.register_fake
+def _(x, y, valid):
+    return x.new_empty(x.shape[0], 3, x.shape[1])
+
+
+@torch.library.custom_op("medloss::sigmoid_stats_backward", mutates_args=())
+def sigmoid_stats_backward(x: Tensor, y: Tensor, valid: Tensor | None, g_tp: Tensor, g_sum_p: Tensor) -> Tensor:
+    """Gradient of ``sigmoid_stats``: ``p (1 - p) (y dL/dTP + dL/dsum_p)`` at counted positions."""
+    xv, yv, m = _sigmoid_views(x, y, valid)
+    p = torch.sigmoid(xv)
+    grad = (yv * g_tp.to(x.dtype).unsqueeze(-1)).add_(g_sum_p.to(x.dtype).unsqueeze(-1))
+    if m is not None:
+        grad.mul_(m)
+    return grad.mul_(p).mul_(1.0 - p).view_as(x)
+
+
+@sigmoid_stats_backward.register_fake
+def _(x, y, valid, g_tp, g_sum_p):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _sigmoid_stats_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _sigmoid_stats_grad(ctx, g_stats):
+    x, y, valid = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from .losses._common import second_order_grads
+
+        def reference(x_: Tensor) -> Tensor:
+            xv, yv, m = _sigmoid_views(x_, y, valid)
+            p = torch.sigmoid(xv)
+            if m is not None:
+                p, yv = p * m, yv * m
+            return torch.stack([(p * yv).sum(-1), p.sum(-1), yv.sum(-1)], 1)
+
+        (grad,) = second_order_grads(reference, (x,), (g_stats,))
+    else:
+        grad = sigmoid_stats_backward(x, y, valid, g_stats[:, 0].contiguous(), g_stats[:, 1].contiguous())
+    return grad, None, None
+
+
+sigmoid_stats.register_autograd(_sigmoid_stats_grad, setup_context=_sigmoid_stats_setup)
+
+
+# ------------------------------------------------------------------------------ sigmoid focal op
+def _sigmoid_focal_weights(x: Tensor, y: Tensor, valid: Tensor | None, a_pos: Tensor, a_neg: Tensor,
+                           label_smoothing: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(x, c_pos, c_neg)`` as ``[B, C, N]``: the weights of ``log p`` and ``log (1 - p)`` at each
+    element (alpha, the soft label after PyTorch's smoothing with K = 2, and the mask)."""
+    xv, yv, m = _sigmoid_views(x, y, valid)
+    if label_smoothing:
+        yv = yv * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    c_pos = yv * a_pos.to(x.dtype).view(1, -1, 1)
+    c_neg = (1.0 - yv) * a_neg.to(x.dtype).view(1, -1, 1)
+    if m is not None:
+        c_pos, c_neg = c_pos * m, c_neg * m
+    return xv, c_pos, c_neg, yv
+
+
+@torch.library.custom_op("medloss::sigmoid_focal", mutates_args=())
+def sigmoid_focal(
+    x: Tensor,
+    y: Tensor,
+    valid: Tensor | None,
+    a_pos: Tensor,
+    a_neg: Tensor,
+    gamma: float,
+    label_smoothing: float,
+    per_position: bool,
+) -> Tensor:
+    """Sigmoid focal loss ``-a_pos y (1 - p)^gamma log p - a_neg (1 - y) p^gamma log(1 - p)`` per
+    element (``a_pos`` / ``a_neg`` per channel ``[C]`` or ``[1]``; positions where ``valid`` is
+    False count nowhere), or its sum when not ``per_position``."""
+    from .losses._common import focal_terms
+
+    torch._check(y.shape == x.shape, lambda: f"medloss::sigmoid_focal: y {list(y.shape)} vs x {list(x.shape)}")
+    xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
+    value_pos, _ = focal_terms(torch.nn.functional.logsigmoid(xv), gamma)
+    value_neg, _ = focal_terms(torch.nn.functional.logsigmoid(-xv), gamma)
+    raw = (c_pos * value_pos).add_(c_neg * value_neg)
+    return raw.view_as(x) if per_position else raw.sum()
+
+
+@sigmoid_focal.register_fake
+def _(x, y, valid, a_pos, a_neg, gamma, label_smoothing, per_position):
+    return torch.empty_like(x) if per_position else x.new_empty(())
+
+
+@torch.library.custom_op("medloss::sigmoid_focal_backward", mutates_args=())
+def sigmoid_focal_backward(
+    x: Tensor,
+    y: Tensor,
+    valid: Tensor | None,
+    a_pos: Tensor,
+    a_neg: Tensor,
+    gamma: float,
+    label_smoothing: float,
+    grad_out: Tensor,
+) -> Tensor:
+    """Gradient of ``sigmoid_focal``: ``(c_neg slope_neg) p - (c_pos slope_pos) (1 - p)``, times ``grad_out``."""
+    from .losses._common import focal_terms
+
+    xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
+    log_p = torch.nn.functional.logsigmoid(xv)
+    log_q = torch.nn.functional.logsigmoid(-xv)
+    _, slope_pos = focal_terms(log_p, gamma)
+    _, slope_neg = focal_terms(log_q, gamma)
+    # d/dx log p = 1 - p = q, d/dx log q = -p
+    grad = (c_neg * slope_neg).mul_(log_p.exp_()).sub_((c_pos * slope_pos).mul_(log_q.exp_()))
+    g = grad_out.to(x.dtype)
+    return grad.mul_(g.reshape(xv.shape) if g.dim() else g).view_as(x)
+
+
+@sigmoid_focal_backward.register_fake
+def _(x, y, valid, a_pos, a_neg, gamma, label_smoothing, grad_out):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _sigmoid_focal_setup(ctx, inputs, output):
+    x, y, valid, a_pos, a_neg, gamma, label_smoothing, per_position = inputs
+    ctx.args = (gamma, label_smoothing)
+    ctx.save_for_backward(x, y, valid, a_pos, a_neg)
+
+
+def _sigmoid_focal_grad(ctx, grad_out):
+    x, y, valid, a_pos, a_neg = ctx.saved_tensors
+    gamma, label_smoothing = ctx.args
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from .losses._common import focal_modulated_log, second_order_grads
+
+        def reference(x_: Tensor) -> Tensor:
+            xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x_, y, valid, a_pos, a_neg, label_smoothing)
+            raw = (c_pos * focal_modulated_log(torch.nn.functional.logsigmoid(xv), gamma)
+                   + c_neg * focal_modulated_log(torch.nn.functional.logsigmoid(-xv), gamma))
+            return raw.view_as(x) if grad_out.dim() else raw.sum()
+
+        (grad,) = second_order_grads(reference, (x,), (grad_out,))
+    else:
+        grad = sigmoid_focal_backward(x, y, valid, a_pos, a_neg, gamma, label_smoothing, grad_out)
+    return grad, None, None, None, None, None, None, None
+
+
+sigmoid_focal.register_autograd(_sigmoid_focal_grad, setup_context=_sigmoid_focal_setup)

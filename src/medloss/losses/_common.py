@@ -1,5 +1,5 @@
-"""Machinery shared by the losses: the fused value-and-gradient Function, the focal modulating
-terms in log space, fp32 islands and reductions."""
+"""Machinery shared by the losses: second derivatives of the fused ops, the focal modulating
+terms in log space, fp32 islands."""
 
 from __future__ import annotations
 
@@ -11,20 +11,19 @@ import torch
 
 LN2 = math.log(2.0)
 
-Compute = Callable[[torch.Tensor, bool], "tuple[torch.Tensor, torch.Tensor | None]"]
 Reference = Callable[..., "torch.Tensor | tuple[torch.Tensor, ...]"]
 
 
 def second_order_grads(
     reference: Reference, inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
 ) -> tuple[torch.Tensor | None, ...]:
-    """Gradients of ``reference(*inputs)`` with ``create_graph=True``: the backward of a fused
-    Function when autograd must differentiate it once more (``create_graph=True``: gradient
-    penalties, double backprop).
+    """Gradients of ``reference(*inputs)`` with ``create_graph=True``: the backward of a fused op
+    when autograd must differentiate it once more (``create_graph=True``: gradient penalties,
+    double backprop).
 
-    The fused backwards write the gradient with in-place operations and no graph; a second
-    derivative instead differentiates ``reference``, the loss's defining formula in plain
-    differentiable PyTorch operations, applied to the Function's original inputs (saved tensors
+    The fused backwards (``medloss._ops``) write the gradient with in-place operations and no
+    graph; a second derivative instead differentiates ``reference``, the loss's defining formula in
+    plain differentiable PyTorch operations, applied to the op's original inputs (saved tensors
     that were inputs keep their autograd history). Returns one entry per input (None where an
     input needs no gradient).
     """
@@ -40,47 +39,6 @@ def second_order_grads(
     )
     it = iter(grads)
     return tuple(next(it) if x is not None and x.requires_grad else None for x in inputs)
-
-
-class _FusedLoss(torch.autograd.Function):
-    """Run ``compute(input, need_grad) -> (value, d value / d input)`` once.
-
-    The gradient is produced in the same pass as the value (the losses here have cheap closed-form
-    gradients), so backward is a single multiply by the incoming gradient, or nothing at all when
-    that gradient is exactly one (``loss.backward()`` on a reduced loss).  Only the gradient is
-    saved: 4 bytes per element in fp32, against 30-50 for the autograd graph of the naive form.
-    Second derivatives differentiate ``reference(input)``, the same value in plain differentiable
-    operations (see :func:`second_order_grads`).
-
-    ``value`` is either a scalar (reduced loss; the reduction's scale is already folded into the
-    gradient), a tensor of the input's shape, or a tensor with the channel dimension 1 removed.
-    """
-
-    @staticmethod
-    def forward(ctx, input: torch.Tensor, compute: Compute, reference: Reference) -> torch.Tensor:  # type: ignore[override]
-        value, grad = compute(input.detach(), bool(ctx.needs_input_grad[0]))
-        if grad is not None:
-            ctx.save_for_backward(grad, input)
-        ctx.reference = reference
-        return value
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        grad, input = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True
-            return second_order_grads(ctx.reference, (input,), (grad_out,))[0], None, None
-        if grad_out.ndim == 0:
-            # reduced loss: `loss.backward()` passes exactly 1, and then the saved gradient is the answer
-            return (grad if bool(grad_out == 1) else grad * grad_out), None, None
-        if grad_out.shape == grad.shape:
-            return grad * grad_out, None, None
-        return grad * grad_out.unsqueeze(1), None, None
-
-
-def fused_loss(input: torch.Tensor, compute: Compute, reference: Reference) -> torch.Tensor:
-    """Apply :class:`_FusedLoss`; ``compute`` receives the input detached, in fp32 or wider;
-    ``reference`` computes the same value with differentiable operations (second derivatives)."""
-    return _FusedLoss.apply(input, compute, reference)
 
 
 def focal_modulated_log(logp: torch.Tensor, gamma: float | torch.Tensor) -> torch.Tensor:
@@ -113,24 +71,6 @@ def fp32_island():
 def upcast(x: torch.Tensor) -> torch.Tensor:
     """fp16 / bf16 -> fp32; fp32 and float64 stay as they are."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-def log_softmax_channels(x: torch.Tensor) -> torch.Tensor:
-    """``log_softmax(x, dim=1)``, picking the fastest CPU kernel for the shape.
-
-    PyTorch's CPU kernel for a contiguous last dim shorter than 16 is several times slower than
-    ``x - logsumexp(x)`` (3.3 ms vs 0.8 ms on [65536, 10]); channel-first images use the fast path.
-    """
-    if x.ndim == 2 and x.shape[1] < 16 and x.device.type == "cpu":
-        return x - torch.logsumexp(x, 1, keepdim=True)
-    return torch.log_softmax(x, 1)
-
-
-def softmax_channels(x: torch.Tensor) -> torch.Tensor:
-    """``softmax(x, dim=1)`` with the fast CPU kernel for the shape (see :func:`log_softmax_channels`)."""
-    if x.ndim == 2 and x.shape[1] < 16 and x.device.type == "cpu":
-        return torch.exp(x - torch.logsumexp(x, 1, keepdim=True))
-    return torch.softmax(x, 1)
 
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
@@ -183,22 +123,6 @@ def focal_terms(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.T
     return (modulator * logp).neg_(), slope
 
 
-def focal_terms_by_class(
-    logp_t: torch.Tensor, target: torch.Tensor, gamma_bg: float, gamma_fg: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`focal_terms` of the target's log-probability, with ``gamma_bg`` where the target is
-    class 0 (background) and ``gamma_fg`` elsewhere (the asymmetric focal losses)."""
-    if gamma_bg == gamma_fg:
-        return focal_terms(logp_t, gamma_fg)
-    # blend arithmetically (both branches are finite): torch.where is ~5x slower on CPU
-    is_bg = (target == 0).to(logp_t.dtype)
-    v0, s0 = focal_terms(logp_t, gamma_bg)
-    if gamma_fg == 0.0:  # asymmetric: plain cross-entropy (value -log p, slope 1) on the rare classes
-        return v0.add_(logp_t).mul_(is_bg).sub_(logp_t), s0.sub_(1.0).mul_(is_bg).add_(1.0)
-    v1, s1 = focal_terms(logp_t, gamma_fg)
-    return torch.lerp(v1, v0, is_bg), torch.lerp(s1, s0, is_bg)
-
-
 def class_lookup(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``values[target]`` for a per-class vector and an index tensor of any shape ``[B, *]``,
     through ``gather`` (4x faster than advanced indexing on CPU)."""
@@ -217,9 +141,3 @@ def safe_pow(base: torch.Tensor, exponent: float) -> torch.Tensor:
     return torch.where(positive, torch.where(positive, base, 1.0).clamp_min(tiny).pow(exponent), 0.0)
 
 
-def scale_for_reduction(reduction: str, denominator: torch.Tensor | float) -> float:
-    """1 / denominator for "mean" (0 denominators give a zero loss, not NaN); 1 otherwise."""
-    if reduction != "mean":
-        return 1.0
-    d = float(denominator)
-    return 1.0 / d if d > 0 else 0.0

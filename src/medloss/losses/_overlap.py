@@ -21,7 +21,7 @@ from .._validation import (
     check_simplex,
     value_checks_active,
 )
-from ._common import class_lookup, focal_modulated_log, log1mexp, second_order_grads, upcast
+from ._common import class_lookup, focal_modulated_log, log1mexp, upcast
 
 
 def probabilities_and_targets(
@@ -196,62 +196,13 @@ def softmax_statistics(
     return SoftmaxStats(tp, sum_p, sum_y, value)
 
 
-class _SigmoidStatsFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, y, valid, batch):  # type: ignore[override]
-        b, c = x.shape[:2]
-        p = torch.sigmoid(x)
-        yv = y.reshape(b, c, -1).to(p.dtype)
-        pv = p.view(b, c, -1)
-        if valid is not None:
-            m = valid.reshape(b, -1 if valid.shape[1] == c else 1, pv.shape[-1]).to(p.dtype)
-            m = m.expand(b, c, -1) if m.shape[1] == 1 else m.reshape(b, c, -1)
-            pv = pv * m
-            yv = yv * m
-        else:
-            m = None
-        tp = (pv * yv).sum(-1)
-        sum_p = pv.sum(-1)
-        sum_y = yv.sum(-1)
-        ctx.batch = batch
-        ctx.save_for_backward(p, yv, m, x)
-        ctx.mark_non_differentiable(sum_y)
-        if batch:
-            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-        return tp, sum_p, sum_y
-
-    @staticmethod
-    def backward(ctx, g_tp, g_sum_p, _g_sum_y):  # type: ignore[override]
-        p, yv, m, x = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-            def reference(x_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                pv = torch.sigmoid(x_).reshape(yv.shape)
-                pv = pv if m is None else pv * m
-                tp, sum_p = (pv * yv).sum(-1), pv.sum(-1)
-                return (tp.sum(0), sum_p.sum(0)) if ctx.batch else (tp, sum_p)
-
-            return (*second_order_grads(reference, (x,), (g_tp, g_sum_p)), None, None, None)
-        with torch.no_grad():
-            return _SigmoidStatsFunction._first_order(ctx, p, yv, m, g_tp, g_sum_p)
-
-    @staticmethod
-    def _first_order(ctx, p, yv, m, g_tp, g_sum_p):
-        b, c = p.shape[:2]
-        if ctx.batch:
-            g_tp, g_sum_p = g_tp.expand(b, c), g_sum_p.expand(b, c)
-        pv = p.view(b, c, -1)
-        grad = yv * g_tp.unsqueeze(-1).to(p.dtype)
-        grad.add_(g_sum_p.unsqueeze(-1).to(p.dtype))
-        if m is not None:
-            grad.mul_(m)
-        grad.mul_(pv).mul_(1.0 - pv)
-        return grad.view_as(p), None, None, None
-
-
 def sigmoid_statistics(
     x: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None, *, batch: bool = False
 ) -> SoftmaxStats:
-    """Per-channel soft TP / sum_p / sum_y of ``sigmoid(x)`` against ``y`` in [0, 1]."""
-    valid = None if valid is None else valid.contiguous()
-    tp, sum_p, sum_y = _SigmoidStatsFunction.apply(x.contiguous(), y.contiguous(), valid, batch)
+    """Per-channel soft TP / sum_p / sum_y of ``sigmoid(x)`` against ``y`` in [0, 1]
+    (``torch.ops.medloss.sigmoid_stats``: one pass forward, one backward)."""
+    tp, sum_p, sum_y = torch.ops.medloss.sigmoid_stats(x, y, valid).unbind(1)
+    sum_y = sum_y.detach()
+    if batch:
+        tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
     return SoftmaxStats(tp, sum_p, sum_y, None)

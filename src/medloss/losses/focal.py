@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._validation import (
@@ -22,20 +21,11 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import (
-    focal_modulated_log,
-    focal_terms,
     fp32_island,
-    fused_loss,
-    scale_for_reduction,
     upcast,
 )
 
 NORMALIZERS = ("elements", "weights")
-
-
-def _broadcast_channel(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """[C] -> [1, C, 1, ...] for an input of ``ndim`` dims."""
-    return v.view(1, -1, *([1] * (ndim - 2)))
 
 
 def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
@@ -51,26 +41,6 @@ def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
         return torch.log(p.clamp_min(eps))
     check_probabilities(p, "input")
     return torch.logit(p, eps=eps)
-
-
-def _finite_or_raise(raw: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    """Return ``raw``, zeroed at ignored positions if it is infinite there; raise if it is NaN, or
-    infinite at a counted position. One reduction in the common, all-finite case."""
-    if bool(torch.isfinite(raw).all()):
-        return raw
-    if bool(torch.isnan(raw).any()):
-        raise ValueError("`input` contains NaN or +Inf: the loss is NaN")
-    if valid is None or not bool(torch.isfinite(raw[valid]).all()):
-        raise ValueError(
-            "`input` gives an infinite loss: it contains Inf, or assigns probability 0 "
-            "(a logit of -inf) to a target class"
-        )
-    return torch.where(valid, raw, 0.0)
-
-
-def _reduced(raw: torch.Tensor, reduction: str, scale: float) -> torch.Tensor:
-    """Per-position losses -> "none" / "sum" / "mean" (``scale`` = 1 / denominator)."""
-    return raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
 
 
 def _resolve_alpha(
@@ -194,55 +164,33 @@ def _sigmoid_focal(
     reduction: str,
     normalize: str,
 ) -> torch.Tensor:
-    y = t.to(x.dtype)
-    if valid is not None:
-        y = y.masked_fill(~valid, 0.0)
-    if label_smoothing:
-        # PyTorch's convention with K = 2 classes: eps/2 on each, 1 - eps/2 on the target
-        y = y * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    """Binary / multilabel focal loss of validated logits through ``torch.ops.medloss.sigmoid_focal``."""
     if alpha_scalar is not None:
-        a_pos, a_neg = alpha_scalar, 1.0 - alpha_scalar
-    elif alpha_vec is not None and x.shape[1] == 1 and alpha_vec.numel() == 2:  # binary [w_neg, w_pos]
-        a_neg, a_pos = alpha_vec[0], alpha_vec[1]
-    elif alpha_vec is not None:
-        a_pos = _broadcast_channel(alpha_vec, x.ndim)
+        a_pos = x.new_full((1,), alpha_scalar)
         a_neg = 1.0 - a_pos
+    elif alpha_vec is not None and x.shape[1] == 1 and alpha_vec.numel() == 2:  # binary [w_neg, w_pos]
+        a_neg, a_pos = alpha_vec[:1], alpha_vec[1:]
+    elif alpha_vec is not None:
+        a_pos, a_neg = alpha_vec, 1.0 - alpha_vec
     else:
-        a_pos = a_neg = 1.0
-    c_pos = a_pos * y
-    c_neg = a_neg * (1.0 - y)
-    if valid is not None:
-        c_pos = c_pos * valid
-        c_neg = c_neg * valid
+        a_pos = a_neg = x.new_ones(1)
+    y = t if valid is None else t.masked_fill(~valid, 0)  # ignore_index values never reach the arithmetic
+    value = torch.ops.medloss.sigmoid_focal(
+        x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing), reduction == "none"
+    )
+    if reduction != "mean":
+        return value
     if normalize == "weights" and (alpha_scalar is not None or alpha_vec is not None):
-        denominator = (c_pos + c_neg).sum()
-    else:
-        denominator = x.numel() if valid is None else valid.sum()
-    scale = scale_for_reduction(reduction, denominator)
-
-    def compute(logits: torch.Tensor, need_grad: bool):
-        log_p = F.logsigmoid(logits)
-        log_q = F.logsigmoid(-logits)
-        value_pos, slope_pos = focal_terms(log_p, gamma)
-        value_neg, slope_neg = focal_terms(log_q, gamma)
-        raw_pos = c_pos * value_pos
-        raw_neg = c_neg * value_neg
-        raw = _finite_or_raise(raw_pos + raw_neg, None)
-        out = raw if reduction == "none" else raw.sum() * (scale if reduction == "mean" else 1.0)
-        if not need_grad:
-            return out, None
-        # d/dx log p = 1 - p = q, d/dx log q = -p
-        grad = (c_neg * slope_neg) * log_p.exp() - (c_pos * slope_pos) * log_q.exp()
-        if scale != 1.0:
-            grad.mul_(scale)
-        return out, grad
-
-    def reference(logits: torch.Tensor) -> torch.Tensor:
-        raw = (c_pos * focal_modulated_log(F.logsigmoid(logits), gamma)
-               + c_neg * focal_modulated_log(F.logsigmoid(-logits), gamma))
-        return _reduced(raw, reduction, scale)
-
-    return fused_loss(x, compute, reference)
+        yv = y.to(x.dtype)
+        if label_smoothing:
+            yv = yv * (1.0 - label_smoothing) + 0.5 * label_smoothing
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        weights = yv * a_pos.to(x).view(shape) + (1.0 - yv) * a_neg.to(x).view(shape)
+        if valid is not None:
+            weights = weights * valid
+        return value / weights.sum().clamp_min(torch.finfo(value.dtype).tiny)
+    count = valid.expand_as(x).sum() if valid is not None else x.numel()
+    return value / (count.clamp_min(1) if isinstance(count, torch.Tensor) else count)
 
 
 class FocalLoss(nn.Module):
