@@ -81,7 +81,7 @@ def _focal_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float
 
     if gamma_bg == gamma_fg:
         return focal_terms(lt, gamma_fg)
-    is_bg = onehot[:, 0]
+    is_bg = onehot.select(1, 0)
     v0, s0 = focal_terms(lt, gamma_bg)
     v1, s1 = focal_terms(lt, gamma_fg)
     return torch.lerp(v1, v0, is_bg), torch.lerp(s1, s0, is_bg)
@@ -341,7 +341,7 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
     else:
         grad = softmax_stats_backward(
             x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-            g_stats[:, 0].contiguous(), g_stats[:, 1].contiguous(), g_term,
+            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term,
         )
     return grad, None, None, None, None, None, None, None
 
@@ -508,7 +508,7 @@ def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
             if label_smoothing == 0.0:
                 lt = (logp * onehot).sum(1) - (1.0 - vf)  # uncounted positions: any finite log p (weight 0)
                 gamma = gamma_fg if gamma_bg == gamma_fg else torch.lerp(
-                    torch.full_like(lt, gamma_fg), torch.full_like(lt, gamma_bg), onehot[:, 0])
+                    torch.full_like(lt, gamma_fg), torch.full_like(lt, gamma_bg), onehot.select(1, 0))
                 value = focal_modulated_log(lt, gamma) * _class_weight_at(weight, onehot, x)
             else:
                 value = (_smoothed_target(onehot, vf, w, label_smoothing) * focal_modulated_log(logp, gamma_fg)).sum(1)
@@ -585,7 +585,7 @@ def _sigmoid_stats_grad(ctx, g_stats):
 
         (grad,) = second_order_grads(reference, (x,), (g_stats,))
     else:
-        grad = sigmoid_stats_backward(x, y, valid, g_stats[:, 0].contiguous(), g_stats[:, 1].contiguous())
+        grad = sigmoid_stats_backward(x, y, valid, g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous())
     return grad, None, None
 
 

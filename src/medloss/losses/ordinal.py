@@ -19,6 +19,7 @@ from .._validation import (
     check_number,
     check_reduction,
     fmt_shape,
+    value_checks_active,
 )
 from ._common import fp32_island, log1mexp, second_order_grads, upcast
 
@@ -297,7 +298,7 @@ class CumulativeLinkLoss(nn.Module):
         check_finite(f.detach(), "input")
         y = _targets(target, f.shape[0], self.num_classes, self.ignore_index)
         valid = None if self.ignore_index is None else y != self.ignore_index
-        if valid is not None and bool(valid.all()):
+        if valid is not None and value_checks_active() and bool(valid.all()):  # eager: no mask needed
             valid = None
         yi = y.long() if valid is None else y.long().masked_fill(~valid, 0)
         f = upcast(f)
@@ -362,7 +363,7 @@ def _counted_targets(
     if ignore_index is None:
         return y, None
     ignored = y == ignore_index
-    if not bool(ignored.any()):
+    if value_checks_active() and not bool(ignored.any()):  # eager: skip the mask when nothing is ignored
         return y, None
     return y.masked_fill(ignored, 0), ~ignored
 

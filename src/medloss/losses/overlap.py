@@ -24,6 +24,7 @@ from .._validation import (
     check_mode,
     check_number,
     check_reduction,
+    value_checks_active,
 )
 from ._common import fp32_island, safe_pow, upcast
 from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
@@ -58,7 +59,7 @@ def prepare_segmentation(
         if valid is not None:
             valid = valid.reshape(t.shape)
             t = t.masked_fill(~valid, 0)
-        if torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
+        if value_checks_active() and torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
             raise ValueError("binary `target` must hold hard labels in {0, 1} for this loss (no soft labels)")
         return torch.cat([torch.zeros_like(x), x], 1), t.long(), valid, True
     y = t.to(x.dtype)
@@ -195,7 +196,7 @@ def reduce_classes(
     weighted = (loss * w).sum()
     if reduction == "sum":
         return weighted
-    return weighted / w.sum() if float(w.sum()) > 0 else weighted * 0.0
+    return weighted / w.sum().clamp_min(torch.finfo(w.dtype).tiny)  # nothing counted: 0 / tiny = 0
 
 
 _REGION_ARGS = """

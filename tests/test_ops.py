@@ -1,0 +1,218 @@
+"""The custom ops behind the losses (``torch.ops.medloss.*``): torch.library.opcheck (schema,
+fake implementation, registered autograd, AOT dispatch), values against plain float64 formulas,
+and the CPU kernel against the PyTorch implementation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.library import opcheck
+
+import medloss
+from medloss import _ops
+from medloss._native import native_kernels_available
+
+NATIVE = [True, False] if native_kernels_available() else [False]
+ops = torch.ops.medloss
+
+
+def _images(dtype=torch.float64, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c, 4, 5, generator=g, dtype=dtype)
+    t = torch.randint(0, c, (2, 4, 5), generator=g)
+    t[0, 0, :3] = -100
+    return x, t
+
+
+def _reference_stats(x, t, ignore_index=-100):
+    """TP, sum p, sum y per image and class from softmax and a one-hot target, in float64."""
+    p = torch.softmax(x.double(), 1)
+    valid = (t != ignore_index).double()
+    onehot = F.one_hot(t.clamp(min=0), x.shape[1]).movedim(-1, 1).double() * valid.unsqueeze(1)
+    dims = tuple(range(2, x.ndim))
+    return torch.stack([(p * onehot).sum(dims), (p * valid.unsqueeze(1)).sum(dims), onehot.sum(dims)], 1)
+
+
+def _reference_focal(x, t, gamma, weight=None, ignore_index=-100):
+    logp = torch.log_softmax(x.double(), 1)
+    valid = t != ignore_index
+    tt = t.clamp(min=0)
+    lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+    w = 1.0 if weight is None else weight.double()[tt]
+    return (-(w * (1 - lt.exp()) ** gamma * lt) * valid).sum()
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("term", [_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE], ids=["none", "focal", "wce"])
+def test_softmax_stats_opcheck(native, term):
+    x, t = _images()
+    x.requires_grad_(True)
+    weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64) if term == _ops.TERM_FOCAL else None
+    with medloss.native_kernels(native):
+        opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7))
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+def test_softmax_stats_values(native):
+    x, t = _images()
+    weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
+    with medloss.native_kernels(native):
+        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
+    torch.testing.assert_close(stats, _reference_stats(x, t))
+    torch.testing.assert_close(term, _reference_focal(x, t, 2.0, weight))
+    assert int(n_bad) == 0
+    expected8 = t.clamp(min=0).reshape(2, -1).to(torch.uint8)
+    expected8[t.reshape(2, -1) == -100] = 255
+    assert torch.equal(labels8, expected8)
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
+    x, t = _images()
+    bad = t.clone()
+    bad[1, 2, 2], bad[1, 3, 3] = 3, -7  # out of range, not ignore_index
+    ignored = bad.clone()
+    ignored[1, 2, 2] = ignored[1, 3, 3] = -100
+    with medloss.native_kernels(native):
+        stats, _, n_bad, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+    assert int(n_bad) == 2
+    torch.testing.assert_close(stats, _reference_stats(x, ignored))
+
+
+def test_softmax_stats_ignore_index_inside_the_class_range():
+    """ignore_index = 0 (ignore the background): those pixels count nowhere, class 0 has no TP."""
+    x, t = _images()
+    t = t.clamp(min=0)
+    with medloss.native_kernels(False):
+        stats, _, n_bad, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+    masked = torch.where(t == 0, -100, t)
+    torch.testing.assert_close(stats, _reference_stats(x, masked))
+    assert int(n_bad) == 0
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("per_position", [False, True])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_softmax_focal_opcheck(native, per_position, smoothing):
+    x, t = _images()
+    x.requires_grad_(True)
+    gammas = (2.0, 2.0) if smoothing else (2.0, 0.0)
+    with medloss.native_kernels(native):
+        opcheck(ops.softmax_focal, (x, t, -100, torch.tensor([0.3, 0.7, 0.7], dtype=torch.float64), *gammas,
+                                    smoothing, per_position))
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+def test_softmax_focal_values(native):
+    x, t = _images()
+    with medloss.native_kernels(native):
+        total, counts, n_bad = ops.softmax_focal(x, t, -100, None, 1.5, 1.5, 0.0, False)
+    torch.testing.assert_close(total, _reference_focal(x, t, 1.5))
+    valid = t[t != -100]
+    torch.testing.assert_close(counts, torch.bincount(valid, minlength=3).double())
+    assert int(n_bad) == 0
+
+
+def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy():
+    x, t = _images()
+    total, counts, _ = ops.softmax_focal(x, t, -100, None, 0.0, 0.0, 0.1, False)
+    expected = F.cross_entropy(x, t, label_smoothing=0.1, reduction="sum")
+    torch.testing.assert_close(total, expected)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_sigmoid_ops_opcheck(masked):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 2, (2, 3, 4, 4), generator=g).double()
+    valid = torch.rand(2, 1, 4, 4, generator=g) > 0.2 if masked else None
+    opcheck(ops.sigmoid_stats, (x, y, valid))
+    a = torch.tensor([0.25, 0.5, 0.9], dtype=torch.float64)
+    for per_position in (False, True):
+        opcheck(ops.sigmoid_focal, (x, y, valid, a, 1.0 - a, 2.0, 0.1, per_position))
+
+
+def test_sigmoid_focal_at_gamma_0_is_binary_cross_entropy():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 2, 5, generator=g, dtype=torch.float64)
+    y = torch.rand(3, 2, 5, generator=g, dtype=torch.float64)  # soft labels
+    one = torch.ones(1, dtype=torch.float64)
+    value = ops.sigmoid_focal(x, y, None, one, one, 0.0, 0.0, True)
+    torch.testing.assert_close(value, F.binary_cross_entropy_with_logits(x, y, reduction="none"))
+
+
+def test_ops_stay_on_the_input_device_without_host_syncs():
+    """Fake CUDA tensors: every op's forward runs its fake implementation and needs no host data."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 3, 8, 8, device="cuda")
+        t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
+        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
+        assert stats.device.type == "cuda" and stats.shape == (2, 3, 3) and labels8.shape == (2, 64)
+        value, counts, _ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
+        assert value.shape == (2, 8, 8) and value.device.type == "cuda"
+        assert ops.sigmoid_stats(x, x, None).shape == (2, 3, 3)
+
+
+def test_pytorch_implementations_make_no_host_sync_on_cuda():
+    """The PyTorch implementations (what a GPU runs) on fake CUDA tensors: any .item() / .numpy()
+    / data-dependent branch would raise here."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 3, 8, 8, device="cuda")
+        t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
+        w = torch.empty(3, device="cuda")
+        g = torch.empty(2, 3, device="cuda")
+        for term in (_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE):
+            stats, total, n_bad, labels8 = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5)
+            grad = _ops._softmax_stats_backward_torch(x, t, labels8, -100, term, w, 2.0, 0.0, 0.5, g, g, total)
+            assert grad.shape == x.shape and grad.device.type == "cuda"
+        for smoothing in (0.0, 0.1):
+            for per_position in (False, True):
+                value, counts, n_bad = _ops._softmax_focal_torch(x, t, -100, w, 2.0, 2.0, smoothing, per_position)
+                grad = _ops._softmax_focal_backward_torch(x, t, -100, w, 2.0, 2.0, smoothing, value)
+                assert grad.shape == x.shape
+
+
+def _meta_inputs(entry, mode):
+    if entry.output == "score":
+        return torch.empty(6, 1, device="meta"), torch.empty(6, dtype=torch.long, device="meta")
+    if entry.output == "conditional_logits":
+        return torch.empty(6, 2, device="meta"), torch.empty(6, dtype=torch.long, device="meta")
+    if "ordinal" in entry.tasks:
+        return torch.empty(6, 3, device="meta"), torch.empty(6, dtype=torch.long, device="meta")
+    if "detection" in entry.tasks:
+        return torch.empty(2, 4, device="meta"), torch.empty(2, 4, device="meta")
+    if mode == "binary":
+        return torch.empty(2, 1, 8, 8, device="meta"), torch.empty(2, 1, 8, 8, device="meta")
+    return torch.empty(2, 3, 8, 8, device="meta"), torch.empty(2, 8, 8, dtype=torch.long, device="meta")
+
+
+def _loss_cases():
+    from medloss.losses import available_losses
+
+    for entry in available_losses():
+        modes = ["multiclass", "binary"] if entry.accepts("mode") and not {"ordinal", "detection"} & set(entry.tasks) else [None]
+        for mode in modes:
+            yield pytest.param(entry, mode, id=f"{entry.name}-{mode or 'default'}")
+
+
+@pytest.mark.parametrize("entry,mode", list(_loss_cases()))
+def test_every_loss_runs_on_the_input_device_without_host_sync(entry, mode):
+    """Forward and backward of every registered loss on ``meta`` tensors (no data: any .item(),
+    .numpy(), float(tensor) or CPU-only step raises) with value checks off, which is what a
+    training step runs under torch.compile or ``medloss.value_checks(False)``."""
+    from medloss.losses import get_loss
+
+    if "ordinal" in entry.tasks:
+        loss = get_loss(entry.name, num_classes=3)
+    else:
+        loss = get_loss(entry.name) if mode is None else get_loss(entry.name, mode=mode)
+    loss = loss.to("meta")
+    x, t = _meta_inputs(entry, mode)
+    x.requires_grad_(True)
+    with medloss.value_checks(False):
+        value = loss(x, t)
+        value.backward()
+    assert value.device.type == "meta" and x.grad.device.type == "meta" and x.grad.shape == x.shape
