@@ -79,6 +79,8 @@ def top_label(p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     # `p_y == max` equals `argmax == y` unless an earlier class ties the maximum; a tie needs
     # conf <= 1/2 on a row that sums to one, so only those rows are re-checked with argmax
     suspect = correct & (conf <= 0.5 + SUM_ATOL) & (y > 0)
+    if p.device.type != "cpu":  # no host round trip for the row indices: argmax on every row
+        return conf, torch.where(suspect, p.argmax(1) == y, correct)
     rows = torch.nonzero(suspect).squeeze(1)
     if rows.numel():
         correct[rows] = p[rows].argmax(1) == y[rows]

@@ -383,7 +383,7 @@ class IsotonicCalibrator(_Calibrator):
         self.thresholds_: list[tuple[list[float], list[float]]] = []
         for k in range(probs.shape[1]):
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
-            iso.fit(probs[:, k].numpy(), targets[:, k].numpy())
+            iso.fit(probs[:, k].cpu().numpy(), targets[:, k].cpu().numpy())  # scikit-learn: on the host
             self.thresholds_.append((iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist()))
         self.fitted_ = True
         return self
@@ -395,8 +395,8 @@ class IsotonicCalibrator(_Calibrator):
         probs = torch.sigmoid(z).unsqueeze(1) if self.binary_ else torch.softmax(z, 1)
         out = np.empty(tuple(probs.shape))
         for k, (xs, ys) in enumerate(self.thresholds_):
-            out[:, k] = np.interp(probs[:, k].numpy(), xs, ys)
-        result = torch.from_numpy(out)
+            out[:, k] = np.interp(probs[:, k].cpu().numpy(), xs, ys)
+        result = torch.from_numpy(out).to(z.device)
         if self.binary_:
             return result[:, 0]
         total = result.sum(1, keepdim=True)

@@ -27,7 +27,7 @@ NORMS = ("l1", "l2", "max")
 
 def uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Bin of each confidence for the edges ``np.linspace(0, 1, n_bins + 1)`` (float64), bins
-    ``(lo, hi]`` with the first one closed at 0.
+    ``(lo, hi]`` with the first one closed at 0. Computed on the input's device.
 
     For float32 / float16 / bf16 confidences this is ``ceil(conf * n) - 1`` in float64: a
     float32 times an integer below 2^29 is exact there, and no float32 value lies within a
@@ -36,30 +36,58 @@ def uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
     value written as 0.7 lands in (0.6, 0.7] as in scikit-learn.
     """
     if conf.dtype == torch.float64:
-        edges = torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1))
-        return torch.bucketize(conf, edges[1:-1], right=False)
+        edges = torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1)).to(conf.device)
+        return torch.bucketize(conf, edges.narrow(0, 1, n_bins - 1), right=False)
     k = conf.to(torch.float64).mul(n_bins).ceil_().long()
     return k.sub_(1).clamp_(0, n_bins - 1)
 
 
-def quantile_edges(conf: torch.Tensor, n_bins: int) -> np.ndarray:
-    """Equal-mass bin edges: the sorted confidences split into ``n_bins`` groups of (nearly) equal
-    size (``np.array_split`` sizes); each inner edge is the largest confidence of a group. With
-    ties, tied values stay in one bin, so some bins may be empty."""
-    s = np.sort(conf.detach().to(torch.float64).cpu().numpy())
-    sizes = np.full(n_bins, len(s) // n_bins)
-    sizes[: len(s) % n_bins] += 1
-    ends = np.cumsum(sizes)[:-1] - 1
-    inner = s[np.clip(ends, 0, len(s) - 1)] if len(s) else np.zeros(n_bins - 1)
-    return np.concatenate([[0.0], inner, [1.0]])
+def quantile_edges(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Equal-mass bin edges ``[n_bins + 1]`` (float64, on the input's device): the sorted
+    confidences split into ``n_bins`` groups of (nearly) equal size (``np.array_split`` sizes);
+    each inner edge is the largest confidence of a group. With ties, tied values stay in one bin,
+    so some bins may be empty."""
+    s = torch.sort(conf.detach().to(torch.float64).reshape(-1)).values
+    n = s.numel()
+    sizes = np.full(n_bins, n // n_bins)
+    sizes[: n % n_bins] += 1
+    ends = torch.as_tensor(np.clip(np.cumsum(sizes)[:-1] - 1, 0, max(n - 1, 0)), device=s.device)
+    inner = s.index_select(0, ends) if n else s.new_zeros(n_bins - 1)
+    return torch.cat([s.new_zeros(1), inner, s.new_ones(1)])
 
 
-def _bin_index(conf: torch.Tensor, n_bins: int, binning: str) -> tuple[torch.Tensor, np.ndarray]:
+def _bin_index(conf: torch.Tensor, n_bins: int, binning: str) -> tuple[torch.Tensor, torch.Tensor]:
     if binning == "uniform":
-        return uniform_bin_index(conf, n_bins), np.linspace(0.0, 1.0, n_bins + 1)
+        return uniform_bin_index(conf, n_bins), torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1))
     edges = quantile_edges(conf, n_bins)
-    inner = torch.as_tensor(edges[1:-1], dtype=torch.float64)
-    return torch.searchsorted(inner, conf.to(torch.float64), right=False), edges
+    return torch.searchsorted(edges.narrow(0, 1, n_bins - 1), conf.to(torch.float64), right=False), edges
+
+
+def _bin_sum(idx: torch.Tensor, size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-bin sums of ``weights`` (counts without), ``[size]``. ``bincount`` is fastest on CPU, but
+    elsewhere its output size depends on the data (CUDA syncs the host to read the maximum), so
+    the other devices use ``index_add_`` into a fixed-size zero tensor."""
+    if idx.device.type == "cpu":
+        return torch.bincount(idx, weights=weights, minlength=size)
+    if weights is None:
+        return torch.zeros(size, dtype=torch.int64, device=idx.device).index_add_(0, idx, torch.ones_like(idx))
+    return torch.zeros(size, dtype=weights.dtype, device=idx.device).index_add_(0, idx, weights)
+
+
+def binned_sums(
+    conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str = "uniform"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per bin: sample count, sum of confidences and sum of correctness (float64), and the edges,
+    all ``O(n_bins)`` tensors on the input's device: the only numbers a metric needs on the host."""
+    idx, edges = _bin_index(conf, n_bins, binning)
+    counts = _bin_sum(idx, n_bins)
+    sum_conf = _bin_sum(idx, n_bins, conf.to(torch.float64))
+    sum_correct = _bin_sum(idx, n_bins, correct.to(torch.float64))
+    return counts, sum_conf, sum_correct, edges
+
+
+def _host(*tensors: torch.Tensor) -> tuple[np.ndarray, ...]:
+    return tuple(t.detach().cpu().numpy() for t in tensors)
 
 
 @dataclass
@@ -109,14 +137,18 @@ class CalibrationAccumulator:
         return self
 
     def _add(self, conf: torch.Tensor, correct: torch.Tensor, track_squares: bool) -> None:
+        # sums on the input's device; only the [n_bins, 2] results come to the host
         cell = uniform_bin_index(conf, self.n_bins).mul_(2).add_(correct)
         c64 = conf.to(torch.float64)
         size = 2 * self.n_bins
-        self.counts += torch.bincount(cell, minlength=size).numpy().reshape(self.n_bins, 2)
-        self.sum_conf += torch.bincount(cell, weights=c64, minlength=size).numpy().reshape(self.n_bins, 2)
+        sums = [_bin_sum(cell, size), _bin_sum(cell, size, c64)]
         if track_squares:
-            sq = torch.bincount(cell, weights=c64 * c64, minlength=size).numpy()
-            self.sum_conf_sq += sq.reshape(self.n_bins, 2)
+            sums.append(_bin_sum(cell, size, c64 * c64))
+        host = _host(*sums)
+        self.counts += host[0].reshape(self.n_bins, 2)
+        self.sum_conf += host[1].reshape(self.n_bins, 2)
+        if track_squares:
+            self.sum_conf_sq += host[2].reshape(self.n_bins, 2)
 
     def merge(self, other: CalibrationAccumulator) -> CalibrationAccumulator:
         """Add another accumulator's statistics (same ``n_bins``). Returns ``self``."""
@@ -187,11 +219,7 @@ def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
 
 
 def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str):
-    idx, edges = _bin_index(conf, n_bins, binning)
-    counts = torch.bincount(idx, minlength=n_bins).numpy()
-    sum_conf = torch.bincount(idx, weights=conf.to(torch.float64), minlength=n_bins).numpy()
-    sum_correct = torch.bincount(idx, weights=correct.to(torch.float64), minlength=n_bins).numpy()
-    return counts, sum_conf, sum_correct, edges
+    return _host(*binned_sums(conf, correct, n_bins, binning))
 
 
 def expected_calibration_error(
