@@ -216,3 +216,21 @@ def test_every_loss_runs_on_the_input_device_without_host_sync(entry, mode):
         value = loss(x, t)
         value.backward()
     assert value.device.type == "meta" and x.grad.device.type == "meta" and x.grad.shape == x.shape
+
+
+def test_logit_link_nll_opcheck_and_value():
+    """The cumulative-link (logit) NLL op: opcheck, and the value -log(sigmoid(b) - sigmoid(a))."""
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(9, generator=g, dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([-1.0, 0.2, 1.5], dtype=torch.float64)
+    c_ext = torch.cat([torch.tensor([-float("inf")], dtype=torch.float64), c,
+                       torch.tensor([float("inf")], dtype=torch.float64)]).requires_grad_(True)
+    widths = c[1:] - c[:-1]
+    log_width = torch.cat([torch.zeros(1, dtype=torch.float64), torch.log1p(-torch.exp(-widths)),
+                           torch.zeros(1, dtype=torch.float64)]).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 2])
+    opcheck(ops.logit_link_nll, (f, c_ext, log_width, y))
+    nll = ops.logit_link_nll(f, c_ext, log_width, y)
+    upper = torch.sigmoid(c_ext[y + 1] - f)
+    lower = torch.sigmoid(c_ext[y] - f)
+    torch.testing.assert_close(nll, -torch.log(upper - lower))

@@ -25,6 +25,7 @@ in eager mode.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from . import _native
@@ -688,8 +689,8 @@ def sigmoid_focal(
 
     torch._check(y.shape == x.shape, lambda: f"medloss::sigmoid_focal: y {list(y.shape)} vs x {list(x.shape)}")
     xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
-    value_pos, _ = focal_terms(torch.nn.functional.logsigmoid(xv), gamma)
-    value_neg, _ = focal_terms(torch.nn.functional.logsigmoid(-xv), gamma)
+    value_pos, _ = focal_terms(F.logsigmoid(xv), gamma)
+    value_neg, _ = focal_terms(F.logsigmoid(-xv), gamma)
     raw = (c_pos * value_pos).add_(c_neg * value_neg)
     return raw.view_as(x) if per_position else raw.sum()
 
@@ -714,8 +715,8 @@ def sigmoid_focal_backward(
     from .losses._common import focal_terms
 
     xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
-    log_p = torch.nn.functional.logsigmoid(xv)
-    log_q = torch.nn.functional.logsigmoid(-xv)
+    log_p = F.logsigmoid(xv)
+    log_q = F.logsigmoid(-xv)
     _, slope_pos = focal_terms(log_p, gamma)
     _, slope_neg = focal_terms(log_q, gamma)
     # d/dx log p = 1 - p = q, d/dx log q = -p
@@ -743,8 +744,8 @@ def _sigmoid_focal_grad(ctx, grad_out):
 
         def reference(x_: Tensor) -> Tensor:
             xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x_, y, valid, a_pos, a_neg, label_smoothing)
-            raw = (c_pos * focal_modulated_log(torch.nn.functional.logsigmoid(xv), gamma)
-                   + c_neg * focal_modulated_log(torch.nn.functional.logsigmoid(-xv), gamma))
+            raw = (c_pos * focal_modulated_log(F.logsigmoid(xv), gamma)
+                   + c_neg * focal_modulated_log(F.logsigmoid(-xv), gamma))
             return raw.view_as(x) if grad_out.dim() else raw.sum()
 
         (grad,) = second_order_grads(reference, (x,), (grad_out,))
@@ -754,3 +755,74 @@ def _sigmoid_focal_grad(ctx, grad_out):
 
 
 sigmoid_focal.register_autograd(_sigmoid_focal_grad, setup_context=_sigmoid_focal_setup)
+
+
+# ------------------------------------------------------------------ cumulative link (logit) NLL
+def _class_sum(y: Tensor, weights: Tensor, size: int) -> Tensor:
+    """Per-class sums of ``weights`` over labels ``y`` ``[size]``: ``bincount`` on CPU (~10x faster
+    than autograd's scatter for 10^6 samples), ``index_add_`` into fixed-size zeros elsewhere
+    (``bincount``'s output size depends on the data: CUDA reads the maximum on the host)."""
+    if y.device.type == "cpu":
+        return torch.bincount(y, weights=weights, minlength=size).to(weights.dtype)
+    return torch.zeros(size, dtype=weights.dtype, device=y.device).index_add_(0, y, weights)
+
+
+@torch.library.custom_op("medloss::logit_link_nll", mutates_args=())
+def logit_link_nll(f: Tensor, cutpoints_ext: Tensor, log_width: Tensor, y: Tensor) -> Tensor:
+    """Per-sample NLL of the logit cumulative link model ``[B]``.
+
+    ``cutpoints_ext`` is ``[-inf, c_1, ..., c_{K-1}, +inf]`` and ``log_width`` the per-class
+    ``log(1 - exp(-(c_{k+1} - c_k)))`` (0 for the open first and last classes). With
+    ``a = c_y - f`` and ``b = c_{y+1} - f``, ``nll = -logsigmoid(b) - logsigmoid(-a) - log_width[y]``;
+    the infinite ends make the open-interval terms vanish exactly. ``y`` holds grades in ``[0, K)``.
+    """
+    a = cutpoints_ext.gather(0, y).sub_(f)
+    b = cutpoints_ext.gather(0, y + 1).sub_(f)
+    return F.logsigmoid(b).add_(F.logsigmoid(-a)).add_(log_width.gather(0, y)).neg_()
+
+
+@logit_link_nll.register_fake
+def _(f, cutpoints_ext, log_width, y):
+    return torch.empty_like(f)
+
+
+@torch.library.custom_op("medloss::logit_link_nll_backward", mutates_args=())
+def logit_link_nll_backward(
+    f: Tensor, cutpoints_ext: Tensor, y: Tensor, grad: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of ``logit_link_nll`` for the scores ``[B]``, the cutpoints ``[K + 1]`` and the
+    log-widths ``[K]``: ``d nll / d a = sigmoid(a)``, ``d nll / d b = -sigmoid(-b)``, summed per class
+    for the cutpoints."""
+    n = cutpoints_ext.shape[0]
+    ga = torch.sigmoid(cutpoints_ext.gather(0, y) - f).mul_(grad)
+    gb = torch.sigmoid(f - cutpoints_ext.gather(0, y + 1)).mul_(grad)
+    grad_c = _class_sum(y, ga, n) - _class_sum(y + 1, gb, n)
+    return gb - ga, grad_c, -_class_sum(y, grad, n - 1)
+
+
+@logit_link_nll_backward.register_fake
+def _(f, cutpoints_ext, y, grad):
+    n = cutpoints_ext.shape[0]
+    return torch.empty_like(f), f.new_empty(n), f.new_empty(n - 1)
+
+
+def _logit_link_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _logit_link_grad(ctx, grad):
+    f, cutpoints_ext, log_width, y = ctx.saved_tensors
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from .losses._common import second_order_grads
+
+        def reference(f_: Tensor, c_: Tensor, w_: Tensor) -> Tensor:
+            a = c_.gather(0, y) - f_
+            b = c_.gather(0, y + 1) - f_
+            return -(F.logsigmoid(b) + F.logsigmoid(-a) + w_.gather(0, y))
+
+        return (*second_order_grads(reference, (f, cutpoints_ext, log_width), (grad,)), None)
+    grad_f, grad_c, grad_w = logit_link_nll_backward(f, cutpoints_ext, y, grad)
+    return grad_f, grad_c.to(cutpoints_ext.dtype), grad_w.to(log_width.dtype), None
+
+
+logit_link_nll.register_autograd(_logit_link_grad, setup_context=_logit_link_setup)
