@@ -236,3 +236,77 @@ def test_focal_loss_on_images_through_kernels(alpha, normalize, gamma):
             ours = FocalLoss(alpha=alpha, gamma=0.0, normalize="weights")(x, t)
         expected = torch.nn.functional.cross_entropy(x, t, weight=alpha.double(), ignore_index=-100)
         torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+# --- the kernel boundary (issue 10): scratch on the heap, arguments checked before pointers cross, layout checked
+
+
+@needs_kernels
+def test_kernel_runs_on_small_thread_stacks():
+    """float64 with 32 classes needed ~245 KB of stack scratch, which crashed threads with small
+    stacks; the scratch now lives on the heap. A 192 KB Python thread and OMP_STACKSIZE=128K."""
+    import subprocess
+    import sys
+    import threading
+
+    x = torch.randn(2, 32, 40, 40, dtype=torch.float64)
+    t = torch.randint(0, 32, (2, 40, 40))
+    expected = DiceLoss()(x, t)
+    result = {}
+
+    def work():
+        result["value"] = DiceLoss()(x, t)
+
+    old = threading.stack_size(192 * 1024)
+    try:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(old)
+    torch.testing.assert_close(result["value"], expected)
+    code = (
+        "import torch; from medloss.losses import DiceLoss; torch.set_num_threads(2);"
+        "x = torch.randn(2, 32, 64, 64, dtype=torch.float64, requires_grad=True);"
+        "DiceLoss()(x, torch.randint(0, 32, (2, 64, 64))).backward(); print('ok')"
+    )
+    env = {**os.environ, "OMP_STACKSIZE": "128K", "MEDLOSS_REQUIRE_NATIVE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@needs_kernels
+@pytest.mark.parametrize("bad,message", [
+    (lambda x, t: (x.transpose(2, 3), t), "contiguous"),
+    (lambda x, t: (x.half(), t), "float32 or float64"),
+    (lambda x, t: (x, t.int()), r"`?t`? must be a CPU"),
+    (lambda x, t: (x, t[:, :-1]), "entries"),
+    (lambda x, t: (x[:, :1].contiguous(), t), "2-32 classes"),
+])
+def test_kernel_boundary_checks_its_arguments(bad, message):
+    from medloss import _native
+
+    x = torch.randn(2, 3, 4, 4)
+    t = torch.randint(0, 3, (2, 16))
+    xb, tb = bad(x, t)
+    with pytest.raises(ValueError, match=message):
+        _native.softmax_pass(xb, tb, None, stats=True)
+
+
+@needs_kernels
+def test_loader_refuses_a_kernel_whose_field_layout_differs(monkeypatch):
+    """Same total size and field count, one field of another type: the size check alone would accept it."""
+    import ctypes
+
+    from medloss import _native
+
+    lib = ctypes.CDLL(_native._LIB._name)
+    assert _native.layout_matches(lib)
+    fields = [(n, ctypes.c_int16 if n == "use_ignore" else c) for n, c in _native.PassArgs._fields_]
+
+    class Moved(ctypes.Structure):
+        _fields_ = fields
+
+    assert ctypes.sizeof(Moved) == ctypes.sizeof(_native.PassArgs)
+    monkeypatch.setattr(_native, "PassArgs", Moved)
+    assert not _native.layout_matches(lib)

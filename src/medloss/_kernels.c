@@ -10,7 +10,7 @@
  * is one pass that reads the logits and the labels and writes nothing but a few sums per image
  * and class; the backward is one pass that recomputes the softmax and writes the gradient.
  * Work is split over pthreads by tiles of pixels; loops run over pixels with the channels in a
- * small stack buffer, so they vectorise (exp and log are polynomial, not libm calls).
+ * small heap scratch buffer per job, so they vectorise (exp and log are polynomial, not libm calls).
  */
 
 #ifdef MEDLOSS_PYTHON_MODULE
@@ -29,6 +29,7 @@ PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&medloss_kernels_m
 #include <emmintrin.h>
 #endif
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,4 +149,25 @@ static inline float log_f32(float x) {
 #undef STREAM
 
 /* ABI check for the loader: the size of the argument struct and a version number */
-int64_t medloss_kernels_abi(void) { return (int64_t)(1000 * sizeof(medloss_pass_args) + 1); }
+int64_t medloss_kernels_abi(void) { return (int64_t)(1000 * sizeof(medloss_pass_args) + 2); }
+
+/* The field layout of medloss_pass_args as (offset, size) pairs in declaration order, so the
+ * loader can refuse a build whose fields moved or changed type even when the total size did not.
+ * Writes at most `capacity` pairs into `out` (2 * capacity values); returns the number of fields. */
+#define MEDLOSS_FIELD(f) offsetof(medloss_pass_args, f), sizeof(((medloss_pass_args *)0)->f)
+int64_t medloss_kernels_layout(int64_t *out, int64_t capacity) {
+    static const size_t fields[] = {
+        MEDLOSS_FIELD(B), MEDLOSS_FIELD(C), MEDLOSS_FIELD(S), MEDLOSS_FIELD(x), MEDLOSS_FIELD(t),
+        MEDLOSS_FIELD(valid), MEDLOSS_FIELD(ignore_index), MEDLOSS_FIELD(use_ignore), MEDLOSS_FIELD(pad_),
+        MEDLOSS_FIELD(labels8_out), MEDLOSS_FIELD(labels8), MEDLOSS_FIELD(n_bad), MEDLOSS_FIELD(term),
+        MEDLOSS_FIELD(n_threads), MEDLOSS_FIELD(term_w), MEDLOSS_FIELD(gamma), MEDLOSS_FIELD(stats),
+        MEDLOSS_FIELD(term_value), MEDLOSS_FIELD(grad), MEDLOSS_FIELD(u), MEDLOSS_FIELD(v),
+        MEDLOSS_FIELD(g_term), MEDLOSS_FIELD(gomp_parallel),
+    };
+    const int64_t n = (int64_t)(sizeof fields / sizeof fields[0] / 2);
+    for (int64_t i = 0; i < n && i < capacity; ++i) {
+        out[2 * i] = (int64_t)fields[2 * i];
+        out[2 * i + 1] = (int64_t)fields[2 * i + 1];
+    }
+    return n;
+}

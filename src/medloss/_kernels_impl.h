@@ -2,7 +2,7 @@
  *   REAL (float | double), SUFFIX (f32 | f64), EXP, LOG (vectorisable for float, libm for double).
  *
  * One pass over a tile of pixels of one image computes, per pixel, the softmax p over the C
- * channels (stored channel-major in a stack buffer so that every inner loop runs over pixels and
+ * channels (stored channel-major in a scratch buffer so that every inner loop runs over pixels and
  * vectorises), then any of:
  *   - the per-class sums TP_c = sum p_c [t = c], SUMP_c = sum p_c, SUMY_c = sum [t = c];
  *   - a per-pixel term (focal or Combo's weighted cross-entropy) and its sum;
@@ -23,6 +23,7 @@ typedef struct {
     double term;
     int64_t n_bad;
     int tile;   /* pixels per tile */
+    int failed; /* set when the scratch memory could not be allocated */
 } FN(job);
 
 static inline void FN(store_streaming)(REAL *dst, const REAL *src, int n) {
@@ -42,7 +43,7 @@ static inline void FN(store_streaming)(REAL *dst, const REAL *src, int n) {
 }
 
 /* add the partial sums of one image to its class sums, and clear them */
-static void FN(flush_lanes)(FN(job) * job, double lanes[3][MAX_CLASSES][LANES], int64_t image, int64_t C) {
+static void FN(flush_lanes)(FN(job) * job, double (*lanes)[MAX_CLASSES][LANES], int64_t image, int64_t C) {
     if (image >= 0) {
         double *st = job->stats + image * 3 * C;
         for (int k = 0; k < 3; ++k)
@@ -55,6 +56,38 @@ static void FN(flush_lanes)(FN(job) * job, double lanes[3][MAX_CLASSES][LANES], 
     memset(lanes, 0, sizeof(double) * 3 * MAX_CLASSES * LANES);
 }
 
+typedef struct {
+    REAL e[MAX_CLASSES][MAX_TILE], e2[MAX_CLASSES][MAX_TILE], ratio[MAX_CLASSES][MAX_TILE];
+    REAL m[MAX_TILE], m2[MAX_TILE], z[MAX_TILE], w[MAX_TILE], pt[MAX_TILE], lt[MAX_TILE], q[MAX_TILE];
+    REAL rest2[MAX_TILE], lz[MAX_TILE], pixel[MAX_TILE], on_t[MAX_TILE], slope[MAX_TILE], val[MAX_TILE];
+    REAL wce_rp[MAX_TILE], rest_logp[MAX_TILE], tt[MAX_TILE], am[MAX_TILE];
+    double lanes[3][MAX_CLASSES][LANES];
+    uint8_t ones[MAX_TILE], skip8[MAX_TILE];
+} FN(scratch);
+
+static pthread_key_t FN(scratch_key);
+static pthread_once_t FN(scratch_once) = PTHREAD_ONCE_INIT;
+static int FN(scratch_key_ok);
+
+static void FN(make_scratch_key)(void) { FN(scratch_key_ok) = pthread_key_create(&FN(scratch_key), free) == 0; }
+
+/* This thread's scratch block, allocated on its first call and freed when the thread exits (the
+ * key's destructor): PyTorch's OpenMP workers live on, so steady training allocates nothing. */
+static FN(scratch) *FN(thread_scratch)(void) {
+    pthread_once(&FN(scratch_once), FN(make_scratch_key));
+    if (!FN(scratch_key_ok)) return 0;
+    FN(scratch) *sc = (FN(scratch) *)pthread_getspecific(FN(scratch_key));
+    if (!sc) {
+        /* 64-byte aligned (a cache line, an AVX-512 vector), as the compiler aligns stack arrays */
+        sc = (FN(scratch) *)aligned_alloc(64, (sizeof(FN(scratch)) + 63) / 64 * 64);
+        if (sc && pthread_setspecific(FN(scratch_key), sc) != 0) {
+            free(sc);
+            sc = 0;
+        }
+    }
+    return sc;
+}
+
 MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
     const medloss_pass_args *a = job->a;
     const int64_t C = a->C, S = a->S;
@@ -63,19 +96,27 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
     int64_t n_bad = 0;
     const REAL *X = (const REAL *)a->x;
     REAL *G = (REAL *)a->grad;
-    /* per-tile scratch on the stack (distinct arrays: the vectoriser sees they do not alias),
-     * channel-major: e = exp then the softmax; for the weighted CE, e2 = exp(x - second max)
-     * and ratio = p / (1 - p) */
-    REAL e[MAX_CLASSES][MAX_TILE], e2[MAX_CLASSES][MAX_TILE], ratio[MAX_CLASSES][MAX_TILE];
-    REAL m[MAX_TILE], m2[MAX_TILE], z[MAX_TILE], w[MAX_TILE], pt[MAX_TILE], lt[MAX_TILE], q[MAX_TILE];
-    REAL rest2[MAX_TILE], lz[MAX_TILE], pixel[MAX_TILE], on_t[MAX_TILE], slope[MAX_TILE], val[MAX_TILE];
-    REAL wce_rp[MAX_TILE], rest_logp[MAX_TILE];
-    /* class indices held as REAL: compares and selects then share one vector type */
-    REAL tt[MAX_TILE], am[MAX_TILE];
-    uint8_t ones[MAX_TILE], skip8[MAX_TILE]; /* skip8: the byte labels of the tile */
-    double lanes[3][MAX_CLASSES][LANES]; /* per-image partial class sums (see the probabilities) */
+    /* per-tile scratch (~245 KB for float64: on the stack it overflowed small thread stacks), on the
+     * heap, one block per thread reused across calls (FN(thread_scratch)). Channel-major: e = exp then
+     * the softmax; for the weighted CE, e2 = exp(x - second max) and ratio = p / (1 - p). Distinct
+     * fixed-size members, so the vectoriser sees that they do not alias. */
+    FN(scratch) *sc = FN(thread_scratch)();
+    if (!sc) {
+        job->failed = 1;
+        return;
+    }
+    /* restrict: the scratch rows alias neither each other nor the tensors (a stack array gave the
+     * compiler that for free; without it every store here forces reloads, measured 20% slower) */
+    REAL (*restrict e)[MAX_TILE] = sc->e, (*restrict e2)[MAX_TILE] = sc->e2, (*restrict ratio)[MAX_TILE] = sc->ratio;
+    REAL *restrict m = sc->m, *restrict m2 = sc->m2, *restrict z = sc->z, *restrict w = sc->w;
+    REAL *restrict pt = sc->pt, *restrict lt = sc->lt, *restrict q = sc->q, *restrict rest2 = sc->rest2;
+    REAL *restrict lz = sc->lz, *restrict pixel = sc->pixel, *restrict on_t = sc->on_t, *restrict slope = sc->slope;
+    REAL *restrict val = sc->val, *restrict wce_rp = sc->wce_rp, *restrict rest_logp = sc->rest_logp;
+    REAL *restrict tt = sc->tt, *restrict am = sc->am; /* class indices as REAL: compares and selects share a vector type */
+    uint8_t *restrict ones = sc->ones, *restrict skip8 = sc->skip8; /* skip8: the byte labels of the tile */
+    double (*restrict lanes)[MAX_CLASSES][LANES] = sc->lanes; /* per-image partial class sums */
     int64_t lanes_image = -1;
-    memset(lanes, 0, sizeof lanes);
+    memset(lanes, 0, sizeof(double) * 3 * MAX_CLASSES * LANES);
     double term = 0.0;
     const int64_t ignore_index = a->ignore_index, use_ignore = a->use_ignore != 0;
 
@@ -84,7 +125,7 @@ MEDLOSS_CLONES static void FN(run_tiles)(FN(job) * job) {
         const int64_t b = tile / tiles_per_image;
         const int64_t s0 = (tile % tiles_per_image) * T;
         const int n = (int)((S - s0) < T ? (S - s0) : T);
-        const int n_pad = (n + LANES - 1) / LANES * LANES; /* <= MAX_TILE: tiles are whole blocks */
+        const int n_pad = (n + LANES - 1) / LANES * LANES; /* <= T: tiles are whole blocks */
         const REAL *xb = X + b * C * S + s0;
         /* prefetch a few tiles ahead (measured: 4-6 best, +-30% on cold data): the loads land in time,
          * and the hardware prefetchers do not run that far ahead across C + 1 streams */
@@ -491,6 +532,7 @@ int FN(medloss_softmax_pass)(const medloss_pass_args *a) {
         jobs[i].term = 0.0;
         jobs[i].n_bad = 0;
         jobs[i].tile = tile;
+        jobs[i].failed = 0;
     }
     FN(queue) queue = {jobs, n_jobs, 0};
     if (n_threads == 1) {
@@ -507,6 +549,11 @@ int FN(medloss_softmax_pass)(const medloss_pass_args *a) {
         FN(worker)(&queue); /* the calling thread works too, and finishes the jobs if no thread started */
         for (int i = 0; i < started; ++i) pthread_join(threads[i], 0);
     }
+    for (int i = 0; i < n_jobs; ++i)
+        if (jobs[i].failed) {
+            free(buffers);
+            return 2;
+        }
     double term = 0.0;
     for (int i = 0; i < n_jobs; ++i) term += jobs[i].term;
     if (a->term_value) *a->term_value = term;

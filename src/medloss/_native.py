@@ -74,6 +74,29 @@ def _openmp_parallel() -> int | None:
     return None
 
 
+#: version of the argument struct and of the kernels' contract (bumped with any change to either)
+ABI_VERSION = 2
+
+
+def layout_matches(lib: ctypes.CDLL) -> bool:
+    """Whether the library's argument struct has exactly the fields of :class:`PassArgs`: the same
+    total size, and each field at the same offset with the same size (a build where a field moved
+    or changed type is refused even if the total size did not change)."""
+    lib.medloss_kernels_abi.restype = ctypes.c_int64
+    if lib.medloss_kernels_abi() != 1000 * ctypes.sizeof(PassArgs) + ABI_VERSION:
+        return False
+    fields = PassArgs._fields_
+    out = (ctypes.c_int64 * (2 * len(fields)))()
+    lib.medloss_kernels_layout.restype = ctypes.c_int64
+    lib.medloss_kernels_layout.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
+    if lib.medloss_kernels_layout(out, len(fields)) != len(fields):
+        return False
+    expected = []
+    for name, ctype in fields:
+        expected += [getattr(PassArgs, name).offset, ctypes.sizeof(ctype)]
+    return list(out) == expected
+
+
 def _load() -> ctypes.CDLL | None:
     try:
         from . import _kernels  # type: ignore[attr-defined]
@@ -81,8 +104,7 @@ def _load() -> ctypes.CDLL | None:
         return None
     try:
         lib = ctypes.CDLL(_kernels.__file__)
-        lib.medloss_kernels_abi.restype = ctypes.c_int64
-        if lib.medloss_kernels_abi() != 1000 * ctypes.sizeof(PassArgs) + 1:
+        if not layout_matches(lib):
             return None  # a stale build from another version: use the PyTorch path
         for name in ("medloss_softmax_pass_f32", "medloss_softmax_pass_f64"):
             fn = getattr(lib, name)
@@ -146,6 +168,44 @@ class PassResult:
         self.stats, self.term, self.grad, self.labels8, self.n_bad = stats, term, grad, labels8, n_bad
 
 
+def _check_pass_arguments(x, t, valid, labels8, term, term_w, gamma, grad, u, v) -> None:
+    """Everything the C side trusts, checked before a pointer crosses the boundary: devices,
+    dtypes, contiguity and shapes of every buffer it reads or writes (ValueError otherwise)."""
+
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"medloss kernel: {what}")
+
+    need(isinstance(x, torch.Tensor) and x.device.type == "cpu", "logits must be a CPU tensor")
+    need(x.dtype in _KERNEL_DTYPES, f"logits must be float32 or float64, got {x.dtype}")
+    need(x.dim() >= 2 and x.is_contiguous(), f"logits must be contiguous [B, C, *], got strides {x.stride()}")
+    b, c = x.shape[:2]
+    need(2 <= c <= MAX_CLASSES and x.numel() > 0, f"logits need 2-{MAX_CLASSES} classes and data, got {list(x.shape)}")
+    s = x.numel() // (b * c)
+
+    def pixels(tensor, name: str, dtypes) -> None:
+        need(tensor.device.type == "cpu" and tensor.dtype in dtypes, f"{name} must be a CPU {dtypes} tensor")
+        need(tensor.is_contiguous() and tensor.numel() == b * s, f"{name} must be contiguous with {b * s} entries")
+
+    need((t is None) != (labels8 is None), "exactly one of the labels `t` / `labels8`")
+    if t is not None:
+        pixels(t, "t", (torch.int64,))
+    if labels8 is not None:
+        pixels(labels8, "labels8", (torch.uint8,))
+    if valid is not None:
+        pixels(valid, "valid", (torch.bool, torch.uint8))
+    if term == TERM_FOCAL:
+        need(term_w is not None and term_w.numel() == c and gamma is not None and gamma.numel() == c,
+             "the focal term needs per-class weights and gammas")
+    elif term == TERM_WCE:
+        need(term_w is not None and term_w.numel() == 2, "the weighted cross-entropy needs [w_pos, w_neg]")
+    else:
+        need(term == TERM_NONE, f"unknown term {term}")
+    for vec, name in ((u, "u"), (v, "v")):
+        need(vec is None or (vec.device.type == "cpu" and vec.numel() == b * c), f"`{name}` must be [B, C] on CPU")
+    need(not grad or (u is not None or v is not None or term != TERM_NONE), "a gradient pass needs u, v or a term")
+
+
 def softmax_pass(
     x: torch.Tensor,
     t: torch.Tensor | None,
@@ -173,10 +233,11 @@ def softmax_pass(
     and ``g_term`` = dL/d term).
     """
     assert _LIB is not None
+    _check_pass_arguments(x, t, valid, labels8, term, term_w, gamma, grad, u, v)
     b, c = x.shape[:2]
     s = x[0, 0].numel()
     stats_out = torch.empty(b, 3, c, dtype=torch.float64) if stats else None
-    grad_out = torch.empty_like(x) if grad else None
+    grad_out = torch.empty_like(x, memory_format=torch.contiguous_format) if grad else None
     labels_out = torch.empty(b, s, dtype=torch.uint8) if keep_labels else None
     term_value = ctypes.c_double(0.0)
     n_bad = ctypes.c_int64(0)
@@ -197,6 +258,8 @@ def softmax_pass(
     )
     fn = _LIB.medloss_softmax_pass_f32 if x.dtype == torch.float32 else _LIB.medloss_softmax_pass_f64
     status = fn(ctypes.byref(args))
-    if status != 0:  # pragma: no cover - the callers check the same limits first
+    if status == 2:
+        raise MemoryError(f"medloss kernel: out of memory for its scratch buffers (input {tuple(x.shape)})")
+    if status != 0:  # pragma: no cover - _check_pass_arguments enforces the same limits first
         raise RuntimeError(f"medloss kernel failed (status {status}) for input {tuple(x.shape)}")
     return PassResult(stats_out, term_value.value, grad_out, labels_out, n_bad.value)
