@@ -88,3 +88,91 @@ def test_outputs_follow_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "o").stat().st_mode) == 0o755
     assert stat.S_IMODE((tmp_path / "o" / "calibrator.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "o" / "metrics.json").stat().st_mode) == 0o644
+
+
+@pytest.fixture()
+def table(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    df["y"] = (df.a + rng.normal(size=200) > 0).astype(int)
+    df.to_csv(tmp_path / "ok.csv", index=False)
+    df.assign(a=df.a.where(df.index != 3, np.inf)).to_csv(tmp_path / "inf.csv", index=False)
+    return tmp_path
+
+
+def _train(tmp_path, capsys, *args):
+    out = tmp_path / "run"
+    code = main(["train", "--target", "y", "--out", str(out), "--epochs", "5", "--n-boot", "20", "--no-progress",
+                 *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("medloss train: error:") and err.strip().count("\n") == 0, err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".run")]
+    return err
+
+
+def test_infinite_feature_value_names_the_column_and_row(table, capsys):
+    err = _train(table, capsys, "--data", str(table / "inf.csv"))
+    assert "feature column 'a' holds 1 infinite value(s) (first in data row 4)" in err
+
+
+def test_diverging_training_says_so_and_suggests_a_lower_rate(table, capsys):
+    err = _train(table, capsys, "--data", str(table / "ok.csv"), "--lr", "1e6")
+    assert "training diverged" in err and "try a lower --lr, e.g. --lr 0.001" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dropout", "2"], "argument --dropout: expected a dropout probability in [0, 1); got '2'"),
+    (["--seed", "-5"], "argument --seed: expected an integer seed in [0, 2**32 - 1]; got '-5'"),
+])
+def test_out_of_range_options_are_usage_errors(table, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(table / "ok.csv"), "--target", "y", "--out", str(table / "run"), *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (table / "run").exists()
+
+
+def test_unwritable_output_is_a_one_line_error(table, capsys, monkeypatch):
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(table / ".run.x"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    err = _train(table, capsys, "--data", str(table / "ok.csv"))
+    assert "cannot write the outputs" in err and "Read-only file system" in err
+
+
+def test_sigterm_removes_the_hidden_run_folder(table):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = table / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medloss", "train", "--data", str(table / "ok.csv"), "--target", "y", "--out", str(out),
+         "--epochs", "100000", "--patience", "100000", "--no-progress"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not [p for p in table.iterdir() if p.name.startswith(".run")]:
+        time.sleep(0.05)  # wait until the run has made its hidden folder
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM); nothing was written" in err
+    assert not out.exists() and not [p for p in table.iterdir() if p.name.startswith(".run")]
+
+
+@pytest.mark.parametrize("command,option", [("train", "--task"), ("calibrate", "--calibrator"), ("train", "--seed"),
+                                            ("calibrate", "--seed"), ("demo", "--seed")])
+def test_options_have_help_text(command, option, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    line = text[text.index(option):].split("\n  --")[0]
+    assert len(line.split()) > 4, line  # more than the option's name and its choices

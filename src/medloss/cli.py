@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 
@@ -58,6 +60,34 @@ _positive_int = _positive(int, "integer")
 _positive_float = _positive(float, "number")
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, 2**32 - 1]; got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, 2**32 - 1]; got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a dropout probability in [0, 1); got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a dropout probability in [0, 1); got {text!r}")
+    return value
+
+
+SEED_HELP = "random seed (an integer in [0, 2**32 - 1]; default 0): the same seed and data give the same numbers"
+
+
+class Terminated(Exception):
+    """SIGTERM: stop now and leave nothing half-written (unlike Ctrl-C during training, which keeps
+    the best checkpoint and finishes the report)."""
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .workflow.pipeline import TrainConfig, run_train
 
@@ -102,14 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="medloss-demo", help="report folder (default ./medloss-demo)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quick", action="store_true", help="fewer epochs and resamples (a smoke test)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("train", help="train an MLP on a CSV / Parquet table, calibrate, evaluate, report")
     p.add_argument("--data", required=True, help="CSV or Parquet file, one row per patient / case")
     p.add_argument("--target", required=True, help="name of the target column")
-    p.add_argument("--task", choices=("binary", "multiclass", "ordinal"), default="binary")
+    p.add_argument("--task", choices=("binary", "multiclass", "ordinal"), default="binary",
+                   help="binary (two classes; see --binarize), multiclass (unordered classes) or ordinal (ordered "
+                   "grades 0..K-1, evaluated with QWK, MAE, ...) (default binary)")
     p.add_argument("--binarize", metavar="median|VALUE", help="binary task from a continuous target: y > threshold")
     p.add_argument("--num-classes", type=_positive_int, help="declared number of classes / grades (labels 0..K-1)")
     p.add_argument("--loss", default="ce", help="a registered loss (see `medloss losses`) or a weighted sum "
@@ -119,13 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature",
                    help="post-hoc calibrator fitted on the validation split (default temperature)")
     p.add_argument("--hidden", type=_hidden, default=(64, 32), help="MLP layer widths (default 64,32)")
-    p.add_argument("--dropout", type=float, default=0.1, help="dropout after each hidden layer (default 0.1)")
+    p.add_argument("--dropout", type=_probability, default=0.1,
+                   help="dropout probability in [0, 1) after each hidden layer (default 0.1)")
     p.add_argument("--no-batch-norm", action="store_true", help="no batch normalisation after the hidden layers")
     p.add_argument("--epochs", type=_positive_int, default=200, help="maximum epochs (default 200)")
     p.add_argument("--patience", type=_positive_int, default=20, help="early-stopping patience (default 20)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="(default 64)")
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    p.add_argument("--seed", type=int, default=0, help="seed for splits, initialisation and batches (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (splits, initialisation, batches)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
@@ -135,9 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")
     p.add_argument("--predictions", required=True, help="CSV / Parquet / NPZ of logits or probabilities + labels")
     p.add_argument("--val", help="a second file of the same format to fit the calibrator on (recommended)")
-    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature")
+    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature",
+                   help="temperature (one T for all classes; default), platt (binary, one logit: a z + b) or "
+                   "isotonic (monotone, non-parametric; needs more validation rows)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (the 50/50 split, the bootstrap)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.set_defaults(func=_cmd_calibrate)
@@ -154,14 +189,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.command_line = "medloss " + " ".join(shlex.quote(a) for a in argv)
+
+    def terminate(signum, frame):  # noqa: ARG001
+        raise Terminated
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    previous = signal.signal(signal.SIGTERM, terminate) if in_main_thread else None
     try:
         return int(args.func(args))
     except UserError as err:
         print(f"medloss {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full disk, a permission: one line, and the run folder was removed
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"medloss {args.command}: error: cannot write the outputs{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"medloss {args.command}: interrupted; nothing was written", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"medloss {args.command}: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,19 @@ class Target:
         return len(self.class_names)
 
 
+def _check_no_infinity(column: str, values: pd.Series) -> None:
+    """An infinite feature value (``inf`` in a CSV) is an error naming the column and the first row;
+    missing values are fine (imputed)."""
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    infinite = np.isinf(numbers.to_numpy())
+    if infinite.any():
+        first = values.index[np.argmax(infinite)]
+        raise UserError(
+            f"feature column {column!r} holds {int(infinite.sum())} infinite value(s) (first in data row {first + 1}): "
+            "replace them with a number or leave the cell empty (missing values are imputed)"
+        )
+
+
 def _is_integer_valued(values: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
@@ -136,11 +149,13 @@ class Preprocessor:
             if series.isna().all():
                 raise UserError(f"feature column {col!r} has no values (all missing): drop it")
             if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+                _check_no_infinity(col, series)
                 numeric.append(col)
                 continue
             present = series.dropna().astype(str).str.strip()
             parsed = pd.to_numeric(present, errors="coerce")
             if parsed.notna().all():  # numbers stored as text
+                _check_no_infinity(col, parsed)
                 numeric.append(col)
             elif parsed.notna().mean() > 0.5:  # a numeric column with some garbage in it
                 bad = present[parsed.isna()].iloc[0]

@@ -131,6 +131,16 @@ class TrainResult:
     stopped: str = ""
 
 
+def _finite(out: torch.Tensor, epoch: int, lr: float) -> torch.Tensor:
+    """The model's outputs, or a one-line error when training has diverged (NaN / Inf outputs)."""
+    if not bool(torch.isfinite(out).all()):
+        raise UserError(
+            f"training diverged in epoch {epoch + 1}: the model's outputs are no longer finite (learning rate "
+            f"{lr:g}); try a lower --lr, e.g. --lr {min(lr / 100, 1e-3):g}"
+        )
+    return out
+
+
 def train(
     setup: LossSetup,
     x_train: np.ndarray,
@@ -179,14 +189,14 @@ def train(
                 if len(idx) == 1 and len(xt) > 1:  # BatchNorm needs two rows: fold a lone last row in
                     continue
                 opt.zero_grad()
-                loss = _loss_value(setup, model(xt[idx]), yt[idx])
+                loss = _loss_value(setup, _finite(model(xt[idx]), epoch, lr), yt[idx])
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(idx)
                 count += len(idx)
             model.eval()
             with torch.no_grad():
-                val = float(_loss_value(setup, model(xv), yv))
+                val = float(_loss_value(setup, _finite(model(xv), epoch, lr), yv))
             history["train_loss"].append(total / max(count, 1))
             history["val_loss"].append(val)
             bar.set_postfix(train=f"{history['train_loss'][-1]:.4f}", val=f"{val:.4f}")
