@@ -1,4 +1,4 @@
-"""The ``medloss`` command line: ``demo``, ``train``, ``calibrate``, ``losses``."""
+"""The ``medloss`` command line: ``demo``, ``train``, ``predict``, ``calibrate``, ``losses``."""
 
 from __future__ import annotations
 
@@ -114,6 +114,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .workflow.predict import PredictConfig, run_predict
+
+    path = run_predict(PredictConfig(run=args.run, data=args.data, out=args.out, id=args.id, force=args.force))
+    print(f"predictions: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -164,6 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("predict", help="apply a trained run (preprocessing, model, calibrator) to new rows")
+    p.add_argument("--run", required=True, help="a folder written by `medloss train`")
+    p.add_argument("--data", required=True, help="CSV or Parquet with the training feature columns (a target "
+                   "column, if present, is ignored)")
+    p.add_argument("--out", required=True, help="CSV to write: one row per input row, calibrated probabilities "
+                   "prob_<class> and the predicted class (must not exist unless --force)")
+    p.add_argument("--id", help="column to carry through to the output (default: a column named 'id', if the "
+                   "model did not use it as a feature)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")
     p.add_argument("--predictions", required=True, help="CSV / Parquet / NPZ of logits or probabilities + labels")

@@ -206,6 +206,11 @@ class Preprocessor:
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("numeric", "categorical", "means", "stds", "modes", "levels")}
 
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        """The fitted preprocessing saved by :meth:`to_dict` (a run's ``metrics.json``)."""
+        return cls(**{k: state[k] for k in ("numeric", "categorical", "means", "stds", "modes", "levels")})
+
 
 @dataclass
 class Splits:

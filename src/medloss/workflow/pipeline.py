@@ -128,6 +128,9 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
                      "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
         "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
         "preprocessing": pre.to_dict(),
+        # what `medloss predict` needs to rebuild the network and its output head
+        "model": {"task": cfg.task, "loss": cfg.loss, "class_weights": cfg.class_weights, "hidden": list(cfg.hidden),
+                  "dropout": cfg.dropout, "batch_norm": cfg.batch_norm, "n_features": len(pre.feature_names())},
         "test_uncalibrated": before, "test_calibrated": after,
     }
 
