@@ -176,3 +176,24 @@ def test_options_have_help_text(command, option, capsys):
     text = capsys.readouterr().out
     line = text[text.index(option):].split("\n  --")[0]
     assert len(line.split()) > 4, line  # more than the option's name and its choices
+
+
+def test_report_uses_one_binning_for_tables_and_diagrams(table, monkeypatch):
+    """The diagrams' legends (ECE, MCE) used 10 bins while the tables said 15 (issue 15)."""
+    from medloss.workflow import pipeline
+    from medloss.workflow.evaluate import BINNING_NOTE, N_BINS
+
+    seen = []
+    real = pipeline.plot_reliability_diagram
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["n_bins"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "plot_reliability_diagram", spy)
+    out = table / "binning"
+    assert main(["train", "--data", str(table / "ok.csv"), "--target", "y", "--out", str(out), "--epochs", "5",
+                 "--n-boot", "20", "--no-progress"]) == 0
+    assert seen == [N_BINS] == [15]
+    html_text = (out / "report.html").read_text()
+    assert BINNING_NOTE.split(" (lo")[0] in html_text

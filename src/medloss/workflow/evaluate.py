@@ -30,6 +30,11 @@ from ..metrics import (
 
 CALIBRATORS = {"temperature": TemperatureScaler, "platt": PlattScaler, "isotonic": IsotonicCalibrator}
 
+#: one binning for every calibration number a report shows: the tables and the diagrams' legends
+N_BINS = 15
+BINNING_NOTE = (f"Calibration errors (ECE, MCE in tables and diagram legends) use {N_BINS} equal-width confidence "
+                f"bins (lo, hi]; the adaptive ECE uses {N_BINS} equal-mass bins.")
+
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
     """``[N]`` positive-class logits -> P(y = 1); ``[N, K]`` logits / log-probabilities -> softmax."""
@@ -46,7 +51,8 @@ def fit_calibrator(method: str, logits: torch.Tensor, labels: np.ndarray):
     return CALIBRATORS[method]().fit(logits, torch.from_numpy(labels))
 
 
-def calibration_metrics(probs: torch.Tensor, labels: np.ndarray, *, n_boot: int, seed: int, n_bins: int = 15) -> dict:
+def calibration_metrics(probs: torch.Tensor, labels: np.ndarray, *, n_boot: int, seed: int,
+                        n_bins: int = N_BINS) -> dict:
     y = torch.from_numpy(labels)
     out = {}
     for name, fn, kw in [

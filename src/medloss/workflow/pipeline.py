@@ -16,7 +16,7 @@ import torch
 
 from ..calibration import plot_reliability_diagram
 from .data import Preprocessor, prepare_target, stratified_splits
-from .evaluate import evaluate, fit_calibrator, probabilities
+from .evaluate import N_BINS, evaluate, fit_calibrator, probabilities
 from .io import RunDirectory, UserError, read_table
 from .report import Report, add_evaluation, confusion_figure, environment, esc, training_figure
 from .train import build_loss, predict_log_probabilities, train
@@ -113,7 +113,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
         {"uncalibrated": (p_before, torch.from_numpy(y["test"])),
          f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(y["test"]))},
-        n_bins=10, title=f"Reliability on the test split ({title})"),
+        n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
         "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
     cm = np.asarray(after["classification"]["confusion_matrix"])
     report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, target.class_names, "Confusion matrix (test)"),
@@ -346,7 +346,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
             {"uncalibrated": (p_before, torch.from_numpy(test_y)),
-             f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(test_y))}, n_bins=10,
+             f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(test_y))}, n_bins=N_BINS,
             title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
         cm = np.asarray(after["classification"]["confusion_matrix"])
         report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import BINNING_NOTE
 from .io import RunDirectory
 
 STYLE = (
@@ -144,8 +145,9 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
                    calibrator: str) -> None:
     """Metric tables (with 95% bootstrap CIs) before / after calibration, per-class report, ordinal."""
     report.heading("Test metrics (95% bootstrap intervals)")
+    report.paragraph(BINNING_NOTE, note=True)
     rows = []
-    for key, label in [("ece", "ECE (15 bins)"), ("mce", "MCE"), ("adaptive_ece", "adaptive ECE"),
+    for key, label in [("ece", "ECE"), ("mce", "MCE"), ("adaptive_ece", "adaptive ECE"),
                        ("brier", "Brier score"), ("nll", "NLL")]:
         rows.append([label, fmt_ci(before["calibration"][key]), fmt_ci(after["calibration"][key])])
     cb, ca = before["classification"], after["classification"]
