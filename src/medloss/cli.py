@@ -100,8 +100,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress, command=args.command_line,
     )
     path = run_train(cfg)
+    _warn_if_calibration_hurt(args.command, path)
     print(f"report: {path / 'report.html'}")
     return 0
+
+
+def _warn_if_calibration_hurt(command: str, path) -> None:
+    """Say on stderr, too, when the fitted calibrator made the held-out NLL worse (the report says it first)."""
+    import json
+
+    check = json.loads((path / "metrics.json").read_text()).get("calibration_check")
+    if check and check["recommended"] == "uncalibrated":
+        print(f"medloss {command}: warning: the calibrator made the held-out test NLL worse "
+              f"({check['nll_before']:.4g} -> {check['nll_after']:.4g}); the report recommends the uncalibrated "
+              "probabilities", file=sys.stderr)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -110,6 +122,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
                           n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line)
     path = run_calibrate(cfg)
+    _warn_if_calibration_hurt(args.command, path)
     print(f"report: {path / 'report.html'}")
     return 0
 

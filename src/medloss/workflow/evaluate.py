@@ -112,3 +112,69 @@ def evaluate(probs: torch.Tensor, labels: np.ndarray, class_names: list[str], ta
     if task == "ordinal":
         out["ordinal"] = ordinal_metrics(probs, labels, len(class_names))
     return out
+
+
+# ----------------------------------------------------------------- what the report must flag and add
+def calibration_check(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Whether calibration helped on the held-out test split, and which probabilities to use.
+
+    NLL (a proper scoring rule) decides: if the calibrator made it worse, the uncalibrated
+    probabilities are recommended. A worse ECE with a better NLL is reported as such.
+    """
+    nll_b, nll_a = before["calibration"]["nll"]["estimate"], after["calibration"]["nll"]["estimate"]
+    ece_b, ece_a = before["calibration"]["ece"]["estimate"], after["calibration"]["ece"]["estimate"]
+    nll_worse, ece_worse = nll_a > nll_b, ece_a > ece_b
+    return {"nll_before": nll_b, "nll_after": nll_a, "ece_before": ece_b, "ece_after": ece_a,
+            "nll_worse": bool(nll_worse), "ece_worse": bool(ece_worse),
+            "recommended": "uncalibrated" if nll_worse else "calibrated"}
+
+
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion (Wilson 1927; scipy's ``binomtest``): the interval
+    clinical papers report for sensitivity, specificity, PPV and NPV; (nan, nan) for no trials."""
+    if trials == 0:
+        return float("nan"), float("nan")
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def threshold_for_sensitivity(p: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The highest threshold ``t`` with sensitivity ``P(p >= t | y = 1) >= target``."""
+    pos = np.sort(p[y == 1])[::-1]
+    if len(pos) == 0:
+        return float("nan")
+    k = int(np.ceil(target * len(pos)))  # at least k positives at or above t
+    return float(pos[min(k, len(pos)) - 1])
+
+
+def threshold_for_specificity(p: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The lowest threshold ``t`` with specificity ``P(p < t | y = 0) >= target``."""
+    neg = np.sort(p[y == 0])
+    if len(neg) == 0:
+        return float("nan")
+    k = int(np.ceil(target * len(neg)))  # at least k negatives strictly below t
+    return float(np.nextafter(neg[min(k, len(neg)) - 1], np.inf))
+
+
+def operating_points(p_val: np.ndarray, y_val: np.ndarray, p_test: np.ndarray, y_test: np.ndarray) -> list[dict]:
+    """Decision thresholds clinicians ask for, chosen on validation (sensitivity 0.90 / 0.95,
+    specificity 0.90 / 0.95), with the test sensitivity, specificity, PPV and NPV they give and
+    Wilson 95% intervals. Binary tasks; ``p`` is the calibrated probability of the positive class."""
+    rows = []
+    for kind, target in (("sensitivity", 0.90), ("sensitivity", 0.95), ("specificity", 0.90), ("specificity", 0.95)):
+        choose = threshold_for_sensitivity if kind == "sensitivity" else threshold_for_specificity
+        t = choose(p_val, y_val, target)
+        pred = p_test >= t
+        tp = int(np.sum(pred & (y_test == 1)))
+        fn = int(np.sum(~pred & (y_test == 1)))
+        tn = int(np.sum(~pred & (y_test == 0)))
+        fp = int(np.sum(pred & (y_test == 0)))
+        row = {"chosen_for": f"{kind} >= {target:.2f} on validation", "threshold": t}
+        for name, k, n in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp), ("ppv", tp, tp + fp),
+                           ("npv", tn, tn + fn)):
+            low, high = wilson_interval(k, n)
+            row[name] = {"estimate": k / n if n else float("nan"), "low": low, "high": high, "n": n}
+        rows.append(row)
+    return rows

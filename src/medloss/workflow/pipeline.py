@@ -16,9 +16,17 @@ import torch
 
 from ..calibration import plot_reliability_diagram
 from .data import Preprocessor, prepare_target, stratified_splits
-from .evaluate import N_BINS, evaluate, fit_calibrator, probabilities
+from .evaluate import N_BINS, calibration_check, evaluate, fit_calibrator, operating_points, probabilities
 from .io import RunDirectory, UserError, read_table
-from .report import Report, add_evaluation, confusion_figure, environment, esc, training_figure
+from .report import (
+    Report,
+    add_evaluation,
+    add_operating_points,
+    confusion_figure,
+    environment,
+    esc,
+    training_figure,
+)
 from .train import build_loss, predict_log_probabilities, train
 
 
@@ -93,6 +101,11 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     p_after = calibrator.predict_proba(test_logits)
     before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
     after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
+    check = calibration_check(before, after)
+    points = None
+    if p_after.ndim == 1:  # binary: thresholds on the calibrated validation probabilities
+        p_val = calibrator.predict_proba(val_logits).numpy()
+        points = operating_points(p_val, y["val"], p_after.numpy(), y["test"])
 
     title = section or f"{cfg.task} target {cfg.target!r}"
     report.heading(f"Run: {title}")
@@ -108,7 +121,9 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     ])
     for note in target.notes:
         report.paragraph(note, note=True)
-    add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator)
+    add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check)
+    if points is not None:
+        add_operating_points(report, points, target.class_names)
     report.heading("Figures")
     report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
         {"uncalibrated": (p_before, torch.from_numpy(y["test"])),
@@ -131,7 +146,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         # what `medloss predict` needs to rebuild the network and its output head
         "model": {"task": cfg.task, "loss": cfg.loss, "class_weights": cfg.class_weights, "hidden": list(cfg.hidden),
                   "dropout": cfg.dropout, "batch_norm": cfg.batch_norm, "n_features": len(pre.feature_names())},
-        "test_uncalibrated": before, "test_calibrated": after,
+        "test_uncalibrated": before, "test_calibrated": after, "calibration_check": check,
+        **({"operating_points": points} if points is not None else {}),
     }
 
 
@@ -342,7 +358,8 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
                                 ["calibrator", _describe_calibrator(calibrator)]])
         for n in notes:
             report.paragraph(n, note=True)
-        add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator)
+        check = calibration_check(before, after)
+        add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
             {"uncalibrated": (p_before, torch.from_numpy(test_y)),
@@ -358,7 +375,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         out.to_csv(run.path("calibrated_predictions.csv"), index=False)
         metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
                    "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
-                   "uncalibrated": before, "calibrated": after}
+                   "uncalibrated": before, "calibrated": after, "calibration_check": check}
         return finish(report, run, metrics, cfg.command or command_line())
 
 

@@ -24,6 +24,7 @@ STYLE = (
     "figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:520px}"
     "code,pre{background:#f6f6f6;padding:.1em .3em;font-size:.9em}pre{padding:.6em;overflow-x:auto}"
     ".note{color:#555;font-size:.9em}.facts td,.facts th{text-align:left}"
+    ".warning{border-left:4px solid #c0392b;background:#fdf0ee;padding:.5em .8em;font-weight:600}"
 )
 
 
@@ -57,8 +58,8 @@ class Report:
     def heading(self, text: str) -> None:
         self.parts.append(f"<h2>{esc(text)}</h2>")
 
-    def paragraph(self, text: str, *, note: bool = False) -> None:
-        cls = ' class="note"' if note else ""
+    def paragraph(self, text: str, *, note: bool = False, warning: bool = False) -> None:
+        cls = ' class="warning"' if warning else (' class="note"' if note else "")
         self.parts.append(f"<p{cls}>{esc(text)}</p>")
 
     def code(self, text: str) -> None:
@@ -142,9 +143,22 @@ def training_figure(history: dict[str, list[float]], best_epoch: int, title: str
 
 
 def add_evaluation(report: Report, before: dict, after: dict, class_names: list[str], task: str,
-                   calibrator: str) -> None:
-    """Metric tables (with 95% bootstrap CIs) before / after calibration, per-class report, ordinal."""
+                   calibrator: str, *, check: dict | None = None) -> None:
+    """Metric tables (with 95% bootstrap CIs) before / after calibration, per-class report, ordinal.
+    ``check`` (:func:`calibration_check`): a calibrator that made the test NLL or ECE worse is said
+    so prominently, with the recommendation."""
     report.heading("Test metrics (95% bootstrap intervals)")
+    if check is not None and check["nll_worse"]:
+        report.paragraph(
+            f"{calibrator} scaling made the held-out test NLL worse ({check['nll_before']:.4g} -> "
+            f"{check['nll_after']:.4g}; ECE {check['ece_before']:.4g} -> {check['ece_after']:.4g}): these "
+            "probabilities are not better calibrated. Use the uncalibrated probabilities, or refit the calibrator "
+            "on a larger validation split.", warning=True)
+    elif check is not None and check["ece_worse"]:
+        report.paragraph(
+            f"{calibrator} scaling improved the held-out test NLL ({check['nll_before']:.4g} -> "
+            f"{check['nll_after']:.4g}) but made the ECE worse ({check['ece_before']:.4g} -> "
+            f"{check['ece_after']:.4g}); read the reliability diagram before relying on either.", warning=True)
     report.paragraph(BINNING_NOTE, note=True)
     rows = []
     for key, label in [("ece", "ECE"), ("mce", "MCE"), ("adaptive_ece", "adaptive ECE"),
@@ -160,7 +174,10 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
                            ("within_1", "within-1 accuracy"), ("kendall_tau_b", "Kendall tau-b"),
                            ("spearman_rho", "Spearman rho")]:
             rows.append([label, fmt(before["ordinal"][key]), fmt(after["ordinal"][key])])
-    report.table(["metric", "uncalibrated", f"after {calibrator} scaling"], rows)
+    after_label = f"after {calibrator} scaling"
+    if check is not None and check["recommended"] == "uncalibrated":
+        after_label += " (worse: not recommended)"
+    report.table(["metric", "uncalibrated", after_label], rows)
     report.heading("Per-class report (after calibration)")
     rep = ca["classification_report"]
     per_class = []
@@ -175,3 +192,18 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
                 zip(th["threshold"], th["sensitivity"], th["specificity"], th["positives"], strict=True)]
         report.heading("Grade thresholds (after calibration)")
         report.table(["grade at least", "sensitivity", "specificity", "positives"], rows)
+
+
+def add_operating_points(report: Report, points: list[dict], class_names: list[str]) -> None:
+    """Thresholds chosen on validation and what they give on test (binary tasks)."""
+    report.heading("Operating points (thresholds chosen on validation, evaluated on test)")
+    report.paragraph(
+        f"Positive class: {class_names[-1]}. A case is called positive when its calibrated probability is at least "
+        "the threshold. Intervals: Wilson 95%; n = the denominator of each proportion.", note=True)
+
+    def cell(d: dict) -> str:
+        return f"{fmt(d['estimate'], 3)} [{fmt(d['low'], 3)}, {fmt(d['high'], 3)}] (n={d['n']})"
+
+    report.table(["chosen for", "threshold", "sensitivity", "specificity", "PPV", "NPV"],
+                 [[p["chosen_for"], fmt(p["threshold"], 4), cell(p["sensitivity"]), cell(p["specificity"]),
+                   cell(p["ppv"]), cell(p["npv"])] for p in points])

@@ -1,0 +1,100 @@
+"""What a clinician reads must not mislead (issue 15): a calibrator that makes held-out NLL worse is
+flagged and not recommended; binary reports carry operating points with Wilson intervals."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medloss.cli import main
+from medloss.workflow.evaluate import (
+    operating_points,
+    threshold_for_sensitivity,
+    threshold_for_specificity,
+    wilson_interval,
+)
+
+
+def test_wilson_interval_matches_newcombe_1998():
+    # Newcombe, Statistics in Medicine 17:857 (1998), Table I example 81/263: Wilson score 0.2553 to 0.3662
+    low, high = wilson_interval(81, 263)
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    # and 0/10 (his example (d)): 0 to 0.2775
+    assert (round(wilson_interval(0, 10)[0], 4), round(wilson_interval(0, 10)[1], 4)) == (0.0, 0.2775)
+
+
+@pytest.mark.parametrize("target", [0.9, 0.95])
+def test_thresholds_are_the_extreme_ones_meeting_the_target(target):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 301)
+    p = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    candidates = np.unique(np.concatenate([p, np.nextafter(p, np.inf)]))
+    sens = np.array([np.mean(p[y == 1] >= t) for t in candidates])
+    spec = np.array([np.mean(p[y == 0] < t) for t in candidates])
+    # brute force over every distinct threshold: the highest meeting the sensitivity target, the lowest
+    # meeting the specificity target
+    assert threshold_for_sensitivity(p, y, target) == candidates[sens >= target].max()
+    assert threshold_for_specificity(p, y, target) == candidates[spec >= target].min()
+
+
+def test_operating_points_count_the_test_confusion_matrix():
+    p_val = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.9, 0.95])
+    y_val = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p_test = np.array([0.05, 0.5, 0.65, 0.75, 0.85, 0.99])
+    y_test = np.array([0, 0, 1, 0, 1, 1])
+    rows = operating_points(p_val, y_val, p_test, y_test)
+    first = rows[0]  # sensitivity >= 0.90 on validation: all 4 positives -> threshold 0.7
+    assert first["threshold"] == 0.7
+    # test at p >= 0.7: TP = 2 (0.85, 0.99), FN = 1 (0.65), FP = 1 (0.75), TN = 2
+    assert first["sensitivity"]["estimate"] == pytest.approx(2 / 3) and first["sensitivity"]["n"] == 3
+    assert first["specificity"]["estimate"] == pytest.approx(2 / 3)
+    assert first["ppv"]["estimate"] == pytest.approx(2 / 3) and first["npv"]["estimate"] == pytest.approx(2 / 3)
+    assert (first["sensitivity"]["low"], first["sensitivity"]["high"]) == wilson_interval(2, 3)
+
+
+def test_a_calibrator_that_worsens_test_nll_is_flagged_and_not_recommended(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    n, k = 600, 3
+
+    def draw(sharpness):
+        z = rng.normal(size=(n, k)) * 2.0
+        probs = np.exp(sharpness * z) / np.exp(sharpness * z).sum(1, keepdims=True)
+        labels = np.array([rng.choice(k, p=row) for row in probs])
+        frame = pd.DataFrame({f"logit_{i}": z[:, i] for i in range(k)})
+        frame["label"] = labels
+        return frame
+
+    draw(3.0).to_csv(tmp_path / "val.csv", index=False)  # under-confident on validation: T ~ 1/3
+    draw(1.0).to_csv(tmp_path / "test.csv", index=False)  # already calibrated on test: T = 1/3 hurts
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--predictions", str(tmp_path / "test.csv"), "--val", str(tmp_path / "val.csv"),
+                 "--out", str(out), "--n-boot", "20"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    check = metrics["calibration_check"]
+    assert metrics["calibrator"]["temperature"] < 0.5
+    assert check["nll_after"] > check["nll_before"] and check["recommended"] == "uncalibrated"
+    html_text = (out / "report.html").read_text()
+    assert 'class="warning"' in html_text and "made the held-out test NLL worse" in html_text
+    assert "(worse: not recommended)" in html_text
+    assert "warning: the calibrator made the held-out test NLL worse" in capsys.readouterr().err
+
+
+def test_binary_train_report_has_operating_points(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    df["y"] = np.where(df.a + rng.normal(0, 0.8, 300) > 0, "sick", "well")
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--out", str(out), "--epochs", "10",
+                 "--n-boot", "20", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    points = metrics["operating_points"]
+    assert [p["chosen_for"] for p in points] == [
+        "sensitivity >= 0.90 on validation", "sensitivity >= 0.95 on validation",
+        "specificity >= 0.90 on validation", "specificity >= 0.95 on validation"]
+    for p in points:
+        for key in ("sensitivity", "specificity", "ppv", "npv"):
+            d = p[key]
+            assert d["n"] == 0 or d["low"] <= d["estimate"] <= d["high"]
+    assert "Operating points (thresholds chosen on validation" in (out / "report.html").read_text()
