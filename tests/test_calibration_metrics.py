@@ -233,9 +233,10 @@ def test_reliability_diagram_figure(tmp_path):
     fig = plot_reliability_diagram({"uncalibrated": (p, y), "T = 2": (p_soft, y)}, n_bins=10, title="demo")
     axes = fig.get_axes()
     assert len(axes) == 2
-    legend = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in axes[1].get_legend().get_texts()]  # below the histogram, off the data
     ece = expected_calibration_error(p, y, n_bins=10)
-    assert any(f"ECE {ece:.3f}" in t for t in legend) and any(t.startswith("T = 2") for t in legend)
+    mce = maximum_calibration_error(p, y, n_bins=10)
+    assert any(f"ECE {ece:.3f}, MCE {mce:.3f} in (" in t for t in legend) and any(t.startswith("T = 2") for t in legend)
     out = tmp_path / "rel.png"
     save_figure(fig, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -243,6 +244,20 @@ def test_reliability_diagram_figure(tmp_path):
     buf = io.BytesIO()
     plot_reliability_diagram((p[:, 0].double() / p[:, 0].max(), (y == 0).long())).savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"
+
+
+def test_reliability_diagram_marks_thin_bins_and_names_the_mce_bin():
+    # 30 samples over 10 bins: some bins hold one or two samples
+    p = torch.tensor([0.05 + 0.03 * i for i in range(30)], dtype=torch.float64)
+    y = (torch.arange(30) % 3 == 0).long()
+    curve = reliability_curve(p, y, n_bins=10)
+    fig = plot_reliability_diagram({"model": curve})
+    legend = [t.get_text() for t in fig.get_axes()[1].get_legend().get_texts()]
+    assert any(t.startswith("open markers: bins with < 10 samples") for t in legend)
+    gaps = np.abs(curve.accuracy - curve.mean_confidence)
+    b = int(np.nanargmax(gaps))  # the bin of the MCE, computed from the curve itself
+    assert any(f"in ({curve.edges[b]:.2f}, {curve.edges[b + 1]:.2f}], n = {int(curve.counts[b])}" in t for t in legend)
+    assert gaps[b] == pytest.approx(maximum_calibration_error(p, y, n_bins=10))
 
 
 def test_cluster_bootstrap_keeps_patients_together():

@@ -126,8 +126,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         add_operating_points(report, points, target.class_names)
     report.heading("Figures")
     report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
-        {"uncalibrated": (p_before, torch.from_numpy(y["test"])),
-         f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(y["test"]))},
+        _reliability_curves(p_before, p_after, y["test"], cfg.calibrator),
         n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
         "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
     cm = np.asarray(after["classification"]["confusion_matrix"])
@@ -149,6 +148,15 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         "test_uncalibrated": before, "test_calibrated": after, "calibration_check": check,
         **({"operating_points": points} if points is not None else {}),
     }
+
+
+def _reliability_curves(p_before: torch.Tensor, p_after: torch.Tensor, y: np.ndarray, calibrator: str) -> dict:
+    """The curves of a before / after diagram; one curve when calibration changed nothing (T = 1),
+    so that the second does not hide the first."""
+    labels = torch.from_numpy(y)
+    if p_before.shape == p_after.shape and torch.equal(p_before.double(), p_after.double()):
+        return {"uncalibrated = calibrated (the calibrator changed nothing)": (p_before, labels)}
+    return {"uncalibrated": (p_before, labels), f"{calibrator} scaled": (p_after, labels)}
 
 
 def _describe_calibrator(cal) -> str:
@@ -362,8 +370,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
-            {"uncalibrated": (p_before, torch.from_numpy(test_y)),
-             f"{cfg.calibrator} scaled": (p_after, torch.from_numpy(test_y))}, n_bins=N_BINS,
+            _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
             title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
         cm = np.asarray(after["classification"]["confusion_matrix"])
         report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
