@@ -115,15 +115,22 @@ def evaluate(probs: torch.Tensor, labels: np.ndarray, class_names: list[str], ta
 
 
 # ----------------------------------------------------------------- what the report must flag and add
+#: a calibrator is flagged when it worsens the held-out NLL by more than this fraction, or the ECE by more than
+#: this amount: smaller changes are within the noise of a test split
+NLL_TOLERANCE = 0.01
+ECE_TOLERANCE = 0.01
+
+
 def calibration_check(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """Whether calibration helped on the held-out test split, and which probabilities to use.
 
-    NLL (a proper scoring rule) decides: if the calibrator made it worse, the uncalibrated
-    probabilities are recommended. A worse ECE with a better NLL is reported as such.
+    NLL (a proper scoring rule) decides: if the calibrator made it worse by more than 1% (relative),
+    the uncalibrated probabilities are recommended. An ECE worse by more than 0.01 (absolute) is
+    reported too. Smaller changes are within the noise of a test split and are not flagged.
     """
     nll_b, nll_a = before["calibration"]["nll"]["estimate"], after["calibration"]["nll"]["estimate"]
     ece_b, ece_a = before["calibration"]["ece"]["estimate"], after["calibration"]["ece"]["estimate"]
-    nll_worse, ece_worse = nll_a > nll_b, ece_a > ece_b
+    nll_worse, ece_worse = nll_a > nll_b * (1 + NLL_TOLERANCE), ece_a > ece_b + ECE_TOLERANCE
     return {"nll_before": nll_b, "nll_after": nll_a, "ece_before": ece_b, "ece_after": ece_a,
             "nll_worse": bool(nll_worse), "ece_worse": bool(ece_worse),
             "recommended": "uncalibrated" if nll_worse else "calibrated"}
