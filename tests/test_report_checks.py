@@ -98,3 +98,16 @@ def test_binary_train_report_has_operating_points(tmp_path):
             d = p[key]
             assert d["n"] == 0 or d["low"] <= d["estimate"] <= d["high"]
     assert "Operating points (thresholds chosen on validation" in (out / "report.html").read_text()
+
+
+def test_demo_segmentation_text_follows_its_numbers():
+    """The quick demo said the overlap losses find the lesions while its Unified Focal run scored 0."""
+    from medloss.demo import segmentation_sentence
+
+    results = [{"loss": "ce", "lesion_dice": 0.0}, {"loss": "dice", "lesion_dice": 0.757},
+               {"loss": "asymmetric_unified_focal", "lesion_dice": 0.0}]
+    text = segmentation_sentence(results, 5)
+    assert "ce 0.00; dice 0.76; asymmetric_unified_focal 0.00" in text
+    assert "dice found most of the lesions" in text
+    assert "ce, asymmetric_unified_focal predicted background almost everywhere" in text and "in so few epochs" in text
+    assert "found" not in segmentation_sentence([{"loss": "ce", "lesion_dice": 0.01}], 30)

@@ -50,8 +50,9 @@ def fmt_ci(ci: dict[str, Any] | None) -> str:
 class Report:
     """Collects sections and renders one HTML file; figures are saved as PNGs and embedded."""
 
-    def __init__(self, title: str) -> None:
+    def __init__(self, title: str, *, dpi: int = 130) -> None:
         self.title = title
+        self.dpi = dpi  # of the embedded and saved PNGs
         self.parts: list[str] = []
         self.figures: dict[str, bytes] = {}
 
@@ -75,15 +76,15 @@ class Report:
         body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
         self.parts.append(f'<table class="facts"><tbody>{body}</tbody></table>')
 
-    def figure(self, name: str, fig, caption: str) -> None:
+    def figure(self, name: str, fig, caption: str, *, width: int = 520) -> None:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
         data = buf.getvalue()
         self.figures[name] = data
         b64 = base64.b64encode(data).decode("ascii")
         self.parts.append(
-            f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{b64}" width="520">'
-            f"<figcaption>{esc(caption)}</figcaption></figure>"
+            f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{b64}" width="{width}">'
+            f'<figcaption style="max-width:{width}px">{esc(caption)}</figcaption></figure>'
         )
 
     def html(self) -> str:
