@@ -77,7 +77,8 @@ def soft_confusion(
 
 
 # ---------------------------------------------------------------------------------------------
-# Fused statistics for logits: one softmax / sigmoid pass, hand-written backward.
+# Fused statistics for logits: the ops torch.ops.medloss.softmax_stats / sigmoid_stats (medloss/_ops.py),
+# one softmax / sigmoid pass forward and one backward that recomputes it.
 #
 # A loss L(TP, sum_p) of the per-class counts has dL/dp_c = dL/dsum_p[c] + y_c dL/dTP[c] at every
 # pixel (FP = sum_p - TP and FN = sum_y - TP are formed outside, on the small [B, C] tensors, so
@@ -107,7 +108,8 @@ def softmax_statistics_reference(
     x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, batch: bool, term: tuple | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """What the fused softmax statistics compute, in plain differentiable PyTorch operations:
-    ``(TP, sum_p, sum_y, term)``. The fused Functions differentiate it for second derivatives.
+    ``(TP, sum_p, sum_y, term)``. The op's registered backward differentiates it when a second
+    derivative is asked for (``create_graph=True``).
 
     ``t``: class indices ``[B, *]`` (any value where ``valid`` is False); ``term``: None,
     ``("focal", alpha [C], gamma [C], scale)`` (``scale * sum alpha_t * -(1 - p_t)^gamma_t log p_t``)
