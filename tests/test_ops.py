@@ -230,7 +230,20 @@ def test_logit_link_nll_opcheck_and_value():
                            torch.zeros(1, dtype=torch.float64)]).requires_grad_(True)
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 2])
     opcheck(ops.logit_link_nll, (f, c_ext, log_width, y))
-    nll = ops.logit_link_nll(f, c_ext, log_width, y)
+    nll = ops.logit_link_nll(f, c_ext, log_width, y)[0]
     upper = torch.sigmoid(c_ext[y + 1] - f)
     lower = torch.sigmoid(c_ext[y] - f)
     torch.testing.assert_close(nll, -torch.log(upper - lower))
+
+
+@pytest.mark.parametrize("per_position", [False, True])
+def test_softmax_focal_rows_opcheck_and_value(per_position):
+    """Rows [N, C] (classification) take their own layout; the value is still the focal formula."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.tensor([0, 3, 1, -100, 2, 0, 1])
+    w = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
+    opcheck(ops.softmax_focal, (x, t, -100, w, 2.0, 0.5, 0.0, per_position))
+    value, counts, n_bad = ops.softmax_focal(x, t, -100, w, 2.0, 2.0, 0.0, False)
+    torch.testing.assert_close(value, _reference_focal(x.detach().unsqueeze(-1), t.unsqueeze(-1), 2.0, w))
+    torch.testing.assert_close(counts, torch.tensor([2.0, 2.0, 1.0, 1.0], dtype=torch.float64))

@@ -255,7 +255,7 @@ class CumulativeLinkLoss(nn.Module):
                 inf = c.new_full((1,), math.inf)
                 c_ext = torch.cat([-inf, c[1:-1], inf])
                 log_width = torch.cat([c.new_zeros(1), log1mexp(-width[1:-1]), c.new_zeros(1)])
-                nll = torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)
+                nll = torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)[0]
             else:
                 # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
                 a = c.gather(0, yi) - f
