@@ -111,3 +111,16 @@ def test_demo_segmentation_text_follows_its_numbers():
     assert "dice found most of the lesions" in text
     assert "ce, asymmetric_unified_focal predicted background almost everywhere" in text and "in so few epochs" in text
     assert "found" not in segmentation_sentence([{"loss": "ce", "lesion_dice": 0.01}], 30)
+
+
+def test_report_has_a_table_of_contents_in_section_order():
+    from medloss.workflow.report import Report
+
+    report = Report("r")
+    for name in ("Run: binary: 0.5*ce+0.5*soft_f1", "Test metrics", "Figures"):
+        report.heading(name)
+    report.parts = report.parts[-1:] + report.parts[:-1]  # sections moved (as the demo moves its summary)
+    page = report.html()
+    toc = page[page.index('<nav class="toc">'):page.index("</nav>")]
+    assert toc.index("Figures") < toc.index("Run: binary: 0.5*ce+0.5*soft_f1") < toc.index("Test metrics")
+    assert 'href="#s2"' in toc and '<h2 id="s2">Figures</h2>' in page

@@ -149,7 +149,7 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
             )
             label = f"{task}: {spec}" + (f" + {weights} class weights" if weights else "")
             section = label.replace(" ", "_").replace(":", "").replace("*", "x").replace("+", "plus")
-            metrics = train_on_frame(frame, cfg, run, report, section=section)
+            metrics = train_on_frame(frame, cfg, run, report, section=section, label=label)
             summary[task].append({"run": label, **metrics})
         summary["segmentation"], seg_fig = segmentation_runs(seed, seg_epochs, progress)
         summary["segmentation_epochs"] = seg_epochs
@@ -180,20 +180,31 @@ def _rows(summary: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
         b, a = r["test_uncalibrated"], r["test_calibrated"]
         binary.append([r["run"], fmt(a["classification"]["accuracy"], 3), fmt(a["classification"]["macro_f1"], 3),
                        fmt(a["classification"].get("roc_auc"), 3), fmt(b["calibration"]["ece"]["estimate"], 3),
-                       fmt(a["calibration"]["ece"]["estimate"], 3), fmt(a["calibration"]["brier"]["estimate"], 3)])
+                       fmt(a["calibration"]["ece"]["estimate"], 3), fmt(a["calibration"]["brier"]["estimate"], 3),
+                       _verdict(r)])
     ordinal = []
     for r in summary["ordinal"]:
         b, a = r["test_uncalibrated"], r["test_calibrated"]
         ordinal.append([r["run"], fmt(a["ordinal"]["qwk"], 3), fmt(a["ordinal"]["mae"], 3),
                         fmt(a["ordinal"]["within_1"], 3), fmt(b["calibration"]["ece"]["estimate"], 3),
-                        fmt(a["calibration"]["ece"]["estimate"], 3)])
+                        fmt(a["calibration"]["ece"]["estimate"], 3), _verdict(r)])
     seg = [[r["loss"], fmt(r["lesion_dice"], 3), fmt(r["lesion_recall"], 3), fmt(r["lesion_precision"], 3)]
            for r in summary["segmentation"]]
     return binary, ordinal, seg
 
 
-BIN_HEAD = ["binary run", "accuracy", "macro F1", "ROC AUC", "ECE before", "ECE after", "Brier after"]
-ORD_HEAD = ["ordinal run", "QWK", "MAE", "within-1", "ECE before", "ECE after"]
+BIN_HEAD = ["binary run", "accuracy", "macro F1", "ROC AUC", "ECE before", "ECE after", "Brier after", "calibration"]
+ORD_HEAD = ["ordinal run", "QWK", "MAE", "within-1", "ECE before", "ECE after", "calibration"]
+
+
+def _verdict(run: dict[str, Any]) -> str:
+    """The report's calibration check in a word: did the calibrator help on the held-out test split?"""
+    check = run["calibration_check"]
+    if check["nll_worse"]:
+        return "hurt NLL: use uncalibrated"
+    if check["ece_worse"]:
+        return "worse ECE"
+    return "improved NLL" if check["nll_after"] < check["nll_before"] else "no change"
 SEG_HEAD = ["segmentation loss", "lesion Dice", "recall", "precision"]
 
 

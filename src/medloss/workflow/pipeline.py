@@ -60,9 +60,10 @@ def command_line() -> str:
 
 
 def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report: Report,
-                   *, section: str = "") -> dict[str, Any]:
+                   *, section: str = "", label: str = "") -> dict[str, Any]:
     """Everything after reading the file: target, splits, preprocessing, training, calibration,
-    evaluation; adds its sections to ``report`` and returns the metrics."""
+    evaluation; adds its sections to ``report`` and returns the metrics. ``section`` prefixes the file
+    names (a slug), ``label`` titles the report's sections (e.g. the loss spec as written)."""
     df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes)
     splits = stratified_splits(target.y, seed=cfg.seed)
     features = df.drop(columns=[cfg.target])
@@ -77,7 +78,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         setup, x["train"], y["train"], x["val"], y["val"], hidden=cfg.hidden, dropout=cfg.dropout,
         batch_norm=cfg.batch_norm,
         epochs=cfg.epochs, patience=cfg.patience, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-        checkpoint=run.path(f"{prefix}model.pt"), progress=cfg.progress, desc=f"training {section or cfg.loss}",
+        checkpoint=run.path(f"{prefix}model.pt"), progress=cfg.progress,
+        desc=f"training {label or section or cfg.loss}",
     )
     train_seconds = time.perf_counter() - t0
     val_logits = predict_log_probabilities(setup, result.model, x["val"])
@@ -107,7 +109,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         p_val = calibrator.predict_proba(val_logits).numpy()
         points = operating_points(p_val, y["val"], p_after.numpy(), y["test"])
 
-    title = section or f"{cfg.task} target {cfg.target!r}"
+    title = label or section or f"{cfg.task} target {cfg.target!r}"
     report.heading(f"Run: {title}")
     report.facts([
         ["data", cfg.data], ["target", cfg.target], ["task", cfg.task], ["loss", cfg.loss],

@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import platform
+import re
 import sys
 from typing import Any
 
@@ -24,6 +25,8 @@ STYLE = (
     "figure{display:inline-block;margin:.5em 1em .5em 0}figcaption{font-size:.85em;color:#555;max-width:520px}"
     "code,pre{background:#f6f6f6;padding:.1em .3em;font-size:.9em}pre{padding:.6em;overflow-x:auto}"
     ".note{color:#555;font-size:.9em}.facts td,.facts th{text-align:left}"
+    ".toc{font-size:.9em;columns:2;background:#fafafa;padding:.4em 1em;border:1px solid #eee}"
+    ".toc ol{margin:.3em 0}"
     ".warning{border-left:4px solid #c0392b;background:#fdf0ee;padding:.5em .8em;font-weight:600}"
 )
 
@@ -54,10 +57,12 @@ class Report:
         self.title = title
         self.dpi = dpi  # of the embedded and saved PNGs
         self.parts: list[str] = []
+        self.headings: list[str] = []
         self.figures: dict[str, bytes] = {}
 
     def heading(self, text: str) -> None:
-        self.parts.append(f"<h2>{esc(text)}</h2>")
+        self.parts.append(f'<h2 id="s{len(self.headings)}">{esc(text)}</h2>')
+        self.headings.append(text)
 
     def paragraph(self, text: str, *, note: bool = False, warning: bool = False) -> None:
         cls = ' class="warning"' if warning else (' class="note"' if note else "")
@@ -89,8 +94,12 @@ class Report:
 
     def html(self) -> str:
         body = "\n".join(self.parts)
+        # a table of contents, in the order the sections appear (headings may be moved with their parts)
+        order = [int(m) for m in re.findall(r'<h2 id="s(\d+)">', body)]
+        toc = "".join(f'<li><a href="#s{i}">{esc(self.headings[i])}</a></li>' for i in order)
+        nav = f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>' if len(order) > 2 else ""
         return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(self.title)}</title>"
-                f"<style>{STYLE}</style></head><body><h1>{esc(self.title)}</h1>\n{body}\n</body></html>\n")
+                f"<style>{STYLE}</style></head><body><h1>{esc(self.title)}</h1>\n{nav}\n{body}\n</body></html>\n")
 
     def write(self, run: RunDirectory, name: str = "report.html") -> None:
         for fname, data in self.figures.items():
