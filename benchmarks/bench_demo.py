@@ -33,7 +33,7 @@ def main() -> None:
     write_section("demo", "## `medloss demo` wall time\n\n"
                   f"Command: `python benchmarks/bench_demo.py` ({machine_line()})\n\n" + table
                   + "\n\nTargets (issue 15): the demo within 30 s and `--quick` within 10 s on 2 idle cores "
-                  "(`--quick` is a smoke test: 20 epochs, 30 bootstrap resamples, 80-dpi figures).")
+                  "(`--quick` is a smoke test: 15 epochs, 30 bootstrap resamples, 80-dpi figures).")
 
 
 if __name__ == "__main__":
