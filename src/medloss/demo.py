@@ -132,7 +132,7 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
              progress: bool = True, command: str = "medloss demo") -> Path:
     """Run every demo task and write one report to ``out``; returns the report folder."""
     t_start = time.perf_counter()
-    epochs, n_boot, seg_epochs = (15, 30, 3) if quick else (200, 500, 30)
+    epochs, n_boot, seg_epochs = (15, 30, 3) if quick else (200, 500, 24)
     report = Report("medloss demo", dpi=80 if quick else 130)  # --quick: a smoke test, smaller images
     report.paragraph("Every run: stratified 60/20/20 split, preprocessing fitted on train, early stopping on the "
                      "validation loss, temperature scaling fitted on validation only, metrics on test.", note=True)
