@@ -1,9 +1,9 @@
 """The optional fused C kernels (``_kernels.c``), reached through ctypes.
 
 The extension is compiled when medloss is installed (``setup.py``; optional, so a machine without
-a C compiler still installs medloss). When it is present, the softmax-based segmentation losses
-run their per-pixel work in it on CPU tensors (float32 / float64, 2-32 classes); everything else,
-and every GPU tensor, uses the PyTorch implementation of the same formulas. Both paths are
+a C compiler still installs medloss). When it is present, the CPU implementations of the ops in
+``medloss._ops`` run their per-pixel work in it (float32 / float64, 2-32 classes); everything else,
+and every GPU tensor, uses the ops' PyTorch implementation of the same formulas. Both paths are
 tested against each other. ``MEDLOSS_NATIVE=0`` in the environment, or
 ``native_kernels(False)``, turns the kernels off.
 """
@@ -138,17 +138,15 @@ def native_kernels(enabled: bool) -> Iterator[None]:
 
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
-_UPCAST_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def usable(x: torch.Tensor, *, before_upcast: bool = False) -> bool:
-    """Whether the kernels handle these ``[B, C, *]`` logits. ``before_upcast``: the caller will
-    upcast fp16 / bf16 to fp32 first, so those count too (checked without making the copy)."""
+def usable(x: torch.Tensor) -> bool:
+    """Whether the kernels handle these ``[B, C, *]`` logits (the ops' CPU implementations ask)."""
     return (
         _LIB is not None
         and _enabled
         and x.device.type == "cpu"
-        and x.dtype in (_UPCAST_DTYPES if before_upcast else _KERNEL_DTYPES)
+        and x.dtype in _KERNEL_DTYPES
         and x.ndim >= 2
         and 2 <= x.shape[1] <= MAX_CLASSES
         and x.numel() > 0
