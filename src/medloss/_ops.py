@@ -76,10 +76,10 @@ def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: t
 
 def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
     """Labels that are neither in ``[0, C)`` nor ``ignore_index``, counted without a host sync."""
-    bad = t.numel() - valid.sum(dtype=torch.float64)
+    bad = (valid == 0).sum()  # int64 counts: no float64, which MPS lacks
     if ignore_index is not None:
-        bad = bad - (t == ignore_index).sum(dtype=torch.float64)
-    return bad.round().long()
+        bad = bad - (t == ignore_index).sum()
+    return bad
 
 
 #: up to this many classes, per-channel sums run as a loop over [B, N] slices: on CPU a broadcast
