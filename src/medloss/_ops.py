@@ -58,7 +58,8 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
         onehot = torch.empty(labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device)
         for c in range(n_classes):
             torch.eq(labels, c, out=onehot.select(1, c))
-        return onehot, onehot.sum(1)
+        valid = torch.empty(labels.shape, dtype=dtype, device=labels.device)
+        return onehot, torch.ne(labels, LABEL_SKIP, out=valid)  # one pass over the bytes
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         labels = labels.masked_fill(labels == ignore_index, -1)
     classes = torch.arange(n_classes, device=labels.device, dtype=labels.dtype).view(1, -1, 1)
@@ -66,12 +67,42 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
     return onehot, onehot.sum(1)
 
 
-def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype):
-    """``(labels8, onehot, valid)`` of a user's target ``[B, N]`` (``labels8`` is ``[B, 0]`` for >= 255 classes)."""
-    if n_classes < LABEL_SKIP:
+def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype, *,
+                   count_bad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """``(labels8, onehot, valid, n_bad)`` of a user's target ``[B, N]`` (``labels8`` is ``[B, 0]`` for
+    >= 255 classes; ``n_bad`` None unless ``count_bad``)."""
+    if n_classes >= LABEL_SKIP:
+        onehot, vf = _onehot(t, n_classes, ignore_index, dtype)
+        n_bad = _n_bad(t, vf, ignore_index) if count_bad else None
+        return torch.empty(t.shape[0], 0, dtype=torch.uint8, device=t.device), onehot, vf, n_bad
+    n_bad = None
+    if t.device.type == "cpu" and t.numel():
+        # on the CPU the data may steer: every label in range (the common case) needs no masking
+        lo, hi = (int(v) for v in torch.aminmax(t))
+        if lo >= 0 and hi < n_classes:
+            labels8 = t.to(torch.uint8)
+            if ignore_index is not None and 0 <= ignore_index < n_classes:
+                labels8.masked_fill_(t == ignore_index, LABEL_SKIP)
+            n_bad = t.new_zeros((), dtype=torch.int64) if count_bad else None
+        else:
+            labels8 = _compact_labels(t, n_classes, ignore_index)
+    else:
         labels8 = _compact_labels(t, n_classes, ignore_index)
-        return (labels8, *_onehot(labels8, n_classes, None, dtype))
-    return (torch.empty(t.shape[0], 0, dtype=torch.uint8, device=t.device), *_onehot(t, n_classes, ignore_index, dtype))
+    onehot, vf = _onehot(labels8, n_classes, None, dtype)
+    if count_bad and n_bad is None:
+        n_bad = _n_bad(t, vf, ignore_index)
+    return labels8, onehot, vf, n_bad
+
+
+def _channel_max(a: Tensor) -> Tensor:
+    """``max_c a[:, c]`` ``[B, N]``: slice by slice for a few classes (a strided reduction over the
+    channel dim is several times slower on CPU)."""
+    if a.shape[1] > _LOOP_CLASSES:
+        return a.amax(1)
+    out = a.select(1, 0).clone()
+    for i in range(1, a.shape[1]):
+        torch.maximum(out, a.select(1, i), out=out)
+    return out
 
 
 def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
@@ -121,7 +152,7 @@ def _pairwise_class_sums(a: Tensor, b: Tensor) -> Tensor:
 def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor) -> Tensor:
     """``log p_t`` ``[B, N]``, exact for any logit: ``x_t - max_c x_c - log Z`` with the softmax
     normaliser ``Z = 1 / max_c p_c`` (``max p >= 1 / C`` never underflows). 0 where nothing is counted."""
-    shift = xv.amax(1) - p.amax(1).log()
+    shift = _channel_max(xv).sub_(_channel_max(p).log_())
     return _channel_dot(xv, onehot).sub_(shift).mul_(vf).clamp_(max=0.0)
 
 
@@ -229,7 +260,7 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    labels8, onehot, vf = _labels_onehot(t, c, ignore_index, x.dtype)
+    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
     p = torch.softmax(xv, 1)
     tp = _pairwise_class_sums(p, onehot)
     sum_p = _masked_class_sums(p, vf)
@@ -241,7 +272,7 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     elif term == TERM_WCE:
         v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
         value = (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, _n_bad(t, vf, ignore_index), labels8
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8
 
 
 @softmax_stats.register_fake
@@ -474,7 +505,7 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    _, onehot, vf = _labels_onehot(t, c, ignore_index, x.dtype)
+    _, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
         value, _ = _focal_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
@@ -486,7 +517,7 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
         value = (_smoothed_target(onehot, vf, _term_weights(weight, c, x), label_smoothing) * value_c).sum(1)
     counts = onehot.sum((0, 2))
     out = value.view(b, *x.shape[2:]) if per_position else value.sum()
-    return out, counts, _n_bad(t, vf, ignore_index)
+    return out, counts, n_bad
 
 
 @softmax_focal.register_fake
@@ -542,7 +573,7 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
         return logp.exp_().mul_(s).scatter_add_(1, tt, -s)  # w_t slope (p_j - [j = t])
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    _, onehot, vf = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
+    _, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
     p = torch.softmax(xv, 1)
