@@ -170,8 +170,11 @@ def _focal_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float
         return focal_terms(lt, gamma_fg)
     is_bg = onehot.select(1, 0)
     v0, s0 = focal_terms(lt, gamma_bg)
+    # blends by arithmetic in place (lerp is ~5x slower on CPU); both branches are finite
+    if gamma_fg == 0.0:  # the asymmetric losses: plain cross-entropy (value -log p, slope 1) off the background
+        return v0.add_(lt).mul_(is_bg).sub_(lt), s0.sub_(1.0).mul_(is_bg).add_(1.0)
     v1, s1 = focal_terms(lt, gamma_fg)
-    return torch.lerp(v1, v0, is_bg), torch.lerp(s1, s0, is_bg)
+    return v0.sub_(v1).mul_(is_bg).add_(v1), s0.sub_(s1).mul_(is_bg).add_(s1)
 
 
 def _wce_terms(logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
