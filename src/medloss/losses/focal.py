@@ -20,10 +20,7 @@ from .._validation import (
     check_simplex,
     value_checks_active,
 )
-from ._common import (
-    fp32_island,
-    upcast,
-)
+from ._common import fp32_island, upcast
 
 NORMALIZERS = ("elements", "weights")
 
