@@ -247,3 +247,32 @@ def test_softmax_focal_rows_opcheck_and_value(per_position):
     value, counts, n_bad = ops.softmax_focal(x, t, -100, w, 2.0, 2.0, 0.0, False)
     torch.testing.assert_close(value, _reference_focal(x.detach().unsqueeze(-1), t.unsqueeze(-1), 2.0, w))
     torch.testing.assert_close(counts, torch.tensor([2.0, 2.0, 1.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("n_classes", [40, 300])  # past the slice loops (32) and past byte labels (255)
+def test_many_classes_take_the_general_paths(n_classes):
+    """Dice and focal values and gradients against plain float64 autograd formulas when the class
+    count leaves the kernel, the per-class slice loops and the byte labels behind."""
+    from medloss.losses import DiceLoss, FocalLoss
+
+    g = torch.Generator().manual_seed(n_classes)
+    x = torch.randn(2, n_classes, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, n_classes, (2, 3, 4), generator=g)
+    t[0, 0, 0] = -100
+    valid = (t != -100).double()
+    onehot = F.one_hot(t.clamp(min=0), n_classes).movedim(-1, 1).double() * valid.unsqueeze(1)
+
+    def naive_dice(z):
+        p = torch.softmax(z, 1) * valid.unsqueeze(1)
+        tp, sp, sy = (p * onehot).sum((2, 3)), p.sum((2, 3)), onehot.sum((2, 3))
+        return (1 - (2 * tp + 1e-5) / (sp + sy + 1e-5)).mean()
+
+    def naive_focal(z):
+        lt = (torch.log_softmax(z, 1) * onehot).sum(1)
+        return (-(1 - lt.exp()) ** 2 * lt * valid).sum() / valid.sum()
+
+    for ours, naive in ((DiceLoss(), naive_dice), (FocalLoss(gamma=2.0), naive_focal)):
+        (g_ours,) = torch.autograd.grad(ours(x, t), x)
+        (g_ref,) = torch.autograd.grad(naive(x), x)
+        torch.testing.assert_close(ours(x, t), naive(x))
+        torch.testing.assert_close(g_ours, g_ref)
