@@ -76,18 +76,22 @@ def test_no_graph_break(entry, mode, native):
     assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["kernel", "pytorch"])
-@pytest.mark.parametrize("entry,mode", CASES)
-def test_compiled_matches_eager(entry, mode, native):
+def _assert_compiled_matches_eager(entry, mode, native, **compile_kwargs):
     torch._dynamo.reset()
     loss = _build(entry, mode)
     x, t = _inputs(entry, mode)
     with medloss.native_kernels(native):
         expected = _value_and_grad(loss, x, t)
-        compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+        compiled = torch.compile(loss, fullgraph=True, **compile_kwargs)
         got = _value_and_grad(compiled, x, t)
     torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["kernel", "pytorch"])
+@pytest.mark.parametrize("entry,mode", CASES)
+def test_compiled_matches_eager(entry, mode, native):
+    _assert_compiled_matches_eager(entry, mode, native, backend="aot_eager")
 
 
 INDUCTOR = ["dice-multiclass", "focal-multiclass", "combo-multiclass", "asymmetric_unified_focal-multiclass",
@@ -97,15 +101,7 @@ INDUCTOR = ["dice-multiclass", "focal-multiclass", "combo-multiclass", "asymmetr
 @pytest.mark.parametrize("native", [True, False], ids=["kernel", "pytorch"])
 @pytest.mark.parametrize("entry,mode", [c for c in CASES if c.id in INDUCTOR])
 def test_inductor_matches_eager(entry, mode, native):
-    torch._dynamo.reset()
-    loss = _build(entry, mode)
-    x, t = _inputs(entry, mode)
-    with medloss.native_kernels(native):
-        expected = _value_and_grad(loss, x, t)
-        compiled = torch.compile(loss, fullgraph=True)
-        got = _value_and_grad(compiled, x, t)
-    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
+    _assert_compiled_matches_eager(entry, mode, native)
 
 
 def test_compiled_focal_equals_cross_entropy_at_gamma_0():
