@@ -1,11 +1,23 @@
 """Calibration: metrics with confidence intervals, reliability diagrams and post-hoc calibrators.
 
 Metrics take ``probs`` ``[N, K]`` (top-label) or ``[N]`` / ``[N, 1]`` (binary, P(y = 1)) and
-integer ``labels``; torch or NumPy. Calibrators take logits. See ``docs/calibration.md``.
+integer ``labels``; torch or NumPy. Calibrators take logits. The clinical calibration hierarchy
+(calibration-in-the-large, slope, intercept, ICI / E90 / Emax, Spiegelhalter's test) equals R's
+``rms::val.prob``: :func:`clinical_calibration`. See ``docs/calibration.md``.
 """
 
 from .bootstrap import ConfidenceInterval, bootstrap_ci
 from .calibrators import IsotonicCalibrator, PlattScaler, TemperatureScaler, load_calibrator
+from .clinical import (
+    calibration_in_the_large,
+    calibration_intercept,
+    calibration_slope,
+    clinical_calibration,
+    integrated_calibration_index,
+    lowess_smooth,
+    smoothed_calibration_curve,
+    spiegelhalter_test,
+)
 from .metrics import (
     CalibrationAccumulator,
     ReliabilityCurve,
@@ -29,6 +41,14 @@ __all__ = [
     "adaptive_calibration_error",
     "bootstrap_ci",
     "brier_score",
+    "calibration_in_the_large",
+    "calibration_intercept",
+    "calibration_slope",
+    "clinical_calibration",
+    "integrated_calibration_index",
+    "lowess_smooth",
+    "smoothed_calibration_curve",
+    "spiegelhalter_test",
     "classwise_calibration_error",
     "expected_calibration_error",
     "load_calibrator",

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .._validation import check_choice, check_int, check_number
 from ._inputs import as_probs_labels, top_label
+from .clinical import CLINICAL_METRICS
 from .metrics import (
     CalibrationAccumulator,
     adaptive_calibration_error,
@@ -30,6 +31,7 @@ METRICS: dict[str, Callable[..., float]] = {
     "classwise_ece": classwise_calibration_error,
     "brier": brier_score,
     "nll": negative_log_likelihood,
+    **CLINICAL_METRICS,
 }
 METHODS = ("auto", "rows", "binned")
 
@@ -78,7 +80,10 @@ def bootstrap_ci(
 
     Args:
         metric: a callable ``f(probs, labels, **kw) -> float`` (any of this module's metrics, or
-            your own) or a name: "ece", "mce", "ace", "classwise_ece", "brier", "nll".
+            your own) or a name: "ece", "mce", "ace", "classwise_ece", "brier", "nll", or one of
+            the clinical metrics (binary input, :mod:`medloss.calibration.clinical`):
+            "calibration_in_the_large", "calibration_slope", "calibration_intercept",
+            "integrated_calibration_index", "e_90", "e_max", "spiegelhalter_z", "c_statistic".
         probs, labels: as for the metrics.
         n_boot: number of resamples (default 1000).
         level: coverage of the interval (default 0.95).

@@ -1,0 +1,473 @@
+"""The clinical calibration hierarchy as medical journals report it (TRIPOD; Van Calster et al. 2016,
+2019; Austin & Steyerberg 2019), equal to R's ``rms::val.prob``.
+
+For binary positive-class probabilities ``p`` and outcomes ``y``:
+
+- calibration-in-the-large (CITL): ``a`` in ``logit P(y) = a + 1 * logit(p)`` (slope fixed at 1
+  by an offset; R: ``glm(y ~ offset(qlogis(p)), family = binomial)``). 0 when the mean risk is right.
+- calibration intercept and slope: ``(a, b)`` in ``logit P(y) = a + b * logit(p)`` (val.prob's
+  "Intercept" and "Slope"). A slope below 1 means over-confident predictions (too extreme), above 1
+  under-confident ones.
+- ``e_avg`` (the integrated calibration index, ICI), ``e_90``, ``e_max``: the mean, 90th
+  percentile (R's quantile type 7) and maximum of ``|p - s(p)|``, where ``s`` is val.prob's
+  smoothed calibration curve: ``lowess(p, y, iter = 0)`` with R's defaults (span 2/3, ``delta`` 1 %
+  of the range of p) read back at every ``p`` with tied ``p`` averaged (``approx(ties = mean)``).
+- Spiegelhalter's z test: ``z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p))``, two-sided p-value.
+- Brier score ``mean (p - y)^2`` and the C statistic (area under the ROC curve).
+
+Conventions shared with val.prob: probabilities of exactly 0 or 1 have no finite logit and are left
+out of the logistic fits (CITL, intercept, slope, C statistic) with a warning; every other number
+uses all samples. The C statistic is val.prob's "C (ROC)", which rms (6.5) computes from the
+probabilities grouped into 5000 bins of width 0.0002 (bin ``floor(5000 p) + 1``), pairs in one bin
+counting as ties: it equals val.prob's value and differs from the exact area under the ROC curve
+(``sklearn.metrics.roc_auc_score``) only through pairs closer than 0.0002 (by 3e-5 on 300 samples).
+Everything runs in float64 on the host: the fits and the smoother are sequential evaluation-time
+computations, not part of a training step.
+
+The logistic fits are Newton-Raphson to convergence (change < 1e-12); when the outcome is
+separated by the predictions the maximum-likelihood estimate does not exist: the fit returns NaN
+with a ``RuntimeWarning`` (rms fails to fit there).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._validation import check_number
+from ._inputs import as_probs_labels
+
+#: keys of :func:`clinical_calibration`'s result for binary input, in order
+CLINICAL_KEYS = (
+    "calibration_in_the_large",
+    "intercept",
+    "slope",
+    "e_avg",
+    "e_90",
+    "e_max",
+    "spiegelhalter_z",
+    "spiegelhalter_p",
+    "brier",
+    "c_statistic",
+    "n",
+    "events",
+)
+
+_NEWTON_TOL = 1e-12
+_NEWTON_MAXIT = 100
+
+
+# ------------------------------------------------------------------------------------ inputs
+def _binary_arrays(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validated float64 probabilities and 0/1 outcomes for the binary functions."""
+    p, y = as_probs_labels(probs, labels)
+    if p.ndim != 1:
+        raise ValueError(
+            "`probs` must be [N] positive-class probabilities for this function; for [N, K] input use "
+            "clinical_calibration(probs, labels) (one-vs-rest per class, or ordinal=True per threshold)"
+        )
+    return _checked_binary(p.detach().cpu().to(torch.float64).numpy(), y.detach().cpu().numpy())
+
+
+def _checked_binary(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = y.astype(np.float64)
+    events = y.sum()
+    if events == 0 or events == len(y):
+        raise ValueError(
+            f"`labels` hold one class only ({'all 1' if events else 'all 0'} in {len(y)} samples): calibration "
+            "slope, intercept and the C statistic need both outcomes"
+        )
+    return p, y
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.log(p / (1.0 - p))  # R's qlogis: log(p / (1 - p)), +-inf at 1 and 0
+
+
+def _finite_logits(p: np.ndarray, y: np.ndarray, warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of the probabilities strictly inside (0, 1) and their outcomes (val.prob's rule)."""
+    lg = _logit(p)
+    keep = np.isfinite(lg)
+    n_out = int((~keep).sum())
+    if n_out and warn:
+        warnings.warn(
+            f"{n_out} observations deleted from the logistic calibration fits: probabilities of exactly 0 or 1 "
+            "have no finite logit (as rms::val.prob does)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return lg[keep], y[keep]
+
+
+# ---------------------------------------------------------------------------- logistic fits
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -z)
+
+
+def _binomial_loglik(eta: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sum(y * _log_sigmoid(eta) + (1.0 - y) * _log_sigmoid(-eta)))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    out = np.empty_like(z)
+    pos = z >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
+    ez = np.exp(z[~pos])
+    out[~pos] = ez / (1.0 + ez)
+    return out
+
+
+def _newton(design: np.ndarray, offset: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood coefficients of ``logit P(y) = offset + design @ beta`` (Newton-Raphson with
+    step halving); NaN with a warning when the estimate does not exist (separation)."""
+    beta = start.astype(np.float64).copy()
+    loglik = _binomial_loglik(offset + design @ beta, y)
+    for _ in range(_NEWTON_MAXIT):
+        mu = _sigmoid(offset + design @ beta)
+        score = design.T @ (y - mu)
+        info = (design * (mu * (1.0 - mu))[:, None]).T @ design
+        try:
+            step = np.linalg.solve(info, score)
+        except np.linalg.LinAlgError:
+            break
+        if not np.all(np.isfinite(step)):
+            break
+        scale = 1.0
+        while True:
+            trial = beta + scale * step
+            new = _binomial_loglik(offset + design @ trial, y)
+            if new >= loglik - 1e-12 * abs(loglik) or scale < 1e-10:
+                break
+            scale /= 2.0
+        beta, loglik = trial, new
+        if np.max(np.abs(scale * step)) < _NEWTON_TOL * max(1.0, float(np.max(np.abs(beta)))):
+            return beta
+    warnings.warn(
+        "the logistic calibration fit did not converge: the outcome is (quasi-)separated by the predicted "
+        "logits, so the maximum-likelihood intercept / slope do not exist; returning NaN",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    return np.full_like(beta, np.nan)
+
+
+def _recalibration_fit(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    design = np.stack([np.ones_like(logits), logits], 1)
+    a, b = _newton(design, np.zeros_like(logits), y, np.array([0.0, 1.0]))
+    return float(a), float(b)
+
+
+def _citl_fit(logits: np.ndarray, y: np.ndarray) -> float:
+    (a,) = _newton(np.ones((len(logits), 1)), logits, y, np.zeros(1))
+    return float(a)
+
+
+# ------------------------------------------------------------------------- smoother (lowess)
+def _lowess_fit_at(x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int) -> float | None:
+    """Tricube-weighted local linear fit at ``xs`` from the window ``[nleft, nright]`` (0-based) of
+    sorted ``x``, extended to the right over ties; None when every weight is zero."""
+    n = len(x)
+    h = max(xs - x[nleft], x[nright] - xs)
+    h9, h1 = 0.999 * h, 0.001 * h
+    # the window ends at the first point to the right of xs farther than h9 (ties included)
+    end = min(n, int(np.searchsorted(x, xs + h, side="right")) + 1)
+    xw = x[nleft:end]
+    r = np.abs(xw - xs)
+    stop = np.flatnonzero((r > h9) & (xw > xs))
+    m = int(stop[0]) if stop.size else len(xw)
+    xw, r, yw = xw[:m], r[:m], y[nleft : nleft + m]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3)
+    w = np.where(r <= h9, w, 0.0)
+    a = w.sum()
+    if a <= 0.0:
+        return None
+    w = w / a
+    if h > 0.0:
+        center = float(np.dot(w, xw))
+        dx = xw - center
+        c = float(np.dot(w, dx * dx))
+        if math.sqrt(c) > 0.001 * (x[-1] - x[0]):
+            w = w * ((xs - center) / c * dx + 1.0)
+    return float(np.dot(w, yw))
+
+
+def lowess_smooth(
+    x: Any, y: Any, *, frac: float = 2.0 / 3.0, delta: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``lowess(x, y, f = frac, iter = 0, delta)``: the sorted ``x`` and the smoothed values.
+
+    Cleveland's (1979) locally weighted linear regression without robustness iterations: at each
+    fitted point the ``floor(frac * n)`` nearest neighbours (at least 2) are weighted with the
+    tricube kernel; points within ``delta`` (default 1 % of the range of ``x``) of the last fitted
+    point are linearly interpolated instead of fitted, as R does. Sorting is stable, so tied ``x``
+    keep their order.
+
+    Example:
+        >>> xs, fit = lowess_smooth([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
+        >>> [round(float(v), 4) for v in fit]  # R: round(lowess(x, y, iter = 0)$y, 4)
+        [-0.1198, 0.2863, 0.4274, 0.5726, 0.7137, 1.1198]
+    """
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if x.shape != y.shape or x.size == 0:
+        raise ValueError(f"`x` and `y` must be non-empty and of equal length; got {x.size} and {y.size}")
+    frac = check_number(frac, "frac", low=0.0, high=1.0, low_inclusive=False)
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    n = len(x)
+    if delta is None:
+        delta = 0.01 * (x[-1] - x[0])
+    ys = np.empty(n)
+    if n < 2:
+        ys[:] = y
+        return x, ys
+    ns = max(2, min(n, int(frac * n + 1e-7)))
+    nleft, last, i = 0, -1, 0
+    while True:
+        if nleft + ns < n:
+            # slide the window right while that brings its far end closer to x[i]: the condition is
+            # monotone in the window start (rounding is monotone), so a binary search finds the stop
+            lo, hi = nleft, n - ns
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if x[i] - x[mid] > x[mid + ns] - x[i]:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            nleft = lo
+        fit = _lowess_fit_at(x, y, x[i], nleft, nleft + ns - 1)
+        ys[i] = y[i] if fit is None else fit
+        if last < i - 1:  # points skipped within delta: linear interpolation
+            j = np.arange(last + 1, i)
+            alpha = (x[j] - x[last]) / (x[i] - x[last])
+            ys[j] = alpha * ys[i] + (1.0 - alpha) * ys[last]
+        last = i
+        i_end = int(np.searchsorted(x, x[last] + delta, side="right"))
+        tie_end = int(np.searchsorted(x, x[last], side="right"))
+        ys[last + 1 : tie_end] = ys[last]  # ties of the fitted point share its value
+        last = max(last, tie_end - 1)
+        i = max(last + 1, i_end - 1)
+        if last >= n - 1:
+            return x, ys
+
+
+def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:
+    """val.prob's smoothed calibration curve read at every probability: ``lowess(p, y, iter = 0)``
+    interpolated at each ``p`` with tied ``p`` averaged (R's ``approx(..., ties = mean)``), in the
+    input order. ``|p - curve|`` gives :func:`integrated_calibration_index` and E90 / Emax."""
+    p, y = _binary_arrays(probs, labels)
+    return _smoothed(p, y)
+
+
+def _smoothed(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    xs, fit = lowess_smooth(p, y)
+    uniq, start = np.unique(xs, return_index=True)
+    means = np.add.reduceat(fit, start) / np.diff(np.append(start, len(xs)))
+    return means[np.searchsorted(uniq, p)]
+
+
+# ------------------------------------------------------------------------------ the metrics
+def _spiegelhalter(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    num = float(np.sum((y - p) * (1.0 - 2.0 * p)))
+    den = math.sqrt(float(np.sum((1.0 - 2.0 * p) ** 2 * p * (1.0 - p))))
+    z = num / den if den > 0 else math.nan
+    return z, (math.erfc(abs(z) / math.sqrt(2.0)) if math.isfinite(z) else math.nan)
+
+
+def _binned_c_statistic(logits: np.ndarray, y: np.ndarray) -> float:
+    """val.prob's "C (ROC)": concordance of the probabilities grouped into 5000 bins of width 0.0002
+    (``plogis`` of the logit clipped to +-30, bin ``floor(5000 p) + 1``), ties counting one half."""
+    prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
+    bins = (5000.0 * prob + 1.0).astype(np.int64)
+    neg = np.bincount(bins[y == 0], minlength=5002).astype(np.float64)
+    pos = np.bincount(bins[y == 1], minlength=5002).astype(np.float64)
+    pos_above = np.cumsum(pos[::-1])[::-1] - pos  # positives in strictly higher bins
+    concordant = float(np.dot(neg, pos_above))
+    tied = float(np.dot(neg, pos))
+    discordant = float(neg.sum() * pos.sum()) - concordant - tied
+    total = concordant + discordant + tied
+    return (concordant + 0.5 * tied) / total if total > 0 else math.nan
+
+
+def _clinical(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    if np.unique(p).size < 2:
+        raise ValueError(
+            "`probs` hold a single distinct value: the calibration slope and the smoothed curve are undefined"
+        )
+    logits, y_fit = _finite_logits(p, y)
+    if y_fit.size < 2 or y_fit.min() == y_fit.max():
+        a = b = citl = c_stat = math.nan
+        warnings.warn("fewer than two outcomes remain strictly inside (0, 1): the logistic fits are undefined",
+                      RuntimeWarning, stacklevel=3)
+    else:
+        a, b = _recalibration_fit(logits, y_fit)
+        citl = _citl_fit(logits, y_fit)
+        c_stat = _binned_c_statistic(logits, y_fit)
+    err = np.abs(p - _smoothed(p, y))
+    z, pz = _spiegelhalter(p, y)
+    return {
+        "calibration_in_the_large": citl,
+        "intercept": a,
+        "slope": b,
+        "e_avg": float(err.mean()),
+        "e_90": float(np.quantile(err, 0.9)),
+        "e_max": float(err.max()),
+        "spiegelhalter_z": z,
+        "spiegelhalter_p": pz,
+        "brier": float(np.mean((p - y) ** 2)),
+        "c_statistic": c_stat,
+        "n": int(len(p)),
+        "events": int(y.sum()),
+    }
+
+
+def _one_vs_rest(p: np.ndarray, y: np.ndarray, ordinal: bool) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    k = p.shape[1]
+    if ordinal:
+        tails = np.cumsum(p[:, ::-1], axis=1)[:, ::-1]  # tails[:, j] = P(grade >= j)
+        return [(j, np.clip(tails[:, j + 1], 0.0, 1.0), (y > j).astype(np.float64)) for j in range(k - 1)]
+    return [(j, p[:, j], (y == j).astype(np.float64)) for j in range(k)]
+
+
+def clinical_calibration(probs: Any, labels: Any, *, ordinal: bool = False) -> dict[str, Any]:
+    """The calibration hierarchy of the module docstring, as ``rms::val.prob`` computes it.
+
+    Args:
+        probs: ``[N]`` / ``[N, 1]`` positive-class probabilities, or ``[N, K]`` class probabilities.
+            Torch (any device) or NumPy.
+        labels: ``[N]`` integer labels (0 / 1 for binary input, ``[0, K)`` otherwise).
+        ordinal: for ``[N, K]`` input, evaluate the cumulative probabilities ``P(grade > k)``
+            against ``grade > k`` for each threshold ``k = 0 .. K-2`` instead of each class
+            one-vs-rest (default False).
+
+    Returns:
+        Binary input: a dict with exactly the keys ``calibration_in_the_large``, ``intercept``,
+        ``slope``, ``e_avg`` (ICI), ``e_90``, ``e_max``, ``spiegelhalter_z``, ``spiegelhalter_p``,
+        ``brier``, ``c_statistic``, ``n`` and ``events``. ``[N, K]`` input: a dict from the class
+        (or threshold) index to such a dict; a class absent from the labels gets NaN values and a warning.
+
+    Raises:
+        ValueError: probabilities outside [0, 1] or NaN, labels that are not 0 / 1 (binary) or
+            not in ``[0, K)``, a length mismatch, one outcome only (binary), or a single distinct
+            probability. Probabilities of exactly 0 or 1 are left out of the logistic fits with a
+            ``RuntimeWarning``, as val.prob does.
+
+    Example:
+        >>> r = clinical_calibration([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1])
+        >>> {k: round(r[k], 4) for k in ("intercept", "slope", "e_avg", "e_max", "c_statistic")}
+        {'intercept': 0.6302, 'slope': 0.447, 'e_avg': 0.2774, 'e_max': 0.7, 'c_statistic': 0.6}
+
+        The same numbers as R's ``val.prob(p, y, pl = FALSE)``.
+    """
+    p, y = as_probs_labels(probs, labels)
+    p = p.detach().cpu().to(torch.float64).numpy()
+    y = y.detach().cpu().numpy()
+    if p.ndim == 1:
+        if ordinal:
+            raise ValueError("`ordinal=True` needs [N, K] grade probabilities; got [N] binary probabilities")
+        return _clinical(*_checked_binary(p, y))
+    out: dict[int, dict[str, float]] = {}
+    for j, pj, yj in _one_vs_rest(p, y, ordinal):
+        if yj.min() == yj.max():
+            what = f"threshold grade > {j}" if ordinal else f"class {j}"
+            warnings.warn(f"{what}: the labels hold one outcome only; its values are NaN", RuntimeWarning,
+                          stacklevel=2)
+            out[j] = {k: math.nan for k in CLINICAL_KEYS} | {"n": len(yj), "events": int(yj.sum())}
+            continue
+        out[j] = _clinical(pj, yj)
+    return out
+
+
+# ------------------------------------------------------------------- the individual functions
+def calibration_in_the_large(probs: Any, labels: Any) -> float:
+    """Calibration-in-the-large: ``a`` in ``logit P(y) = a + logit(p)`` (slope fixed at 1), R's
+    ``coef(glm(y ~ offset(qlogis(p)), family = binomial))``. Binary ``[N]`` probabilities.
+
+    Example:
+        >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
+        >>> round(calibration_in_the_large(p, y), 4)  # R's glm: 0.875
+        0.875
+    """
+    p, y = _binary_arrays(probs, labels)
+    return _citl_fit(*_finite_logits(p, y))
+
+
+def calibration_slope(probs: Any, labels: Any) -> float:
+    """Calibration slope: ``b`` in ``logit P(y) = a + b logit(p)`` (val.prob's "Slope"); 1 is ideal,
+    below 1 means over-confident predictions. Binary ``[N]`` probabilities.
+
+    Example:
+        >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
+        >>> round(calibration_slope(p, y), 4)  # R's val.prob: 0.4470
+        0.447
+    """
+    p, y = _binary_arrays(probs, labels)
+    return _recalibration_fit(*_finite_logits(p, y))[1]
+
+
+def calibration_intercept(probs: Any, labels: Any) -> float:
+    """Calibration intercept: ``a`` in the joint fit ``logit P(y) = a + b logit(p)`` (val.prob's
+    "Intercept"). Binary ``[N]`` probabilities.
+
+    Example:
+        >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
+        >>> round(calibration_intercept(p, y), 4)  # R's val.prob: 0.6302
+        0.6302
+    """
+    p, y = _binary_arrays(probs, labels)
+    return _recalibration_fit(*_finite_logits(p, y))[0]
+
+
+def integrated_calibration_index(probs: Any, labels: Any) -> float:
+    """The integrated calibration index (ICI, val.prob's "Eavg", Austin & Steyerberg 2019): the mean
+    of ``|p - s(p)|`` over the samples, ``s`` the smoothed calibration curve
+    (:func:`smoothed_calibration_curve`). Binary ``[N]`` probabilities.
+
+    Example:
+        >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
+        >>> round(integrated_calibration_index(p, y), 4)  # R's val.prob Eavg: 0.2774
+        0.2774
+    """
+    p, y = _binary_arrays(probs, labels)
+    return float(np.mean(np.abs(p - _smoothed(p, y))))
+
+
+def spiegelhalter_test(probs: Any, labels: Any) -> tuple[float, float]:
+    """Spiegelhalter's (1986) z test of calibration: ``(z, two-sided p-value)`` with
+    ``z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p))`` (val.prob's "S:z", "S:p").
+
+    Example:
+        >>> z, pval = spiegelhalter_test([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1])
+        >>> round(z, 4), round(pval, 4)  # R's val.prob S:z, S:p
+        (1.4142, 0.1573)
+    """
+    p, y = _binary_arrays(probs, labels)
+    return _spiegelhalter(p, y)
+
+
+def _key(name: str):
+    def metric(probs: Any, labels: Any) -> float:
+        return float(clinical_calibration(probs, labels)[name])
+
+    metric.__name__ = name
+    metric.__doc__ = f"``clinical_calibration(probs, labels)['{name}']`` (binary input)."
+    return metric
+
+
+#: the clinical metrics :func:`medloss.calibration.bootstrap_ci` accepts by name
+CLINICAL_METRICS = {
+    "calibration_in_the_large": calibration_in_the_large,
+    "calibration_slope": calibration_slope,
+    "calibration_intercept": calibration_intercept,
+    "integrated_calibration_index": integrated_calibration_index,
+    "e_90": _key("e_90"),
+    "e_max": _key("e_max"),
+    "spiegelhalter_z": _key("spiegelhalter_z"),
+    "c_statistic": _key("c_statistic"),
+}

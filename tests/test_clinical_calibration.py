@@ -1,0 +1,217 @@
+"""Clinical calibration hierarchy against R's rms::val.prob.
+
+Expected values: R 4.2.2, rms 6.5.0 (Debian's r-cran-rms), from `Rscript tests/data/clinical_calibration.R`
+on the inputs in tests/data/clinical_calibration_inputs.csv (written by tests/data/make_clinical_inputs.py;
+17 significant digits, so both sides read identical doubles). The R script, for reference:
+
+    v <- val.prob(p, y, pl = FALSE)                      # Intercept, Slope, Eavg, E90, Emax, S:z, S:p, Brier, C (ROC)
+    fit <- is.finite(qlogis(p))
+    citl <- coef(glm(y[fit] ~ offset(qlogis(p[fit])), family = binomial,
+                     control = glm.control(epsilon = 1e-14, maxit = 100)))[1]
+    approx(lowess(p, y, iter = 0), xout = sort(unique(p)), ties = mean)$y   # the smoothed curve ("ties")
+"""
+
+from __future__ import annotations
+
+import csv
+import doctest
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from medloss.calibration import (
+    bootstrap_ci,
+    calibration_in_the_large,
+    calibration_intercept,
+    calibration_slope,
+    clinical,
+    clinical_calibration,
+    integrated_calibration_index,
+    smoothed_calibration_curve,
+    spiegelhalter_test,
+)
+
+DATA = Path(__file__).parent / "data" / "clinical_calibration_inputs.csv"
+
+# fmt: off
+R_VAL_PROB = {
+    "calibrated": {"Intercept": -0.0290403234363612, "Slope": 0.901268334306741, "Eavg": 0.025462254922009, "E90": 0.0414825467810831, "Emax": 0.0491878027692228, "S:z": 0.977968435957869, "S:p": 0.328089935472128, "Brier": 0.180072603304727, "C (ROC)": 0.806751467710372, "CITL": -0.0285359171854025},
+    "overconfident": {"Intercept": 0.478556026150553, "Slope": 0.545906548298324, "Eavg": 0.116841716725244, "E90": 0.210151651849146, "Emax": 0.214995139734883, "S:z": 8.10358251049445, "S:p": 5.33640062982427e-16, "Brier": 0.20180156004821, "C (ROC)": 0.797150225660864, "CITL": 0.719463410405845},
+    "underconfident": {"Intercept": -0.479223481904132, "Slope": 2.02491457573104, "Eavg": 0.117508316540338, "E90": 0.171345381003849, "Emax": 0.191150354993117, "S:z": -4.70339845148942, "S:p": 2.55866384298121e-06, "Brier": 0.182002314559843, "C (ROC)": 0.826627604166667, "CITL": -0.404078004425602},
+    "small": {"Intercept": -0.335881481326972, "Slope": 0.236435321907515, "Eavg": 0.199928544953415, "E90": 0.396061942912859, "Emax": 0.60569238461286, "S:z": 1.49640903109997, "S:p": 0.134547097555988, "Brier": 0.250914308077609, "C (ROC)": 0.62, "CITL": -0.176630836511245},
+    "ties": {"Intercept": 0.157939607842161, "Slope": 0.795418844807632, "Eavg": 0.0595549441168939, "E90": 0.0987855947268165, "Emax": 0.107587475480718, "S:z": 1.94274261354473, "S:p": 0.0520472646939993, "Brier": 0.20017, "C (ROC)": 0.764927536231884, "CITL": 0.167732022695767},
+    "rare": {"Intercept": 0.966178662479572, "Slope": 1.54436295106554, "Eavg": 0.0115764078372796, "E90": 0.0209056384984078, "Emax": 0.0707201622010911, "S:z": -3.03868651940895, "S:p": 0.0023761196404538, "Brier": 0.0124444398674135, "C (ROC)": 0.871841216216216, "CITL": -0.641294635963557},
+    "zero_one": {"Intercept": -0.303053953755306, "Slope": 1.27673780544826, "Eavg": 0.0375398737332992, "E90": 0.0744291520417216, "Emax": 0.0763678106674808, "S:z": 0.17633108009479, "S:p": 0.860033846180128, "Brier": 0.159757855626937, "C (ROC)": 0.864506172839506, "CITL": -0.242819586091108},
+}
+# R: approx(lowess(p, y, iter = 0), xout = sort(unique(p)), ties = mean)$y on the "ties" data set
+R_TIES_SMOOTH = [0.133716407770387, 0.265317755320777, 0.328677966953945, 0.507587475480718, 0.598785594726816,
+                 0.632878036407238, 0.725283921918157, 0.758802389074772, 0.831098676072873]
+# fmt: on
+OURS = {"Intercept": "intercept", "Slope": "slope", "Eavg": "e_avg", "E90": "e_90", "Emax": "e_max",
+        "S:z": "spiegelhalter_z", "S:p": "spiegelhalter_p", "Brier": "brier", "C (ROC)": "c_statistic",
+        "CITL": "calibration_in_the_large"}
+
+
+def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out: dict[str, tuple[list[float], list[int]]] = {}
+    with DATA.open() as fh:
+        for row in csv.DictReader(fh):
+            p, y = out.setdefault(row["dataset"], ([], []))
+            p.append(float(row["p"]))
+            y.append(int(row["y"]))
+    return {k: (np.array(p), np.array(y)) for k, (p, y) in out.items()}
+
+
+DATASETS = _datasets()
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", list(R_VAL_PROB))
+def test_equals_r_val_prob(name):
+    p, y = DATASETS[name]
+    ours = _quiet(clinical_calibration, p, y)
+    assert set(ours) == set(clinical.CLINICAL_KEYS)
+    for r_key, expected in R_VAL_PROB[name].items():
+        got = ours[OURS[r_key]]
+        # 1e-6 absolute; tiny p-values also relative (R prints 15 significant digits)
+        assert got == pytest.approx(expected, abs=1e-6, rel=1e-6 if expected < 1e-3 else 0), (name, r_key)
+    assert ours["n"] == len(p) and ours["events"] == int(y.sum())
+
+
+def test_smoothed_curve_equals_r_lowess_with_ties_averaged():
+    p, y = DATASETS["ties"]
+    curve = smoothed_calibration_curve(p, y)
+    uniq = np.unique(p)
+    at_unique = np.array([curve[p == u][0] for u in uniq])
+    np.testing.assert_allclose(at_unique, R_TIES_SMOOTH, atol=1e-9)
+    for u in uniq:  # every tied probability reads the same value
+        assert np.ptp(curve[p == u]) == 0.0
+
+
+def test_individual_functions_equal_the_hierarchy_and_torch_input():
+    p, y = DATASETS["overconfident"]
+    r = R_VAL_PROB["overconfident"]
+    pt, yt = torch.from_numpy(p), torch.from_numpy(y)
+    assert calibration_slope(pt, yt) == pytest.approx(r["Slope"], abs=1e-6)
+    assert calibration_intercept(p, y) == pytest.approx(r["Intercept"], abs=1e-6)
+    assert calibration_in_the_large(p, y) == pytest.approx(r["CITL"], abs=1e-6)
+    assert integrated_calibration_index(pt.float(), yt) == pytest.approx(r["Eavg"], abs=1e-6)  # float32 input
+    z, pval = spiegelhalter_test(p, y)
+    assert z == pytest.approx(r["S:z"], abs=1e-6) and pval == pytest.approx(r["S:p"], rel=1e-6)
+
+
+def test_exact_zero_one_probabilities_warn_and_leave_the_fits():
+    p, y = DATASETS["zero_one"]
+    with pytest.warns(RuntimeWarning, match="6 observations deleted"):
+        clinical_calibration(p, y)
+
+
+def test_c_statistic_equals_exact_auc_when_no_two_probabilities_share_a_bin():
+    # probabilities 0.001 apart never share one of val.prob's 0.0002-wide bins: the binned C is the exact AUC
+    rng = np.random.default_rng(3)
+    p = rng.permutation(np.arange(1, 999) / 1000.0 + 0.0001)[:400]
+    y = rng.binomial(1, p)
+    assert _quiet(clinical_calibration, p, y)["c_statistic"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(40, 300), a=st.floats(-1.0, 1.0), b=st.floats(0.3, 2.5))
+def test_recalibrated_predictions_have_slope_one_intercept_zero(seed, n, a, b):
+    # the maximum-likelihood recalibration q = sigmoid(a* + b* logit p) satisfies the score equations of the
+    # refit with (a, b) = (0, 1), so q's own intercept / slope / CITL are 0, 1, 0 (a closed-form property)
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0.0, 1.5, n)
+    p = 1.0 / (1.0 + np.exp(-z))
+    y = rng.binomial(1, 1.0 / (1.0 + np.exp(-(a + b * z))))
+    if y.min() == y.max():
+        return
+    a_hat, b_hat = calibration_intercept(p, y), calibration_slope(p, y)
+    if not (math.isfinite(a_hat) and abs(b_hat) < 20):
+        return
+    q = 1.0 / (1.0 + np.exp(-(a_hat + b_hat * z)))
+    assert calibration_slope(q, y) == pytest.approx(1.0, abs=1e-7)
+    assert calibration_intercept(q, y) == pytest.approx(0.0, abs=1e-7)
+    shifted = 1.0 / (1.0 + np.exp(-(calibration_in_the_large(p, y) + z)))
+    assert calibration_in_the_large(shifted, y) == pytest.approx(0.0, abs=1e-7)
+    # CITL: the shifted predictions' mean equals the event rate (the intercept-only score equation)
+    assert shifted.mean() == pytest.approx(y.mean(), abs=1e-9)
+
+
+def test_multiclass_one_vs_rest_and_ordinal_thresholds():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(300, 4))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = rng.integers(0, 4, 300)
+    per_class = _quiet(clinical_calibration, probs, labels)
+    assert sorted(per_class) == [0, 1, 2, 3]
+    for k in range(4):
+        assert per_class[k] == _quiet(clinical_calibration, probs[:, k], (labels == k).astype(int))
+    per_threshold = _quiet(clinical_calibration, torch.from_numpy(probs), torch.from_numpy(labels), ordinal=True)
+    assert sorted(per_threshold) == [0, 1, 2]
+    for k in range(3):
+        tail = probs[:, k + 1:].sum(1)
+        expected = _quiet(clinical_calibration, tail, (labels > k).astype(int))
+        for key in clinical.CLINICAL_KEYS:
+            assert per_threshold[k][key] == pytest.approx(expected[key], abs=1e-12)
+
+
+def test_multiclass_absent_class_warns_and_gives_nan():
+    probs = np.full((6, 3), 1 / 3)
+    probs[:, 0] += np.linspace(-0.1, 0.1, 6)
+    probs[:, 1] -= np.linspace(-0.1, 0.1, 6)
+    with pytest.warns(RuntimeWarning, match="class 2: the labels hold one outcome"):
+        out = clinical_calibration(probs, [0, 1, 0, 1, 0, 1])
+    assert math.isnan(out[2]["slope"]) and out[2]["events"] == 0
+
+
+def test_bootstrap_by_name_with_patient_groups():
+    p, y = DATASETS["calibrated"]
+    ci = bootstrap_ci("calibration_slope", p, y, n_boot=200, seed=1)
+    assert ci.estimate == pytest.approx(R_VAL_PROB["calibrated"]["Slope"], abs=1e-6)
+    assert ci.low < ci.estimate < ci.high and ci.method == "rows"
+    groups = np.arange(len(p)) // 3  # three images per patient
+    cluster = bootstrap_ci("integrated_calibration_index", p, y, n_boot=100, seed=1, groups=groups)
+    assert cluster.method == "clusters" and cluster.estimate == pytest.approx(R_VAL_PROB["calibrated"]["Eavg"], abs=1e-6)
+    assert cluster.low < cluster.estimate < cluster.high
+
+
+def test_separated_outcome_gives_nan_with_a_warning():
+    p = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    with pytest.warns(RuntimeWarning, match="separated"):
+        assert math.isnan(calibration_slope(p, y))
+
+
+BAD = [
+    ("probability above 1", lambda: clinical_calibration([0.2, 1.2, 0.5], [0, 1, 1]), ValueError, r"`probs`.*\[0, 1\]"),
+    ("NaN", lambda: clinical_calibration([0.2, float("nan"), 0.5], [0, 1, 1]), ValueError, r"`probs` contains NaN"),
+    ("label 2", lambda: clinical_calibration([0.2, 0.4, 0.5], [0, 2, 1]), ValueError, r"`labels`"),
+    ("one class", lambda: clinical_calibration([0.2, 0.4, 0.5], [1, 1, 1]), ValueError, r"`labels` hold one class only"),
+    ("length", lambda: calibration_slope([0.2, 0.4, 0.5], [1, 0]), ValueError, r"same length"),
+    ("constant", lambda: clinical_calibration([0.3, 0.3, 0.3], [1, 0, 0]), ValueError, r"single distinct value"),
+    ("2-D to a binary function", lambda: calibration_slope(np.full((4, 2), 0.5), [0, 1, 0, 1]), ValueError, r"clinical_calibration"),
+    ("ordinal binary", lambda: clinical_calibration([0.2, 0.4], [0, 1], ordinal=True), ValueError, r"ordinal=True"),
+]
+
+
+@pytest.mark.parametrize("what,call,exc,match", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_the_argument(what, call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_docstring_examples():
+    result = doctest.testmod(clinical, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 7 and result.failed == 0
