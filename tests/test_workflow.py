@@ -67,11 +67,11 @@ def test_train_end_to_end(tmp_path, task, fmt, loss):
     code = main(["train", "--data", str(data), "--target", "outcome", "--task", task, "--loss", loss,
                  "--class-weights", "balanced", "--out", str(out), *extra, *FAST])
     assert code == 0
-    for name in ("report.html", "metrics.json", "reliability.png", "confusion_matrix.png", "training_curves.png",
-                 "model.pt", "calibrator.json"):
+    for name in ("report.html", "metrics.json", "reliability.png", "clinical_calibration.png", "confusion_matrix.png",
+                 "training_curves.png", "model.pt", "calibrator.json"):
         assert (out / name).exists(), name
     report = parse_report(out / "report.html")
-    assert len(report.images) == 3 and all(src.startswith("data:image/png;base64,") for src in report.images)
+    assert len(report.images) == 4 and all(src.startswith("data:image/png;base64,") for src in report.images)
     assert "table" in report.tags
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == task and metrics["splits"]["train"] + metrics["splits"]["val"] + metrics["splits"]["test"] == len(df)
@@ -81,6 +81,15 @@ def test_train_end_to_end(tmp_path, task, fmt, loss):
     assert 0.4 < after["classification"]["accuracy"] <= 1.0
     if task == "ordinal":
         assert set(after["ordinal"]) >= {"qwk", "mae", "within_1", "kendall_tau_b", "spearman_rho"}
+    # the clinical hierarchy: binary flat, per class (one vs rest), per grade threshold
+    clinical = after["clinical"]
+    assert clinical["kind"] == {"binary": "binary", "multiclass": "per_class", "ordinal": "per_threshold"}[task]
+    parts = [clinical["metrics"]] if task == "binary" else list(clinical["metrics"].values())
+    assert len(parts) == {"binary": 1, "multiclass": 3, "ordinal": 3}[task]  # 3 classes; 4 grades -> 3 thresholds
+    for part in parts:
+        slope = part["slope"]
+        assert slope["low"] <= slope["estimate"] <= slope["high"] and slope["n_boot"] > 0
+    assert "Clinical calibration" in (out / "report.html").read_text()
     # the checkpoint loads with weights_only=True
     state = torch.load(out / "model.pt", weights_only=True)
     assert "model" in state and "loss" in state
@@ -219,7 +228,11 @@ def test_calibrate_command(tmp_path):
     assert m["calibrator"]["temperature"] > 2
     cal = pd.read_csv(out / "calibrated_predictions.csv")
     assert list(cal.columns) == ["label", "prob_0", "prob_1", "prob_2"] and len(cal) == 300
-    assert len(parse_report(out / "report.html").images) == 2
+    assert len(parse_report(out / "report.html").images) == 3
+    # logits 4x too large: every class's calibration slope is far below 1 before temperature scaling, near 1 after
+    for j in ("0", "1", "2"):
+        assert m["uncalibrated"]["clinical"]["metrics"][j]["slope"]["estimate"] < 0.5
+        assert 0.7 < m["calibrated"]["clinical"]["metrics"][j]["slope"]["estimate"] < 1.4
     # NPZ of binary probabilities with a separate validation file
     p = 1 / (1 + np.exp(-logits[:, 0]))
     yb = (rng.random(n) < 1 / (1 + np.exp(-true[:, 0]))).astype(int)
@@ -249,5 +262,5 @@ def test_quick_demo(tmp_path, capsys):
     assert "QWK" in out and "lesion Dice" in out and "report:" in out
     metrics = json.loads((path / "metrics.json").read_text())
     assert len(metrics["binary"]) == 4 and len(metrics["ordinal"]) == 3 and len(metrics["segmentation"]) == 3
-    assert len(parse_report(path / "report.html").images) == 3 * 7 + 1
+    assert len(parse_report(path / "report.html").images) == 4 * 7 + 1
     assert (path / "segmentation_examples.png").exists()

@@ -6,7 +6,7 @@ integer ``labels``; torch or NumPy. Calibrators take logits. The clinical calibr
 ``rms::val.prob``: :func:`clinical_calibration`. See ``docs/calibration.md``.
 """
 
-from .bootstrap import ConfidenceInterval, bootstrap_ci
+from .bootstrap import ConfidenceInterval, bootstrap_ci, bootstrap_clinical
 from .calibrators import IsotonicCalibrator, PlattScaler, TemperatureScaler, load_calibrator
 from .clinical import (
     calibration_in_the_large,
@@ -29,7 +29,7 @@ from .metrics import (
     negative_log_likelihood,
     reliability_curve,
 )
-from .plots import plot_reliability_diagram, save_figure
+from .plots import plot_clinical_calibration, plot_reliability_diagram, save_figure
 
 __all__ = [
     "CalibrationAccumulator",
@@ -40,6 +40,7 @@ __all__ = [
     "TemperatureScaler",
     "adaptive_calibration_error",
     "bootstrap_ci",
+    "bootstrap_clinical",
     "brier_score",
     "calibration_in_the_large",
     "calibration_intercept",
@@ -54,6 +55,7 @@ __all__ = [
     "load_calibrator",
     "maximum_calibration_error",
     "negative_log_likelihood",
+    "plot_clinical_calibration",
     "plot_reliability_diagram",
     "reliability_curve",
     "save_figure",

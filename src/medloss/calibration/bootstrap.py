@@ -118,11 +118,7 @@ def bootstrap_ci(
     if groups is not None:
         if method == "binned":
             raise ValueError("`groups` needs row resampling: use method='rows' or 'auto'")
-        g = np.asarray(groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else groups)
-        if g.ndim != 1 or len(g) != p.shape[0]:
-            raise ValueError(f"`groups` must hold one id per sample ({p.shape[0]}); got shape {list(g.shape)}")
-        _, inverse = np.unique(g, return_inverse=True)
-        cluster_rows = [np.flatnonzero(inverse == k) for k in range(inverse.max() + 1)]
+        cluster_rows = _cluster_rows(groups, p.shape[0])
     rng = np.random.default_rng(seed)
     if cluster_rows is not None:
         stats = _cluster_bootstrap(fn, p, y, n_boot, rng, cluster_rows, metric_kwargs)
@@ -136,6 +132,98 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     return ConfidenceInterval(estimate, float(low), float(high), level, n_boot, used)
+
+
+def _cluster_rows(groups: Any, n: int) -> list[np.ndarray]:
+    """The rows of each cluster id in ``groups`` (one id per sample)."""
+    g = np.asarray(groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else groups)
+    if g.ndim != 1 or len(g) != n:
+        raise ValueError(f"`groups` must hold one id per sample ({n}); got shape {list(g.shape)}")
+    _, inverse = np.unique(g, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
+
+def bootstrap_clinical(
+    probs: Any,
+    labels: Any,
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int | None = 0,
+    groups: Any = None,
+    ordinal: bool = False,
+    progress: bool | None = None,
+) -> dict[Any, Any]:
+    """Percentile bootstrap intervals for every number of
+    :func:`medloss.calibration.clinical_calibration`, from one set of resamples.
+
+    Args:
+        probs, labels, ordinal: as for :func:`~medloss.calibration.clinical_calibration`.
+        n_boot: resamples (default 1000); ``level``: coverage (default 0.95); ``seed`` seeds NumPy's
+            generator (default 0). ``groups``: ``[N]`` cluster ids (e.g. patients) to resample
+            whole clusters. ``progress``: a progress bar (default: more than 200 resamples).
+
+    Returns:
+        Binary input: a dict from each key of ``clinical_calibration`` except ``n`` / ``events`` to a
+        :class:`ConfidenceInterval`; ``[N, K]`` input: a dict from the class (threshold) index to such
+        a dict. A resample where a value is undefined (one outcome only, a separated fit) is left
+        out of that value's interval; ``n_boot`` of each interval counts the resamples it used.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> p = rng.uniform(0.05, 0.95, 500)
+        >>> ci = bootstrap_clinical(p, rng.binomial(1, p), n_boot=50)
+        >>> ci["slope"].low < ci["slope"].estimate < ci["slope"].high
+        True
+    """
+    import warnings
+
+    from .clinical import CLINICAL_KEYS, clinical_calibration
+
+    n_boot = check_int(n_boot, "n_boot", low=1)
+    level = check_number(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    p, y = as_probs_labels(probs, labels)
+    estimate = clinical_calibration(p, y, ordinal=ordinal)
+    nested = p.ndim == 2
+    keys = [k for k in CLINICAL_KEYS if k not in ("n", "events")]
+    parts = list(estimate) if nested else [None]
+    samples = {(part, k): np.full(n_boot, np.nan) for part in parts for k in keys}
+    cluster_rows = _cluster_rows(groups, p.shape[0]) if groups is not None else None
+    rng = np.random.default_rng(seed)
+    show = progress if progress is not None else n_boot > 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # per-resample repeats of the warnings given above
+        for b in tqdm(range(n_boot), desc="bootstrap (clinical)", disable=not show, leave=False):
+            if cluster_rows is None:
+                idx = rng.integers(0, p.shape[0], size=p.shape[0])
+            else:
+                idx = np.concatenate([cluster_rows[c] for c in rng.integers(0, len(cluster_rows), len(cluster_rows))])
+            t = torch.from_numpy(idx)
+            try:
+                r = clinical_calibration(p[t], y[t], ordinal=ordinal)
+            except ValueError:  # a resample with one outcome or one distinct probability
+                continue
+            for part in parts:
+                values = r[part] if nested else r
+                for k in keys:
+                    samples[(part, k)][b] = values[k]
+    used = "clusters" if cluster_rows is not None else "rows"
+    alpha = (1.0 - level) / 2.0
+
+    def interval(part, k) -> ConfidenceInterval:
+        v = samples[(part, k)]
+        v = v[np.isfinite(v)]
+        point = float((estimate[part] if nested else estimate)[k])
+        if v.size == 0:
+            return ConfidenceInterval(point, float("nan"), float("nan"), level, 0, used)
+        low, high = np.quantile(v, [alpha, 1.0 - alpha])
+        return ConfidenceInterval(point, float(low), float(high), level, int(v.size), used)
+
+    if nested:
+        return {part: {k: interval(part, k) for k in keys} for part in parts}
+    return {k: interval(None, k) for k in keys}
 
 
 def _row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray:

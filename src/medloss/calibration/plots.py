@@ -145,3 +145,138 @@ def save_figure(fig, path: str, dpi: int = 200) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _smoothed_on_grid(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """val.prob's smoothed curve (ties averaged) read on ``grid`` by linear interpolation; NaN
+    outside the range of ``p``."""
+    from .clinical import lowess_smooth
+
+    xs, fit = lowess_smooth(p, y)
+    uniq, start = np.unique(xs, return_index=True)
+    means = np.add.reduceat(fit, start) / np.diff(np.append(start, len(xs)))
+    out = np.interp(grid, uniq, means)
+    out[(grid < uniq[0]) | (grid > uniq[-1])] = np.nan
+    return out
+
+
+def plot_clinical_calibration(
+    curves: Any,
+    *,
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int | None = 0,
+    n_groups: int = 10,
+    title: str | None = None,
+    figsize: tuple[float, float] = (5.0, 6.0),
+    progress: bool | None = None,
+):
+    """A calibration plot as clinical journals draw it (Van Calster et al. 2016; R's ``val.prob``).
+
+    For each curve: the smoothed calibration curve (val.prob's lowess, see
+    :func:`medloss.calibration.smoothed_calibration_curve`) with a percentile bootstrap band, the
+    logistic recalibration line ``plogis(a + b logit p)``, and the observed proportion of events in
+    ``n_groups`` equal-size groups of predicted risk (deciles by default, triangles); the ideal
+    diagonal; and below, the distribution of predicted risk (100 bins, as val.prob's spike
+    histogram). The legend gives each curve's calibration-in-the-large, slope and ICI.
+
+    Args:
+        curves: ``(probs, labels)`` with binary ``[N]`` probabilities, or a mapping name ->
+            ``(probs, labels)`` to overlay models or before / after calibration.
+        n_boot: bootstrap resamples for the band (default 200; 0 draws no band). Rows are
+            resampled; the band is drawn for every curve.
+        level: coverage of the band (default 0.95).
+        seed: seeds the bootstrap (default 0).
+        n_groups: groups of predicted risk for the observed proportions (default 10).
+        title: figure title.
+        figsize: inches (default 5 x 6, a journal column).
+        progress: progress bar for the bootstrap (default: when it takes > 1000 smoothings).
+
+    Returns the matplotlib ``Figure``.
+
+    Raises:
+        ValueError / TypeError: as :func:`medloss.calibration.clinical_calibration` for each curve's
+            input, or for a bad ``n_boot`` / ``level`` / ``n_groups``.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> p = rng.uniform(0.05, 0.95, 400)
+        >>> fig = plot_clinical_calibration((p, rng.binomial(1, p)), n_boot=20)
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['observed proportion', 'samples']
+    """
+    import warnings
+
+    from matplotlib import rcParams
+    from matplotlib.figure import Figure
+    from tqdm.auto import tqdm
+
+    from .._validation import check_number
+    from .clinical import _binary_arrays, _clinical
+
+    check_int(n_boot, "n_boot", low=0)
+    check_int(n_groups, "n_groups", low=1)
+    level = check_number(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    if isinstance(curves, tuple) and len(curves) == 2:
+        curves = {"model": curves}
+    if not isinstance(curves, Mapping) or not curves:
+        raise TypeError("`curves` must be (probs, labels) or a mapping name -> (probs, labels)")
+    data = {}
+    for name, value in curves.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise TypeError(f"curve {name!r} must be (probs, labels) with binary [N] probabilities")
+        data[str(name)] = _binary_arrays(*value)
+
+    fig = Figure(figsize=figsize)
+    ax, hx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    colors = rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    ax.plot([0, 1], [0, 1], color="0.75", lw=3, label="ideal")
+    grid = np.linspace(0.0, 1.0, 201)
+    rng = np.random.default_rng(seed)
+    show = progress if progress is not None else n_boot * len(data) > 1000
+    for i, (name, (p, y)) in enumerate(data.items()):
+        color, line = colors[i % len(colors)], styles[i % len(styles)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 1 probabilities: the caller saw it elsewhere
+            stats = _clinical(p, y)
+        inside = (grid >= p.min()) & (grid <= p.max())
+        if n_boot:
+            boot = np.full((n_boot, grid.size), np.nan)
+            for b in tqdm(range(n_boot), desc=f"calibration band ({name})", disable=not show, leave=False):
+                idx = rng.integers(0, len(p), len(p))
+                if np.unique(p[idx]).size > 1:
+                    boot[b] = _smoothed_on_grid(p[idx], y[idx], grid)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # grid points no resample reached
+                lo, hi = np.nanquantile(boot[:, inside], [(1 - level) / 2, (1 + level) / 2], axis=0)
+            ax.fill_between(grid[inside], lo, hi, color=color, alpha=0.15, lw=0)
+        ax.plot(grid[inside], _smoothed_on_grid(p, y, grid)[inside], color=color, ls=line, lw=1.8,
+                label=f"{name}: CITL {stats['calibration_in_the_large']:.2f}, slope {stats['slope']:.2f}, "
+                      f"ICI {stats['e_avg']:.3f}")
+        if np.isfinite(stats["slope"]):
+            with np.errstate(divide="ignore"):
+                lg = np.log(grid / (1 - grid))
+            ax.plot(grid, 1 / (1 + np.exp(-(stats["intercept"] + stats["slope"] * lg))), color=color, lw=0.8,
+                    ls=(0, (1, 1)))
+        order = np.argsort(p, kind="stable")
+        groups = [g for g in np.array_split(order, min(n_groups, len(p))) if g.size]
+        ax.plot([p[g].mean() for g in groups], [y[g].mean() for g in groups], ls="none", marker="^", ms=5,
+                mfc="white", mec=color)
+        hx.hist(p, bins=100, range=(0, 1), histtype="step", color=color, ls=line, lw=1.2)
+    ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1)), label="logistic recalibration a + b logit(p)")
+    ax.plot([], [], ls="none", marker="^", mfc="white", mec="0.3", label=f"observed proportion, {n_groups} risk groups")
+    if n_boot:
+        ax.fill_between([], [], [], color="0.5", alpha=0.15, lw=0,
+                        label=f"{level:.0%} bootstrap band ({n_boot} resamples)")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="observed proportion")
+    ax.grid(alpha=0.3)
+    hx.set(xlabel="predicted probability", ylabel="samples")
+    hx.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    hx.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.45), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.align_ylabels([ax, hx])
+    return fig

@@ -14,6 +14,7 @@ from ..calibration import (
     TemperatureScaler,
     adaptive_calibration_error,
     bootstrap_ci,
+    bootstrap_clinical,
     brier_score,
     expected_calibration_error,
     maximum_calibration_error,
@@ -105,9 +106,44 @@ def ordinal_metrics(probs: torch.Tensor, labels: np.ndarray, k: int) -> dict[str
     }
 
 
+#: the clinical hierarchy's numbers in reports, in order: (key, label)
+CLINICAL_ROWS = [("calibration_in_the_large", "calibration-in-the-large (0 ideal)"),
+                 ("slope", "calibration slope (1 ideal)"), ("intercept", "calibration intercept"),
+                 ("e_avg", "ICI = Eavg (smoothed |p - observed|)"), ("e_90", "E90"), ("e_max", "Emax"),
+                 ("spiegelhalter_z", "Spiegelhalter z"), ("c_statistic", "C statistic (val.prob)")]
+
+
+def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_boot: int, seed: int) -> dict:
+    """The clinical calibration hierarchy (R's rms::val.prob) with bootstrap intervals: for the positive
+    class of a binary model (or class 1 of a two-column softmax), per class one-vs-rest for multiclass
+    models, per threshold P(grade > k) for ordinal ones. Warnings (exact 0 / 1 probabilities, a class
+    absent from the test labels) become ``notes``."""
+    import warnings
+
+    p = probs.detach().cpu().to(torch.float64)
+    if p.ndim == 2 and p.shape[1] == 2 and task != "ordinal":
+        p, kind = p[:, 1], "binary"
+    else:
+        kind = "binary" if p.ndim == 1 else ("per_threshold" if task == "ordinal" else "per_class")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        try:
+            ci = bootstrap_clinical(p, labels, n_boot=n_boot, seed=seed, ordinal=kind == "per_threshold",
+                                    progress=False)
+        except ValueError as err:  # one outcome in the test split, constant predictions
+            return {"kind": kind, "metrics": None, "notes": [str(err)]}
+    notes = sorted({str(w.message) for w in caught})
+    if kind == "binary":
+        metrics = {k: v.to_dict() for k, v in ci.items()}
+    else:
+        metrics = {str(j): {k: v.to_dict() for k, v in part.items()} for j, part in ci.items()}
+    return {"kind": kind, "metrics": metrics, "notes": notes}
+
+
 def evaluate(probs: torch.Tensor, labels: np.ndarray, class_names: list[str], task: str, *, n_boot: int,
              seed: int) -> dict[str, Any]:
     out = {"calibration": calibration_metrics(probs, labels, n_boot=n_boot, seed=seed),
+           "clinical": clinical_metrics(probs, labels, task, n_boot=n_boot, seed=seed),
            "classification": classification_metrics(probs, labels, class_names)}
     if task == "ordinal":
         out["ordinal"] = ordinal_metrics(probs, labels, len(class_names))

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..calibration import plot_reliability_diagram
+from ..calibration import plot_clinical_calibration, plot_reliability_diagram
 from .data import Preprocessor, prepare_target, stratified_splits
 from .evaluate import N_BINS, calibration_check, evaluate, fit_calibrator, operating_points, probabilities
 from .io import RunDirectory, UserError, read_table
 from .report import (
     Report,
+    add_clinical,
     add_evaluation,
     add_operating_points,
     confusion_figure,
@@ -124,6 +125,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     for note in target.notes:
         report.paragraph(note, note=True)
     add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check)
+    add_clinical(report, before, after, target.class_names, cfg.calibrator)
     if points is not None:
         add_operating_points(report, points, target.class_names)
     report.heading("Figures")
@@ -131,6 +133,9 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         _reliability_curves(p_before, p_after, y["test"], cfg.calibrator),
         n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
         "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
+    _clinical_figure(report, f"{prefix}clinical_calibration.png", p_before, p_after, y["test"], cfg.task,
+                     cfg.calibrator, target.class_names, n_boot=cfg.n_boot, seed=cfg.seed,
+                     title=f"Calibration on the test split ({title})")
     cm = np.asarray(after["classification"]["confusion_matrix"])
     report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, target.class_names, "Confusion matrix (test)"),
                   "Confusion matrix on the test split (rows: truth).")
@@ -159,6 +164,46 @@ def _reliability_curves(p_before: torch.Tensor, p_after: torch.Tensor, y: np.nda
     if p_before.shape == p_after.shape and torch.equal(p_before.double(), p_after.double()):
         return {"uncalibrated = calibrated (the calibrator changed nothing)": (p_before, labels)}
     return {"uncalibrated": (p_before, labels), f"{calibrator} scaled": (p_after, labels)}
+
+
+def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after: torch.Tensor, y: np.ndarray,
+                     task: str, calibrator: str, class_names: list[str], *, n_boot: int, seed: int,
+                     title: str) -> None:
+    """The clinicians' calibration plot: before / after with bootstrap bands for a binary model (class 1 of
+    a two-column softmax); the calibrated curve of each class (threshold P(grade > k) for ordinal tasks)
+    otherwise. Classes with one outcome in the split are left out."""
+    if p_after.ndim == 2 and p_after.shape[1] == 2 and task != "ordinal":
+        p_before, p_after = p_before[:, 1], p_after[:, 1]
+    if p_after.ndim == 1:
+        same = torch.equal(p_before.double(), p_after.double())
+        curves = {"uncalibrated = calibrated": (p_before, y)} if same else {
+            "uncalibrated": (p_before, y), f"after {calibrator} scaling": (p_after, y)}
+        band = min(n_boot, 200)
+        caption = (f"Calibration plot as clinical journals draw it: smoothed observed proportion (val.prob's lowess) "
+                   f"with a 95% bootstrap band ({band} resamples), the logistic recalibration line, observed "
+                   "proportions in 10 risk groups and the distribution of predicted risk; CITL, slope and ICI in "
+                   "the legend.")
+    else:
+        p = p_after.detach().cpu().double().numpy()
+        curves = {}
+        for j in range(p.shape[1] - 1 if task == "ordinal" else p.shape[1]):
+            pj, yj = (p[:, j + 1:].sum(1).clip(0, 1), y > j) if task == "ordinal" else (p[:, j], y == j)
+            if 0 < yj.sum() < len(yj) and np.unique(pj).size > 1:
+                label = f"P(grade > {class_names[j]})" if task == "ordinal" else f"{class_names[j]} vs rest"
+                curves[label] = (pj, yj.astype(np.int64))
+        band = 0
+        caption = (f"Calibration after {calibrator} scaling, "
+                   + ("per grade threshold" if task == "ordinal" else "per class (one vs rest)")
+                   + ": smoothed observed proportion, logistic recalibration line, 10 risk groups; CITL, slope "
+                   "and ICI in the legend.")
+    if not curves:
+        return
+    try:
+        fig = plot_clinical_calibration(curves, n_boot=band, seed=seed, title=title, progress=False)
+    except ValueError as err:  # one outcome or one distinct probability: said in the clinical section's notes
+        report.paragraph(f"No calibration plot: {err}", note=True)
+        return
+    report.figure(name, fig, caption)
 
 
 def _describe_calibrator(cal) -> str:
@@ -370,10 +415,13 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
             report.paragraph(n, note=True)
         check = calibration_check(before, after)
         add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
+        add_clinical(report, before, after, class_names, cfg.calibrator)
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
             _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
             title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
+        _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
+                         class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
         cm = np.asarray(after["classification"]["confusion_matrix"])
         report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
                       "Confusion matrix on the evaluation rows (rows: truth).")

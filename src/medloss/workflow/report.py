@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import BINNING_NOTE
+from .evaluate import BINNING_NOTE, CLINICAL_ROWS
 from .io import RunDirectory
 
 STYLE = (
@@ -202,6 +202,37 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
                 zip(th["threshold"], th["sensitivity"], th["specificity"], th["positives"], strict=True)]
         report.heading("Grade thresholds (after calibration)")
         report.table(["grade at least", "sensitivity", "specificity", "positives"], rows)
+
+
+def add_clinical(report: Report, before: dict, after: dict, class_names: list[str], calibrator: str) -> None:
+    """The clinical calibration hierarchy (TRIPOD) before / after calibration with 95% bootstrap intervals."""
+    cb, ca = before.get("clinical"), after.get("clinical")
+    if not cb or not ca:
+        return
+    report.heading("Clinical calibration (TRIPOD; equal to R's rms::val.prob)")
+    what = {"binary": f"the predicted probability of {class_names[-1]!r}",
+            "per_class": "each class against the rest", "per_threshold": "each threshold P(grade > k)"}[cb["kind"]]
+    report.paragraph(
+        f"For {what}: calibration-in-the-large (logit shift with the slope fixed at 1), the logistic recalibration "
+        "slope and intercept, the integrated calibration index (mean distance between the predictions and the "
+        "smoothed observed proportions; E90 / Emax: its 90th percentile / maximum) and Spiegelhalter's z. A slope "
+        "below 1 means over-confident (too extreme) predictions. Exact 0 / 1 probabilities are left out of the "
+        "logistic fits, as val.prob does.", note=True)
+    for note in dict.fromkeys(cb["notes"] + ca["notes"]):
+        report.paragraph(note, note=True)
+    if cb["metrics"] is None or ca["metrics"] is None:
+        return
+    after_label = f"after {calibrator} scaling"
+    if cb["kind"] == "binary":
+        rows = [[label, fmt_ci(cb["metrics"][k]), fmt_ci(ca["metrics"][k])] for k, label in CLINICAL_ROWS]
+        report.table(["metric", "uncalibrated", after_label], rows)
+        return
+    rows = []
+    for j, part in ca["metrics"].items():
+        name = class_names[int(j)] if cb["kind"] == "per_class" else f"grade > {class_names[int(j)]}"
+        for k, label in CLINICAL_ROWS[:4]:
+            rows.append([f"{name}: {label}", fmt_ci(cb["metrics"][j][k]), fmt_ci(part[k])])
+    report.table(["class / threshold: metric", "uncalibrated", after_label], rows)
 
 
 def add_operating_points(report: Report, points: list[dict], class_names: list[str]) -> None:
