@@ -27,12 +27,15 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from medloss.calibration import (
+    adjust_prevalence,
     bootstrap_ci,
     calibration_in_the_large,
     calibration_intercept,
     calibration_slope,
     clinical,
     clinical_calibration,
+    derivation_prevalence,
+    hosmer_lemeshow_test,
     integrated_calibration_index,
     smoothed_calibration_curve,
     spiegelhalter_test,
@@ -214,4 +217,50 @@ def test_bad_input_names_the_argument(what, call, exc, match):
 
 def test_docstring_examples():
     result = doctest.testmod(clinical, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 7 and result.failed == 0
+    assert result.attempted >= 10 and result.failed == 0
+
+
+# R (base R; the computation of ResourceSelection::hoslem.test, which Debian does not package), g = 10:
+#   hl <- function(x, y, g = 10) {
+#     cutyhat <- cut(y, breaks = unique(quantile(y, probs = seq(0, 1, 1/g))), include.lowest = TRUE)
+#     obs <- xtabs(cbind(1 - x, x) ~ cutyhat); expect <- xtabs(cbind(1 - y, y) ~ cutyhat)
+#     chisq <- sum((obs - expect)^2/expect); df <- nlevels(cutyhat) - 2; c(chisq, df, 1 - pchisq(chisq, df)) }
+#   hl(y, p) on each data set of the CSV -> (statistic, df, p-value)
+R_HOSMER_LEMESHOW = {
+    "calibrated": (5.58252833513432, 8, 0.693880397613665),
+    "overconfident": (102.97250048966, 8, 0.0),
+    "underconfident": (38.3182671951745, 8, 6.57442513429807e-06),
+    "small": (18.7703015061067, 8, 0.0161375361876703),
+    "ties": (11.9838352426004, 7, 0.101091710059),  # tied deciles merge two groups
+    "rare": (15.9371308166736, 8, 0.0432888537744057),
+    "zero_one": (4.79950671850569, 8, 0.778774460856411),
+}
+
+
+@pytest.mark.parametrize("name", list(R_HOSMER_LEMESHOW))
+def test_hosmer_lemeshow_equals_r(name):
+    p, y = DATASETS[name]
+    stat, df, pval = R_HOSMER_LEMESHOW[name]
+    r = hosmer_lemeshow_test(p, y)
+    assert r["statistic"] == pytest.approx(stat, rel=1e-9) and r["df"] == df
+    assert r["p_value"] == pytest.approx(pval, abs=1e-9, rel=1e-6)
+
+
+def test_prevalence_adjustment_and_derivation_prevalence():
+    # R: plogis(qlogis(c(0.5, 0.9)) + qlogis(0.02) - qlogis(0.5)) -> 0.02, 0.155172413793103
+    np.testing.assert_allclose(adjust_prevalence(np.array([0.5, 0.9]), 0.5, 0.02), [0.02, 0.155172413793103], rtol=1e-12)
+    t = adjust_prevalence(torch.tensor([0.5, 0.9], dtype=torch.float64), 0.5, 0.02)
+    torch.testing.assert_close(t, torch.tensor([0.02, 0.155172413793103], dtype=torch.float64))
+    # exact at the extremes: odds scale by 49 / 1 -> 1 / 49 without rounding to 0 or 1
+    tiny = adjust_prevalence(np.array([1e-300, 1.0, 0.0]), 0.5, 0.02)
+    assert tiny[0] == pytest.approx(1e-300 / 49, rel=1e-12) and tiny[1] == 1.0 and tiny[2] == 0.0
+    # R: a <- coef(glm(y ~ offset(qlogis(p)), family = binomial))[1]; plogis(qlogis(3/8) - a) -> 0.55321190943298
+    p, y = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9], [0, 0, 0, 0, 1, 0, 1, 1]
+    assert derivation_prevalence(p, y) == pytest.approx(0.55321190943298, abs=1e-9)
+    # moving the probabilities from the derivation prevalence to the labels' rate calibrates them in the large
+    moved = adjust_prevalence(np.array(p), derivation_prevalence(p, y), 3 / 8)
+    assert calibration_in_the_large(moved, y) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="target_prevalence"):
+        adjust_prevalence([0.5], 0.5, 1.0)
+    with pytest.raises(ValueError, match="n_groups"):
+        hosmer_lemeshow_test(p, y, n_groups=2)

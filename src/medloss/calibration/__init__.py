@@ -9,10 +9,13 @@ integer ``labels``; torch or NumPy. Calibrators take logits. The clinical calibr
 from .bootstrap import ConfidenceInterval, bootstrap_ci, bootstrap_clinical
 from .calibrators import IsotonicCalibrator, PlattScaler, TemperatureScaler, load_calibrator
 from .clinical import (
+    adjust_prevalence,
     calibration_in_the_large,
     calibration_intercept,
     calibration_slope,
     clinical_calibration,
+    derivation_prevalence,
+    hosmer_lemeshow_test,
     integrated_calibration_index,
     lowess_smooth,
     smoothed_calibration_curve,
@@ -39,6 +42,7 @@ __all__ = [
     "ReliabilityCurve",
     "TemperatureScaler",
     "adaptive_calibration_error",
+    "adjust_prevalence",
     "bootstrap_ci",
     "bootstrap_clinical",
     "brier_score",
@@ -46,6 +50,8 @@ __all__ = [
     "calibration_intercept",
     "calibration_slope",
     "clinical_calibration",
+    "derivation_prevalence",
+    "hosmer_lemeshow_test",
     "integrated_calibration_index",
     "lowess_smooth",
     "smoothed_calibration_curve",

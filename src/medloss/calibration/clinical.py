@@ -105,21 +105,13 @@ def _finite_logits(p: np.ndarray, y: np.ndarray, warn: bool = True) -> tuple[np.
 
 
 # ---------------------------------------------------------------------------- logistic fits
-def _log_sigmoid(z: np.ndarray) -> np.ndarray:
-    return -np.logaddexp(0.0, -z)
-
-
 def _binomial_loglik(eta: np.ndarray, y: np.ndarray) -> float:
-    return float(np.sum(y * _log_sigmoid(eta) + (1.0 - y) * _log_sigmoid(-eta)))
+    """``sum y eta - log(1 + e^eta)``, the Bernoulli log-likelihood of logits ``eta`` (finite for any eta)."""
+    return float(np.dot(y, eta) - np.logaddexp(0.0, eta).sum())
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # one pass, no overflow
 
 
 def _newton(design: np.ndarray, offset: np.ndarray, y: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -471,3 +463,93 @@ CLINICAL_METRICS = {
     "spiegelhalter_z": _key("spiegelhalter_z"),
     "c_statistic": _key("c_statistic"),
 }
+
+
+# --------------------------------------------------------------- Hosmer-Lemeshow, prevalence
+def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict[str, float]:
+    """The Hosmer-Lemeshow goodness-of-fit test over groups of predicted risk.
+
+    Groups are cut at the ``n_groups`` quantiles of ``p`` (R's type 7; intervals ``(lo, hi]``, the
+    first closed, as ``ResourceSelection::hoslem.test``); the statistic sums ``(O - E)^2 / E`` over
+    events and non-events of every group, with ``G - 2`` degrees of freedom for ``G`` groups (tied
+    quantiles merge groups). A weak test: its verdict depends on the grouping and it has little power
+    at small n and flags trivial miscalibration at large n; report the calibration slope and curve
+    instead of relying on it (Van Calster et al. 2019).
+
+    Returns ``{"statistic", "df", "p_value", "n_groups"}``.
+
+    Example:
+        >>> p = [0.1, 0.15, 0.2, 0.3, 0.35, 0.5, 0.55, 0.6, 0.8, 0.9]
+        >>> y = [0, 0, 1, 0, 0, 1, 0, 1, 1, 1]
+        >>> r = hosmer_lemeshow_test(p, y, n_groups=5)
+        >>> round(r["statistic"], 4), r["df"], round(r["p_value"], 4)  # R (hoslem.test's code): 1.3974, 3, 0.7061
+        (1.3974, 3, 0.7061)
+    """
+    from scipy.stats import chi2
+
+    from .._validation import check_int
+
+    n_groups = check_int(n_groups, "n_groups", low=3)
+    p, y = _binary_arrays(probs, labels)
+    edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, n_groups + 1)))
+    group = np.clip(np.searchsorted(edges, p, side="left") - 1, 0, len(edges) - 2)  # (lo, hi], first closed
+    g = len(edges) - 1
+    events = np.bincount(group, weights=y, minlength=g)
+    expected = np.bincount(group, weights=p, minlength=g)
+    count = np.bincount(group, minlength=g).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (events - expected) ** 2 / expected + ((count - events) - (count - expected)) ** 2 / (count - expected)
+    stat = float(np.nansum(terms))
+    df = g - 2
+    return {"statistic": stat, "df": df, "p_value": float(chi2.sf(stat, df)) if df > 0 else math.nan,
+            "n_groups": g}
+
+
+def _prevalence(value: Any, name: str) -> float:
+    return check_number(value, name, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+
+
+def adjust_prevalence(probs: Any, source_prevalence: float, target_prevalence: float) -> Any:
+    """Probabilities of a model developed at one prevalence, moved to another (Chen et al. 2018):
+    ``sigmoid(logit p + logit target - logit source)``, computed in log space (exact for p near 0 or 1).
+
+    Use it when the test set was enriched (e.g. 50 % cancers where the clinic sees 2 %). Returns the
+    input's type (torch tensors keep device and dtype).
+
+    Example:
+        >>> [round(v, 4) for v in adjust_prevalence([0.5, 0.9], 0.5, 0.02)]
+        [0.02, 0.1552]
+    """
+    src = _prevalence(source_prevalence, "source_prevalence")
+    tgt = _prevalence(target_prevalence, "target_prevalence")
+    shift = math.log(tgt / (1.0 - tgt)) - math.log(src / (1.0 - src))
+    if isinstance(probs, torch.Tensor):
+        from .._validation import check_probabilities
+
+        check_probabilities(probs, "probs")
+        return torch.sigmoid(torch.logit(probs) + shift)
+    p = np.asarray(probs, dtype=np.float64)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("`probs` must be probabilities in [0, 1] without NaN")
+    with np.errstate(divide="ignore"):
+        z = np.log(p) - np.log1p(-p) + shift
+    out = 0.5 * (1.0 + np.tanh(0.5 * z))
+    return out.tolist() if isinstance(probs, list) else out
+
+
+def derivation_prevalence(probs: Any, labels: Any) -> float:
+    """The prevalence a model's probabilities behave as if developed at, given labelled data at a
+    known prevalence: the fixed-slope logit shift that fits the labels best is the calibration-in-
+    the-large ``a``, and the implied source prevalence ``q`` satisfies ``logit q = logit pi - a``
+    with ``pi`` the event rate of ``labels``. Reverse with :func:`adjust_prevalence`.
+
+    Example:
+        >>> p = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
+        >>> round(derivation_prevalence(p, [0, 0, 0, 0, 1, 0, 1, 1]), 4)  # R: 0.5532 (see the tests)
+        0.5532
+    """
+    p, y = _binary_arrays(probs, labels)
+    a = _citl_fit(*_finite_logits(p, y))
+    rate = float(y.mean())
+    z = math.log(rate / (1.0 - rate)) - a
+    return 1.0 / (1.0 + math.exp(-z))

@@ -349,7 +349,7 @@ def _value_columns(cols: list[str], kind: str) -> list[str]:
 
 
 def _to_logits(values: np.ndarray, kind: str) -> torch.Tensor:
-    v = torch.from_numpy(values)
+    v = torch.from_numpy(np.array(values))  # a copy: pandas may hand over a read-only array
     if kind == "logits":
         return v
     eps = 1e-12
