@@ -28,15 +28,18 @@ from sklearn.metrics import roc_auc_score
 
 from medloss.calibration import (
     adjust_prevalence,
+    bootstrap,
     bootstrap_ci,
     calibration_in_the_large,
     calibration_intercept,
     calibration_slope,
     clinical,
     clinical_calibration,
+    clinical_calibration_by_subgroup,
     derivation_prevalence,
     hosmer_lemeshow_test,
     integrated_calibration_index,
+    plots,
     smoothed_calibration_curve,
     spiegelhalter_test,
 )
@@ -215,9 +218,11 @@ def test_bad_input_names_the_argument(what, call, exc, match):
         call()
 
 
-def test_docstring_examples():
-    result = doctest.testmod(clinical, optionflags=doctest.ELLIPSIS)
-    assert result.attempted >= 10 and result.failed == 0
+@pytest.mark.parametrize("module,least", [(clinical, 10), (bootstrap, 2), (plots, 1)],
+                         ids=["clinical", "bootstrap", "plots"])
+def test_docstring_examples(module, least):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= least and result.failed == 0
 
 
 # R (base R; the computation of ResourceSelection::hoslem.test, which Debian does not package), g = 10:
@@ -264,3 +269,26 @@ def test_prevalence_adjustment_and_derivation_prevalence():
         adjust_prevalence([0.5], 0.5, 1.0)
     with pytest.raises(ValueError, match="n_groups"):
         hosmer_lemeshow_test(p, y, n_groups=2)
+
+
+def test_subgroup_calibration_shows_the_miscalibrated_site():
+    # site A's predictions are calibrated, site B's over-confident (its truth is half as extreme): B's slope CI
+    # lies below 1 and A's contains the R value of the calibrated data set
+    pa, ya = DATASETS["calibrated"]
+    pb, yb = DATASETS["overconfident"]
+    p, y = np.concatenate([pa, pb]), np.concatenate([ya, yb])
+    site = np.array(["A"] * len(pa) + ["B"] * len(pb))
+    out = _quiet(clinical_calibration_by_subgroup, p, y, site, n_boot=200, seed=0)
+    assert list(out) == ["A", "B", "all"] and out["A"]["n"] == len(pa) and out["B"]["events"] == int(yb.sum())
+    assert out["A"]["intervals"]["slope"].estimate == pytest.approx(R_VAL_PROB["calibrated"]["Slope"], abs=1e-6)
+    assert out["B"]["intervals"]["slope"].estimate == pytest.approx(R_VAL_PROB["overconfident"]["Slope"], abs=1e-6)
+    assert out["B"]["intervals"]["slope"].high < 1.0 < out["A"]["intervals"]["slope"].high
+    # a subgroup with one outcome reports why instead of failing the others
+    site2 = site.copy()
+    site2[:2] = "C"
+    y2 = y.copy()
+    y2[:2] = 0
+    out2 = _quiet(clinical_calibration_by_subgroup, p, y2, site2, n_boot=20)
+    assert out2["C"]["intervals"] is None and "one class only" in out2["C"]["error"]
+    with pytest.raises(ValueError, match="`subgroups` must hold one value per sample"):
+        clinical_calibration_by_subgroup(p, y, site[:10])

@@ -6,7 +6,7 @@ integer ``labels``; torch or NumPy. Calibrators take logits. The clinical calibr
 ``rms::val.prob``: :func:`clinical_calibration`. See ``docs/calibration.md``.
 """
 
-from .bootstrap import ConfidenceInterval, bootstrap_ci, bootstrap_clinical
+from .bootstrap import ConfidenceInterval, bootstrap_ci, bootstrap_clinical, clinical_calibration_by_subgroup
 from .calibrators import IsotonicCalibrator, PlattScaler, TemperatureScaler, load_calibrator
 from .clinical import (
     adjust_prevalence,
@@ -50,6 +50,7 @@ __all__ = [
     "calibration_intercept",
     "calibration_slope",
     "clinical_calibration",
+    "clinical_calibration_by_subgroup",
     "derivation_prevalence",
     "hosmer_lemeshow_test",
     "integrated_calibration_index",
