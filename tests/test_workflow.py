@@ -264,3 +264,29 @@ def test_quick_demo(tmp_path, capsys):
     assert len(metrics["binary"]) == 4 and len(metrics["ordinal"]) == 3 and len(metrics["segmentation"]) == 3
     assert len(parse_report(path / "report.html").images) == 4 * 7 + 1
     assert (path / "segmentation_examples.png").exists()
+
+
+def test_calibrate_subgroup_report(tmp_path, capsys):
+    # site A calibrated, site B over-confident (logits twice the truth): after one temperature for both, B's
+    # slope stays well below A's; the report and metrics.json have one row per site plus "all"
+    rng = np.random.default_rng(11)
+    n = 1600
+    z = rng.normal(0, 1.5, n)
+    site = np.where(rng.random(n) < 0.5, "A", "B")
+    logit = np.where(site == "B", 2.0 * z, z)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    df = pd.DataFrame({"logit": logit, "label": y, "site": site, "split": np.where(np.arange(n) < 800, "val", "test")})
+    df.to_csv(tmp_path / "p.csv", index=False)
+    out = tmp_path / "sub"
+    assert main(["calibrate", "--predictions", str(tmp_path / "p.csv"), "--subgroup", "site", "--out", str(out),
+                 "--n-boot", "100"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["subgroups"]) == ["A", "B", "all"]
+    a, b = m["subgroups"]["A"]["intervals"]["slope"], m["subgroups"]["B"]["intervals"]["slope"]
+    assert b["high"] < a["low"]  # B's predictions are more over-confident than A's after the shared temperature
+    assert m["subgroups"]["A"]["n"] + m["subgroups"]["B"]["n"] == m["subgroups"]["all"]["n"] == 800
+    assert "Calibration by subgroup (site" in (out / "report.html").read_text()
+    assert main(["calibrate", "--predictions", str(tmp_path / "p.csv"), "--subgroup", "sex", "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "no column 'sex' for --subgroup" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

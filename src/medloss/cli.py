@@ -120,7 +120,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .workflow.pipeline import CalibrateConfig, run_calibrate
 
     cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
-                          n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line)
+                          n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line,
+                          subgroup=args.subgroup)
     path = run_calibrate(cfg)
     _warn_if_calibration_hurt(args.command, path)
     print(f"report: {path / 'report.html'}")
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "isotonic (monotone, non-parametric; needs more validation rows)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (the 50/50 split, the bootstrap)")
+    p.add_argument("--subgroup", metavar="COL", help="a column (NPZ: an array) of --predictions, e.g. site or sex: the "
+                   "report adds calibration-in-the-large, slope and ICI per value, with intervals (binary predictions)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.set_defaults(func=_cmd_calibrate)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..calibration import plot_clinical_calibration, plot_reliability_diagram
+from ..calibration import clinical_calibration_by_subgroup, plot_clinical_calibration, plot_reliability_diagram
 from .data import Preprocessor, prepare_target, stratified_splits
 from .evaluate import N_BINS, calibration_check, evaluate, fit_calibrator, operating_points, probabilities
 from .io import RunDirectory, UserError, read_table
@@ -23,6 +23,7 @@ from .report import (
     add_clinical,
     add_evaluation,
     add_operating_points,
+    add_subgroups,
     confusion_figure,
     environment,
     esc,
@@ -233,7 +234,8 @@ def run_train(cfg: TrainConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------ calibrate
-def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+def read_predictions(path: str, subgroup: str | None = None) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None,
+                                                                     np.ndarray | None]:
     """Read logits or probabilities plus labels from CSV / Parquet / NPZ.
 
     Returns ``(values, labels, kind, split)`` with ``kind`` "logits" or "probs" and ``split`` the
@@ -242,7 +244,7 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
     p = Path(path)
     if not p.exists():
         raise UserError(f"file not found: {p}")
-    split = None
+    split = sub = None
     if p.suffix.lower() == ".npz":
         try:
             data = np.load(p, allow_pickle=False)
@@ -268,6 +270,10 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
                 f"{p}: 'labels' must hold one label per row of '{kind}': '{kind}' has shape {list(values.shape)} "
                 f"({values.shape[0]} rows) but 'labels' has shape {list(labels.shape)}"
             )
+        if subgroup is not None:
+            if subgroup not in keys:
+                raise UserError(f"{p} has no array {subgroup!r} for --subgroup; found {sorted(keys)}")
+            sub = np.asarray(data[subgroup]).astype(str)
         if "split" in keys:
             split = np.asarray(data["split"]).astype(str)
             if split.shape != labels.shape:
@@ -298,6 +304,12 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
         except (TypeError, ValueError):
             raise UserError(f"{p}: the {kind} columns must be numeric") from None
         labels = df["label"].to_numpy()
+        if subgroup is not None:
+            if subgroup not in cols:
+                raise UserError(f"{p} has no column {subgroup!r} for --subgroup; found {', '.join(cols[:20])}")
+            if df[subgroup].isna().any():
+                raise UserError(f"{p}: the --subgroup column {subgroup!r} has empty cells")
+            sub = df[subgroup].astype(str).str.strip().to_numpy()
         if "split" in cols:
             split = df["split"].astype(str).str.strip().str.lower().to_numpy()
     if values.shape[0] < 2:
@@ -323,7 +335,9 @@ def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, str, np.ndarray
             raise UserError(f"{p}: probabilities must lie in [0, 1]")
         if values.ndim == 2 and np.abs(values.sum(1) - 1).max() > 1e-3:
             raise UserError(f"{p}: probability rows must sum to 1")
-    return values, labels, kind, split
+    if sub is not None and sub.shape != labels.shape:
+        raise UserError(f"{p}: --subgroup {subgroup!r} must hold one value per row ({labels.shape[0]})")
+    return values, labels, kind, split, sub
 
 
 def _value_columns(cols: list[str], kind: str) -> list[str]:
@@ -366,13 +380,18 @@ class CalibrateConfig:
     seed: int = 0
     force: bool = False
     command: str = ""
+    subgroup: str | None = None
 
 
 def run_calibrate(cfg: CalibrateConfig) -> Path:
-    values, labels, kind, split = read_predictions(cfg.predictions)
+    values, labels, kind, split, sub = read_predictions(cfg.predictions, cfg.subgroup)
+    if cfg.subgroup is not None and values.ndim == 2 and values.shape[1] > 2:
+        raise UserError("--subgroup reports the clinical calibration of binary predictions (one value, or two "
+                        f"columns); these have {values.shape[1]} classes")
     notes = []
+    test_rows = np.arange(len(labels))
     if cfg.val is not None:
-        v_values, v_labels, v_kind, _ = read_predictions(cfg.val)
+        v_values, v_labels, v_kind, _, _ = read_predictions(cfg.val)
         if (v_values.ndim, v_values.shape[1:]) != (values.ndim, values.shape[1:]):
             raise UserError("--val and --predictions must hold the same number of classes")
         fit_x, fit_y, test_x, test_y = _to_logits(v_values, v_kind), v_labels, _to_logits(values, kind), labels
@@ -383,6 +402,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         z = _to_logits(values, kind)
         fit_x, fit_y = z[torch.from_numpy(split == "val")], labels[split == "val"]
         test_x, test_y = z[torch.from_numpy(split == "test")], labels[split == "test"]
+        test_rows = np.flatnonzero(split == "test")
         notes.append("calibrator fitted on the rows with split = val, evaluated on split = test")
     else:
         from sklearn.model_selection import train_test_split
@@ -393,6 +413,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
                                              random_state=cfg.seed)
         z = _to_logits(values, kind)
         fit_x, fit_y, test_x, test_y = z[idx_fit], labels[idx_fit], z[idx_test], labels[idx_test]
+        test_rows = idx_test
         notes.append("no --val file and no split column: the rows were split 50/50 (stratified, seeded) into a "
                      "calibration half and an evaluation half; pass --val to fit on your own validation split")
     k = 2 if values.ndim == 1 else values.shape[1]
@@ -416,6 +437,12 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         check = calibration_check(before, after)
         add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
         add_clinical(report, before, after, class_names, cfg.calibrator)
+        subgroups = None
+        if sub is not None:
+            p_sub = p_after if p_after.ndim == 1 else p_after[:, 1]
+            subgroups = clinical_calibration_by_subgroup(p_sub, test_y, sub[test_rows], n_boot=cfg.n_boot,
+                                                         seed=cfg.seed)
+            add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
             _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
@@ -432,7 +459,10 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         out.to_csv(run.path("calibrated_predictions.csv"), index=False)
         metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
                    "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
-                   "uncalibrated": before, "calibrated": after, "calibration_check": check}
+                   "uncalibrated": before, "calibrated": after, "calibration_check": check,
+                   **({"subgroups": {str(k): {**v, "intervals": None if v["intervals"] is None else
+                                              {m: ci.to_dict() for m, ci in v["intervals"].items()}}
+                                     for k, v in subgroups.items()}} if subgroups is not None else {})}
         return finish(report, run, metrics, cfg.command or command_line())
 
 

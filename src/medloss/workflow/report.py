@@ -235,6 +235,21 @@ def add_clinical(report: Report, before: dict, after: dict, class_names: list[st
     report.table(["class / threshold: metric", "uncalibrated", after_label], rows)
 
 
+def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str) -> None:
+    """Subgroup calibration (after calibration) with 95% bootstrap intervals, one row per value of ``column``."""
+    report.heading(f"Calibration by subgroup ({column}, after {calibrator} scaling)")
+    report.paragraph("Each subgroup is bootstrapped on its own; a subgroup whose slope or calibration-in-the-large "
+                     "interval excludes the ideal value (1, 0) is miscalibrated there even if the whole set is not.",
+                     note=True)
+    rows = []
+    for value, entry in subgroups.items():
+        ci = entry["intervals"]
+        cells = ([fmt_ci(ci[k].to_dict()) for k in ("calibration_in_the_large", "slope", "e_avg")] if ci is not None
+                 else [esc(entry["error"]), "", ""])
+        rows.append([esc(value), entry["n"], entry["events"], *cells])
+    report.table([esc(column), "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
+
+
 def add_operating_points(report: Report, points: list[dict], class_names: list[str]) -> None:
     """Thresholds chosen on validation and what they give on test (binary tasks)."""
     report.heading("Operating points (thresholds chosen on validation, evaluated on test)")
