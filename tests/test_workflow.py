@@ -290,3 +290,20 @@ def test_calibrate_subgroup_report(tmp_path, capsys):
                  str(tmp_path / "x")]) == 2
     assert "no column 'sex' for --subgroup" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_train_subgroup_report(tmp_path, capsys):
+    df = tabular(n=300, seed=9)
+    df["site"] = np.where(np.arange(300) % 3 == 0, "north", "south")
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "outcome", "--subgroup", "site",
+                 "--out", str(out), *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["subgroups"]) == ["north", "south", "all"]
+    assert m["subgroups"]["north"]["n"] + m["subgroups"]["south"]["n"] == m["subgroups"]["all"]["n"] == m["splits"]["test"]
+    slope = m["subgroups"]["all"]["intervals"]["slope"]
+    assert slope["estimate"] == pytest.approx(m["test_calibrated"]["clinical"]["metrics"]["slope"]["estimate"], abs=1e-12)
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "outcome", "--task", "multiclass",
+                 "--subgroup", "site", "--out", str(tmp_path / "x"), *FAST]) == 2
+    assert "--task binary" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -97,7 +97,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         hidden=args.hidden, dropout=args.dropout, batch_norm=not args.no_batch_norm, epochs=args.epochs,
         patience=args.patience,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
-        progress=not args.no_progress, command=args.command_line,
+        progress=not args.no_progress, command=args.command_line, subgroup=args.subgroup,
     )
     path = run_train(cfg)
     _warn_if_calibration_hurt(args.command, path)
@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (splits, initialisation, batches)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--subgroup", metavar="COL", help="a column of --data, e.g. site or sex (binary tasks): the report "
+                   "adds calibration-in-the-large, slope and ICI on the test split per value, with intervals")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -55,6 +55,7 @@ class TrainConfig:
     force: bool = False
     progress: bool = True
     command: str = ""
+    subgroup: str | None = None
 
 
 def command_line() -> str:
@@ -67,6 +68,13 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     evaluation; adds its sections to ``report`` and returns the metrics. ``section`` prefixes the file
     names (a slug), ``label`` titles the report's sections (e.g. the loss spec as written)."""
     df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes)
+    if cfg.subgroup is not None:
+        if cfg.subgroup not in df.columns or cfg.subgroup == cfg.target:
+            raise UserError(f"--subgroup {cfg.subgroup!r} is not a feature column of {cfg.data}")
+        if cfg.task != "binary":
+            raise UserError("--subgroup reports the clinical calibration of binary models: use --task binary")
+        if df[cfg.subgroup].isna().any():
+            raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
     splits = stratified_splits(target.y, seed=cfg.seed)
     features = df.drop(columns=[cfg.target])
     pre = Preprocessor().fit(features.iloc[splits.train], schema=features)
@@ -127,6 +135,11 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         report.paragraph(note, note=True)
     add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check)
     add_clinical(report, before, after, target.class_names, cfg.calibrator)
+    subgroups = None
+    if cfg.subgroup is not None:
+        values = df[cfg.subgroup].iloc[splits.test].astype(str).str.strip().to_numpy()
+        subgroups = clinical_calibration_by_subgroup(p_after, y["test"], values, n_boot=cfg.n_boot, seed=cfg.seed)
+        add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
     if points is not None:
         add_operating_points(report, points, target.class_names)
     report.heading("Figures")
@@ -155,6 +168,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
                   "dropout": cfg.dropout, "batch_norm": cfg.batch_norm, "n_features": len(pre.feature_names())},
         "test_uncalibrated": before, "test_calibrated": after, "calibration_check": check,
         **({"operating_points": points} if points is not None else {}),
+        **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
     }
 
 
@@ -205,6 +219,11 @@ def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after:
         report.paragraph(f"No calibration plot: {err}", note=True)
         return
     report.figure(name, fig, caption)
+
+
+def _subgroups_json(subgroups: dict) -> dict:
+    return {str(k): {**v, "intervals": None if v["intervals"] is None else
+                     {m: ci.to_dict() for m, ci in v["intervals"].items()}} for k, v in subgroups.items()}
 
 
 def _describe_calibrator(cal) -> str:
@@ -460,9 +479,7 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
                    "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
                    "uncalibrated": before, "calibrated": after, "calibration_check": check,
-                   **({"subgroups": {str(k): {**v, "intervals": None if v["intervals"] is None else
-                                              {m: ci.to_dict() for m, ci in v["intervals"].items()}}
-                                     for k, v in subgroups.items()}} if subgroups is not None else {})}
+                   **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {})}
         return finish(report, run, metrics, cfg.command or command_line())
 
 
