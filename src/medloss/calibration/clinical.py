@@ -257,10 +257,16 @@ def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:
     return _smoothed(p, y)
 
 
-def _smoothed(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+def smoothed_knots(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct probabilities (sorted) and val.prob's lowess value at each, tied ``p`` averaged
+    (R's ``approx(lowess(p, y, iter = 0), ties = mean)`` knots)."""
     xs, fit = lowess_smooth(p, y)
     uniq, start = np.unique(xs, return_index=True)
-    means = np.add.reduceat(fit, start) / np.diff(np.append(start, len(xs)))
+    return uniq, np.add.reduceat(fit, start) / np.diff(np.append(start, len(xs)))
+
+
+def _smoothed(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    uniq, means = smoothed_knots(p, y)
     return means[np.searchsorted(uniq, p)]
 
 

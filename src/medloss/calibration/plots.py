@@ -150,11 +150,9 @@ def save_figure(fig, path: str, dpi: int = 200) -> None:
 def _smoothed_on_grid(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """val.prob's smoothed curve (ties averaged) read on ``grid`` by linear interpolation; NaN
     outside the range of ``p``."""
-    from .clinical import lowess_smooth
+    from .clinical import smoothed_knots
 
-    xs, fit = lowess_smooth(p, y)
-    uniq, start = np.unique(xs, return_index=True)
-    means = np.add.reduceat(fit, start) / np.diff(np.append(start, len(xs)))
+    uniq, means = smoothed_knots(p, y)
     out = np.interp(grid, uniq, means)
     out[(grid < uniq[0]) | (grid > uniq[-1])] = np.nan
     return out
