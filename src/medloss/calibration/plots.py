@@ -64,12 +64,9 @@ def plot_reliability_diagram(
     check_int(min_count, "min_count", low=0)
     check_choice(binning, "binning", BINNINGS)
     data = _as_curves(curves, n_bins, binning)
-    # a bare Figure (no pyplot): no global state, no backend or display needed, nothing to close
     from matplotlib import rcParams
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize)
-    ax, hx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    fig, ax, hx = _two_panels(figsize)
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
     styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
     ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1, label="perfect calibration")
@@ -112,6 +109,21 @@ def plot_reliability_diagram(
     hx.set(xlabel=xlabel, ylabel="fraction of samples")
     hx.margins(y=0.25)
     hx.grid(alpha=0.3)
+    return _finish(fig, ax, hx, title)
+
+
+def _two_panels(figsize: tuple[float, float]):
+    """A bare Figure (no pyplot: no global state, no backend or display needed) with a curve panel
+    above a distribution panel sharing the x axis."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    ax, hx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    return fig, ax, hx
+
+
+def _finish(fig, ax, hx, title: str | None):
+    """The curve panel's legend below the distribution panel (off the data), the title, aligned labels."""
     handles, labels = ax.get_legend_handles_labels()
     hx.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.45), fontsize=8, frameon=False)
     if title:
@@ -207,7 +219,6 @@ def plot_clinical_calibration(
     import warnings
 
     from matplotlib import rcParams
-    from matplotlib.figure import Figure
     from tqdm.auto import tqdm
 
     from .._validation import check_number
@@ -226,8 +237,7 @@ def plot_clinical_calibration(
             raise TypeError(f"curve {name!r} must be (probs, labels) with binary [N] probabilities")
         data[str(name)] = _binary_arrays(*value)
 
-    fig = Figure(figsize=figsize)
-    ax, hx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
+    fig, ax, hx = _two_panels(figsize)
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     ax.plot([0, 1], [0, 1], color="0.75", lw=3, label="ideal")
@@ -272,9 +282,4 @@ def plot_clinical_calibration(
     ax.grid(alpha=0.3)
     hx.set(xlabel="predicted probability", ylabel="samples")
     hx.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    hx.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.45), fontsize=8, frameon=False)
-    if title:
-        ax.set_title(title)
-    fig.align_ylabels([ax, hx])
-    return fig
+    return _finish(fig, ax, hx, title)
