@@ -134,11 +134,17 @@ def bootstrap_ci(
     return ConfidenceInterval(estimate, float(low), float(high), level, n_boot, used)
 
 
+def _per_sample(values: Any, name: str, n: int, what: str = "id") -> np.ndarray:
+    """``values`` as a 1-D NumPy array of one entry per sample, or a ValueError naming ``name``."""
+    v = np.asarray(values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values)
+    if v.ndim != 1 or len(v) != n:
+        raise ValueError(f"`{name}` must hold one {what} per sample ({n}); got shape {list(v.shape)}")
+    return v
+
+
 def _cluster_rows(groups: Any, n: int) -> list[np.ndarray]:
     """The rows of each cluster id in ``groups`` (one id per sample)."""
-    g = np.asarray(groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor) else groups)
-    if g.ndim != 1 or len(g) != n:
-        raise ValueError(f"`groups` must hold one id per sample ({n}); got shape {list(g.shape)}")
+    g = _per_sample(groups, "groups", n)
     _, inverse = np.unique(g, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
     return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
@@ -196,11 +202,7 @@ def bootstrap_clinical(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # per-resample repeats of the warnings given above
         for b in tqdm(range(n_boot), desc="bootstrap (clinical)", disable=not show, leave=False):
-            if cluster_rows is None:
-                idx = rng.integers(0, p.shape[0], size=p.shape[0])
-            else:
-                idx = np.concatenate([cluster_rows[c] for c in rng.integers(0, len(cluster_rows), len(cluster_rows))])
-            t = torch.from_numpy(idx)
+            t = _resample(rng, p.shape[0], cluster_rows)
             try:
                 r = clinical_calibration(p[t], y[t], ordinal=ordinal)
             except ValueError:  # a resample with one outcome or one distinct probability
@@ -264,13 +266,8 @@ def clinical_calibration_by_subgroup(
     if p.ndim != 1:
         raise ValueError("`probs` must be [N] binary probabilities for subgroup calibration; select one class "
                          "(probs[:, k], labels == k) for multiclass models")
-    s = np.asarray(subgroups.detach().cpu().numpy() if isinstance(subgroups, torch.Tensor) else subgroups)
-    if s.ndim != 1 or len(s) != p.shape[0]:
-        raise ValueError(f"`subgroups` must hold one value per sample ({p.shape[0]}); got shape {list(s.shape)}")
-    g = None if groups is None else np.asarray(groups.detach().cpu().numpy() if isinstance(groups, torch.Tensor)
-                                               else groups)
-    if g is not None and (g.ndim != 1 or len(g) != p.shape[0]):
-        raise ValueError(f"`groups` must hold one id per sample ({p.shape[0]}); got shape {list(g.shape)}")
+    s = _per_sample(subgroups, "subgroups", p.shape[0], "value")
+    g = None if groups is None else _per_sample(groups, "groups", p.shape[0])
     out: dict[Any, dict[str, Any]] = {}
     values = sorted(set(s.tolist()), key=str)
     for value in [*values, "all"]:
@@ -299,10 +296,18 @@ def _row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray:
 def _cluster_bootstrap(fn, p, y, n_boot, rng, cluster_rows, kwargs) -> np.ndarray:
     out = np.empty(n_boot)
     for b in range(n_boot):
-        chosen = rng.integers(0, len(cluster_rows), size=len(cluster_rows))
-        idx = torch.from_numpy(np.concatenate([cluster_rows[c] for c in chosen]))
+        idx = _resample(rng, p.shape[0], cluster_rows)
         out[b] = fn(p[idx], y[idx], **kwargs)
     return out
+
+
+def _resample(rng: np.random.Generator, n: int, cluster_rows: list[np.ndarray] | None) -> torch.Tensor:
+    """Row indices of one bootstrap resample: ``n`` rows with replacement, or (``cluster_rows``) as many
+    whole clusters with replacement."""
+    if cluster_rows is None:
+        return torch.from_numpy(rng.integers(0, n, size=n))
+    chosen = rng.integers(0, len(cluster_rows), size=len(cluster_rows))
+    return torch.from_numpy(np.concatenate([cluster_rows[c] for c in chosen]))
 
 
 def _binned_bootstrap(fn, p, y, n_boot, rng, kwargs) -> np.ndarray:
