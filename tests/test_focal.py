@@ -198,6 +198,16 @@ def test_reductions_and_shapes():
     torch.testing.assert_close(focal_loss(x, t.unsqueeze(1)), focal_loss(x, t))
 
 
+@pytest.mark.parametrize("shape", [(45,), (45, 2), (3, 5, 6), (3, 1, 5)])
+def test_binary_reduction_none_keeps_the_input_shape(shape):
+    # issue 14 / SPEC 12(a): [B, *] input gave [B, 1, *]; at gamma 0 it is BCE-with-logits elementwise
+    x = torch.randn(shape, dtype=torch.float64)
+    y = torch.randint(0, 2, shape)
+    out = focal_loss(x, y, mode="binary", gamma=0.0, reduction="none")
+    torch.testing.assert_close(out, F.binary_cross_entropy_with_logits(x, y.double(), reduction="none"))
+    assert FocalLoss(mode="binary", reduction="none")(x.float(), y).shape == shape
+
+
 def test_from_probabilities_matches_logits():
     x = torch.randn(6, 3, dtype=torch.float64)
     t = torch.randint(0, 3, (6,))

@@ -70,8 +70,8 @@ def focal_loss(
     r"""Focal loss, ``FL = -alpha_t (1 - p_t)^gamma log p_t`` (Lin et al., ICCV 2017).
 
     See :class:`FocalLoss` for the arguments. Returns a scalar for ``reduction`` "mean" / "sum",
-    otherwise the per-position loss: ``[B, *]`` in multiclass mode, the input's shape otherwise
-    (zeros at ignored positions).
+    otherwise the per-position loss: ``[B, *]`` in multiclass mode, the input's shape in binary and
+    multilabel mode (zeros at ignored positions).
     """
     check_mode(mode)
     check_reduction(reduction)
@@ -99,7 +99,9 @@ def focal_loss(
         alpha_vec = alpha_vec.to(device=x.device, dtype=x.dtype)
     valid = None if ignored is None else ~ignored
     with fp32_island():
-        return _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+        value = _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+    # binary input [B] or [B, *] was given a channel dim for the arithmetic; per-element losses keep the input's shape
+    return value.reshape(input.shape) if reduction == "none" else value
 
 
 def _class_alpha(alpha_scalar: float | None, alpha_vec: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:

@@ -7,19 +7,19 @@ from torch import nn
 
 from .._validation import (
     check_finite,
-    check_float_tensor,
     check_number,
     check_reduction,
     fmt_shape,
     value_checks_active,
 )
-from ._common import fp32_island, upcast
+from ._common import fp32_island
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
     if not isinstance(boxes, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(boxes).__name__}")
-    check_float_tensor(boxes, name)
+    if boxes.dtype == torch.bool or boxes.is_complex():
+        raise TypeError(f"`{name}` must hold real coordinates (integer or floating point); got dtype {boxes.dtype}")
     if boxes.ndim == 0 or boxes.shape[-1] != 4:
         raise ValueError(f"`{name}` must be boxes of shape [..., 4] as (x1, y1, x2, y2); got {fmt_shape(boxes.shape)}")
     check_finite(boxes, name)
@@ -34,8 +34,23 @@ def _check_boxes(boxes: torch.Tensor, name: str) -> None:
         )
 
 
+def upcast_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Integer and half-precision boxes -> float32 (as torchvision): areas of int16 boxes overflow
+    and fp16 areas of boxes near 1000 exceed 65504; float32 / float64 stay as they are."""
+    return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
+
+
 def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Element-wise GIoU of paired boxes ``[..., 4]`` (x1, y1, x2, y2), in [-1, 1]."""
+    """Element-wise GIoU of paired boxes ``[..., 4]`` (x1, y1, x2, y2), in [-1, 1].
+
+    Integer and fp16 / bf16 boxes are computed in float32 (the result's dtype); float64 stays float64.
+
+    Example:
+        >>> a = torch.tensor([[0, 0, 2, 2]], dtype=torch.int16)
+        >>> generalized_box_iou(a, torch.tensor([[1, 1, 3, 3]], dtype=torch.int16))
+        tensor([-0.0794])
+    """
+    input, target = upcast_boxes(input), upcast_boxes(target)
     area_a = (input[..., 2] - input[..., 0]) * (input[..., 3] - input[..., 1])
     area_b = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
     lt = torch.maximum(input[..., :2], target[..., :2])
@@ -62,12 +77,13 @@ def giou_loss(
             f"`input` and `target` must hold the same boxes shape; got {fmt_shape(input.shape)} "
             f"and {fmt_shape(target.shape)}"
         )
-    if input.numel() == 0:
-        raise ValueError("`input` holds no boxes (empty batch)")
     with fp32_island():
-        loss = 1.0 - generalized_box_iou(upcast(input), upcast(target), eps)
+        loss = 1.0 - generalized_box_iou(input, target, eps)
     if reduction == "none":
         return loss
+    if reduction == "mean" and input.numel() == 0:
+        # no matched boxes (routine in detection): 0 with a zero gradient, as torchvision
+        return loss.sum() * 0.0
     return loss.mean() if reduction == "mean" else loss.sum()
 
 
@@ -83,7 +99,8 @@ class GIoULoss(nn.Module):
     Boxes are ``[..., 4]`` as ``(x1, y1, x2, y2)``. A box with ``x2 < x1`` or ``y2 < y1`` is an
     error (torchvision silently returns losses below 0 for them). Degenerate boxes of zero area
     are allowed: ``eps`` (default 1e-7) keeps the ratios finite, so two identical zero-area boxes
-    get loss 1.
+    get loss 1. An empty batch (``[0, 4]``: no matched boxes) gives 0 with a zero gradient, as
+    torchvision. Integer and fp16 / bf16 boxes are computed in float32.
 
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per box, shape ``[...]``).

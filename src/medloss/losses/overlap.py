@@ -27,7 +27,7 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import fp32_island, safe_pow, upcast
-from ._overlap import SoftmaxStats, sigmoid_statistics, softmax_statistics
+from ._overlap import SoftmaxStats, probabilities_and_targets, sigmoid_statistics, soft_confusion, softmax_statistics
 from .focal import probabilities_to_logits
 
 
@@ -59,13 +59,41 @@ def prepare_segmentation(
         if valid is not None:
             valid = valid.reshape(t.shape)
             t = t.masked_fill(~valid, 0)
-        if value_checks_active() and torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
-            raise ValueError("binary `target` must hold hard labels in {0, 1} for this loss (no soft labels)")
+        check_hard_binary_target(t)
         return torch.cat([torch.zeros_like(x), x], 1), t.long(), valid, True
     y = t.to(x.dtype)
     if valid is not None:
         y = y.masked_fill(~valid, 0.0)
     return x, y, valid, False
+
+
+def check_hard_binary_target(t: torch.Tensor) -> None:
+    """The two-class view ``[1 - p, p]`` of a binary input needs labels in {0, 1} (eager value check)."""
+    if value_checks_active() and torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError("binary `target` must hold hard labels in {0, 1} for this loss (no soft labels)")
+
+
+def probability_statistics(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    *,
+    ignore_index: int | None,
+    batch: bool,
+    binary_as_two_classes: bool = False,
+) -> SoftmaxStats:
+    """Soft TP / sum_p / sum_y of probabilities taken as they are (``from_logits=False``), in plain
+    PyTorch operations: an empty prediction of an empty class counts exactly 0, which a round trip
+    through clipped logits would not (0.98 Dice loss on an empty 64x64 mask in fp32)."""
+    probs, onehot, mask = probabilities_and_targets(input, target, mode, from_logits=False, ignore_index=ignore_index)
+    if mode == "binary" and binary_as_two_classes:
+        check_hard_binary_target(onehot)
+        background = 1.0 - onehot if mask is None else (1.0 - onehot) * mask
+        probs, onehot = torch.cat([1.0 - probs, probs], 1), torch.cat([background, onehot], 1)
+    dims = tuple(range(2, probs.ndim))
+    with fp32_island():
+        tp, fp, fn = soft_confusion(probs, onehot, (0, *dims) if batch else dims, mask)
+    return SoftmaxStats(tp, tp + fp, (tp + fn).detach(), None)
 
 
 def segmentation_statistics(
@@ -83,7 +111,20 @@ def segmentation_statistics(
     """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally a per-pixel
     term in ``.focal``: the focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" |
     "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed)."""
-    if mode == "multiclass" and from_logits:
+    if not from_logits:
+        counts = probability_statistics(
+            input, target, mode, ignore_index=ignore_index, batch=batch, binary_as_two_classes=binary_as_two_classes
+        )
+        if focal is None and weighted_ce is None:
+            return counts
+        # the log terms need log p: from probabilities clipped at machine epsilon (no exact identity at 0 or 1)
+        prepared = prepare_segmentation(
+            input, target, mode, from_logits=False, ignore_index=ignore_index,
+            binary_as_two_classes=binary_as_two_classes,
+        )
+        counts.focal = statistics_of_prepared(*prepared, batch=batch, focal=focal, weighted_ce=weighted_ce).focal
+        return counts
+    if mode == "multiclass":
         # the op counts bad labels as it reads them (one pass fewer than checking them first)
         x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
         with fp32_island():
@@ -205,7 +246,8 @@ _REGION_ARGS = """
             sigmoid channel, the foreground) or ``"multilabel"`` (a sigmoid per channel).
         include_background: keep channel 0 in the loss (default True, as MONAI); the softmax
             always runs over every channel.
-        from_logits: logits (default) or probabilities (validated).
+        from_logits: logits (default) or probabilities (validated; the counts use them as given,
+            so an empty prediction of an empty class scores exactly 0).
         ignore_index: target value whose pixels count in no TP / FP / FN (default -100).
         batch: sum the counts over the whole batch before the ratio (default False: per image).
         weight: per-class weights ``[C]``; the mean becomes ``sum w_c L_c / sum w_c``.
