@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medloss.losses import FocalLoss, cross_entropy_loss, focal_loss
+from medloss.losses import CrossEntropyLoss, FocalLoss, cross_entropy_loss, focal_loss
 
 SHAPES_MC = [(7, 3), (2, 4, 5, 6), (2, 3, 3, 4, 5)]
 
@@ -54,13 +54,13 @@ def test_gamma0_weighted_equals_weighted_cross_entropy(eps):
     t = torch.randint(0, 4, (6, 3, 3))
     t[0, 0, :] = -100
     w = torch.tensor([0.2, 1.0, 3.0, 0.7], dtype=torch.float64)
-    ours = focal_loss(x, t, gamma=0.0, alpha=w, normalize="weights", label_smoothing=eps)
+    ours = focal_loss(x, t, gamma=0.0, weight=w, normalize="weights", label_smoothing=eps)
     ref = F.cross_entropy(x, t, weight=w, label_smoothing=eps, ignore_index=-100)
     assert abs(ours.item() - ref.item()) < 1e-9
     g1, = torch.autograd.grad(ours, x)
     g2, = torch.autograd.grad(ref, x)
     torch.testing.assert_close(g1, g2, atol=1e-12, rtol=0)
-    ce = cross_entropy_loss(weight=w, label_smoothing=eps)(x, t)
+    ce = CrossEntropyLoss(weight=w, label_smoothing=eps)(x, t)
     assert abs(ce.item() - ref.item()) < 1e-9
 
 
@@ -124,24 +124,24 @@ def test_multiclass_equals_formula(shape, gamma):
     assert abs(focal_loss(x, t, gamma=gamma).item() - ref_softmax_focal(x, t, gamma).item()) < 1e-12
 
 
-def test_per_class_alpha_and_scalar_alpha():
+def test_per_class_weight_and_scalar_alpha():
     x = torch.randn(10, 3, 4, dtype=torch.float64)
     t = torch.randint(0, 3, (10, 4))
     a = torch.tensor([0.1, 0.5, 2.0], dtype=torch.float64)
-    assert abs(focal_loss(x, t, alpha=a).item() - ref_softmax_focal(x, t, 2.0, a).item()) < 1e-12
+    assert abs(focal_loss(x, t, weight=a).item() - ref_softmax_focal(x, t, 2.0, a).item()) < 1e-12
     # scalar alpha in multiclass: background (class 0) 1 - alpha, the others alpha
     expected = ref_softmax_focal(x, t, 2.0, torch.tensor([0.75, 0.25, 0.25]))
     assert abs(focal_loss(x, t, alpha=0.25).item() - expected.item()) < 1e-12
     # normalize="weights" divides by the sum of alpha_t
     raw = ref_softmax_focal(x, t, 2.0, a) * t.numel()
-    assert abs(focal_loss(x, t, alpha=a, normalize="weights").item() - (raw / a[t].sum()).item()) < 1e-12
+    assert abs(focal_loss(x, t, weight=a, normalize="weights").item() - (raw / a[t].sum()).item()) < 1e-12
 
 
 def test_binary_alpha_pair_is_negative_positive_weights():
     x = torch.randn(30, dtype=torch.float64)
     y = torch.randint(0, 2, (30,)).double()
     w = torch.tensor([1.0, 4.0], dtype=torch.float64)
-    ours = focal_loss(x, y, mode="binary", gamma=0.0, alpha=w, normalize="weights")
+    ours = focal_loss(x, y, mode="binary", gamma=0.0, weight=w, normalize="weights")
     sw = w[y.long()]
     ref = (F.binary_cross_entropy_with_logits(x, y, reduction="none") * sw).sum() / sw.sum()
     assert abs(ours.item() - ref.item()) < 1e-12
@@ -222,7 +222,7 @@ def test_from_probabilities_matches_logits():
     "kwargs",
     [
         dict(gamma=0.5),
-        dict(gamma=2.0, alpha=torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64)),
+        dict(gamma=2.0, weight=torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64)),
         dict(gamma=1.5, label_smoothing=0.1, alpha=0.25),
         dict(gamma=2.0, reduction="none"),
         dict(gamma=0.5, reduction="sum", normalize="weights", alpha=0.3),
@@ -322,8 +322,8 @@ def test_property_gamma0_binary_is_bce(n, seed, eps):
 
 
 def test_module_buffers_and_repr():
-    loss = FocalLoss(alpha=torch.tensor([0.2, 0.8]), gamma=1.0)
-    assert "alpha" in dict(loss.named_buffers())
+    loss = FocalLoss(weight=torch.tensor([0.2, 0.8]), gamma=1.0)
+    assert "weight" in dict(loss.named_buffers())
     assert "gamma=1.0" in repr(loss)
     x = torch.randn(5, 2, dtype=torch.float64)
     t = torch.randint(0, 2, (5,))
@@ -338,3 +338,48 @@ def test_prior_bias():
     assert prior_bias(0.01) == pytest.approx(-math.log(99.0), rel=1e-12)
     with pytest.raises(ValueError, match="prior"):
         prior_bias(1.0)
+
+
+def test_tensor_alpha_is_the_deprecated_spelling_of_weight():
+    x, t = torch.randn(6, 3, dtype=torch.float64), torch.randint(0, 3, (6,))
+    w = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    with pytest.warns(FutureWarning, match="as `weight`"):
+        old = FocalLoss(alpha=w, gamma=1.0)
+    torch.testing.assert_close(old(x, t), FocalLoss(weight=w, gamma=1.0)(x, t))
+    torch.testing.assert_close(old(x, t), ref_softmax_focal(x, t, 1.0, w))
+    with pytest.raises(ValueError, match="pass per-class weights once"):
+        FocalLoss(alpha=w, weight=w)
+    # the old module-returning factory still works for one release
+    with pytest.warns(FutureWarning, match="CrossEntropyLoss"):
+        module = cross_entropy_loss(weight=w)
+    torch.testing.assert_close(module(x, t), F.cross_entropy(x, t, weight=w))
+    torch.testing.assert_close(cross_entropy_loss(x, t, weight=w), F.cross_entropy(x, t, weight=w))
+
+
+def test_scalar_alpha_times_weight():
+    # multiclass: factor weight_c * (1 - alpha for class 0, alpha otherwise), in the reference's closed form
+    x, t = torch.randn(7, 3, dtype=torch.float64), torch.randint(0, 3, (7,))
+    w = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    both = w * torch.tensor([0.75, 0.25, 0.25], dtype=torch.float64)
+    torch.testing.assert_close(focal_loss(x, t, alpha=0.25, weight=w, gamma=2.0), ref_softmax_focal(x, t, 2.0, both))
+    # binary [w_negative, w_positive] with alpha: BCE terms scaled by alpha * w_pos and (1 - alpha) * w_neg at gamma 0
+    z, y = torch.randn(9, dtype=torch.float64), torch.randint(0, 2, (9,)).double()
+    wb = torch.tensor([0.4, 3.0], dtype=torch.float64)
+    expected = -(0.3 * 3.0 * y * F.logsigmoid(z) + 0.7 * 0.4 * (1 - y) * F.logsigmoid(-z)).mean()
+    torch.testing.assert_close(focal_loss(z, y, mode="binary", alpha=0.3, weight=wb, gamma=0.0), expected)
+
+
+def test_include_background_false():
+    # multiclass: background pixels count nowhere (the mean is over the others), softmax over every class
+    x, t = torch.randn(2, 3, 4, 4, dtype=torch.float64), torch.randint(0, 3, (2, 4, 4))
+    fg = t != 0
+    ce = F.cross_entropy(x, t, reduction="none")
+    torch.testing.assert_close(focal_loss(x, t, gamma=0.0, include_background=False), ce[fg].mean())
+    # multilabel: channel 0 dropped
+    y = torch.randint(0, 2, (2, 3, 4, 4)).double()
+    bce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    torch.testing.assert_close(focal_loss(x, y, mode="multilabel", gamma=0.0, include_background=False),
+                               bce[:, 1:].mean())
+    none = focal_loss(x, y, mode="multilabel", gamma=0.0, include_background=False, reduction="none")
+    assert none.shape == x.shape and none[:, 0].abs().sum() == 0
+    torch.testing.assert_close(none[:, 1:], bce[:, 1:])

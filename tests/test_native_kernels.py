@@ -217,10 +217,11 @@ def test_nan_logits_still_raise():
 
 
 @needs_kernels
-@pytest.mark.parametrize("alpha", [None, 0.25, torch.tensor([0.1, 2.0, 0.5])])
+@pytest.mark.parametrize("alpha,weight", [(None, None), (0.25, None), (None, torch.tensor([0.1, 2.0, 0.5])),
+                                          (0.25, torch.tensor([0.1, 2.0, 0.5]))])
 @pytest.mark.parametrize("normalize", ["elements", "weights"])
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
-def test_focal_loss_on_images_through_kernels(alpha, normalize, gamma):
+def test_focal_loss_on_images_through_kernels(alpha, weight, normalize, gamma):
     from medloss.losses import FocalLoss
 
     g = torch.Generator().manual_seed(7)
@@ -228,13 +229,13 @@ def test_focal_loss_on_images_through_kernels(alpha, normalize, gamma):
     t = torch.randint(0, 3, (2, 9, 10), generator=g)
     t[0, 0] = -100
     for reduction in ("mean", "sum"):
-        loss = FocalLoss(alpha=alpha, gamma=gamma, normalize=normalize, reduction=reduction)
+        loss = FocalLoss(alpha=alpha, weight=weight, gamma=gamma, normalize=normalize, reduction=reduction)
         assert_paths_agree(loss, x, t, rtol=1e-10, atol=1e-12)
-    # gamma 0 with per-class alpha and weights normalisation is PyTorch's weighted cross-entropy
-    if gamma == 0.0 and normalize == "weights" and isinstance(alpha, torch.Tensor):
+    # gamma 0 with per-class weights and weights normalisation is PyTorch's weighted cross-entropy
+    if gamma == 0.0 and normalize == "weights" and weight is not None and alpha is None:
         with _native.native_kernels(True):
-            ours = FocalLoss(alpha=alpha, gamma=0.0, normalize="weights")(x, t)
-        expected = torch.nn.functional.cross_entropy(x, t, weight=alpha.double(), ignore_index=-100)
+            ours = FocalLoss(weight=weight, gamma=0.0, normalize="weights")(x, t)
+        expected = torch.nn.functional.cross_entropy(x, t, weight=weight.double(), ignore_index=-100)
         torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
 
 

@@ -134,7 +134,7 @@ def test_class_weights_and_ignore_index():
     y = torch.randint(0, 3, (30,))
     w = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
     per = CumulativeLinkLoss(3, reduction="none").double()(f, y)
-    weighted = CumulativeLinkLoss(3, class_weights=w).double()(f, y)
+    weighted = CumulativeLinkLoss(3, weight=w).double()(f, y)
     assert weighted.item() == pytest.approx(((per * w[y]).sum() / w[y].sum()).item(), rel=1e-12)
     y_ign = y.clone()
     y_ign[:10] = -100

@@ -76,13 +76,13 @@ class TinyUNet(nn.Module):
 
 
 def segmentation_runs(seed: int, epochs: int, progress: bool):
-    from .losses import AsymmetricUnifiedFocalLoss, DiceLoss, cross_entropy_loss
+    from .losses import AsymmetricUnifiedFocalLoss, CrossEntropyLoss, DiceLoss
 
     x_tr, y_tr = lesion_images(96, seed=seed)
     x_te, y_te = lesion_images(32, seed=seed + 1)
     results: list[dict[str, Any]] = []
     predictions: dict[str, torch.Tensor] = {}
-    losses = {"ce": cross_entropy_loss(), "dice": DiceLoss(include_background=False),
+    losses = {"ce": CrossEntropyLoss(), "dice": DiceLoss(include_background=False),
               "asymmetric_unified_focal": AsymmetricUnifiedFocalLoss()}
     for name, loss_fn in tqdm(losses.items(), desc="segmentation", unit="loss", disable=not progress, leave=False):
         torch.manual_seed(seed)

@@ -7,10 +7,39 @@ Shared conventions (see the README): ``forward(input, target)`` with logits unle
 
 from .class_weights import class_weights
 from .combined import CombinedLoss, parse_loss_spec
-from .focal import FocalLoss, cross_entropy_loss, focal_loss, prior_bias
+from .focal import CrossEntropyLoss, FocalLoss, cross_entropy_loss, focal_loss, prior_bias
 from .giou import GIoULoss, generalized_box_iou, giou_loss
 from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
-from .overlap import ComboLoss, DiceLoss, FocalTverskyLoss, TverskyLoss, segmentation_statistics
+from .functional import (
+    asymmetric_focal_loss,
+    asymmetric_focal_tversky_loss,
+    asymmetric_unified_focal_loss,
+    cdw_ce_loss,
+    combo_loss,
+    corn_loss,
+    cumulative_link_loss,
+    dice_loss,
+    focal_tversky_loss,
+    generalized_dice_loss,
+    hybrid_focal_loss,
+    jaccard_loss,
+    mcc_loss,
+    squared_emd_loss,
+    symmetric_focal_loss,
+    symmetric_focal_tversky_loss,
+    symmetric_unified_focal_loss,
+    tversky_loss,
+)
+from .overlap import (
+    ComboLoss,
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    MCCLoss,
+    TverskyLoss,
+    segmentation_statistics,
+)
 from .registry import LossEntry, available_losses, get_loss, register_loss
 from .soft_f1 import SoftF1Loss, soft_f1_loss
 from .unified_focal import (
@@ -25,7 +54,7 @@ from .unified_focal import (
 
 register_loss(
     "ce",
-    cross_entropy_loss,
+    CrossEntropyLoss,
     "Cross-entropy (softmax or sigmoid by mode); class weights as F.cross_entropy(weight=...).",
     tasks=("classification", "segmentation"),
     weight_arg="weight",
@@ -35,7 +64,7 @@ register_loss(
     FocalLoss,
     "Focal loss -alpha_t (1-p_t)^gamma log p_t (Lin et al. 2017); binary/multiclass/multilabel.",
     tasks=("classification", "segmentation"),
-    weight_arg="alpha",
+    weight_arg="weight",
 )
 register_loss(
     "soft_f1",
@@ -54,7 +83,7 @@ register_loss(
     CumulativeLinkLoss,
     "Cumulative link (proportional odds) NLL with ordered cutpoints; one score per sample.",
     tasks=("ordinal",),
-    weight_arg="class_weights",
+    weight_arg="weight",
     output="score",
 )
 register_loss(
@@ -80,6 +109,26 @@ register_loss(
     "dice",
     DiceLoss,
     "Soft Dice 1 - (2TP+s)/(2TP+FP+FN+s) per class (Milletari et al. 2016).",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "generalized_dice",
+    GeneralizedDiceLoss,
+    "Generalized Dice: classes weighted by 1/volume^2 (Sudre et al. 2017).",
+    tasks=("segmentation",),
+)
+register_loss(
+    "jaccard",
+    JaccardLoss,
+    "Soft Jaccard (IoU) 1 - (TP+s)/(TP+FP+FN+s) per class.",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "mcc",
+    MCCLoss,
+    "1 - soft Matthews correlation per class (Abhishek & Hamarneh 2021).",
     tasks=("segmentation",),
     weight_arg="weight",
 )
@@ -147,6 +196,28 @@ register_loss(
 )
 
 __all__ = [
+    "CrossEntropyLoss",
+    "GeneralizedDiceLoss",
+    "JaccardLoss",
+    "MCCLoss",
+    "asymmetric_focal_loss",
+    "asymmetric_focal_tversky_loss",
+    "asymmetric_unified_focal_loss",
+    "cdw_ce_loss",
+    "combo_loss",
+    "corn_loss",
+    "cumulative_link_loss",
+    "dice_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "hybrid_focal_loss",
+    "jaccard_loss",
+    "mcc_loss",
+    "squared_emd_loss",
+    "symmetric_focal_loss",
+    "symmetric_focal_tversky_loss",
+    "symmetric_unified_focal_loss",
+    "tversky_loss",
     "AsymmetricFocalLoss",
     "AsymmetricFocalTverskyLoss",
     "AsymmetricUnifiedFocalLoss",

@@ -92,8 +92,9 @@ def soft_confusion(
 class SoftmaxStats:
     """Output of :func:`softmax_statistics`: per-class soft counts and the optional focal mean."""
 
-    def __init__(self, tp, sum_p, sum_y, focal):
+    def __init__(self, tp, sum_p, sum_y, focal, n=None):
         self.tp, self.sum_p, self.sum_y, self.focal = tp, sum_p, sum_y, focal
+        self.n = n  # counted positions, when a loss needs true negatives (MCCLoss)
 
     @property
     def fp(self) -> torch.Tensor:

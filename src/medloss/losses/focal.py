@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -41,17 +42,29 @@ def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def _resolve_alpha(
-    alpha: float | torch.Tensor | None, mode: str, num_channels: int
-) -> tuple[float | None, torch.Tensor | None]:
-    """Return (scalar alpha, per-class vector): at most one of them is set."""
-    if alpha is None:
-        return None, None
-    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
-        return check_number(alpha, "alpha", low=0.0, high=1.0), None
-    if mode == "binary":  # [weight of negatives, weight of positives]
-        return None, check_class_vector(alpha, "alpha", 2, low=0.0)
-    high = 1.0 if mode == "multilabel" else None
-    return None, check_class_vector(alpha, "alpha", num_channels, low=0.0, high=high)
+    alpha: float | torch.Tensor | None, weight: torch.Tensor | None, mode: str, num_channels: int
+) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
+    """Return (scalar alpha, per-class alpha of the multilabel mode, per-class weight).
+
+    A per-class tensor passed as ``alpha`` in binary / multiclass mode is a class weight: it is
+    taken as ``weight`` with a FutureWarning (the spelling of medloss < 0.2)."""
+    alpha_scalar = alpha_vec = None
+    if alpha is not None and isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        alpha_scalar = check_number(alpha, "alpha", low=0.0, high=1.0)
+    elif alpha is not None and mode == "multilabel":
+        alpha_vec = check_class_vector(alpha, "alpha", num_channels, low=0.0, high=1.0)
+    elif alpha is not None:
+        if weight is not None:
+            raise ValueError("pass per-class weights once, as `weight` (a tensor `alpha` is its deprecated spelling)")
+        warnings.warn(
+            "per-class weights passed as `alpha` are deprecated and will be removed in medloss 0.3; "
+            "pass them as `weight` (`alpha` is the focal paper's scalar class balance)",
+            FutureWarning, stacklevel=4,
+        )
+        weight = alpha
+    if weight is not None:
+        weight = check_class_vector(weight, "weight", 2 if mode == "binary" else num_channels, low=0.0)
+    return alpha_scalar, alpha_vec, weight
 
 
 def focal_loss(
@@ -66,6 +79,8 @@ def focal_loss(
     reduction: str = "mean",
     normalize: str = "elements",
     from_logits: bool = True,
+    weight: torch.Tensor | None = None,
+    include_background: bool = True,
 ) -> torch.Tensor:
     r"""Focal loss, ``FL = -alpha_t (1 - p_t)^gamma log p_t`` (Lin et al., ICCV 2017).
 
@@ -81,37 +96,65 @@ def focal_loss(
     if mode == "multiclass":
         # the op counts bad labels as it reads them (one pass fewer than checking them first)
         x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
-        alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
+        alpha_scalar, _, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
         x = upcast(x)
         if not from_logits:
             x = probabilities_to_logits(x, mode)
+        valid = None
+        if not include_background:  # background pixels count nowhere; the softmax keeps every channel
+            valid = t != 0
         with fp32_island():
             return softmax_focal_loss(
-                x, t, None, ignore_index=ignore_index, weight=_class_alpha(alpha_scalar, alpha_vec, x),
+                x, t, valid, ignore_index=ignore_index, weight=_class_weight(alpha_scalar, weight, x),
                 gammas=(gamma, gamma), label_smoothing=label_smoothing, reduction=reduction, normalize=normalize,
             )
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
-    alpha_scalar, alpha_vec = _resolve_alpha(alpha, mode, x.shape[1])
+    alpha_scalar, alpha_vec, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
     x = upcast(x)
     if not from_logits:
         x = probabilities_to_logits(x, mode)
-    if alpha_vec is not None:
-        alpha_vec = alpha_vec.to(device=x.device, dtype=x.dtype)
     valid = None if ignored is None else ~ignored
+    if not include_background and mode == "multilabel" and x.shape[1] > 1:
+        x, t = x[:, 1:], t[:, 1:]
+        valid = None if valid is None else valid[:, 1:]
+        alpha_vec = None if alpha_vec is None else alpha_vec[1:]
+        weight = None if weight is None else weight[1:]
+    a_pos, a_neg = _sigmoid_weights(alpha_scalar, alpha_vec, weight, x)
     with fp32_island():
-        value = _sigmoid_focal(x, t, valid, alpha_scalar, alpha_vec, gamma, label_smoothing, reduction, normalize)
+        value = _sigmoid_focal(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize)
+    if not include_background and mode == "multilabel" and reduction == "none" and input.shape[1] > 1:
+        return torch.cat([torch.zeros_like(value[:, :1]), value], 1)  # channel 0 counts nowhere: zeros
     # binary input [B] or [B, *] was given a channel dim for the arithmetic; per-element losses keep the input's shape
     return value.reshape(input.shape) if reduction == "none" else value
 
 
-def _class_alpha(alpha_scalar: float | None, alpha_vec: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
-    """Per-class weights of the multiclass focal loss: a float alpha gives the background (class 0)
-    ``1 - alpha`` and every other class ``alpha``."""
+def _class_weight(alpha_scalar: float | None, weight: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """Per-class factors of the multiclass focal loss: ``weight_c`` times, with a float alpha,
+    ``1 - alpha`` for the background (class 0) and ``alpha`` for every other class."""
+    w = None if weight is None else weight.to(device=x.device, dtype=x.dtype)
     if alpha_scalar is not None:
-        w = torch.full((x.shape[1],), alpha_scalar, dtype=x.dtype, device=x.device)
-        w[0] = 1.0 - alpha_scalar
-        return w
-    return None if alpha_vec is None else alpha_vec.to(device=x.device, dtype=x.dtype)
+        a = torch.full((x.shape[1],), alpha_scalar, dtype=x.dtype, device=x.device)
+        a[0] = 1.0 - alpha_scalar
+        w = a if w is None else w * a
+    return w
+
+
+def _sigmoid_weights(
+    alpha_scalar: float | None, alpha_vec: torch.Tensor | None, weight: torch.Tensor | None, x: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Factors of the positive and negative terms per channel (None: no weighting at all)."""
+    if alpha_scalar is None and alpha_vec is None and weight is None:
+        return None, None
+    a_pos = x.new_ones(1) if alpha_scalar is None and alpha_vec is None else (
+        x.new_full((1,), alpha_scalar) if alpha_vec is None else alpha_vec.to(x))
+    a_neg = 1.0 - a_pos if (alpha_scalar is not None or alpha_vec is not None) else x.new_ones(1)
+    if weight is not None:
+        weight = weight.to(x)
+        if x.shape[1] == 1 and weight.numel() == 2:  # binary [w_negative, w_positive]
+            a_neg, a_pos = a_neg * weight[:1], a_pos * weight[1:]
+        else:
+            a_neg, a_pos = a_neg * weight, a_pos * weight
+    return a_pos, a_neg
 
 
 def softmax_focal_loss(
@@ -156,22 +199,17 @@ def _sigmoid_focal(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,
-    alpha_scalar: float | None,
-    alpha_vec: torch.Tensor | None,
+    a_pos: torch.Tensor | None,
+    a_neg: torch.Tensor | None,
     gamma: float,
     label_smoothing: float,
     reduction: str,
     normalize: str,
 ) -> torch.Tensor:
-    """Binary / multilabel focal loss of validated logits through ``torch.ops.medloss.sigmoid_focal``."""
-    if alpha_scalar is not None:
-        a_pos = x.new_full((1,), alpha_scalar)
-        a_neg = 1.0 - a_pos
-    elif alpha_vec is not None and x.shape[1] == 1 and alpha_vec.numel() == 2:  # binary [w_neg, w_pos]
-        a_neg, a_pos = alpha_vec[:1], alpha_vec[1:]
-    elif alpha_vec is not None:
-        a_pos, a_neg = alpha_vec, 1.0 - alpha_vec
-    else:
+    """Binary / multilabel focal loss of validated logits through ``torch.ops.medloss.sigmoid_focal``;
+    ``a_pos`` / ``a_neg``: per-channel factors of the positive / negative terms (None: 1)."""
+    weighted = a_pos is not None
+    if not weighted:
         a_pos = a_neg = x.new_ones(1)
     y = t if valid is None else t.masked_fill(~valid, 0)  # ignore_index values never reach the arithmetic
     value = torch.ops.medloss.sigmoid_focal(
@@ -179,7 +217,7 @@ def _sigmoid_focal(
     )
     if reduction != "mean":
         return value
-    if normalize == "weights" and (alpha_scalar is not None or alpha_vec is not None):
+    if normalize == "weights" and weighted:
         yv = y.to(x.dtype)
         if label_smoothing:
             yv = yv * (1.0 - label_smoothing) + 0.5 * label_smoothing
@@ -206,12 +244,18 @@ class FocalLoss(nn.Module):
         mode: ``"binary"`` (input ``[B, 1, *]`` or ``[B, *]``, target of the same size in {0, 1}),
             ``"multiclass"`` (input ``[B, C, *]``, integer target ``[B, *]``; the default) or
             ``"multilabel"`` (input and target ``[B, C, *]``). ``*`` is 0-3 spatial dims.
-        alpha: class balance. ``None`` (default): no weighting. A float in [0, 1]: positives get
-            ``alpha`` and negatives ``1 - alpha`` (binary / multilabel, RetinaNet uses 0.25); in
-            multiclass mode class 0 (background) gets ``1 - alpha`` and every other class
-            ``alpha``. A 1-D tensor: per-class weights of length C in multiclass mode (any values
-            >= 0, e.g. from :func:`class_weights`); ``[w_negative, w_positive]`` in binary mode;
-            per-class positive weights in [0, 1] (negatives ``1 - alpha_c``) in multilabel mode.
+        alpha: the paper's class balance. ``None`` (default): none. A float in [0, 1]: positives
+            get ``alpha`` and negatives ``1 - alpha`` (binary / multilabel, RetinaNet uses 0.25);
+            in multiclass mode class 0 (background) gets ``1 - alpha`` and every other class
+            ``alpha``. In multilabel mode also a tensor ``[C]`` of per-class alphas in [0, 1].
+        weight: per-class weights (any values >= 0, e.g. from :func:`class_weights`): ``[C]`` in
+            multiclass and multilabel mode, ``[w_negative, w_positive]`` in binary mode; they
+            multiply ``alpha_t``. (A tensor ``alpha`` in binary / multiclass mode is the deprecated
+            spelling of ``weight``: FutureWarning.)
+        include_background: keep class 0 (default True). False: pixels whose target is class 0
+            count nowhere in multiclass mode (the softmax still runs over every class; MONAI's
+            softmax runs over the remaining channels only), channel 0 is dropped in multilabel
+            mode (its ``"none"`` entries are 0); no effect in binary mode.
         gamma: focusing parameter >= 0 (default 2.0).
         ignore_index: target value whose positions contribute nothing to the loss, its mean or
             its gradient (default -100, as PyTorch); ``None`` disables the check.
@@ -243,9 +287,12 @@ class FocalLoss(nn.Module):
         reduction: str = "mean",
         normalize: str = "elements",
         from_logits: bool = True,
+        weight: torch.Tensor | None = None,
+        include_background: bool = True,
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
+        self.include_background = bool(include_background)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.ignore_index = ignore_index
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -253,14 +300,27 @@ class FocalLoss(nn.Module):
         self.normalize = check_choice(normalize, "normalize", NORMALIZERS)
         self.from_logits = bool(from_logits)
         self.alpha: Any
+        self.weight: torch.Tensor | None
+        if alpha is not None and not isinstance(alpha, (int, float)) and mode != "multilabel":
+            if weight is not None:
+                raise ValueError("pass per-class weights once, as `weight` (a tensor `alpha` is its deprecated spelling)")
+            warnings.warn(
+                "per-class weights passed as `alpha` are deprecated and will be removed in medloss 0.3; "
+                "pass them as `weight` (`alpha` is the focal paper's scalar class balance)",
+                FutureWarning, stacklevel=2,
+            )
+            alpha, weight = None, alpha
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0, high=1.0)
             self.alpha = alpha
         else:
+            self.register_buffer("alpha", check_class_vector(alpha, "alpha", None, low=0.0, high=1.0))
+        if weight is not None:
             size = 2 if mode == "binary" else None
-            vec = check_class_vector(alpha, "alpha", size, low=0.0, high=1.0 if mode == "multilabel" else None)
-            self.register_buffer("alpha", vec)
+            self.register_buffer("weight", check_class_vector(weight, "weight", size, low=0.0))
+        else:
+            self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(
@@ -274,6 +334,8 @@ class FocalLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             from_logits=self.from_logits,
+            weight=self.weight,
+            include_background=self.include_background,
         )
 
     def extra_repr(self) -> str:
@@ -284,31 +346,66 @@ class FocalLoss(nn.Module):
         )
 
 
-def cross_entropy_loss(
-    *,
-    mode: str = "multiclass",
-    weight: torch.Tensor | None = None,
-    ignore_index: int | None = -100,
-    label_smoothing: float = 0.0,
-    reduction: str = "mean",
-    from_logits: bool = True,
-) -> FocalLoss:
-    """Cross-entropy for every mode, with PyTorch's weighted mean: a :class:`FocalLoss` with gamma 0.
+class CrossEntropyLoss(FocalLoss):
+    r"""Cross-entropy for every mode with PyTorch's weighted mean: :class:`FocalLoss` at gamma 0.
+
+    .. math:: \mathcal{L} = -\frac{\sum_i w_{t_i} \log p_{t_i}}{\sum_i w_{t_i}}
 
     ``weight`` is per class (``[w_negative, w_positive]`` in binary mode) and the mean divides by
     the sum of the target weights, so multiclass results equal ``F.cross_entropy(weight=weight)``
     and binary ones ``F.binary_cross_entropy_with_logits`` (label smoothing included).
+
+    Args:
+        mode, weight, ignore_index, label_smoothing, reduction, from_logits, include_background:
+            as :class:`FocalLoss` (defaults "multiclass", None, -100, 0.0, "mean", True, True).
+
+    Raises:
+        ValueError / TypeError: as :class:`FocalLoss`, naming the argument.
+
+    Example:
+        >>> x, t = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), torch.tensor([0, 1])
+        >>> w = torch.tensor([1.0, 2.0, 0.5])
+        >>> torch.allclose(CrossEntropyLoss(weight=w)(x, t), torch.nn.functional.cross_entropy(x, t, weight=w))
+        True
     """
-    return FocalLoss(
-        mode=mode,
-        alpha=weight,
-        gamma=0.0,
-        ignore_index=ignore_index,
-        label_smoothing=label_smoothing,
-        reduction=reduction,
-        normalize="weights",
-        from_logits=from_logits,
-    )
+
+    def __init__(
+        self,
+        *,
+        mode: str = "multiclass",
+        weight: torch.Tensor | None = None,
+        ignore_index: int | None = -100,
+        label_smoothing: float = 0.0,
+        reduction: str = "mean",
+        from_logits: bool = True,
+        include_background: bool = True,
+    ) -> None:
+        super().__init__(
+            mode=mode, weight=weight, gamma=0.0, ignore_index=ignore_index, label_smoothing=label_smoothing,
+            reduction=reduction, normalize="weights", from_logits=from_logits, include_background=include_background,
+        )
+
+    def extra_repr(self) -> str:
+        return (f"mode={self.mode!r}, ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+                f"reduction={self.reduction!r}")
+
+
+def cross_entropy_loss(input: torch.Tensor | None = None, target: torch.Tensor | None = None, **kwargs: Any) -> Any:
+    """Functional twin of :class:`CrossEntropyLoss`: ``cross_entropy_loss(input, target, weight=...)``.
+
+    Called without tensors it returns the module, as medloss < 0.2 did (deprecated: FutureWarning;
+    use :class:`CrossEntropyLoss`).
+    """
+    if input is None and target is None:
+        warnings.warn(
+            "cross_entropy_loss(...) returning a module is deprecated and will be removed in medloss 0.3; "
+            "use CrossEntropyLoss(...) for the module or cross_entropy_loss(input, target, ...) for the value",
+            FutureWarning, stacklevel=2,
+        )
+        return CrossEntropyLoss(**kwargs)
+    if input is None or target is None:
+        raise TypeError("cross_entropy_loss needs both `input` and `target` (or neither: deprecated module form)")
+    return CrossEntropyLoss(**kwargs)(input, target)
 
 
 def prior_bias(prior: float = 0.01) -> float:

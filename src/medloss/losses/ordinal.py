@@ -3,6 +3,8 @@ weighted cross-entropy, the squared earth mover's distance, and CORN."""
 
 from __future__ import annotations
 
+import warnings
+
 import math
 
 import torch
@@ -157,8 +159,9 @@ class CumulativeLinkLoss(nn.Module):
         link: ``"logit"`` (default), ``"probit"`` or ``"cloglog"``.
         learn_cutpoints: learn the cutpoints (default False).
         scale: width of the initial / fixed cutpoint range (default 20.0).
-        class_weights: optional per-grade weights ``[K]``; the mean is then weighted
-            (``sum w_y l / sum w_y``, PyTorch's weighted-CE convention).
+        weight: optional per-grade weights ``[K]``; the mean is then weighted
+            (``sum w_y l / sum w_y``, PyTorch's weighted-CE convention). ``class_weights`` is its
+            deprecated spelling (FutureWarning).
         ignore_index: grade value to skip (default -100).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
@@ -177,11 +180,18 @@ class CumulativeLinkLoss(nn.Module):
         link: str = "logit",
         learn_cutpoints: bool = False,
         scale: float = 20.0,
-        class_weights: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
         ignore_index: int | None = -100,
         reduction: str = "mean",
+        class_weights: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        if class_weights is not None:
+            if weight is not None:
+                raise ValueError("pass per-grade weights once, as `weight` (`class_weights` is its deprecated spelling)")
+            warnings.warn("`class_weights` is deprecated and will be removed in medloss 0.3; pass `weight`",
+                          FutureWarning, stacklevel=2)
+            weight = class_weights
         self.num_classes = check_int(num_classes, "num_classes", low=2)
         self.link = check_choice(link, "link", LINKS)
         self.scale = check_number(scale, "scale", low=0.0, low_inclusive=False)
@@ -197,10 +207,10 @@ class CumulativeLinkLoss(nn.Module):
             self.raw_gaps = nn.Parameter(gaps + torch.log(-torch.expm1(-gaps)))
         else:
             self.register_buffer("fixed_cutpoints", initial)
-        if class_weights is not None:
-            self.register_buffer("class_weights", check_class_vector(class_weights, "class_weights", k))
+        if weight is not None:
+            self.register_buffer("weight", check_class_vector(weight, "weight", k))
         else:
-            self.class_weights = None
+            self.weight = None
 
     @property
     def cutpoints(self) -> torch.Tensor:
@@ -262,7 +272,7 @@ class CumulativeLinkLoss(nn.Module):
                 b = c.gather(0, yi + 1) - f
                 w = width.gather(0, yi)
                 nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
-        weights = None if self.class_weights is None else self.class_weights.to(nll.dtype)[yi]
+        weights = None if self.weight is None else self.weight.to(nll.dtype)[yi]
         if valid is not None:
             weights = valid.to(nll.dtype) if weights is None else weights * valid
         if weights is not None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .._validation import (
     canonical_inputs,
+    check_choice,
     check_class_vector,
     check_mode,
     check_number,
@@ -29,6 +30,8 @@ from .._validation import (
 from ._common import fp32_island, safe_pow, upcast
 from ._overlap import SoftmaxStats, probabilities_and_targets, sigmoid_statistics, soft_confusion, softmax_statistics
 from .focal import probabilities_to_logits
+
+AVERAGES = ("macro", "micro")
 
 
 def prepare_segmentation(
@@ -171,10 +174,12 @@ class _RegionLoss(nn.Module):
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
         ignore_empty: bool = False,
+        average: str = "macro",
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
         self.ignore_empty = bool(ignore_empty)
+        self.average = check_choice(average, "average", AVERAGES)
         self.include_background = bool(include_background)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
@@ -190,10 +195,20 @@ class _RegionLoss(nn.Module):
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        s = segmentation_statistics(
+    def statistics(self, input: torch.Tensor, target: torch.Tensor) -> SoftmaxStats:
+        return segmentation_statistics(
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
         )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = self.statistics(input, target)
+        if self.average == "micro":
+            # one ratio of the counts summed over the (weighted, included) classes, per image
+            s = micro_statistics(s, weight=self.weight, include_background=self.include_background, mode=self.mode)
+            loss = self.per_class(s)
+            present = (s.sum_y > 0) if self.ignore_empty else None
+            return reduce_classes(loss.unsqueeze(-1), reduction=self.reduction, mode=self.mode,
+                                  present=None if present is None else present.unsqueeze(-1)).squeeze(-1)
         return reduce_classes(
             self.per_class(s), weight=self.weight, include_background=self.include_background,
             reduction=self.reduction, mode=self.mode, present=(s.sum_y > 0) if self.ignore_empty else None,
@@ -202,6 +217,23 @@ class _RegionLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"mode={self.mode!r}, include_background={self.include_background}, batch={self.batch}, "
                 f"smooth_nr={self.smooth_nr}, smooth_dr={self.smooth_dr}, reduction={self.reduction!r}")
+
+
+def micro_statistics(
+    s: SoftmaxStats, *, weight: torch.Tensor | None, include_background: bool, mode: str
+) -> SoftmaxStats:
+    """Counts summed over the classes (``average="micro"``): ``sum_c w_c TP_c`` etc., ``[B]`` or ``[]``,
+    without channel 0 unless ``include_background`` (multiclass / multilabel with C > 1)."""
+    tp, sum_p, sum_y = s.tp, s.sum_p, s.sum_y
+    if not include_background and mode != "binary" and tp.shape[-1] > 1:
+        tp, sum_p, sum_y = tp[..., 1:], sum_p[..., 1:], sum_y[..., 1:]
+        weight = None if weight is None else weight[1:]
+    if weight is not None:
+        if weight.numel() != tp.shape[-1]:
+            raise ValueError(f"`weight` must have one entry per counted class ({tp.shape[-1]}); got {weight.numel()}")
+        w = weight.to(tp.dtype)
+        tp, sum_p, sum_y = tp * w, sum_p * w, sum_y * w
+    return SoftmaxStats(tp.sum(-1), sum_p.sum(-1), sum_y.sum(-1), None)
 
 
 def reduce_classes(
@@ -256,6 +288,9 @@ _REGION_ARGS = """
             the per-class losses ``[B, C]`` (``[C]`` with ``batch``).
         ignore_empty: leave out (image, class) pairs whose ground truth is empty (default False:
             they count, scoring ~0 for an empty prediction and ~1 with false positives).
+        average: ``"macro"`` (default: one ratio per class, then the mean) or ``"micro"`` (the
+            counts summed over the classes first, one ratio per image: kornia's default;
+            ``weight`` then weights each class's counts). ``reduction="none"`` gives ``[B]``.
 """
 
 
@@ -263,11 +298,194 @@ class DiceLoss(_RegionLoss):
     __doc__ = r"""Soft Dice loss (Milletari et al., V-Net, 2016), per class:
 
     .. math:: \mathcal{L}_c = 1 - \frac{2\,TP_c + s_{nr}}{2\,TP_c + FP_c + FN_c + s_{dr}}
-    """ + _REGION_ARGS
+
+    ``squared_pred=True`` takes the denominator of V-Net's paper, ``sum p^2 + sum y^2``;
+    ``jaccard=True`` the soft Jaccard (IoU) form ``1 - (2 TP + s_nr) / (2 (sum p + sum y - TP) + s_dr)``
+    (both as MONAI's ``DiceLoss``; :class:`JaccardLoss` is smp's form of the latter).
+
+    Example:
+        >>> logits = torch.tensor([[[2.0, -1.0], [0.0, 1.0]], [[-2.0, 1.0], [0.0, -1.0]]]).unsqueeze(0)
+        >>> target = torch.tensor([[[0, 1], [0, 0]]])
+        >>> round(DiceLoss()(logits, target).item(), 4)
+        0.2192
+    """ + _REGION_ARGS + """        squared_pred: square the probabilities and labels in the denominator (default False).
+        jaccard: the soft Jaccard form instead of Dice (default False).
+"""
+
+    def __init__(self, *, squared_pred: bool = False, jaccard: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.squared_pred = bool(squared_pred)
+        self.jaccard = bool(jaccard)
+
+    def statistics(self, input: torch.Tensor, target: torch.Tensor) -> SoftmaxStats:
+        if not self.squared_pred:
+            return super().statistics(input, target)
+        # sum p^2 has no fused op: plain differentiable operations
+        probs, onehot, mask = probabilities_and_targets(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index
+        )
+        dims = tuple(range(2, probs.ndim))
+        dims = (0, *dims) if self.batch else dims
+        with fp32_island():
+            p = probs if mask is None else probs * mask
+            return SoftmaxStats((p * onehot).sum(dims), (p * p).sum(dims), (onehot * onehot).sum(dims), None)
 
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:
         # 2 TP + FP + FN = sum p + sum y: the same ratio with fewer operations to differentiate
-        return 1.0 - (2.0 * s.tp + self.smooth_nr) / (s.sum_p + s.sum_y + self.smooth_dr)
+        total = s.sum_p + s.sum_y
+        if self.jaccard:
+            total = 2.0 * (total - s.tp)
+        return 1.0 - (2.0 * s.tp + self.smooth_nr) / (total + self.smooth_dr)
+
+    def extra_repr(self) -> str:
+        extra = "".join(f", {k}=True" for k in ("squared_pred", "jaccard") if getattr(self, k))
+        return super().extra_repr() + extra
+
+
+class JaccardLoss(_RegionLoss):
+    __doc__ = r"""Soft Jaccard (IoU) loss (as smp's ``JaccardLoss``), per class:
+
+    .. math:: \mathcal{L}_c = 1 - \frac{TP_c + s_{nr}}{TP_c + FP_c + FN_c + s_{dr}}
+
+    smp computes it over the whole batch (``batch=True``), with ``smooth_nr = 0`` and an absent
+    class scoring 0 (``ignore_empty=True`` here leaves it out of the mean instead).
+
+    Example:
+        >>> probs = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]])
+        >>> JaccardLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0)(probs, torch.tensor([[1, 1, 0, 0]]))
+        tensor(0.6667)
+    """ + _REGION_ARGS
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:
+        return 1.0 - (s.tp + self.smooth_nr) / (s.sum_p + s.sum_y - s.tp + self.smooth_dr)
+
+
+class GeneralizedDiceLoss(nn.Module):
+    r"""Generalized Dice loss (Sudre et al., "Generalised Dice overlap as a deep learning loss
+    function for highly unbalanced segmentations", DLMIA 2017), per image:
+
+    .. math:: \mathcal{L} = 1 - rac{2 \sum_c w_c TP_c + s_{nr}}{\sum_c w_c (\sum p_c + \sum y_c) + s_{dr}},
+        \quad w_c = 1 / (\sum y_c)^2
+
+    ``w_type``: ``"square"`` (default, the paper), ``"simple"`` (``1 / sum y_c``) or ``"uniform"``
+    (1). A class absent from the ground truth has an infinite weight; it gets the largest finite
+    weight of the image (of the batch with ``batch=True``) instead, as MONAI does, so a prediction
+    on it is still penalised. With every class absent the loss is ``1 - s_nr / s_dr``.
+
+    Args:
+        w_type: class weighting, as above.
+        mode, include_background, from_logits, ignore_index, batch, smooth_nr, smooth_dr: as
+            :class:`DiceLoss` (channel 0 is dropped before the weights are formed).
+        reduction: ``"mean"`` (default) or ``"sum"`` over images, or ``"none"`` (``[B]``; ``[1]``
+            with ``batch``).
+
+    Raises:
+        ValueError: an unknown ``w_type`` or ``reduction``; inputs as :class:`DiceLoss`.
+
+    Example:
+        >>> x = torch.tensor([[[-1.0, 0.0, 1.0], [1.0, 0.0, -1.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+        >>> t = torch.tensor([[1, 0, 0], [1, 1, 0]])
+        >>> round(GeneralizedDiceLoss(smooth_nr=1e-4, smooth_dr=1e-4)(x, t).item(), 6)
+        0.414507
+    """
+
+    def __init__(
+        self,
+        *,
+        w_type: str = "square",
+        mode: str = "multiclass",
+        include_background: bool = True,
+        from_logits: bool = True,
+        ignore_index: int | None = -100,
+        batch: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.w_type = check_choice(w_type, "w_type", ("square", "simple", "uniform"))
+        self.mode = check_mode(mode)
+        self.include_background = bool(include_background)
+        self.from_logits = bool(from_logits)
+        self.ignore_index = ignore_index
+        self.batch = bool(batch)
+        self.smooth_nr = check_number(smooth_nr, "smooth_nr", low=0.0)
+        self.smooth_dr = check_number(smooth_dr, "smooth_dr", low=0.0)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        s = segmentation_statistics(
+            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
+        )
+        tp, sum_p, sum_y = s.tp, s.sum_p, s.sum_y
+        if not self.include_background and self.mode != "binary" and tp.shape[-1] > 1:
+            tp, sum_p, sum_y = tp[..., 1:], sum_p[..., 1:], sum_y[..., 1:]
+        with fp32_island():
+            w = generalized_dice_weights(sum_y, self.w_type)
+            numerator = 2.0 * (w * tp).sum(-1) + self.smooth_nr
+            loss = 1.0 - numerator / ((w * (sum_p + sum_y)).sum(-1) + self.smooth_dr)
+        if self.reduction == "none":
+            return loss.reshape(-1)
+        return loss.mean() if self.reduction == "mean" else loss.sum()
+
+    def extra_repr(self) -> str:
+        return f"w_type={self.w_type!r}, mode={self.mode!r}, batch={self.batch}, reduction={self.reduction!r}"
+
+
+def generalized_dice_weights(sum_y: torch.Tensor, w_type: str) -> torch.Tensor:
+    """Class weights of the Generalized Dice loss from the ground-truth volumes ``[..., C]``
+    (no gradient); an absent class takes the largest finite weight along the last dim."""
+    sum_y = sum_y.detach()
+    if w_type == "uniform":
+        return torch.ones_like(sum_y)
+    present = sum_y > 0
+    safe = torch.where(present, sum_y, 1.0)
+    w = torch.where(present, (safe * safe if w_type == "square" else safe).reciprocal(), 0.0)
+    return torch.where(present, w, w.amax(-1, keepdim=True))
+
+
+class MCCLoss(_RegionLoss):
+    __doc__ = r"""Matthews correlation coefficient loss (Abhishek & Hamarneh, "Matthews Correlation
+    Coefficient Loss for Deep Convolutional Networks: Application to Skin Lesion Segmentation",
+    ISBI 2021), per class:
+
+    .. math:: \mathcal{L}_c = 1 - \frac{TP\,TN - FP\,FN + s_{nr}}
+        {\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN) + s_{dr}}}
+
+    with soft counts over the counted pixels (``TN = N - TP - FP - FN``). A perfect prediction
+    (``FP = FN = 0``) scores 0 even when a factor of the denominator is 0, as MONAI's
+    ``MCCLoss`` (whose defaults ``smooth_nr = 0``, ``smooth_dr = 1e-5`` are used here). smp's
+    ``MCCLoss`` is binary only, over the whole batch (``batch=True``), and adds its ``eps`` to each
+    count instead. The loss lies in [0, 2].
+
+    Example:
+        >>> x = torch.tensor([[[[1.0, -1.0], [-1.0, 1.0]]]])
+        >>> round(MCCLoss(mode="binary")(x, torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])).item(), 6)
+        0.733197
+    """ + _REGION_ARGS.replace("(default 1e-5 each)", "(default 0 and 1e-5)")
+
+    def __init__(self, *, smooth_nr: float = 0.0, smooth_dr: float = 1e-5, **kwargs: Any) -> None:
+        super().__init__(smooth_nr=smooth_nr, smooth_dr=smooth_dr, **kwargs)
+        if self.average != "macro":
+            raise ValueError(f"`average` must be 'macro' for MCCLoss; got {self.average!r}")
+
+    def statistics(self, input: torch.Tensor, target: torch.Tensor) -> SoftmaxStats:
+        s = super().statistics(input, target)
+        # counted pixels per image (and channel in the sigmoid modes): TN = N - sum p - sum y + TP
+        x, _, ignored = canonical_inputs(input, target, self.mode, ignore_index=self.ignore_index)
+        counted = torch.ones_like(x, dtype=s.tp.dtype) if ignored is None else (~ignored).to(s.tp.dtype)
+        if self.mode == "multiclass":
+            counted = counted.unsqueeze(1)
+        dims = tuple(range(2, counted.ndim))
+        s.n = counted.sum((0, *dims) if self.batch else dims).expand_as(s.tp)
+        return s
+
+    def per_class(self, s: SoftmaxStats) -> torch.Tensor:
+        fp, fn = s.fp, s.fn
+        tn = s.n - s.sum_p - s.sum_y + s.tp
+        numerator = s.tp * tn - fp * fn + self.smooth_nr
+        denominator = torch.sqrt((s.tp + fp) * (s.tp + fn) * (tn + fp) * (tn + fn) + self.smooth_dr)
+        return torch.where((fp == 0) & (fn == 0), 0.0, 1.0 - numerator / denominator)
 
 
 class TverskyLoss(_RegionLoss):

@@ -1,0 +1,75 @@
+"""Functional twins of the loss modules: ``dice_loss(input, target, **kwargs)`` is
+``DiceLoss(**kwargs)(input, target)``.
+
+Each twin builds its module from the keyword arguments and applies it once, so the arguments,
+defaults, checks and errors are the module's own (its docstring says what they mean). In a
+training loop keep a module instead: it validates its arguments once, holds its buffers on the
+model's device and, for :class:`~medloss.losses.CumulativeLinkLoss`, its learned cutpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
+from .overlap import (
+    ComboLoss,
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    MCCLoss,
+    TverskyLoss,
+)
+from .unified_focal import (
+    AsymmetricFocalLoss,
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    HybridFocalLoss,
+    SymmetricFocalLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
+)
+
+
+def _twin(cls: type[nn.Module], name: str) -> Callable[..., torch.Tensor]:
+    def loss(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return cls(**kwargs)(input, target)
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__doc__ = (
+        f"Functional twin of :class:`~medloss.losses.{cls.__name__}`: ``{name}(input, target, **kwargs)`` "
+        f"= ``{cls.__name__}(**kwargs)(input, target)`` (same arguments, defaults and errors)."
+    )
+    return loss
+
+
+dice_loss = _twin(DiceLoss, "dice_loss")
+jaccard_loss = _twin(JaccardLoss, "jaccard_loss")
+generalized_dice_loss = _twin(GeneralizedDiceLoss, "generalized_dice_loss")
+mcc_loss = _twin(MCCLoss, "mcc_loss")
+tversky_loss = _twin(TverskyLoss, "tversky_loss")
+focal_tversky_loss = _twin(FocalTverskyLoss, "focal_tversky_loss")
+combo_loss = _twin(ComboLoss, "combo_loss")
+symmetric_focal_loss = _twin(SymmetricFocalLoss, "symmetric_focal_loss")
+asymmetric_focal_loss = _twin(AsymmetricFocalLoss, "asymmetric_focal_loss")
+symmetric_focal_tversky_loss = _twin(SymmetricFocalTverskyLoss, "symmetric_focal_tversky_loss")
+asymmetric_focal_tversky_loss = _twin(AsymmetricFocalTverskyLoss, "asymmetric_focal_tversky_loss")
+symmetric_unified_focal_loss = _twin(SymmetricUnifiedFocalLoss, "symmetric_unified_focal_loss")
+asymmetric_unified_focal_loss = _twin(AsymmetricUnifiedFocalLoss, "asymmetric_unified_focal_loss")
+hybrid_focal_loss = _twin(HybridFocalLoss, "hybrid_focal_loss")
+cumulative_link_loss = _twin(CumulativeLinkLoss, "cumulative_link_loss")
+cdw_ce_loss = _twin(CDWCELoss, "cdw_ce_loss")
+squared_emd_loss = _twin(SquaredEMDLoss, "squared_emd_loss")
+corn_loss = _twin(CORNLoss, "corn_loss")
+
+__all__ = [
+    "asymmetric_focal_loss", "asymmetric_focal_tversky_loss", "asymmetric_unified_focal_loss", "cdw_ce_loss",
+    "combo_loss", "corn_loss", "cumulative_link_loss", "dice_loss", "focal_tversky_loss", "generalized_dice_loss",
+    "hybrid_focal_loss", "jaccard_loss", "mcc_loss", "squared_emd_loss", "symmetric_focal_loss",
+    "symmetric_focal_tversky_loss", "symmetric_unified_focal_loss", "tversky_loss",
+]
