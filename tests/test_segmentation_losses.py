@@ -375,3 +375,76 @@ def test_ignore_empty_leaves_out_absent_classes():
     value = DiceLoss(ignore_empty=True, include_background=False)(xx, torch.zeros_like(t))
     value.backward()
     assert value.item() == 0.0 and xx.grad.abs().max() == 0
+
+
+# ----------------------------------------------------------------------------- issue 14 additions
+from medloss.losses import GeneralizedDiceLoss, JaccardLoss, MCCLoss  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [
+    lambda: GeneralizedDiceLoss(), lambda: GeneralizedDiceLoss(w_type="simple", batch=True),
+    lambda: JaccardLoss(), lambda: MCCLoss(), lambda: MCCLoss(mode="multilabel"),
+    lambda: DiceLoss(squared_pred=True), lambda: DiceLoss(jaccard=True), lambda: DiceLoss(average="micro"),
+    lambda: TverskyLoss(average="micro", include_background=False),
+])
+def test_new_losses_gradcheck_and_ignore_index(make):
+    g = torch.Generator().manual_seed(5)
+    loss = make()
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    if loss.mode == "multilabel":
+        t = torch.randint(0, 2, (2, 3, 4, 5), generator=g)
+    else:
+        t = torch.randint(0, 3, (2, 4, 5), generator=g)
+    assert torch.autograd.gradcheck(lambda z: loss(z, t), (x,))
+    # ignored rows count nowhere: the loss equals the loss of the image without them, and they get no gradient
+    t_ign = t.clone()
+    if loss.mode == "multilabel":
+        t_ign[:, :, -1] = -100
+    else:
+        t_ign[:, -1] = -100
+    out = loss(x, t_ign)
+    ref = loss(x[:, :, :-1].detach(), t[..., :-1, :] if loss.mode == "multilabel" else t[:, :-1])
+    assert out.item() == pytest.approx(ref.item(), rel=1e-12)
+    out.backward()
+    assert x.grad[:, :, -1].abs().max() == 0
+
+
+def test_mcc_matches_the_soft_count_formula():
+    # per image and class, counts in float64 written out here
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 4, (3, 6), generator=g)
+    p = x.softmax(1)
+    y = F.one_hot(t, 4).movedim(-1, 1).double()
+    tp, fp = (p * y).sum(-1), (p * (1 - y)).sum(-1)
+    fn, tn = ((1 - p) * y).sum(-1), ((1 - p) * (1 - y)).sum(-1)
+    mcc = (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + 1e-5)
+    torch.testing.assert_close(MCCLoss(reduction="none")(x, t), 1 - mcc)
+
+
+def test_generalized_dice_weights_by_inverse_squared_volume():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 10, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 10), generator=g)
+    t[1] = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])  # class 2 absent from image 1: the image's largest weight
+    p = x.softmax(1)
+    y = F.one_hot(t, 3).movedim(-1, 1).double()
+    vol = y.sum(-1)
+    w = torch.where(vol > 0, 1 / vol.clamp_min(1) ** 2, 0.0)
+    w = torch.where(vol > 0, w, w.amax(-1, keepdim=True))
+    expected = 1 - (2 * (w * (p * y).sum(-1)).sum(-1) + 1e-5) / ((w * (p.sum(-1) + vol)).sum(-1) + 1e-5)
+    torch.testing.assert_close(GeneralizedDiceLoss(reduction="none")(x, t), expected)
+
+
+def test_micro_average_sums_counts_over_classes():
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 3, 7, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 7), generator=g)
+    p = x.softmax(1)[:, 1:]
+    y = F.one_hot(t, 3).movedim(-1, 1).double()[:, 1:]
+    w = torch.tensor([2.0, 0.5], dtype=torch.float64).view(1, 2, 1)
+    tp, sp, sy = (w * p * y).sum((1, 2)), (w * p).sum((1, 2)), (w * y).sum((1, 2))
+    expected = 1 - (2 * tp + 1e-5) / (sp + sy + 1e-5)
+    got = DiceLoss(average="micro", include_background=False, weight=torch.tensor([9.0, 2.0, 0.5]),
+                   reduction="none")(x, t)
+    torch.testing.assert_close(got, expected)

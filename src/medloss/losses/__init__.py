@@ -8,8 +8,6 @@ Shared conventions (see the README): ``forward(input, target)`` with logits unle
 from .class_weights import class_weights
 from .combined import CombinedLoss, parse_loss_spec
 from .focal import CrossEntropyLoss, FocalLoss, cross_entropy_loss, focal_loss, prior_bias
-from .giou import GIoULoss, generalized_box_iou, giou_loss
-from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .functional import (
     asymmetric_focal_loss,
     asymmetric_focal_tversky_loss,
@@ -30,6 +28,8 @@ from .functional import (
     symmetric_unified_focal_loss,
     tversky_loss,
 )
+from .giou import GIoULoss, generalized_box_iou, giou_loss
+from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .overlap import (
     ComboLoss,
     DiceLoss,

@@ -41,6 +41,24 @@ def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
     return torch.logit(p, eps=eps)
 
 
+def alpha_as_weight(
+    alpha: float | torch.Tensor | None, weight: torch.Tensor | None, mode: str, *, stacklevel: int
+) -> tuple[float | torch.Tensor | None, torch.Tensor | None]:
+    """``(alpha, weight)`` with a per-class tensor ``alpha`` of the binary / multiclass modes moved to
+    ``weight`` (its spelling in medloss < 0.2) and a FutureWarning; the multilabel mode keeps a
+    tensor ``alpha`` (per-class alphas of the paper)."""
+    if alpha is None or isinstance(alpha, (int, float)) or mode == "multilabel":
+        return alpha, weight
+    if weight is not None:
+        raise ValueError("pass per-class weights once, as `weight` (a tensor `alpha` is its deprecated spelling)")
+    warnings.warn(
+        "per-class weights passed as `alpha` are deprecated and will be removed in medloss 0.3; "
+        "pass them as `weight` (`alpha` is the focal paper's scalar class balance)",
+        FutureWarning, stacklevel=stacklevel,
+    )
+    return None, alpha
+
+
 def _resolve_alpha(
     alpha: float | torch.Tensor | None, weight: torch.Tensor | None, mode: str, num_channels: int
 ) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
@@ -48,20 +66,12 @@ def _resolve_alpha(
 
     A per-class tensor passed as ``alpha`` in binary / multiclass mode is a class weight: it is
     taken as ``weight`` with a FutureWarning (the spelling of medloss < 0.2)."""
+    alpha, weight = alpha_as_weight(alpha, weight, mode, stacklevel=5)
     alpha_scalar = alpha_vec = None
     if alpha is not None and isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         alpha_scalar = check_number(alpha, "alpha", low=0.0, high=1.0)
-    elif alpha is not None and mode == "multilabel":
-        alpha_vec = check_class_vector(alpha, "alpha", num_channels, low=0.0, high=1.0)
     elif alpha is not None:
-        if weight is not None:
-            raise ValueError("pass per-class weights once, as `weight` (a tensor `alpha` is its deprecated spelling)")
-        warnings.warn(
-            "per-class weights passed as `alpha` are deprecated and will be removed in medloss 0.3; "
-            "pass them as `weight` (`alpha` is the focal paper's scalar class balance)",
-            FutureWarning, stacklevel=4,
-        )
-        weight = alpha
+        alpha_vec = check_class_vector(alpha, "alpha", num_channels, low=0.0, high=1.0)
     if weight is not None:
         weight = check_class_vector(weight, "weight", 2 if mode == "binary" else num_channels, low=0.0)
     return alpha_scalar, alpha_vec, weight
@@ -301,15 +311,7 @@ class FocalLoss(nn.Module):
         self.from_logits = bool(from_logits)
         self.alpha: Any
         self.weight: torch.Tensor | None
-        if alpha is not None and not isinstance(alpha, (int, float)) and mode != "multilabel":
-            if weight is not None:
-                raise ValueError("pass per-class weights once, as `weight` (a tensor `alpha` is its deprecated spelling)")
-            warnings.warn(
-                "per-class weights passed as `alpha` are deprecated and will be removed in medloss 0.3; "
-                "pass them as `weight` (`alpha` is the focal paper's scalar class balance)",
-                FutureWarning, stacklevel=2,
-            )
-            alpha, weight = None, alpha
+        alpha, weight = alpha_as_weight(alpha, weight, mode, stacklevel=3)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0, high=1.0)

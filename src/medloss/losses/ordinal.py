@@ -3,9 +3,8 @@ weighted cross-entropy, the squared earth mover's distance, and CORN."""
 
 from __future__ import annotations
 
-import warnings
-
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -188,7 +187,9 @@ class CumulativeLinkLoss(nn.Module):
         super().__init__()
         if class_weights is not None:
             if weight is not None:
-                raise ValueError("pass per-grade weights once, as `weight` (`class_weights` is its deprecated spelling)")
+                raise ValueError(
+                    "pass per-grade weights once, as `weight` (`class_weights` is its deprecated spelling)"
+                )
             warnings.warn("`class_weights` is deprecated and will be removed in medloss 0.3; pass `weight`",
                           FutureWarning, stacklevel=2)
             weight = class_weights

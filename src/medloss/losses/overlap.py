@@ -308,7 +308,7 @@ class DiceLoss(_RegionLoss):
         >>> target = torch.tensor([[[0, 1], [0, 0]]])
         >>> round(DiceLoss()(logits, target).item(), 4)
         0.2192
-    """ + _REGION_ARGS + """        squared_pred: square the probabilities and labels in the denominator (default False).
+    """ + _REGION_ARGS + """        squared_pred: square probabilities and labels in the denominator (default False).
         jaccard: the soft Jaccard form instead of Dice (default False).
 """
 
@@ -472,8 +472,9 @@ class MCCLoss(_RegionLoss):
     def statistics(self, input: torch.Tensor, target: torch.Tensor) -> SoftmaxStats:
         s = super().statistics(input, target)
         # counted pixels per image (and channel in the sigmoid modes): TN = N - sum p - sum y + TP
-        x, _, ignored = canonical_inputs(input, target, self.mode, ignore_index=self.ignore_index)
-        counted = torch.ones_like(x, dtype=s.tp.dtype) if ignored is None else (~ignored).to(s.tp.dtype)
+        x, t, ignored = canonical_inputs(input, target, self.mode, ignore_index=self.ignore_index)
+        shape = t.shape if self.mode == "multiclass" else x.shape  # multiclass: [B, *]; otherwise [B, C, *]
+        counted = x.new_ones(shape, dtype=s.tp.dtype) if ignored is None else (~ignored).to(s.tp.dtype)
         if self.mode == "multiclass":
             counted = counted.unsqueeze(1)
         dims = tuple(range(2, counted.ndim))
