@@ -277,3 +277,78 @@ def test_cluster_bootstrap_keeps_patients_together():
     assert abs((same.high - same.low) - (rows.high - rows.low)) < 0.3 * (rows.high - rows.low)
     with pytest.raises(ValueError, match="groups"):
         bootstrap_ci("ece", p, y, groups=patients[:10])
+
+
+# ----------------------------------------------------------------------------- issue 14: ignore_index, sample_weight
+def _data(n=400, k=4, seed=3):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(2 * torch.randn(n, k, generator=g, dtype=torch.float64), 1)
+    labels = torch.randint(0, k, (n,), generator=g)
+    return probs, labels
+
+
+def test_brier_sample_weight_matches_scikit_learn():
+    from sklearn.metrics import brier_score_loss
+
+    g = torch.Generator().manual_seed(4)
+    p = torch.rand(300, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 2, (300,), generator=g)
+    w = torch.rand(300, generator=g, dtype=torch.float64) * 3
+    expected = brier_score_loss(y.numpy(), p.numpy(), sample_weight=w.numpy())
+    assert brier_score(p, y, sample_weight=w) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("binning", ["uniform", "quantile"])
+def test_integer_sample_weights_equal_repeated_rows(binning):
+    from medloss.calibration import brier_score, expected_calibration_error
+
+    probs, labels = _data()
+    reps = torch.randint(0, 4, (probs.shape[0],), generator=torch.Generator().manual_seed(5))
+    rep_p, rep_y = probs.repeat_interleave(reps, 0), labels.repeat_interleave(reps)
+    if binning == "uniform":  # quantile edges of repeated rows differ from weighted quantiles: uniform bins only
+        assert expected_calibration_error(probs, labels, sample_weight=reps.double()) == pytest.approx(
+            expected_calibration_error(rep_p, rep_y), rel=1e-12)
+    assert brier_score(probs, labels, sample_weight=reps) == pytest.approx(brier_score(rep_p, rep_y), rel=1e-12)
+
+
+def test_ignore_index_drops_those_samples():
+    from medloss.calibration import (
+        brier_score,
+        classwise_calibration_error,
+        expected_calibration_error,
+        negative_log_likelihood,
+        reliability_curve,
+    )
+
+    probs, labels = _data()
+    marked = labels.clone()
+    marked[::3] = -1
+    keep = marked != -1
+    for fn in (expected_calibration_error, classwise_calibration_error, brier_score, negative_log_likelihood):
+        assert fn(probs, marked, ignore_index=-1) == pytest.approx(fn(probs[keep], labels[keep]), rel=1e-12)
+    curve = reliability_curve(probs, marked, ignore_index=-1)
+    assert curve.counts.sum() == int(keep.sum())
+    with pytest.raises(ValueError, match="every label equals ignore_index"):
+        expected_calibration_error(probs, torch.full_like(labels, -1), ignore_index=-1)
+
+
+def test_ignore_index_matches_torchmetrics_semantics():
+    tm = pytest.importorskip("torchmetrics.classification")
+    probs, labels = _data(seed=6)
+    marked = labels.clone()
+    marked[:50] = -1
+    metric = tm.MulticlassCalibrationError(num_classes=4, n_bins=15, ignore_index=-1)
+    # torchmetrics accumulates in float32 (see the module's other tests): 1e-6
+    assert expected_calibration_error(probs.float(), marked, ignore_index=-1) == pytest.approx(
+        float(metric(probs.float(), marked)), abs=1e-6)
+
+
+@pytest.mark.parametrize("bad,pattern", [
+    (torch.ones(3), r"one weight per sample"),
+    (-torch.ones(400), r"finite weights >= 0"),
+    (torch.zeros(400), r"sums to 0"),
+])
+def test_bad_sample_weight(bad, pattern):
+    probs, labels = _data()
+    with pytest.raises(ValueError, match=pattern):
+        brier_score(probs, labels, sample_weight=bad)

@@ -12,15 +12,28 @@ from .._validation import as_tensor, check_class_indices, check_float_tensor, fm
 SUM_ATOL = 1e-3
 
 
-def as_probs_labels(probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate and return ``(probs, labels)`` as tensors.
+def as_probs_labels(
+    probs: Any, labels: Any, *, ignore_index: int | None = None, sample_weight: Any = None
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate and return ``(probs, labels)`` as tensors (and the weights, when ``sample_weight``
+    is given: ``(probs, labels, weights)``).
 
     ``probs`` is ``[N, K]`` (K >= 2, rows on the simplex) or ``[N]`` / ``[N, 1]`` positive-class
     probabilities, returned as ``[N, K]`` or ``[N]``; ``labels`` are integers in ``[0, K)``
-    (``{0, 1}`` for binary). Every problem raises a ``ValueError`` / ``TypeError`` naming the argument.
+    (``{0, 1}`` for binary). Samples whose label equals ``ignore_index`` are dropped first (as
+    torchmetrics). ``sample_weight``: ``[N]`` finite weights >= 0 with a positive sum (as
+    scikit-learn). Every problem raises a ``ValueError`` / ``TypeError`` naming the argument.
     """
     p = as_tensor(probs, "probs")
     y = as_tensor(labels, "labels")
+    w = None if sample_weight is None else as_tensor(sample_weight, "sample_weight")
+    if ignore_index is not None and y.shape[:1] == p.shape[:1]:
+        keep = (y.reshape(y.shape[0], -1)[:, 0] if y.ndim == 2 else y) != ignore_index
+        if not bool(keep.all()):
+            if not bool(keep.any()):
+                raise ValueError(f"every label equals ignore_index={ignore_index}: no sample left to evaluate")
+            p, y = p[keep], y[keep]
+            w = None if w is None or w.shape[:1] != keep.shape else w[keep]
     check_float_tensor(p, "probs")
     if p.ndim == 2 and p.shape[1] == 1:
         p = p[:, 0]
@@ -42,7 +55,21 @@ def as_probs_labels(probs: Any, labels: Any) -> tuple[torch.Tensor, torch.Tensor
     n_classes = 2 if p.ndim == 1 else p.shape[1]
     check_class_indices(y, "labels", n_classes)
     _check_probability_values(p)
-    return p, y
+    if w is None:
+        return p, y
+    return p, y, check_sample_weight(w, p.shape[0])
+
+
+def check_sample_weight(w: torch.Tensor, n: int) -> torch.Tensor:
+    """``[n]`` finite weights >= 0 with a positive sum, as float64 on their own device."""
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"`sample_weight` must be 1-D with one weight per sample ({n}); got {fmt_shape(w.shape)}")
+    w = w.to(torch.float64)
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError("`sample_weight` must hold finite weights >= 0")
+    if not bool(w.sum() > 0):
+        raise ValueError("`sample_weight` sums to 0: no sample carries weight")
+    return w
 
 
 def _check_probability_values(p: torch.Tensor) -> None:

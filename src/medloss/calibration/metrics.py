@@ -75,14 +75,19 @@ def _bin_sum(idx: torch.Tensor, size: int, weights: torch.Tensor | None = None) 
 
 
 def binned_sums(
-    conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str = "uniform"
+    conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str = "uniform",
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per bin: sample count, sum of confidences and sum of correctness (float64), and the edges,
-    all ``O(n_bins)`` tensors on the input's device: the only numbers a metric needs on the host."""
+    """Per bin: sample count (the weights' sum with ``weights``), sum of confidences and sum of
+    correctness (float64, weighted), and the edges, all ``O(n_bins)`` tensors on the input's
+    device: the only numbers a metric needs on the host."""
     idx, edges = _bin_index(conf, n_bins, binning)
-    counts = _bin_sum(idx, n_bins)
-    sum_conf = _bin_sum(idx, n_bins, conf.to(torch.float64))
-    sum_correct = _bin_sum(idx, n_bins, correct.to(torch.float64))
+    conf64, correct64 = conf.to(torch.float64), correct.to(torch.float64)
+    if weights is not None:
+        conf64, correct64 = conf64 * weights, correct64 * weights
+    counts = _bin_sum(idx, n_bins, weights)
+    sum_conf = _bin_sum(idx, n_bins, conf64)
+    sum_correct = _bin_sum(idx, n_bins, correct64)
     return counts, sum_conf, sum_correct, edges
 
 
@@ -218,12 +223,14 @@ def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
     check_choice(norm, "norm", NORMS)
 
 
-def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str):
-    return _host(*binned_sums(conf, correct, n_bins, binning))
+def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str,
+                 weights: torch.Tensor | None = None):
+    return _host(*binned_sums(conf, correct, n_bins, binning, weights))
 
 
 def expected_calibration_error(
-    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1"
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1",
+    ignore_index: int | None = None, sample_weight: Any = None,
 ) -> float:
     r"""Expected calibration error (Guo et al. 2017), ``ECE = sum_b (n_b / N) |acc_b - conf_b|``.
 
@@ -237,11 +244,24 @@ def expected_calibration_error(
             adaptive ECE of Nixon et al. 2019).
         norm: ``"l1"`` (ECE, default), ``"l2"`` (root of the count-weighted mean squared gap,
             torchmetrics' l2) or ``"max"`` (MCE: the largest gap over non-empty bins).
+        ignore_index: samples with this label are left out (torchmetrics' ``ignore_index``).
+        sample_weight: ``[N]`` weights >= 0 (scikit-learn's convention): bin sizes, accuracies
+            and confidences become weighted sums; integer weights equal repeated rows.
 
     Bins are ``(lo, hi]``, the first closed at 0 (module docstring); sums are in float64.
+
+    Example:
+        >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+        >>> round(expected_calibration_error(probs, torch.tensor([0, 1, 1, 1]), n_bins=5), 4)  # 2/4 * 0.15 + 2/4 * 0.15
+        0.15
     """
     _check_binning_args(n_bins, binning, norm)
-    p, y = as_probs_labels(probs, labels)
+    if sample_weight is not None:
+        p, y, w = as_probs_labels(probs, labels, ignore_index=ignore_index, sample_weight=sample_weight)
+        conf, correct = top_label(p, y)
+        counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning, w.to(conf.device))
+        return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
+    p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     conf, correct = top_label(p, y)
     if binning == "uniform":
         acc = CalibrationAccumulator(n_bins)
@@ -251,9 +271,12 @@ def expected_calibration_error(
     return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
 
 
-def maximum_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform") -> float:
+def maximum_calibration_error(
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None
+) -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins."""
-    return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max")
+    return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max",
+                                      ignore_index=ignore_index)
 
 
 def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, norm: str = "l1") -> float:
@@ -263,12 +286,14 @@ def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, nor
 
 
 def classwise_calibration_error(
-    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1"
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1",
+    ignore_index: int | None = None,
 ) -> float:
     """Class-wise ECE (Kull et al. 2019): the mean over classes k of the calibration error of
-    ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p)."""
+    ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p).
+    Samples labelled ``ignore_index`` are left out."""
     _check_binning_args(n_bins, binning, norm)
-    p, y = as_probs_labels(probs, labels)
+    p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     if p.ndim == 1:
         p = torch.stack([1.0 - p, p], 1)
     values = []
@@ -278,36 +303,49 @@ def classwise_calibration_error(
     return float(np.mean(values))
 
 
-def brier_score(probs: Any, labels: Any, *, scale_by_half: bool | str = "auto") -> float:
+def brier_score(
+    probs: Any, labels: Any, *, scale_by_half: bool | str = "auto", ignore_index: int | None = None,
+    sample_weight: Any = None,
+) -> float:
     """Brier score: mean over samples of ``sum_k (p_k - onehot_k)^2``.
 
     ``scale_by_half="auto"`` (default) follows scikit-learn's ``brier_score_loss``: binary
     ``[N]`` input gives ``mean (p - y)^2`` (half the two-class sum), ``[N, K]`` input the full
-    multiclass sum. ``True`` / ``False`` force the halving on or off.
+    multiclass sum. ``True`` / ``False`` force the halving on or off. ``sample_weight`` makes it
+    the weighted mean (scikit-learn's ``sample_weight``); samples labelled ``ignore_index`` are
+    left out.
+
+    Example:
+        >>> p = torch.tensor([0.9, 0.2, 0.6], dtype=torch.float64)  # (0.01 + 0.04 + 2 * 0.36) / 4:
+        >>> round(brier_score(p, torch.tensor([1, 0, 0]), sample_weight=[1.0, 1.0, 2.0]), 12)
+        0.1925
     """
     if scale_by_half not in ("auto", True, False):
         raise ValueError(f"`scale_by_half` must be 'auto', True or False; got {scale_by_half!r}")
-    p, y = as_probs_labels(probs, labels)
+    checked = as_probs_labels(probs, labels, ignore_index=ignore_index, sample_weight=sample_weight)
+    p, y = checked[0], checked[1]
     p64 = p.to(torch.float64)
     if p.ndim == 1:
-        full = 2.0 * ((p64 - y.to(torch.float64)) ** 2).mean()
+        sq = 2.0 * (p64 - y.to(torch.float64)) ** 2
         half = scale_by_half in ("auto", True)
     else:
         sq = (p64**2).sum(1) - 2.0 * p64.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0
-        full = sq.mean()
         half = scale_by_half is True
+    full = sq.mean() if sample_weight is None else (sq * checked[2]).sum() / checked[2].sum()
     return float(full / 2.0 if half else full)
 
 
-def negative_log_likelihood(probs: Any, labels: Any, *, eps: float | None = None) -> float:
+def negative_log_likelihood(
+    probs: Any, labels: Any, *, eps: float | None = None, ignore_index: int | None = None
+) -> float:
     """Mean negative log-likelihood of the labels, ``-mean log p_y``.
 
     Probabilities are clipped to ``[eps, 1 - eps]`` first, ``eps`` defaulting to the machine
     epsilon of the input dtype, as scikit-learn's ``log_loss`` does: a probability of exactly 0
     for the true class has no finite log-likelihood. Pass logits to a calibrator's NLL instead
-    when you have them.
+    when you have them. Samples labelled ``ignore_index`` are left out.
     """
-    p, y = as_probs_labels(probs, labels)
+    p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     e = torch.finfo(p.dtype).eps if eps is None else float(eps)
     p64 = p.to(torch.float64)
     if p.ndim == 1:
@@ -347,13 +385,16 @@ class ReliabilityCurve:
         }
 
 
-def reliability_curve(probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform") -> ReliabilityCurve:
+def reliability_curve(
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None
+) -> ReliabilityCurve:
     """Bin edges, counts, mean confidence and accuracy per bin, with the ECE and MCE they give.
 
     For binary ``[N]`` input "confidence" is P(y = 1) and "accuracy" the fraction of positives.
+    Samples labelled ``ignore_index`` are left out.
     """
     _check_binning_args(n_bins, binning, "l1")
-    p, y = as_probs_labels(probs, labels)
+    p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     conf, correct = top_label(p, y)
     counts, sum_conf, sum_correct, edges = _binned_sums(conf, correct, n_bins, binning)
     with np.errstate(invalid="ignore", divide="ignore"):
