@@ -70,7 +70,7 @@ def plain_formula(name: str, t: torch.Tensor):
             return (1.0 - (2.0 * tp + 1e-5) / (sum_p + sum_y + 1e-5)).mean()
         return dice
 
-    def unified(z):  # AsymmetricUnifiedFocalLoss(weight 0.5, delta 0.6, gamma 0.5)
+    def unified(z):  # AsymmetricUnifiedFocalLoss(lambda_ 0.5, delta 0.6, gamma 0.5)
         p, onehot, tp, sum_p, sum_y = stats(z)
         logp_t = (torch.log_softmax(z, 1) * onehot).sum(1)
         delta = torch.full((z.shape[1],), 0.6, dtype=z.dtype)

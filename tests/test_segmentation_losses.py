@@ -147,7 +147,7 @@ def test_unified_family_equals_official_definitions(asymmetric, mode):
     assert fo_cls(mode=mode)(x, t).item() == pytest.approx(fo.item(), rel=1e-10)
     assert un_cls(mode=mode)(x, t).item() == pytest.approx(un.item(), rel=1e-10)
     _, _, un3 = ref_unified(p, y, 0.8, 0.3, 0.3, asymmetric)
-    assert un_cls(mode=mode, weight=0.3, delta=0.8, gamma=0.3)(x, t).item() == pytest.approx(un3.item(), rel=1e-10)
+    assert un_cls(mode=mode, lambda_=0.3, delta=0.8, gamma=0.3)(x, t).item() == pytest.approx(un3.item(), rel=1e-10)
 
 
 @pytest.mark.parametrize("asymmetric", [False, True])
@@ -163,7 +163,7 @@ def test_reductions_gamma0_delta_half(asymmetric):
     un_cls = AsymmetricUnifiedFocalLoss if asymmetric else SymmetricUnifiedFocalLoss
     assert ft_cls(delta=0.5, gamma=0.0)(x, t).item() == pytest.approx(dice.item(), rel=1e-12)
     assert fo_cls(delta=0.5, gamma=0.0)(x, t).item() == pytest.approx(half_ce.item(), rel=1e-12)
-    assert un_cls(delta=0.5, gamma=0.0, weight=0.25)(x, t).item() == pytest.approx((0.25 * dice + 0.75 * half_ce).item(), rel=1e-12)
+    assert un_cls(delta=0.5, gamma=0.0, lambda_=0.25)(x, t).item() == pytest.approx((0.25 * dice + 0.75 * half_ce).item(), rel=1e-12)
     # Dice loss proper with the same smoothing
     assert DiceLoss(smooth_nr=2 * e, smooth_dr=2 * e)(x, t).item() == pytest.approx(dice.item(), rel=1e-12)
 
@@ -176,7 +176,7 @@ def test_hybrid_and_combo_equal_formulas():
     focal = (-(a.view(1, 3, 1, 1) * (1 - p) ** 2.0 * y * torch.log(p)).sum(1)).mean()
     ti = (tp + 1e-7) / (tp + 0.3 * fp + 0.7 * fn + 1e-7)
     ft = ((1 - ti) ** 0.75).mean()
-    assert HybridFocalLoss(weight=0.4, focal_alpha=a)(x, t).item() == pytest.approx((0.4 * focal + 0.6 * ft).item(), rel=1e-10)
+    assert HybridFocalLoss(lambda_=0.4, weight=a)(x, t).item() == pytest.approx((0.4 * focal + 0.6 * ft).item(), rel=1e-10)
     alpha, beta = 0.6, 0.7
     wce = -(beta * y * torch.log(p) + (1 - beta) * (1 - y) * torch.log(1 - p)).mean()
     dsc = ((2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)).mean()
@@ -448,3 +448,23 @@ def test_micro_average_sums_counts_over_classes():
     got = DiceLoss(average="micro", include_background=False, weight=torch.tensor([9.0, 2.0, 0.5]),
                    reduction="none")(x, t)
     torch.testing.assert_close(got, expected)
+
+
+def test_lambda_renaming_keeps_values_and_warns():
+    # issue 14: per-class weights are `weight` everywhere, the unified family's mixing lambda is `lambda_`
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 6, 6), generator=g)
+    ft = AsymmetricFocalTverskyLoss(delta=0.6, gamma=0.5)(x, t)
+    fo = AsymmetricFocalLoss(delta=0.6, gamma=0.5)(x, t)
+    new = AsymmetricUnifiedFocalLoss(lambda_=0.3)(x, t)
+    assert new.item() == pytest.approx((0.3 * ft + 0.7 * fo).item(), rel=1e-12)
+    with pytest.warns(FutureWarning, match="lambda_"):
+        old = AsymmetricUnifiedFocalLoss(weight=0.3)
+    assert old(x, t).item() == pytest.approx(new.item(), rel=1e-12)
+    with pytest.raises(ValueError, match="no per-class `weight`"):
+        SymmetricUnifiedFocalLoss(weight=torch.ones(3))
+    w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    with pytest.warns(FutureWarning, match="focal_alpha"):
+        hybrid_old = HybridFocalLoss(focal_alpha=w)
+    assert hybrid_old(x, t).item() == pytest.approx(HybridFocalLoss(weight=w)(x, t).item(), rel=1e-12)

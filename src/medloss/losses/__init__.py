@@ -193,6 +193,7 @@ register_loss(
     HybridFocalLoss,
     "lambda focal + (1-lambda) focal Tversky, own parameters (Yeung et al. 2021).",
     tasks=("segmentation",),
+    weight_arg="weight",
 )
 
 __all__ = [

@@ -14,17 +14,21 @@ mistakes). Per image and class, with ``e = smooth`` (official 1e-7):
 - Asymmetric Focal:  the same without the focal factor on the rare classes (delta CE_c)
 - Symmetric Focal Tversky:  mean over images and classes of (1 - mTI_c)^(1 - gamma)
 - Asymmetric Focal Tversky: background (1 - mTI_0), rare classes (1 - mTI_c)^(1 - gamma)
-- Unified: weight x [Focal Tversky] + (1 - weight) x [Focal], same symmetry, delta and gamma
+- Unified: lambda_ x [Focal Tversky] + (1 - lambda_) x [Focal], same symmetry, delta and gamma
 
 With gamma = 0 and delta = 0.5 the Focal Tversky part is the Dice loss and the Focal part half the
 cross-entropy. Known divergences of other code, documented rather than copied: the official code
-puts ``weight`` on the Focal Tversky half and MONAI's ``AsymmetricUnifiedFocalLoss`` on the Focal
-half (identical at the default 0.5), MONAI defaults delta to 0.7 and applies no sigmoid although
-its docstring says so, and the official code indexes channels as ``y_pred[:,:,:,0]``, wrong for
-3-D volumes (inputs here are channel-first for every rank).
+puts its ``weight`` (lambda, ``lambda_`` here) on the Focal Tversky half and MONAI's
+``AsymmetricUnifiedFocalLoss`` on the Focal half (identical at the default 0.5), MONAI defaults
+delta to 0.7 and applies no sigmoid although its docstring says so, and the official code indexes
+channels as ``y_pred[:,:,:,0]``, wrong for 3-D volumes (inputs here are channel-first for every
+rank).
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,6 +53,24 @@ def _delta_weights(delta: float, n_classes: int, dtype: torch.dtype, device: tor
     w = torch.full((n_classes,), delta, dtype=dtype, device=device)
     w[0] = 1.0 - delta
     return w
+
+
+def lambda_from_weight(weight: Any, lambda_: float, name: str, *, per_class: bool) -> tuple[float, Any]:
+    """``(lambda_, per-class weight)``: a number passed as ``weight`` is the mixing lambda of
+    medloss < 0.2 (FutureWarning); ``weight`` now means per-class weights, which only the losses
+    with ``per_class`` take."""
+    if weight is None:
+        return lambda_, None
+    if isinstance(weight, (int, float)) and not isinstance(weight, bool):
+        warnings.warn(
+            f"{name}(weight=<number>) is deprecated and will be removed in medloss 0.3: the mixing lambda is "
+            "`lambda_`; `weight` is reserved for per-class weights", FutureWarning, stacklevel=3,
+        )
+        return weight, None
+    if not per_class:
+        raise ValueError(f"{name} takes no per-class `weight` (`delta` weights the classes); "
+                         "the mixing lambda is `lambda_`")
+    return lambda_, weight
 
 
 def modified_tversky_index(s: SoftmaxStats, delta: float, smooth: float) -> torch.Tensor:
@@ -185,21 +207,25 @@ class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):
 
 
 class SymmetricUnifiedFocalLoss(_UnifiedBase):
-    __doc__ = r"""Symmetric Unified Focal loss: ``weight x SymmetricFocalTversky + (1 - weight) x
+    __doc__ = r"""Symmetric Unified Focal loss: ``lambda_ x SymmetricFocalTversky + (1 - lambda_) x
     SymmetricFocal``, both with the same ``delta`` and ``gamma`` (module docstring for the formulas).
     One softmax pass computes both halves; the backward is written by hand.
 
     Args:
-        weight: lambda, the share of the Focal Tversky half (default 0.5).
+        lambda_: the paper's lambda, the share of the Focal Tversky half (default 0.5). (A number
+            passed as ``weight`` is its deprecated spelling: FutureWarning.)
         delta: class / error weighting shared by both halves (default 0.6).
         gamma: focusing parameter shared by both halves (default 0.5).
         mode, from_logits, ignore_index, batch, smooth: as the halves.
         reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
     """
 
-    def __init__(self, *, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5, **kwargs) -> None:
+    def __init__(
+        self, *, lambda_: float = 0.5, delta: float = 0.6, gamma: float = 0.5, weight: Any = None, **kwargs
+    ) -> None:
         super().__init__(delta=delta, gamma=gamma, **kwargs)
-        self.weight = check_number(weight, "weight", low=0.0, high=1.0)
+        lambda_, _ = lambda_from_weight(weight, lambda_, type(self).__name__, per_class=False)
+        self.lambda_ = check_number(lambda_, "lambda_", low=0.0, high=1.0)
         self._require_mean()
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -208,10 +234,10 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1], "mean"))
         ft = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric).mean()
-        return self.weight * ft + (1.0 - self.weight) * s.focal
+        return self.lambda_ * ft + (1.0 - self.lambda_) * s.focal
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight}, " + super().extra_repr()
+        return f"lambda_={self.lambda_}, " + super().extra_repr()
 
 
 class AsymmetricUnifiedFocalLoss(SymmetricUnifiedFocalLoss):
@@ -220,7 +246,7 @@ class AsymmetricUnifiedFocalLoss(SymmetricUnifiedFocalLoss):
 
 
 class HybridFocalLoss(_ChannelZeroBackground):
-    r"""Hybrid Focal loss (Yeung et al. 2021): ``weight x Focal + (1 - weight) x FocalTversky``.
+    r"""Hybrid Focal loss (Yeung et al. 2021): ``lambda_ x Focal + (1 - lambda_) x FocalTversky``.
 
     The Focal half is the softmax focal loss ``-alpha_t (1 - p_t)^{gamma_f} log p_t`` (mean over
     pixels) and the Focal Tversky half ``(1 - TI_c)^{gamma_t}`` with ``TI_c = (TP + e) / (TP +
@@ -228,8 +254,10 @@ class HybridFocalLoss(_ChannelZeroBackground):
     One softmax pass; hand-written backward.
 
     Args:
-        weight: lambda, the share of the Focal half (default 0.5).
-        focal_alpha: per-class weights ``[C]`` for the Focal half, or None (default).
+        lambda_: the share of the Focal half (default 0.5; a number passed as ``weight`` is its
+            deprecated spelling: FutureWarning).
+        weight: per-class weights ``[C]`` for the Focal half, or None (default; ``focal_alpha``
+            is its deprecated spelling).
         focal_gamma: gamma of the Focal half (default 2.0).
         tversky_alpha, tversky_beta: weights of FP and FN (default 0.3, 0.7).
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
@@ -240,35 +268,44 @@ class HybridFocalLoss(_ChannelZeroBackground):
     def __init__(
         self,
         *,
-        weight: float = 0.5,
-        focal_alpha: torch.Tensor | None = None,
+        lambda_: float = 0.5,
+        weight: Any = None,
         focal_gamma: float = 2.0,
         tversky_alpha: float = 0.3,
         tversky_beta: float = 0.7,
         tversky_gamma: float = 0.75,
+        focal_alpha: torch.Tensor | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self._require_mean()
-        self.weight = check_number(weight, "weight", low=0.0, high=1.0)
+        lambda_, weight = lambda_from_weight(weight, lambda_, "HybridFocalLoss", per_class=True)
+        if focal_alpha is not None:
+            if weight is not None:
+                raise ValueError("pass per-class weights once, as `weight` (`focal_alpha` is its deprecated spelling)")
+            warnings.warn("HybridFocalLoss(focal_alpha=...) is deprecated and will be removed in medloss 0.3; "
+                          "pass per-class weights as `weight`", FutureWarning, stacklevel=2)
+            weight = focal_alpha
+        self.lambda_ = check_number(lambda_, "lambda_", low=0.0, high=1.0)
         self.focal_gamma = check_number(focal_gamma, "focal_gamma", low=0.0)
         self.tversky_alpha = check_number(tversky_alpha, "tversky_alpha", low=0.0)
         self.tversky_beta = check_number(tversky_beta, "tversky_beta", low=0.0)
         self.tversky_gamma = check_number(tversky_gamma, "tversky_gamma", low=0.0, low_inclusive=False)
-        if focal_alpha is not None:
-            self.register_buffer("focal_alpha", check_class_vector(focal_alpha, "focal_alpha", None, low=0.0))
+        self.weight: torch.Tensor | None
+        if weight is not None:
+            self.register_buffer("weight", check_class_vector(weight, "weight", None, low=0.0))
         else:
-            self.focal_alpha = None
+            self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n_classes = 2 if self.mode == "binary" else input.shape[1]
-        alpha = torch.ones(n_classes, dtype=torch.float64) if self.focal_alpha is None else self.focal_alpha
+        alpha = torch.ones(n_classes, dtype=torch.float64) if self.weight is None else self.weight
         if alpha.numel() != n_classes:
-            raise ValueError(f"`focal_alpha` must have length {n_classes}; got {alpha.numel()}")
+            raise ValueError(f"`weight` must have length {n_classes}; got {alpha.numel()}")
         s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma, "mean"))
         ti = (s.tp + self.smooth) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth)
         ft = safe_pow(1.0 - ti, self.tversky_gamma).mean()
-        return self.weight * s.focal + (1.0 - self.weight) * ft
+        return self.lambda_ * s.focal + (1.0 - self.lambda_) * ft
 
 
 __all__ = [
