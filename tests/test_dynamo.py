@@ -18,7 +18,7 @@ def _inputs(entry, mode, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
     if entry.output == "score":
         return torch.randn(6, 1, generator=g, dtype=dtype), torch.tensor([0, 1, 2, 0, 1, -100])
-    if entry.output == "conditional_logits":
+    if entry.n_outputs(3) == 2:
         return torch.randn(6, 2, generator=g, dtype=dtype), torch.tensor([0, 1, 2, 0, 1, -100])
     if "ordinal" in entry.tasks:
         return torch.randn(6, 3, generator=g, dtype=dtype), torch.tensor([0, 1, 2, 0, 1, -100])

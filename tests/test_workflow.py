@@ -307,3 +307,15 @@ def test_train_subgroup_report(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "outcome", "--task", "multiclass",
                  "--subgroup", "site", "--out", str(tmp_path / "x"), *FAST]) == 2
     assert "--task binary" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_coral_is_refused_by_train_with_the_alternatives():
+    # CORAL's probabilities need its own layer (shared score + biases); an MLP's independent outputs
+    # could give negative grade probabilities, so `medloss train` says so instead of training it
+    from medloss.workflow.io import UserError
+    from medloss.workflow.train import build_loss
+
+    with pytest.raises(UserError, match="CORAL output layer.*cumulative_link"):
+        build_loss("coral", "ordinal", 4, np.array([0, 1, 2, 3, 1]), None)
+    setup = build_loss("corn", "ordinal", 4, np.array([0, 1, 2, 3, 1]), None)
+    assert setup.n_out == 3

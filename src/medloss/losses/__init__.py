@@ -14,6 +14,7 @@ from .functional import (
     asymmetric_unified_focal_loss,
     cdw_ce_loss,
     combo_loss,
+    coral_loss,
     corn_loss,
     cumulative_link_loss,
     dice_loss,
@@ -29,7 +30,7 @@ from .functional import (
     tversky_loss,
 )
 from .giou import GIoULoss, generalized_box_iou, giou_loss
-from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
+from .ordinal import CDWCELoss, CORALLoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .overlap import (
     ComboLoss,
     DiceLoss,
@@ -97,6 +98,13 @@ register_loss(
     SquaredEMDLoss,
     "Squared earth mover's distance between predicted and true grade CDFs (Hou et al. 2016).",
     tasks=("ordinal",),
+)
+register_loss(
+    "coral",
+    CORALLoss,
+    "CORAL: K - 1 binary tasks P(y > k), rank-consistent with a shared score (Cao et al. 2020).",
+    tasks=("ordinal",),
+    output="coral_logits",
 )
 register_loss(
     "corn",
@@ -197,7 +205,9 @@ register_loss(
 )
 
 __all__ = [
+    "CORALLoss",
     "CrossEntropyLoss",
+    "coral_loss",
     "GeneralizedDiceLoss",
     "JaccardLoss",
     "MCCLoss",

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .ordinal import CDWCELoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
+from .ordinal import CDWCELoss, CORALLoss, CORNLoss, CumulativeLinkLoss, SquaredEMDLoss
 from .overlap import (
     ComboLoss,
     DiceLoss,
@@ -66,10 +66,26 @@ cumulative_link_loss = _twin(CumulativeLinkLoss, "cumulative_link_loss")
 cdw_ce_loss = _twin(CDWCELoss, "cdw_ce_loss")
 squared_emd_loss = _twin(SquaredEMDLoss, "squared_emd_loss")
 corn_loss = _twin(CORNLoss, "corn_loss")
+coral_loss = _twin(CORALLoss, "coral_loss")
 
 __all__ = [
-    "asymmetric_focal_loss", "asymmetric_focal_tversky_loss", "asymmetric_unified_focal_loss", "cdw_ce_loss",
-    "combo_loss", "corn_loss", "cumulative_link_loss", "dice_loss", "focal_tversky_loss", "generalized_dice_loss",
-    "hybrid_focal_loss", "jaccard_loss", "mcc_loss", "squared_emd_loss", "symmetric_focal_loss",
-    "symmetric_focal_tversky_loss", "symmetric_unified_focal_loss", "tversky_loss",
+    "asymmetric_focal_loss",
+    "asymmetric_focal_tversky_loss",
+    "asymmetric_unified_focal_loss",
+    "cdw_ce_loss",
+    "combo_loss",
+    "coral_loss",
+    "corn_loss",
+    "cumulative_link_loss",
+    "dice_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "hybrid_focal_loss",
+    "jaccard_loss",
+    "mcc_loss",
+    "squared_emd_loss",
+    "symmetric_focal_loss",
+    "symmetric_focal_tversky_loss",
+    "symmetric_unified_focal_loss",
+    "tversky_loss",
 ]

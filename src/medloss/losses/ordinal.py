@@ -434,6 +434,92 @@ class SquaredEMDLoss(nn.Module):
         return _reduce(loss, self.reduction, valid)
 
 
+def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
+    """``[B, K - 1]`` logits of the K - 1 binary tasks of CORAL / CORN (``[B]`` accepted for K = 2)."""
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"`input` must be a torch.Tensor, got {type(input).__name__}")
+    check_float_tensor(input, "input")
+    if input.ndim == 1 and num_classes == 2:
+        input = input.unsqueeze(1)
+    if input.ndim != 2 or input.shape[1] != num_classes - 1:
+        raise ValueError(f"`input` must be [B, K - 1] = [B, {num_classes - 1}] {what}; got {fmt_shape(input.shape)}")
+    if input.shape[0] == 0:
+        raise ValueError("`input` is empty (no samples)")
+    return input
+
+
+class CORALLoss(nn.Module):
+    r"""CORAL: consistent rank logits (Cao, Mirjalili & Raschka, "Rank consistent ordinal regression
+    for neural networks with application to age estimation", Pattern Recognit. Lett. 2020).
+
+    The network outputs K - 1 logits ``z_k`` (one shared score plus K - 1 ordered biases in the
+    paper's layer) for ``P(y > k) = sigmoid(z_k)``; each is trained with binary cross-entropy
+    against ``1[y > k]``, summed over the tasks:
+
+    .. math:: \mathcal{L} = -\sum_{k=0}^{K-2} \lambda_k \big[1_{y>k} \log \sigma(z_k)
+        + (1 - 1_{y>k}) \log(1 - \sigma(z_k))\big]
+
+    in log space (``logsigmoid``), as coral-pytorch's ``coral_loss`` (same values; medloss takes
+    the integer grades where coral-pytorch takes the "levels" ``1[y > k]``).
+
+    Args:
+        num_classes: K >= 2 (the input has K - 1 columns).
+        importance_weights: ``lambda_k``, one weight >= 0 per task ``[K - 1]`` (default: 1 each),
+            as coral-pytorch.
+        ignore_index: grade value whose samples count nowhere (default -100).
+        reduction: ``"mean"`` over samples (default), ``"sum"`` or ``"none"`` (``[B]``).
+
+    Raises:
+        ValueError / TypeError: input not ``[B, K - 1]`` floating point, grades outside ``[0, K)``,
+        bad ``importance_weights`` or ``reduction``.
+
+    Example:
+        >>> logits = torch.tensor([[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]])
+        >>> CORALLoss(5, reduction="none")(logits, torch.tensor([2, 1, 4]))  # coral-pytorch's test
+        tensor([0.5370, 0.8951, 0.6441])
+    """
+
+    def __init__(
+        self, num_classes: int, *, importance_weights: torch.Tensor | None = None, ignore_index: int | None = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.num_classes = check_int(num_classes, "num_classes", low=2)
+        self.ignore_index = ignore_index
+        self.reduction = check_reduction(reduction)
+        self.importance_weights: torch.Tensor | None
+        if importance_weights is not None:
+            w = check_class_vector(importance_weights, "importance_weights", self.num_classes - 1, low=0.0)
+            self.register_buffer("importance_weights", w)
+        else:
+            self.importance_weights = None
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        x = upcast(check_task_logits(input, self.num_classes, "CORAL logits"))
+        check_finite(x, "input")
+        y, valid = _counted_targets(target, x.shape[0], self.num_classes, self.ignore_index)
+        with fp32_island():
+            tasks = torch.arange(self.num_classes - 1, device=x.device)
+            levels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
+            bce = F.binary_cross_entropy_with_logits(x, levels, reduction="none")
+            if self.importance_weights is not None:
+                bce = bce * self.importance_weights.to(bce)
+            loss = bce.sum(1)
+        return _reduce(loss, self.reduction, valid)
+
+    def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
+        """``P(y = k)``, ``[B, K]``, as differences of ``P(y > k)`` (non-negative when the logits are
+        ordered, as the CORAL layer's shared score and ordered biases make them)."""
+        survival = torch.sigmoid(upcast(check_task_logits(input, self.num_classes, "CORAL logits")))
+        ones, zeros = torch.ones_like(survival[:, :1]), torch.zeros_like(survival[:, :1])
+        return torch.cat([ones, survival], 1) - torch.cat([survival, zeros], 1)
+
+    def predict(self, input: torch.Tensor) -> torch.Tensor:
+        """Number of ``P(y > k) > 0.5``: coral-pytorch's ``proba_to_label``."""
+        with torch.no_grad():
+            return (check_task_logits(input, self.num_classes, "CORAL logits") > 0).sum(1)
+
+
 class CORNLoss(nn.Module):
     r"""CORN: conditional ordinal regression (Shi, Cao & Raschka, "Deep Neural Networks for
     Rank-Consistent Ordinal Regression Based On Conditional Probabilities", 2023).
@@ -441,8 +527,9 @@ class CORNLoss(nn.Module):
     The network outputs K - 1 logits; logit ``k`` models ``P(y > k | y > k - 1)`` and is trained
     with binary cross-entropy on the samples with ``y > k - 1`` only. The loss is the sum of the
     binary losses over all tasks divided by the number of (sample, task) pairs used (coral-pytorch's
-    convention). Rank consistency holds by construction: ``P(y > k)`` is a product of
-    conditionals. Use :meth:`class_probabilities` and :meth:`predict` to read the model out.
+    convention since 1.4; earlier versions divided by K). Rank consistency holds by construction:
+    ``P(y > k)`` is a product of conditionals. Use :meth:`class_probabilities` and :meth:`predict`
+    to read the model out.
 
     Args:
         num_classes: K >= 2 (the input has K - 1 columns).
@@ -457,19 +544,7 @@ class CORNLoss(nn.Module):
         self.reduction = check_choice(reduction, "reduction", ("mean", "sum"))
 
     def _check(self, input: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"`input` must be a torch.Tensor, got {type(input).__name__}")
-        check_float_tensor(input, "input")
-        if input.ndim == 1 and self.num_classes == 2:
-            input = input.unsqueeze(1)
-        if input.ndim != 2 or input.shape[1] != self.num_classes - 1:
-            raise ValueError(
-                f"`input` must be [B, K - 1] = [B, {self.num_classes - 1}] conditional logits; "
-                f"got {fmt_shape(input.shape)}"
-            )
-        if input.shape[0] == 0:
-            raise ValueError("`input` is empty (no samples)")
-        return input
+        return check_task_logits(input, self.num_classes, "conditional logits")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x = upcast(self._check(input))

@@ -9,6 +9,9 @@ from typing import Any
 
 from torch import nn
 
+#: what a network must output for a registered loss (see LossEntry.output)
+OUTPUTS = ("class_logits", "score", "conditional_logits", "coral_logits")
+
 
 @dataclass(frozen=True)
 class LossEntry:
@@ -21,8 +24,17 @@ class LossEntry:
     #: keyword through which per-class weights reach this loss (None: it takes none)
     weight_arg: str | None = None
     #: what the network must output for K classes: "class_logits" (K, or 1 in binary mode),
-    #: "score" (one value: cumulative link models) or "conditional_logits" (K - 1: CORN)
+    #: "score" (one value: cumulative link models), "conditional_logits" (K - 1: CORN) or
+    #: "coral_logits" (K - 1 from a CORAL layer: one shared score plus K - 1 biases)
     output: str = "class_logits"
+
+    def n_outputs(self, num_classes: int, *, binary: bool = False) -> int:
+        """Width of the network output this loss expects for ``num_classes`` classes."""
+        if self.output == "score":
+            return 1
+        if self.output in ("conditional_logits", "coral_logits"):
+            return num_classes - 1
+        return 1 if binary else num_classes
 
     def accepts(self, keyword: str) -> bool:
         params = inspect.signature(self.factory).parameters
@@ -46,8 +58,8 @@ def register_loss(
         raise ValueError(f"`name` must be an identifier such as 'soft_f1'; got {name!r}")
     if name in _REGISTRY:
         raise ValueError(f"a loss named {name!r} is already registered")
-    if output not in ("class_logits", "score", "conditional_logits"):
-        raise ValueError(f"`output` must be 'class_logits', 'score' or 'conditional_logits'; got {output!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"`output` must be one of {', '.join(map(repr, OUTPUTS))}; got {output!r}")
     _REGISTRY[name] = LossEntry(name, factory, description, tasks, weight_arg, output)
 
 

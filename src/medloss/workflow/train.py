@@ -101,6 +101,11 @@ def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weig
         entry = loss_entry(name)
         if "segmentation" in entry.tasks and "classification" not in entry.tasks or "detection" in entry.tasks:
             raise UserError(f"loss {name!r} is for {', '.join(entry.tasks)}, not tabular classification")
+        if entry.output == "coral_logits":
+            # CORAL's K - 1 logits are rank-consistent only from its own layer (one shared score, K - 1
+            # biases); from an MLP's independent outputs its grade probabilities can be negative
+            raise UserError(f"loss {name!r} needs a CORAL output layer, which `medloss train` does not build; "
+                            "use 'cumulative_link' (the same shared-score model with learned thresholds) or 'corn'")
         kwargs: dict[str, Any] = {}
         if entry.accepts("mode"):
             kwargs["mode"] = "binary" if task == "binary" else "multiclass"
@@ -113,7 +118,7 @@ def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weig
             kwargs[entry.weight_arg] = weights
         modules[name] = (get_loss(name, **kwargs), w)
     loss = next(iter(modules.values()))[0] if len(modules) == 1 and terms[0][0] == 1.0 else CombinedLoss(modules)
-    n_out = {"score": 1, "conditional_logits": num_classes - 1}.get(output, 1 if task == "binary" else num_classes)
+    n_out = loss_entry(terms[0][1]).n_outputs(num_classes, binary=task == "binary")
     return LossSetup(loss, output, n_out, task, num_classes, spec)
 
 
