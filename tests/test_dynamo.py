@@ -124,3 +124,30 @@ def test_compiled_loss_skips_value_checks_and_counts_bad_labels_nowhere():
     torch.testing.assert_close(compiled(x, bad), medloss.losses.DiceLoss()(x, ignored))
     with pytest.raises(ValueError, match=r"target.*\[0, 2\].*got values in \[0, 7\]"):
         medloss.losses.DiceLoss()(x, bad)  # eager mode keeps the clear error
+
+
+def _twin_cases():
+    from medloss.losses import functional
+
+    twins = {f.module_class: f for f in (getattr(functional, n) for n in functional.__all__)}
+    for entry, mode in ((c.values[0], c.values[1]) for c in CASES):
+        twin = twins.get(entry.factory)
+        if twin is not None and mode in (None, "multiclass"):
+            yield pytest.param(entry, mode, twin, id=twin.__name__)
+
+
+@pytest.mark.parametrize("entry,mode,twin", list(_twin_cases()))
+def test_functional_twins_compile_without_graph_break(entry, mode, twin):
+    # the functional twin builds its module inside the compiled function: still one graph, same values
+    torch._dynamo.reset()
+    kwargs = {"num_classes": 3} if "ordinal" in entry.tasks else {}
+    x, t = _inputs(entry, mode)
+
+    def fn(a, b):
+        return twin(a, b, **kwargs)
+
+    expected = _value_and_grad(fn, x, t)
+    got = _value_and_grad(torch.compile(fn, fullgraph=True, backend="aot_eager"), x, t)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expected[0], _build(entry, mode)(x, t))

@@ -41,6 +41,7 @@ def _twin(cls: type[nn.Module], name: str) -> Callable[..., torch.Tensor]:
         return cls(**kwargs)(input, target)
 
     loss.__name__ = loss.__qualname__ = name
+    loss.module_class = cls  # type: ignore[attr-defined]  # which module it wraps (tests, docs)
     loss.__doc__ = (
         f"Functional twin of :class:`~medloss.losses.{cls.__name__}`: ``{name}(input, target, **kwargs)`` "
         f"= ``{cls.__name__}(**kwargs)(input, target)`` (same arguments, defaults and errors)."
