@@ -92,6 +92,7 @@ register_loss(
     CDWCELoss,
     "Class-distance weighted CE (Polat et al. 2022): wrong grades penalised by |k - y|^alpha.",
     tasks=("ordinal",),
+    weight_arg="weight",
 )
 register_loss(
     "emd",

@@ -274,16 +274,7 @@ class CumulativeLinkLoss(nn.Module):
                 w = width.gather(0, yi)
                 nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
         weights = None if self.weight is None else self.weight.to(nll.dtype)[yi]
-        if valid is not None:
-            weights = valid.to(nll.dtype) if weights is None else weights * valid
-        if weights is not None:
-            nll = nll * weights
-        if self.reduction == "none":
-            return nll
-        if self.reduction == "sum":
-            return nll.sum()
-        denominator = nll.new_tensor(float(nll.numel())) if weights is None else weights.sum()
-        return nll.sum() / denominator.clamp_min(torch.finfo(nll.dtype).tiny)
+        return _reduce(nll, self.reduction, valid, weights)
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, link={self.link!r}, learn_cutpoints={self.learn_cutpoints}, "
@@ -336,16 +327,23 @@ def _counted_targets(
     return y.masked_fill(~valid, 0), valid
 
 
-def _reduce(loss: torch.Tensor, reduction: str, valid: torch.Tensor | None = None) -> torch.Tensor:
+def _reduce(
+    loss: torch.Tensor, reduction: str, valid: torch.Tensor | None = None, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-sample losses -> ``reduction``; ignored samples count nowhere (0 under "none"; a mean
-    over no counted sample is 0, not NaN)."""
+    over no counted sample is 0, not NaN). ``weights`` (per sample, e.g. ``weight[y]``) make the
+    mean ``sum w l / sum w``, PyTorch's weighted cross-entropy convention."""
     if valid is not None:
-        loss = loss * valid
+        weights = valid.to(loss.dtype) if weights is None else weights * valid
+    if weights is not None:
+        loss = loss * weights
     if reduction == "none":
         return loss
     if reduction == "sum":
         return loss.sum()
-    return loss.mean() if valid is None else loss.sum() / valid.sum().clamp_min(1)
+    if weights is None:
+        return loss.mean()
+    return loss.sum() / weights.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
 class CDWCELoss(nn.Module):
@@ -364,9 +362,16 @@ class CDWCELoss(nn.Module):
         num_classes: K (optional; checked against the input's columns).
         alpha: distance exponent > 0 (default 2.0, matching the quadratic weights of QWK; the
             paper's experiments favour larger values, tune it).
+        weight: optional per-grade weights ``[K]``: the mean becomes ``sum w_y l / sum w_y``
+            (PyTorch's weighted cross-entropy; dlordinal divides by ``N sum_k w_k`` instead).
         ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
             is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Example:
+        >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 8.0, 1.0, 0.0], [-2.0, 5.0, 3.0, 2.0], [-4.0, 5.0, 3.0, 2.0]])
+        >>> round(CDWCELoss(4, alpha=1.0)(x, torch.tensor([0, 1, 2, 3])).item(), 4)  # dlordinal's test: 2.37753
+        2.3775
     """
 
     def __init__(
@@ -374,6 +379,7 @@ class CDWCELoss(nn.Module):
         num_classes: int | None = None,
         *,
         alpha: float = 2.0,
+        weight: torch.Tensor | None = None,
         ignore_index: int | None = -100,
         reduction: str = "mean",
     ) -> None:
@@ -382,6 +388,11 @@ class CDWCELoss(nn.Module):
         self.alpha = check_number(alpha, "alpha", low=0.0, low_inclusive=False)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
+        self.weight: torch.Tensor | None
+        if weight is not None:
+            self.register_buffer("weight", check_class_vector(weight, "weight", self.num_classes, low=0.0))
+        else:
+            self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         x, y, valid = _class_logits(input, target, self.num_classes, self.ignore_index)
@@ -394,9 +405,11 @@ class CDWCELoss(nn.Module):
             others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)
             log1mp = log1mp.scatter(1, top, others - torch.logsumexp(x, 1, keepdim=True))
             grades = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
-            weight = (grades.unsqueeze(0) - y.unsqueeze(1).to(x.dtype)).abs().pow(self.alpha)
-            loss = -(weight * log1mp).sum(1)
-        return _reduce(loss, self.reduction, valid)
+            distance = (grades.unsqueeze(0) - y.unsqueeze(1).to(x.dtype)).abs().pow(self.alpha)
+            loss = -(distance * log1mp).sum(1)
+        if self.weight is not None and self.weight.numel() != x.shape[1]:
+            raise ValueError(f"`weight` must have one entry per grade ({x.shape[1]}); got {self.weight.numel()}")
+        return _reduce(loss, self.reduction, valid, None if self.weight is None else self.weight.to(loss.dtype)[y])
 
 
 class SquaredEMDLoss(nn.Module):
