@@ -29,23 +29,6 @@ def _random_multiclass(n=2000, k=5, seed=0, scale=2.0):
     return p, y
 
 
-def test_torchmetrics_doctest_values_binary():
-    p = torch.tensor([0.25, 0.25, 0.55, 0.75, 0.75])
-    y = torch.tensor([0, 0, 1, 1, 1])
-    # published in torchmetrics' docs (BinaryCalibrationError, n_bins=2)
-    assert expected_calibration_error(p, y, n_bins=2) == pytest.approx(0.2900, abs=5e-5)
-    assert expected_calibration_error(p, y, n_bins=2, norm="l2") == pytest.approx(0.2918, abs=5e-5)
-    assert maximum_calibration_error(p, y, n_bins=2) == pytest.approx(0.3167, abs=5e-5)
-
-
-def test_torchmetrics_doctest_values_multiclass():
-    p = torch.tensor([[0.25, 0.20, 0.55], [0.55, 0.05, 0.40], [0.10, 0.30, 0.60], [0.90, 0.05, 0.05]])
-    y = torch.tensor([0, 1, 2, 0])
-    assert expected_calibration_error(p, y, n_bins=3) == pytest.approx(0.2000, abs=5e-5)
-    assert expected_calibration_error(p, y, n_bins=3, norm="l2") == pytest.approx(0.2082, abs=5e-5)
-    assert expected_calibration_error(p, y, n_bins=3, norm="max") == pytest.approx(0.2333, abs=5e-5)
-
-
 def test_worked_edge_case_in_our_bin_convention():
     # bins (0,.25], (.25,.5], (.5,.75], (.75,1]: .5 -> bin 2 (gap .5); .6 and .75 -> bin 3
     # (acc 1, conf .675, gap .325); 1.0 -> bin 4 (gap 1). ECE = (.5 + 2 * .325 + 1) / 4
