@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medloss.losses import DiceLoss, GeneralizedDiceLoss, MCCLoss
+from medloss.losses import DiceLoss, FocalLoss, GeneralizedDiceLoss, MCCLoss
 
 T = torch.tensor
 # MONAI's shared fixtures
@@ -90,3 +90,42 @@ def test_monai_expected_values(source, loss, input, target, expected):
     rtol = 1e-4 if "mcc" in source else 1e-5
     got = loss(input, target)
     torch.testing.assert_close(got, torch.tensor(expected, dtype=got.dtype).reshape(got.shape), rtol=rtol, atol=1e-6)
+
+
+# MONAI tests/losses/test_focal_loss.py: its sigmoid focal loss on a one-hot target is medloss's multilabel
+# FocalLoss; its softmax "mean" also divides by the number of channels C (medloss: mean over pixels).
+FOCAL = "tests/losses/test_focal_loss.py"
+FX = T([[[[1.0, 1.0], [0.5, 0.0]], [[1.0, 1.0], [0.5, 0.0]], [[1.0, 1.0], [0.5, 0.0]]]])
+FT = T([[[0, 1], [2, 0]]])
+FT_ONEHOT = F.one_hot(FT, 3).movedim(-1, 1).float()
+
+
+@pytest.mark.parametrize("kwargs,expected", [
+    ({}, 0.34959),
+    ({"include_background": False}, 0.36498),
+    ({"alpha": 0.8}, 0.08423),
+    ({"reduction": "none"}, [[[[0.02266, 0.70187], [0.37741, 0.17329]], [[0.70187, 0.02266], [0.37741, 0.17329]],
+                              [[0.70187, 0.70187], [0.06757, 0.17329]]]]),
+    ({"reduction": "none", "weight": T([0.5, 0.1, 0.2])},
+     [[[[0.01133, 0.35093], [0.18871, 0.08664]], [[0.07019, 0.00227], [0.03774, 0.01733]],
+       [[0.14037, 0.14037], [0.01352, 0.03466]]]]),
+], ids=["default", "no_background", "alpha", "none", "weight_none"])
+def test_monai_sigmoid_focal(kwargs, expected):  # TEST_CASES[0, 2, 3, 4, 5]
+    got = FocalLoss(mode="multilabel", **kwargs)(FX, FT_ONEHOT)
+    torch.testing.assert_close(got, torch.tensor(expected).reshape(got.shape), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,expected", [({}, 0.16276), ({"alpha": 0.8}, 0.08138)],
+                         ids=["softmax", "softmax_alpha"])
+def test_monai_softmax_focal_is_c_times_ours(kwargs, expected):  # TEST_CASES[6, 7] (use_softmax=True)
+    got = FocalLoss(**kwargs)(FX, FT)
+    assert got.item() / 3 == pytest.approx(expected, rel=1e-4, abs=1e-4)
+
+
+def test_monai_focal_foreground():  # test_focal_loss.py::test_foreground
+    background, foreground = torch.ones(1, 1, 5, 5), torch.zeros(1, 1, 5, 5)
+    target = torch.cat((background, foreground), dim=1)
+    x = torch.cat((background, foreground), dim=1)
+    target[:, 0, 2, 2], target[:, 1, 2, 2] = 0, 1
+    assert FocalLoss(mode="multilabel")(x, target).item() == pytest.approx(0.1116, abs=5e-4)
+    assert FocalLoss(mode="multilabel", include_background=False)(x, target).item() == pytest.approx(0.1733, abs=5e-4)
