@@ -22,6 +22,7 @@ def _cmd_losses(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import workflow  # noqa: F401  (says which extra to install when the workflow's are missing)
     from .demo import run_demo
 
     run_demo(args.out, force=args.force, seed=args.seed, quick=args.quick, progress=not args.no_progress,
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .workflow.io import UserError
+    from ._errors import UserError
 
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -235,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except UserError as err:
+        print(f"medloss {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ImportError as err:  # an optional dependency of this command is missing: say which extra
+        if "medloss[" not in str(err):
+            raise
         print(f"medloss {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a read-only or full disk, a permission: one line, and the run folder was removed

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .._optional import progress_bar
 from .._validation import check_choice, check_int, check_number
 from ._inputs import as_probs_labels, top_label
 from .clinical import CLINICAL_METRICS
@@ -201,7 +201,7 @@ def bootstrap_clinical(
     show = progress if progress is not None else n_boot > 200
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # per-resample repeats of the warnings given above
-        for b in tqdm(range(n_boot), desc="bootstrap (clinical)", disable=not show, leave=False):
+        for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap (clinical)", leave=False):
             t = _resample(rng, p.shape[0], cluster_rows)
             try:
                 r = clinical_calibration(p[t], y[t], ordinal=ordinal)
@@ -287,7 +287,7 @@ def _row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray:
     n = p.shape[0]
     show = progress if progress is not None else n * n_boot > 5e7
     out = np.empty(n_boot)
-    for b in tqdm(range(n_boot), desc="bootstrap", disable=not show, leave=False):
+    for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap", leave=False):
         idx = torch.from_numpy(rng.integers(0, n, size=n))
         out[b] = fn(p[idx], y[idx], **kwargs)
     return out

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._optional import require
 from .._validation import as_tensor, check_class_indices, check_finite, check_float_tensor, check_int, fmt_shape
 
 #: rows processed at once by the temperature solver (bounds its memory to ~100 MB at K = 10)
@@ -370,7 +371,7 @@ class IsotonicCalibrator(_Calibrator):
     kind = "isotonic"
 
     def fit(self, logits: Any, labels: Any) -> IsotonicCalibrator:
-        from sklearn.isotonic import IsotonicRegression
+        IsotonicRegression = require("sklearn.isotonic", "IsotonicCalibrator").IsotonicRegression
 
         z, y = _logits_labels(logits, labels)
         assert y is not None

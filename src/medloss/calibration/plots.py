@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import progress_bar, require
 from .._validation import check_choice, check_int
 from .metrics import BINNINGS, ReliabilityCurve, reliability_curve
 
@@ -64,7 +65,7 @@ def plot_reliability_diagram(
     check_int(min_count, "min_count", low=0)
     check_choice(binning, "binning", BINNINGS)
     data = _as_curves(curves, n_bins, binning)
-    from matplotlib import rcParams
+    rcParams = require("matplotlib", "plot_reliability_diagram").rcParams
 
     fig, ax, hx = _two_panels(figsize)
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
@@ -115,7 +116,7 @@ def plot_reliability_diagram(
 def _two_panels(figsize: tuple[float, float]):
     """A bare Figure (no pyplot: no global state, no backend or display needed) with a curve panel
     above a distribution panel sharing the x axis."""
-    from matplotlib.figure import Figure
+    Figure = require("matplotlib.figure", "plotting").Figure
 
     fig = Figure(figsize=figsize)
     ax, hx = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08})
@@ -218,11 +219,10 @@ def plot_clinical_calibration(
     """
     import warnings
 
-    from matplotlib import rcParams
-    from tqdm.auto import tqdm
-
     from .._validation import check_number
     from .clinical import _binary_arrays, _clinical
+
+    rcParams = require("matplotlib", "plot_clinical_calibration").rcParams
 
     check_int(n_boot, "n_boot", low=0)
     check_int(n_groups, "n_groups", low=1)
@@ -252,7 +252,7 @@ def plot_clinical_calibration(
         inside = (grid >= p.min()) & (grid <= p.max())
         if n_boot:
             boot = np.full((n_boot, grid.size), np.nan)
-            for b in tqdm(range(n_boot), desc=f"calibration band ({name})", disable=not show, leave=False):
+            for b in progress_bar(range(n_boot), enabled=show, desc=f"calibration band ({name})", leave=False):
                 idx = rng.integers(0, len(p), len(p))
                 if np.unique(p[idx]).size > 1:
                     boot[b] = _smoothed_on_grid(p[idx], y[idx], grid)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._errors import UserError
 
-class UserError(Exception):
-    """A problem with the user's input: reported as one line, exit code 2, nothing written."""
+__all__ = ["UserError"]  # re-exported: the workflow's modules raise it from here
 
 
 def read_table(path: str | os.PathLike) -> pd.DataFrame:
