@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.medloss-installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint docs bench clean
 
 $(STAMP): pyproject.toml setup.py src/medloss/_kernels.c src/medloss/_kernels_impl.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	MEDLOSS_REQUIRE_NATIVE=1 $(PY) -m pytest -q
 	MEDLOSS_NATIVE=0 $(PY) -m pytest -q tests/test_segmentation_losses.py tests/test_memory_layouts.py
+
+# the documentation site (mkdocs-material + mkdocstrings): API reference from the docstrings, the guides
+docs: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[docs]'
+	cp CHANGELOG.md docs/changelog.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -39,7 +39,7 @@ def value_checks(enabled: bool) -> Iterator[None]:
 
     Off, a training step makes no host round trip for validation (like torchmetrics'
     ``validate_args=False``); bad labels then count nowhere and non-finite logits give a NaN loss,
-    as in PyTorch's own losses. Example::
+    as in PyTorch's own losses. For example::
 
         with medloss.value_checks(False):
             loss = criterion(logits, target)

@@ -176,7 +176,7 @@ def bootstrap_clinical(
         a dict. A resample where a value is undefined (one outcome only, a separated fit) is left
         out of that value's interval; ``n_boot`` of each interval counts the resamples it used.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> p = rng.uniform(0.05, 0.95, 500)
@@ -253,7 +253,7 @@ def clinical_calibration_by_subgroup(
         undefined (one outcome only, one distinct probability) gets ``intervals`` None and the reason
         in ``error`` instead of failing the others.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(1)
         >>> p = rng.uniform(0.05, 0.95, 600)

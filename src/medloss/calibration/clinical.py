@@ -200,7 +200,7 @@ def lowess_smooth(
     point are linearly interpolated instead of fitted, as R does. Sorting is stable, so tied ``x``
     keep their order.
 
-    Example:
+    Examples:
         >>> xs, fit = lowess_smooth([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
         >>> [round(float(v), 4) for v in fit]  # R: round(lowess(x, y, iter = 0)$y, 4)
         [-0.1198, 0.2863, 0.4274, 0.5726, 0.7137, 1.1198]
@@ -356,7 +356,7 @@ def clinical_calibration(probs: Any, labels: Any, *, ordinal: bool = False) -> d
             probability. Probabilities of exactly 0 or 1 are left out of the logistic fits with a
             ``RuntimeWarning``, as val.prob does.
 
-    Example:
+    Examples:
         >>> r = clinical_calibration([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1])
         >>> {k: round(r[k], 4) for k in ("intercept", "slope", "e_avg", "e_max", "c_statistic")}
         {'intercept': 0.6302, 'slope': 0.447, 'e_avg': 0.2774, 'e_max': 0.7, 'c_statistic': 0.6}
@@ -387,7 +387,7 @@ def calibration_in_the_large(probs: Any, labels: Any) -> float:
     """Calibration-in-the-large: ``a`` in ``logit P(y) = a + logit(p)`` (slope fixed at 1), R's
     ``coef(glm(y ~ offset(qlogis(p)), family = binomial))``. Binary ``[N]`` probabilities.
 
-    Example:
+    Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(calibration_in_the_large(p, y), 4)  # R's glm: 0.875
         0.875
@@ -400,7 +400,7 @@ def calibration_slope(probs: Any, labels: Any) -> float:
     """Calibration slope: ``b`` in ``logit P(y) = a + b logit(p)`` (val.prob's "Slope"); 1 is ideal,
     below 1 means over-confident predictions. Binary ``[N]`` probabilities.
 
-    Example:
+    Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(calibration_slope(p, y), 4)  # R's val.prob: 0.4470
         0.447
@@ -413,7 +413,7 @@ def calibration_intercept(probs: Any, labels: Any) -> float:
     """Calibration intercept: ``a`` in the joint fit ``logit P(y) = a + b logit(p)`` (val.prob's
     "Intercept"). Binary ``[N]`` probabilities.
 
-    Example:
+    Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(calibration_intercept(p, y), 4)  # R's val.prob: 0.6302
         0.6302
@@ -427,7 +427,7 @@ def integrated_calibration_index(probs: Any, labels: Any) -> float:
     of ``|p - s(p)|`` over the samples, ``s`` the smoothed calibration curve
     (:func:`smoothed_calibration_curve`). Binary ``[N]`` probabilities.
 
-    Example:
+    Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(integrated_calibration_index(p, y), 4)  # R's val.prob Eavg: 0.2774
         0.2774
@@ -440,7 +440,7 @@ def spiegelhalter_test(probs: Any, labels: Any) -> tuple[float, float]:
     """Spiegelhalter's (1986) z test of calibration: ``(z, two-sided p-value)`` with
     ``z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p))`` (val.prob's "S:z", "S:p").
 
-    Example:
+    Examples:
         >>> z, pval = spiegelhalter_test([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1])
         >>> round(z, 4), round(pval, 4)  # R's val.prob S:z, S:p
         (1.4142, 0.1573)
@@ -484,7 +484,7 @@ def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict
 
     Returns ``{"statistic", "df", "p_value", "n_groups"}``.
 
-    Example:
+    Examples:
         >>> p = [0.1, 0.15, 0.2, 0.3, 0.35, 0.5, 0.55, 0.6, 0.8, 0.9]
         >>> y = [0, 0, 1, 0, 0, 1, 0, 1, 1, 1]
         >>> r = hosmer_lemeshow_test(p, y, n_groups=5)
@@ -522,7 +522,7 @@ def adjust_prevalence(probs: Any, source_prevalence: float, target_prevalence: f
     Use it when the test set was enriched (e.g. 50 % cancers where the clinic sees 2 %). Returns the
     input's type (torch tensors keep device and dtype).
 
-    Example:
+    Examples:
         >>> [round(v, 4) for v in adjust_prevalence([0.5, 0.9], 0.5, 0.02)]
         [0.02, 0.1552]
     """
@@ -549,7 +549,7 @@ def derivation_prevalence(probs: Any, labels: Any) -> float:
     the-large ``a``, and the implied source prevalence ``q`` satisfies ``logit q = logit pi - a``
     with ``pi`` the event rate of ``labels``. Reverse with :func:`adjust_prevalence`.
 
-    Example:
+    Examples:
         >>> p = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]
         >>> round(derivation_prevalence(p, [0, 0, 0, 0, 1, 0, 1, 1]), 4)  # R: 0.5532 (see the tests)
         0.5532

@@ -106,7 +106,7 @@ class CalibrationAccumulator:
     :meth:`to_dict` / :meth:`from_dict` across processes). :meth:`compute` gives the same value as
     :func:`expected_calibration_error` on all the samples at once.
 
-    Example:
+    Examples:
         >>> acc = CalibrationAccumulator(n_bins=15)
         >>> for probs, labels in loader:            # doctest: +SKIP
         ...     acc.update(probs, labels)
@@ -250,7 +250,7 @@ def expected_calibration_error(
 
     Bins are ``(lo, hi]``, the first closed at 0 (module docstring); sums are in float64.
 
-    Example:
+    Examples:
         >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
         >>> round(expected_calibration_error(probs, torch.tensor([0, 1, 1, 1]), n_bins=5), 4)  # 2/4 * 0.15 + 2/4 * 0.15
         0.15
@@ -315,7 +315,7 @@ def brier_score(
     the weighted mean (scikit-learn's ``sample_weight``); samples labelled ``ignore_index`` are
     left out.
 
-    Example:
+    Examples:
         >>> p = torch.tensor([0.9, 0.2, 0.6], dtype=torch.float64)  # (0.01 + 0.04 + 2 * 0.36) / 4:
         >>> round(brier_score(p, torch.tensor([1, 0, 0]), sample_weight=[1.0, 1.0, 2.0]), 12)
         0.1925

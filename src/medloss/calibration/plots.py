@@ -209,7 +209,7 @@ def plot_clinical_calibration(
         ValueError / TypeError: as :func:`medloss.calibration.clinical_calibration` for each curve's
             input, or for a bad ``n_boot`` / ``level`` / ``n_groups``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> p = rng.uniform(0.05, 0.95, 400)

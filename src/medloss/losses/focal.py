@@ -279,7 +279,7 @@ class FocalLoss(nn.Module):
         from_logits: ``True`` (default) for raw logits; ``False`` for probabilities (validated,
             then clipped to ``[eps, 1 - eps]`` before the log).
 
-    Example:
+    Examples:
         >>> loss = FocalLoss(gamma=2.0)
         >>> logits = torch.randn(4, 3, 8, 8, requires_grad=True)
         >>> target = torch.randint(0, 3, (4, 8, 8))
@@ -364,7 +364,7 @@ class CrossEntropyLoss(FocalLoss):
     Raises:
         ValueError / TypeError: as :class:`FocalLoss`, naming the argument.
 
-    Example:
+    Examples:
         >>> x, t = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]]), torch.tensor([0, 1])
         >>> w = torch.tensor([1.0, 2.0, 0.5])
         >>> torch.allclose(CrossEntropyLoss(weight=w)(x, t), torch.nn.functional.cross_entropy(x, t, weight=w))

@@ -45,7 +45,7 @@ def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 
 
     Integer and fp16 / bf16 boxes are computed in float32 (the result's dtype); float64 stays float64.
 
-    Example:
+    Examples:
         >>> a = torch.tensor([[0, 0, 2, 2]], dtype=torch.int16)
         >>> generalized_box_iou(a, torch.tensor([[1, 1, 3, 3]], dtype=torch.int16))
         tensor([-0.0794])

@@ -164,7 +164,7 @@ class CumulativeLinkLoss(nn.Module):
         ignore_index: grade value to skip (default -100).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
-    Example:
+    Examples:
         >>> loss = CumulativeLinkLoss(num_classes=4, learn_cutpoints=True)
         >>> scores = torch.randn(8, 1, requires_grad=True)
         >>> loss(scores, torch.randint(0, 4, (8,))).backward()
@@ -368,7 +368,7 @@ class CDWCELoss(nn.Module):
             is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 8.0, 1.0, 0.0], [-2.0, 5.0, 3.0, 2.0], [-4.0, 5.0, 3.0, 2.0]])
         >>> round(CDWCELoss(4, alpha=1.0)(x, torch.tensor([0, 1, 2, 3])).item(), 4)  # dlordinal's test: 2.37753
         2.3775
@@ -484,9 +484,9 @@ class CORALLoss(nn.Module):
 
     Raises:
         ValueError / TypeError: input not ``[B, K - 1]`` floating point, grades outside ``[0, K)``,
-        bad ``importance_weights`` or ``reduction``.
+            bad ``importance_weights`` or ``reduction``.
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]])
         >>> CORALLoss(5, reduction="none")(logits, torch.tensor([2, 1, 4]))  # coral-pytorch's test
         tensor([0.5370, 0.8951, 0.6441])

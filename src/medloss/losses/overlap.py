@@ -303,7 +303,7 @@ class DiceLoss(_RegionLoss):
     ``jaccard=True`` the soft Jaccard (IoU) form ``1 - (2 TP + s_nr) / (2 (sum p + sum y - TP) + s_dr)``
     (both as MONAI's ``DiceLoss``; :class:`JaccardLoss` is smp's form of the latter).
 
-    Example:
+    Examples:
         >>> logits = torch.tensor([[[2.0, -1.0], [0.0, 1.0]], [[-2.0, 1.0], [0.0, -1.0]]]).unsqueeze(0)
         >>> target = torch.tensor([[[0, 1], [0, 0]]])
         >>> round(DiceLoss()(logits, target).item(), 4)
@@ -350,7 +350,7 @@ class JaccardLoss(_RegionLoss):
     smp computes it over the whole batch (``batch=True``), with ``smooth_nr = 0`` and an absent
     class scoring 0 (``ignore_empty=True`` here leaves it out of the mean instead).
 
-    Example:
+    Examples:
         >>> probs = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 1.0]]])
         >>> JaccardLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0)(probs, torch.tensor([[1, 1, 0, 0]]))
         tensor(0.6667)
@@ -382,7 +382,7 @@ class GeneralizedDiceLoss(nn.Module):
     Raises:
         ValueError: an unknown ``w_type`` or ``reduction``; inputs as :class:`DiceLoss`.
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[[-1.0, 0.0, 1.0], [1.0, 0.0, -1.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
         >>> t = torch.tensor([[1, 0, 0], [1, 1, 0]])
         >>> round(GeneralizedDiceLoss(smooth_nr=1e-4, smooth_dr=1e-4)(x, t).item(), 6)
@@ -458,7 +458,7 @@ class MCCLoss(_RegionLoss):
     ``MCCLoss`` is binary only, over the whole batch (``batch=True``), and adds its ``eps`` to each
     count instead. The loss lies in [0, 2].
 
-    Example:
+    Examples:
         >>> x = torch.tensor([[[[1.0, -1.0], [-1.0, 1.0]]]])
         >>> round(MCCLoss(mode="binary")(x, torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])).item(), 6)
         0.733197
