@@ -18,3 +18,25 @@ def test_module_examples_run(name):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
                              extraglobs={"torch": torch}, verbose=False)
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
+
+
+def _public_objects():
+    import inspect
+
+    import medloss.calibration
+    import medloss.losses
+    import medloss.metrics
+
+    for module in (medloss, medloss.losses, medloss.metrics, medloss.calibration):
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj) or callable(obj):
+                yield pytest.param(obj, id=f"{module.__name__}.{name}")
+
+
+@pytest.mark.parametrize("obj", list(_public_objects()))
+def test_every_public_object_has_an_example(obj):
+    # issue 16: every public docstring carries an Example, which test_module_examples_run executes
+    import inspect
+
+    assert ">>>" in (inspect.getdoc(obj) or ""), f"{obj!r} has no Example in its docstring"

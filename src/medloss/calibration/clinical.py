@@ -252,7 +252,14 @@ def lowess_smooth(
 def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:
     """val.prob's smoothed calibration curve read at every probability: ``lowess(p, y, iter = 0)``
     interpolated at each ``p`` with tied ``p`` averaged (R's ``approx(..., ties = mean)``), in the
-    input order. ``|p - curve|`` gives :func:`integrated_calibration_index` and E90 / Emax."""
+    input order. ``|p - curve|`` gives :func:`integrated_calibration_index` and E90 / Emax.
+
+    Examples:
+        >>> p = torch.linspace(0.05, 0.95, 200, dtype=torch.float64)
+        >>> curve = smoothed_calibration_curve(p, (torch.arange(200) % 2).long())  # half positives everywhere
+        >>> bool(abs(curve.mean() - 0.5) < 0.05)
+        True
+    """
     p, y = _binary_arrays(probs, labels)
     return _smoothed(p, y)
 

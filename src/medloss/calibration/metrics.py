@@ -274,14 +274,26 @@ def expected_calibration_error(
 def maximum_calibration_error(
     probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None
 ) -> float:
-    """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins."""
+    """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
+
+    Examples:
+        >>> p = torch.tensor([0.1, 0.2, 0.7, 0.9], dtype=torch.float64)  # bins of 0.5: gaps 0.15 and 0.2
+        >>> round(maximum_calibration_error(p, torch.tensor([0, 0, 1, 1]), n_bins=2), 4)
+        0.2
+    """
     return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max",
                                       ignore_index=ignore_index)
 
 
 def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, norm: str = "l1") -> float:
     """ECE with equal-mass (quantile) bins, the "adaptive" calibration error of Nixon et al. 2019
-    (not netcal's "average" calibration error)."""
+    (not netcal's "average" calibration error).
+
+    Examples:
+        >>> p = torch.tensor([0.1, 0.2, 0.7, 0.9], dtype=torch.float64)  # two equal-mass bins: gaps 0.15 and 0.2
+        >>> round(adaptive_calibration_error(p, torch.tensor([0, 0, 1, 1]), n_bins=2), 4)
+        0.175
+    """
     return expected_calibration_error(probs, labels, n_bins=n_bins, binning="quantile", norm=norm)
 
 
@@ -291,7 +303,13 @@ def classwise_calibration_error(
 ) -> float:
     """Class-wise ECE (Kull et al. 2019): the mean over classes k of the calibration error of
     ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p).
-    Samples labelled ``ignore_index`` are left out."""
+    Samples labelled ``ignore_index`` are left out.
+
+    Examples:
+        >>> probs = torch.tensor([[0.8, 0.2], [0.3, 0.7]], dtype=torch.float64)
+        >>> round(classwise_calibration_error(probs, torch.tensor([0, 1]), n_bins=1), 4)  # |0.55 - 0.5| per class
+        0.05
+    """
     _check_binning_args(n_bins, binning, norm)
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     if p.ndim == 1:
@@ -344,6 +362,11 @@ def negative_log_likelihood(
     epsilon of the input dtype, as scikit-learn's ``log_loss`` does: a probability of exactly 0
     for the true class has no finite log-likelihood. Pass logits to a calibrator's NLL instead
     when you have them. Samples labelled ``ignore_index`` are left out.
+
+    Examples:
+        >>> probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]])  # (log 2 + log 4/3) / 2
+        >>> round(negative_log_likelihood(probs, torch.tensor([0, 1])), 4)
+        0.4904
     """
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     e = torch.finfo(p.dtype).eps if eps is None else float(eps)
@@ -356,7 +379,13 @@ def negative_log_likelihood(
 
 @dataclass(frozen=True)
 class ReliabilityCurve:
-    """Per-bin reliability data (arrays over bins; empty bins have NaN confidence and accuracy)."""
+    """Per-bin reliability data (arrays over bins; empty bins have NaN confidence and accuracy).
+
+    Examples:
+        >>> curve = reliability_curve(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1]), n_bins=2)
+        >>> curve.counts.tolist(), curve.accuracy.tolist()
+        ([2, 2], [0.0, 1.0])
+    """
 
     edges: np.ndarray
     counts: np.ndarray
@@ -392,6 +421,12 @@ def reliability_curve(
 
     For binary ``[N]`` input "confidence" is P(y = 1) and "accuracy" the fraction of positives.
     Samples labelled ``ignore_index`` are left out.
+
+    Examples:
+        >>> p = torch.tensor([0.1, 0.2, 0.8, 0.9], dtype=torch.float64)
+        >>> curve = reliability_curve(p, torch.tensor([0, 0, 1, 1]), n_bins=2)
+        >>> curve.mean_confidence.round(4).tolist(), round(curve.ece, 4)  # each bin |acc - conf| = 0.15
+        ([0.15, 0.85], 0.15)
     """
     _check_binning_args(n_bins, binning, "l1")
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)

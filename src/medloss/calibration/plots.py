@@ -60,6 +60,12 @@ def plot_reliability_diagram(
     and sample count where the maximum occurs; the histogram is labelled with the sample count of
     each bin of the first curve. Empty bins are skipped. Returns the matplotlib ``Figure`` (save
     it with ``fig.savefig("reliability.png", dpi=200, bbox_inches="tight")``).
+
+    Examples:
+        >>> probs, labels = torch.softmax(torch.randn(500, 3), 1), torch.randint(0, 3, (500,))
+        >>> fig = plot_reliability_diagram({"model": (probs, labels)})
+        >>> [ax.get_ylabel() for ax in fig.axes]
+        ['accuracy', 'fraction of samples']
     """
     check_int(n_bins, "n_bins", low=1)
     check_int(min_count, "min_count", low=0)
@@ -144,7 +150,16 @@ def _ece_mce_label(c) -> str:
 
 
 def save_figure(fig, path: str, dpi: int = 200) -> None:
-    """Save a figure atomically: to a temporary file in the same folder, then renamed."""
+    """Save a figure atomically: to a temporary file in the same folder, then renamed.
+
+    Examples:
+        >>> import os, tempfile
+        >>> fig = plot_reliability_diagram((torch.rand(100), torch.randint(0, 2, (100,))))
+        >>> path = os.path.join(tempfile.mkdtemp(), "reliability.png")
+        >>> save_figure(fig, path)
+        >>> os.path.getsize(path) > 0
+        True
+    """
     import os
     import tempfile
 

@@ -50,6 +50,10 @@ def class_weights(
     Returns:
         A 1-D tensor of length ``num_classes``, usable as ``alpha`` of :class:`FocalLoss` or
         ``weight`` of ``nn.CrossEntropyLoss``.
+
+    Examples:
+        >>> class_weights(torch.tensor([0, 0, 0, 1]), num_classes=2)  # N / (K n_c) = 4 / (2 * 3), 4 / (2 * 1)
+        tensor([0.6667, 2.0000])
     """
     num_classes = check_int(num_classes, "num_classes", low=2)
     check_choice(scheme, "scheme", SCHEMES)

@@ -16,7 +16,12 @@ _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*
 
 
 def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
-    """``"0.5*ce + 0.5*soft_f1"`` -> ``[(0.5, "ce"), (0.5, "soft_f1")]`` (a bare name has weight 1)."""
+    """``"0.5*ce + 0.5*soft_f1"`` -> ``[(0.5, "ce"), (0.5, "soft_f1")]`` (a bare name has weight 1).
+
+    Examples:
+        >>> parse_loss_spec("0.5*ce + 0.5*soft_f1")
+        [(0.5, 'ce'), (0.5, 'soft_f1')]
+    """
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(f"loss spec must be a non-empty string such as '0.5*ce+0.5*soft_f1'; got {spec!r}")
     terms = []
@@ -47,6 +52,13 @@ class CombinedLoss(nn.Module):
         terms: mapping name -> loss module, or name -> ``(loss module, weight)``. A loss *class*
             instead of a module is instantiated with no arguments. Weights must be finite and >= 0;
             a bare module has weight 1.
+
+    Examples:
+        >>> x, t = torch.randn(8, 1), torch.randint(0, 2, (8, 1)).float()
+        >>> loss = CombinedLoss.from_spec("0.5*ce+0.5*soft_f1", mode="binary")
+        >>> value = loss(x, t)
+        >>> torch.allclose(value, 0.5 * loss.last_terms["ce"] + 0.5 * loss.last_terms["soft_f1"])
+        True
     """
 
     def __init__(self, terms: Mapping[str, Any]) -> None:

@@ -97,6 +97,11 @@ def focal_loss(
     See :class:`FocalLoss` for the arguments. Returns a scalar for ``reduction`` "mean" / "sum",
     otherwise the per-position loss: ``[B, *]`` in multiclass mode, the input's shape in binary and
     multilabel mode (zeros at ignored positions).
+
+    Examples:
+        >>> x, t = torch.randn(5, 3), torch.randint(0, 3, (5,))
+        >>> torch.allclose(focal_loss(x, t, gamma=0.0), torch.nn.functional.cross_entropy(x, t))  # gamma 0: CE
+        True
     """
     check_mode(mode)
     check_reduction(reduction)
@@ -397,6 +402,11 @@ def cross_entropy_loss(input: torch.Tensor | None = None, target: torch.Tensor |
 
     Called without tensors it returns the module, as medloss < 0.2 did (deprecated: FutureWarning;
     use :class:`CrossEntropyLoss`).
+
+    Examples:
+        >>> x, t = torch.randn(5, 3), torch.randint(0, 3, (5,))
+        >>> torch.allclose(cross_entropy_loss(x, t), torch.nn.functional.cross_entropy(x, t))
+        True
     """
     if input is None and target is None:
         warnings.warn(
@@ -416,6 +426,10 @@ def prior_bias(prior: float = 0.01) -> float:
     RetinaNet (Lin et al. 2017) initialises the classification bias to ``-log((1 - pi) / pi)`` with
     ``pi = 0.01`` so that rare positives do not drown in the loss of the many easy negatives in the
     first iterations: ``nn.init.constant_(head.bias, prior_bias(0.01))``.
+
+    Examples:
+        >>> round(prior_bias(0.01), 4)  # log(0.01 / 0.99)
+        -4.5951
     """
     prior = check_number(prior, "prior", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     return math.log(prior / (1.0 - prior))

@@ -35,8 +35,12 @@ from .unified_focal import (
     SymmetricUnifiedFocalLoss,
 )
 
+#: example inputs of the docstrings: segmentation logits [2, 3, 4, 4] with class indices, or K = 3 grades
+_IMAGES = ">>> x, t = torch.randn(2, 3, 4, 4), torch.randint(0, 3, (2, 4, 4))"
+_GRADES = ">>> t = torch.tensor([0, 1, 2, 1, 0, 2])"
 
-def _twin(cls: type[nn.Module], name: str) -> Callable[..., torch.Tensor]:
+
+def _twin(cls: type[nn.Module], name: str, example: str = _IMAGES, args: str = "") -> Callable[..., torch.Tensor]:
     def loss(input: torch.Tensor, target: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         return cls(**kwargs)(input, target)
 
@@ -44,7 +48,9 @@ def _twin(cls: type[nn.Module], name: str) -> Callable[..., torch.Tensor]:
     loss.module_class = cls  # type: ignore[attr-defined]  # which module it wraps (tests, docs)
     loss.__doc__ = (
         f"Functional twin of :class:`~medloss.losses.{cls.__name__}`: ``{name}(input, target, **kwargs)`` "
-        f"= ``{cls.__name__}(**kwargs)(input, target)`` (same arguments, defaults and errors)."
+        f"= ``{cls.__name__}(**kwargs)(input, target)`` (same arguments, defaults and errors).\n\n"
+        f"Examples:\n    {example}\n"
+        f"    >>> torch.equal({name}(x, t{', ' + args if args else ''}), {cls.__name__}({args})(x, t))\n    True\n"
     )
     return loss
 
@@ -63,11 +69,13 @@ asymmetric_focal_tversky_loss = _twin(AsymmetricFocalTverskyLoss, "asymmetric_fo
 symmetric_unified_focal_loss = _twin(SymmetricUnifiedFocalLoss, "symmetric_unified_focal_loss")
 asymmetric_unified_focal_loss = _twin(AsymmetricUnifiedFocalLoss, "asymmetric_unified_focal_loss")
 hybrid_focal_loss = _twin(HybridFocalLoss, "hybrid_focal_loss")
-cumulative_link_loss = _twin(CumulativeLinkLoss, "cumulative_link_loss")
-cdw_ce_loss = _twin(CDWCELoss, "cdw_ce_loss")
-squared_emd_loss = _twin(SquaredEMDLoss, "squared_emd_loss")
-corn_loss = _twin(CORNLoss, "corn_loss")
-coral_loss = _twin(CORALLoss, "coral_loss")
+cumulative_link_loss = _twin(CumulativeLinkLoss, "cumulative_link_loss",
+                             _GRADES + "\n    >>> x = torch.randn(6, 1)", "num_classes=3")
+cdw_ce_loss = _twin(CDWCELoss, "cdw_ce_loss", _GRADES + "\n    >>> x = torch.randn(6, 3)", "num_classes=3")
+squared_emd_loss = _twin(SquaredEMDLoss, "squared_emd_loss", _GRADES + "\n    >>> x = torch.randn(6, 3)",
+                         "num_classes=3")
+corn_loss = _twin(CORNLoss, "corn_loss", _GRADES + "\n    >>> x = torch.randn(6, 2)", "num_classes=3")
+coral_loss = _twin(CORALLoss, "coral_loss", _GRADES + "\n    >>> x = torch.randn(6, 2)", "num_classes=3")
 
 __all__ = [
     "asymmetric_focal_loss",

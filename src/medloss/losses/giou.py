@@ -67,7 +67,12 @@ def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 
 def giou_loss(
     input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", eps: float = 1e-7
 ) -> torch.Tensor:
-    """``1 - GIoU`` of paired boxes; see :class:`GIoULoss`."""
+    """``1 - GIoU`` of paired boxes; see :class:`GIoULoss`.
+
+    Examples:
+        >>> giou_loss(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]]))  # 1 - (1/7 - 2/9)
+        tensor(1.0794)
+    """
     check_reduction(reduction)
     eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
     _check_boxes(input, "input")
@@ -105,6 +110,12 @@ class GIoULoss(nn.Module):
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per box, shape ``[...]``).
         eps: added to the union and hull areas (default 1e-7).
+
+    Examples:
+        >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+        >>> b = torch.tensor([[0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 2.0, 2.0]])  # identical; diagonal neighbours
+        >>> GIoULoss(reduction="none")(a, b).round(decimals=4)
+        tensor([0.0000, 1.5000])
     """
 
     def __init__(self, *, reduction: str = "mean", eps: float = 1e-7) -> None:

@@ -426,6 +426,11 @@ class SquaredEMDLoss(nn.Module):
         ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
             is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Examples:
+        >>> certain = torch.tensor([[20.0, 0.0, 0.0], [0.0, 0.0, 20.0]])  # ~point masses at grades 0 and 2
+        >>> round(SquaredEMDLoss(3)(certain, torch.tensor([2, 2])).item(), 4)  # |0 - 2| and |2 - 2|, mean
+        1.0
     """
 
     def __init__(
@@ -548,6 +553,13 @@ class CORNLoss(nn.Module):
         num_classes: K >= 2 (the input has K - 1 columns).
         ignore_index: grade value whose samples count in no task (default -100, as PyTorch).
         reduction: ``"mean"`` (default) or ``"sum"`` over (sample, task) pairs.
+
+    Examples:
+        >>> logits = torch.tensor([[4.0, 4.0], [4.0, -4.0], [-4.0, 0.0]])  # P(y > 0), P(y > 1 | y > 0)
+        >>> CORNLoss(3).predict(logits)
+        tensor([2, 1, 0])
+        >>> round(CORNLoss(3)(logits, torch.tensor([2, 1, 0])).item(), 4)  # all right: small loss
+        0.0181
     """
 
     def __init__(self, num_classes: int, *, ignore_index: int | None = -100, reduction: str = "mean") -> None:

@@ -113,7 +113,14 @@ def segmentation_statistics(
 ) -> SoftmaxStats:
     """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally a per-pixel
     term in ``.focal``: the focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" |
-    "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed)."""
+    "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed).
+
+    Examples:
+        >>> probs = torch.tensor([[[0.9, 0.2], [0.1, 0.8]]])  # [B, C, N]
+        >>> s = segmentation_statistics(probs, torch.tensor([[0, 1]]), "multiclass", from_logits=False)
+        >>> s.tp, s.fp, s.fn
+        (tensor([[0.9000, 0.8000]]), tensor([[0.2000, 0.1000]]), tensor([[0.1000, 0.2000]]))
+    """
     if not from_logits:
         counts = probability_statistics(
             input, target, mode, ignore_index=ignore_index, batch=batch, binary_as_two_classes=binary_as_two_classes
@@ -499,6 +506,15 @@ class TverskyLoss(_RegionLoss):
     ``alpha`` weights false positives, ``beta`` false negatives (defaults 0.3, 0.7: recall
     matters more for small lesions); ``alpha = beta = 0.5`` is the Dice loss.
     """ + _REGION_ARGS + """        alpha, beta: weights of FP and FN (default 0.3, 0.7).
+
+    Examples:
+        >>> probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: every Tversky index is 1
+        >>> TverskyLoss(from_logits=False)(probs, torch.tensor([[0, 0, 1, 1]]))
+        tensor(0.)
+        >>> half = torch.full((1, 2, 4), 0.5)  # class 1: TP 1, FP 1, FN 1 -> 1 - 1 / (1 + 0.3 + 0.7)
+        >>> loss = TverskyLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0, reduction="none")
+        >>> loss(half, torch.tensor([[0, 0, 1, 1]]))
+        tensor([[0.5000, 0.5000]])
 """
 
     def __init__(self, *, alpha: float = 0.3, beta: float = 0.7, **kwargs: Any) -> None:
@@ -522,6 +538,11 @@ class FocalTverskyLoss(TverskyLoss):
     below 1 focuses on hard (low-TI) classes; the gradient at a perfect prediction is 0, not inf.
     """ + _REGION_ARGS + """        alpha, beta: weights of FP and FN (default 0.3, 0.7).
         gamma: exponent > 0 (default 0.75).
+
+    Examples:
+        >>> half = torch.full((1, 2, 4), 0.5)  # 1 - TI = 0.5 for both classes; 0.5 ** 0.75
+        >>> FocalTverskyLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0)(half, torch.tensor([[0, 0, 1, 1]]))
+        tensor(0.5946)
 """
 
     def __init__(self, *, gamma: float = 0.75, **kwargs: Any) -> None:
@@ -553,6 +574,11 @@ class ComboLoss(nn.Module):
         mode, include_background, from_logits, ignore_index, batch, smooth_nr, smooth_dr: as
             :class:`DiceLoss` (they apply to the Dice term; the cross-entropy covers every channel).
         reduction: ``"mean"`` only (a sum of a per-pixel and a per-class term has no per-element form).
+
+    Examples:
+        >>> onehot = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: 0.5 * ~0 - 0.5 * 1
+        >>> round(ComboLoss(from_logits=False)(onehot, torch.tensor([[0, 0, 1, 1]])).item(), 4)
+        -0.5
     """
 
     def __init__(

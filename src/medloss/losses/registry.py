@@ -15,7 +15,13 @@ OUTPUTS = ("class_logits", "score", "conditional_logits", "coral_logits")
 
 @dataclass(frozen=True)
 class LossEntry:
-    """One registered loss: how to build it and what it is for."""
+    """One registered loss: how to build it and what it is for.
+
+    Examples:
+        >>> entry = {e.name: e for e in available_losses()}["corn"]
+        >>> entry.output, entry.n_outputs(5)
+        ('conditional_logits', 4)
+    """
 
     name: str
     factory: Callable[..., nn.Module]
@@ -53,7 +59,17 @@ def register_loss(
     weight_arg: str | None = None,
     output: str = "class_logits",
 ) -> None:
-    """Register ``factory`` (a loss class or a function returning a module) under ``name``."""
+    """Register ``factory`` (a loss class or a function returning a module) under ``name``.
+
+    Examples:
+        >>> import torch.nn as nn
+        >>> class L1(nn.Module):
+        ...     def forward(self, input, target):
+        ...         return (input - target).abs().mean()
+        >>> register_loss("doc_l1", L1, "Mean absolute error (a docstring example).", tasks=("regression",))
+        >>> get_loss("doc_l1")(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]))
+        tensor(2.)
+    """
     if not name.isidentifier():
         raise ValueError(f"`name` must be an identifier such as 'soft_f1'; got {name!r}")
     if name in _REGISTRY:
@@ -64,7 +80,13 @@ def register_loss(
 
 
 def available_losses() -> list[LossEntry]:
-    """All registered losses, sorted by name."""
+    """All registered losses, sorted by name.
+
+    Examples:
+        >>> entry = {e.name: e for e in available_losses()}["dice"]
+        >>> entry.factory.__name__, entry.tasks
+        ('DiceLoss', ('segmentation',))
+    """
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
@@ -77,7 +99,13 @@ def loss_entry(name: str) -> LossEntry:
 
 
 def get_loss(name: str, **kwargs: Any) -> nn.Module:
-    """Build the loss registered as ``name`` with ``kwargs``; unknown keywords are an error."""
+    """Build the loss registered as ``name`` with ``kwargs``; unknown keywords are an error.
+
+    Examples:
+        >>> loss = get_loss("tversky", alpha=0.5, beta=0.5)
+        >>> type(loss).__name__, loss.alpha, loss.beta
+        ('TverskyLoss', 0.5, 0.5)
+    """
     entry = loss_entry(name)
     unknown = [k for k in kwargs if not entry.accepts(k)]
     if unknown:

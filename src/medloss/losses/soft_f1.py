@@ -23,7 +23,12 @@ def soft_f1_loss(
     eps: float = 1e-7,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``; see :class:`SoftF1Loss`."""
+    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``; see :class:`SoftF1Loss`.
+
+    Examples:
+        >>> soft_f1_loss(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), from_logits=False)  # perfect
+        tensor(0.)
+    """
     check_mode(mode)
     check_choice(average, "average", AVERAGES)
     check_reduction(reduction)
@@ -63,6 +68,11 @@ class SoftF1Loss(nn.Module):
             mass then has loss 1.
         reduction: ``"mean"`` (default) or ``"sum"`` over classes, or ``"none"`` for the per-class
             losses ``[C]``.
+
+    Examples:
+        >>> p = torch.tensor([1.0, 1.0, 0.0, 0.0])  # TP 1, FP 1, FN 1: F1 = 2 / 4
+        >>> SoftF1Loss(from_logits=False, eps=0.0)(p, torch.tensor([1.0, 0.0, 1.0, 0.0]))
+        tensor(0.5000)
     """
 
     def __init__(

@@ -144,7 +144,13 @@ _FOCAL_ARGS = """
 
 
 class SymmetricFocalLoss(_UnifiedBase):
-    __doc__ = "Symmetric Focal loss of the Unified Focal family (module docstring for the formula).\n" + _FOCAL_ARGS
+    __doc__ = ("Symmetric Focal loss of the Unified Focal family (module docstring for the formula).\n" + _FOCAL_ARGS
+               + """
+    Examples:
+        >>> x, t = torch.zeros(1, 2, 4), torch.tensor([[0, 0, 1, 1]])  # p = 1/2: (1 - 1/2)^2 * log 2 * (0.3 + 0.7) / 2
+        >>> SymmetricFocalLoss()(x, t)
+        tensor(0.0866)
+""")
 
     def __init__(self, *, delta: float = 0.7, gamma: float = 2.0, **kwargs) -> None:
         super().__init__(delta=delta, gamma=gamma, **kwargs)
@@ -171,7 +177,12 @@ class SymmetricFocalLoss(_UnifiedBase):
 
 class AsymmetricFocalLoss(SymmetricFocalLoss):
     __doc__ = ("Asymmetric Focal loss of the Unified Focal family: the focal factor on the background "
-               "only (module docstring for the formula).\n" + _FOCAL_ARGS)
+               "only (module docstring for the formula).\n" + _FOCAL_ARGS + """
+    Examples:
+        >>> x, t = torch.zeros(1, 2, 4), torch.tensor([[0, 0, 1, 1]])  # 0.3 (1/2)^2 log 2 and 0.7 log 2
+        >>> AsymmetricFocalLoss()(x, t)
+        tensor(0.2686)
+""")
     asymmetric = True
 
 
@@ -189,7 +200,12 @@ _FT_ARGS = """
 
 
 class SymmetricFocalTverskyLoss(_UnifiedBase):
-    __doc__ = "Symmetric Focal Tversky loss of the Unified Focal family.\n" + _FT_ARGS
+    __doc__ = "Symmetric Focal Tversky loss of the Unified Focal family.\n" + _FT_ARGS + """
+    Examples:
+        >>> probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: mTI = 1 for both classes
+        >>> SymmetricFocalTverskyLoss(from_logits=False)(probs, torch.tensor([[0, 0, 1, 1]]))
+        tensor(0.)
+"""
 
     def __init__(self, *, delta: float = 0.7, gamma: float = 0.75, **kwargs) -> None:
         super().__init__(delta=delta, gamma=gamma, **kwargs)
@@ -202,7 +218,12 @@ class SymmetricFocalTverskyLoss(_UnifiedBase):
 
 class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):
     __doc__ = ("Asymmetric Focal Tversky loss of the Unified Focal family: no focal exponent on the "
-               "background.\n" + _FT_ARGS)
+               "background.\n" + _FT_ARGS + """
+    Examples:
+        >>> half = torch.full((1, 2, 4), 0.5)  # mTI = 1/2 for both: (1/2 + (1/2) ** 0.25) / 2 = 0.67045
+        >>> AsymmetricFocalTverskyLoss(from_logits=False, smooth=0.0)(half, torch.tensor([[0, 0, 1, 1]]))
+        tensor(0.6704)
+""")
     asymmetric = True
 
 
@@ -218,6 +239,13 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         gamma: focusing parameter shared by both halves (default 0.5).
         mode, from_logits, ignore_index, batch, smooth: as the halves.
         reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
+
+    Examples:
+        >>> x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+        >>> ft = SymmetricFocalTverskyLoss(delta=0.6, gamma=0.5)(x, t)
+        >>> fo = SymmetricFocalLoss(delta=0.6, gamma=0.5)(x, t)
+        >>> torch.allclose(SymmetricUnifiedFocalLoss(lambda_=0.5)(x, t), 0.5 * ft + 0.5 * fo)
+        True
     """
 
     def __init__(
@@ -263,6 +291,14 @@ class HybridFocalLoss(_ChannelZeroBackground):
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
         mode, from_logits, ignore_index, batch, smooth: as :class:`SymmetricUnifiedFocalLoss`.
         reduction: ``"mean"`` only.
+
+    Examples:
+        >>> x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+        >>> from medloss.losses import FocalLoss, FocalTverskyLoss
+        >>> focal = FocalLoss(gamma=2.0)(x, t)
+        >>> tversky = FocalTverskyLoss(alpha=0.3, beta=0.7, gamma=0.75, smooth_nr=1e-7, smooth_dr=1e-7)(x, t)
+        >>> torch.allclose(HybridFocalLoss(lambda_=0.5)(x, t), 0.5 * focal + 0.5 * tversky)
+        True
     """
 
     def __init__(

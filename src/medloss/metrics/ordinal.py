@@ -54,7 +54,14 @@ def _grades(y_true: Any, y_pred: Any, num_classes: int | None) -> tuple[np.ndarr
 
 
 def ordinal_confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
-    """``[K, K]`` counts, rows = true grade, columns = predicted grade; absent grades get zero rows."""
+    """``[K, K]`` counts, rows = true grade, columns = predicted grade; absent grades get zero rows.
+
+    Examples:
+        >>> ordinal_confusion_matrix([0, 1, 2, 2], [0, 1, 1, 2], num_classes=3)  # rows: true, columns: predicted
+        array([[1, 0, 0],
+               [0, 1, 0],
+               [0, 1, 1]])
+    """
     t, p, k = _grades(y_true, y_pred, num_classes)
     return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
 
@@ -67,6 +74,12 @@ def quadratic_weighted_kappa(
 
     Equals ``sklearn.metrics.cohen_kappa_score(y_true, y_pred, weights=..., labels=range(K))``.
     When every sample (true and predicted) has the same grade, kappa is undefined: NaN with a warning.
+
+    Examples:
+        >>> quadratic_weighted_kappa([0, 1, 2, 3], [0, 1, 2, 3])
+        1.0
+        >>> round(quadratic_weighted_kappa([0, 1, 2, 3], [0, 2, 2, 1]), 4)  # = sklearn cohen_kappa_score
+        0.375
     """
     check_choice(weights, "weights", ("quadratic", "linear"))
     o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
@@ -83,20 +96,35 @@ def quadratic_weighted_kappa(
 
 
 def mean_absolute_error(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
-    """Mean absolute difference of grades, ``mean |y - y_hat|``."""
+    """Mean absolute difference of grades, ``mean |y - y_hat|``.
+
+    Examples:
+        >>> mean_absolute_error([0, 1, 2, 3], [0, 2, 2, 1])  # (0 + 1 + 0 + 2) / 4
+        0.75
+    """
     t, p, _ = _grades(y_true, y_pred, num_classes)
     return float(np.abs(t - p).mean())
 
 
 def within_k_accuracy(y_true: Any, y_pred: Any, k: int = 1, num_classes: int | None = None) -> float:
-    """Fraction of predictions at most ``k`` grades away from the truth (``k = 0``: accuracy)."""
+    """Fraction of predictions at most ``k`` grades away from the truth (``k = 0``: accuracy).
+
+    Examples:
+        >>> within_k_accuracy([0, 1, 2, 3], [0, 2, 2, 1], k=1)  # |error| <= 1 for 3 of 4
+        0.75
+    """
     k = check_int(k, "k", low=0)
     t, p, _ = _grades(y_true, y_pred, num_classes)
     return float((np.abs(t - p) <= k).mean())
 
 
 def accuracy(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
-    """Exact-grade accuracy."""
+    """Exact-grade accuracy.
+
+    Examples:
+        >>> accuracy([0, 1, 2, 2], [0, 1, 1, 2])
+        0.75
+    """
     return within_k_accuracy(y_true, y_pred, 0, num_classes)
 
 
@@ -109,12 +137,22 @@ def _rank_correlation(fn, y_true: Any, y_pred: Any, num_classes: int | None) -> 
 
 
 def kendall_tau(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
-    """Kendall's tau-b (tie-corrected), as ``scipy.stats.kendalltau``. NaN for a constant input."""
+    """Kendall's tau-b (tie-corrected), as ``scipy.stats.kendalltau``. NaN for a constant input.
+
+    Examples:
+        >>> kendall_tau([0, 1, 2, 3], [0, 1, 2, 3]), kendall_tau([0, 1, 2, 3], [3, 2, 1, 0])
+        (1.0, -1.0)
+    """
     return _rank_correlation(lambda a, b: stats.kendalltau(a, b, variant="b"), y_true, y_pred, num_classes)
 
 
 def spearman_rho(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
-    """Spearman's rank correlation with average ranks for ties, as ``scipy.stats.spearmanr``."""
+    """Spearman's rank correlation with average ranks for ties, as ``scipy.stats.spearmanr``.
+
+    Examples:
+        >>> round(spearman_rho([0, 1, 2, 3], [0, 2, 1, 3]), 12)  # 1 - 6 * 2 / (4 * 15)
+        0.8
+    """
     return _rank_correlation(stats.spearmanr, y_true, y_pred, num_classes)
 
 
@@ -128,6 +166,11 @@ def sensitivity_specificity(y_true: Any, y_pred: Any, num_classes: int | None = 
     Each is a dict of lists: ``grade`` (or ``threshold``), ``sensitivity``, ``specificity``,
     ``positives`` and ``negatives`` (true counts). Undefined values (no positives or no
     negatives in ``y_true``) are NaN.
+
+    Examples:
+        >>> r = sensitivity_specificity([0, 1, 2, 2], [0, 1, 1, 2], num_classes=3)
+        >>> r["threshold"]["threshold"], r["threshold"]["sensitivity"]  # "grade >= 2": 1 of 2 found
+        ([1, 2], [1.0, 0.5])
     """
     o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
     k = o.shape[0]
