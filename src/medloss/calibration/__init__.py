@@ -21,6 +21,7 @@ from .clinical import (
     smoothed_calibration_curve,
     spiegelhalter_test,
 )
+from .linear import BetaCalibrator, ClasswiseTemperatureScaler, DirichletCalibrator, MatrixScaler, VectorScaler
 from .metrics import (
     CalibrationAccumulator,
     ReliabilityCurve,
@@ -35,6 +36,11 @@ from .metrics import (
 from .plots import plot_clinical_calibration, plot_reliability_diagram, save_figure
 
 __all__ = [
+    "BetaCalibrator",
+    "ClasswiseTemperatureScaler",
+    "DirichletCalibrator",
+    "MatrixScaler",
+    "VectorScaler",
     "CalibrationAccumulator",
     "ConfidenceInterval",
     "IsotonicCalibrator",

@@ -444,10 +444,16 @@ class IsotonicCalibrator(_Calibrator):
         return obj
 
 
-_KINDS = {c.kind: c for c in (TemperatureScaler, PlattScaler, IsotonicCalibrator)}
+_KINDS: dict[str, type[_Calibrator]] = {c.kind: c for c in (TemperatureScaler, PlattScaler, IsotonicCalibrator)}
 
 
-def load_calibrator(path: str | os.PathLike) -> TemperatureScaler | PlattScaler | IsotonicCalibrator:
+def register_calibrator(cls: type[_Calibrator]) -> type[_Calibrator]:
+    """Make ``load_calibrator`` know a calibrator class by its ``kind`` (class decorator)."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
+def load_calibrator(path: str | os.PathLike) -> _Calibrator:
     """Load a calibrator written by ``save(path)``.
 
     Examples:
