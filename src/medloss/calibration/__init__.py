@@ -21,6 +21,7 @@ from .clinical import (
     smoothed_calibration_curve,
     spiegelhalter_test,
 )
+from .conformal import ConformalClassifier, ConformalOrdinal, conformal_quantile
 from .linear import BetaCalibrator, ClasswiseTemperatureScaler, DirichletCalibrator, MatrixScaler, VectorScaler
 from .metrics import (
     CalibrationAccumulator,
@@ -36,6 +37,9 @@ from .metrics import (
 from .plots import plot_clinical_calibration, plot_reliability_diagram, save_figure
 
 __all__ = [
+    "ConformalClassifier",
+    "ConformalOrdinal",
+    "conformal_quantile",
     "BetaCalibrator",
     "ClasswiseTemperatureScaler",
     "DirichletCalibrator",
