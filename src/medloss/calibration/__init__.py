@@ -34,9 +34,12 @@ from .metrics import (
     negative_log_likelihood,
     reliability_curve,
 )
+from .ordinal import OrdinalTemperatureScaler, ordinal_calibration_error
 from .plots import plot_clinical_calibration, plot_reliability_diagram, save_figure
 
 __all__ = [
+    "OrdinalTemperatureScaler",
+    "ordinal_calibration_error",
     "ConformalClassifier",
     "ConformalOrdinal",
     "conformal_quantile",

@@ -130,6 +130,44 @@ class _Calibrator:
                 os.remove(tmp)
 
 
+def fit_inverse_temperature(
+    derivatives: Any, *, tol: float, max_passes: int, t_min: float, t_max: float
+) -> tuple[float, float, float, int, bool, float]:
+    """Minimise an NLL that is convex in ``beta = 1 / T`` by safeguarded Newton steps (bisection
+    in log-space whenever a step would leave the current bracket ``[1 / t_max, 1 / t_min]``).
+
+    ``derivatives(beta) -> (NLL, dNLL/dbeta, d2NLL/dbeta2)`` is one pass over the data. Returns
+    ``(beta, NLL, relative gradient, passes, at_bound, NLL at beta = 1)``; ``at_bound`` when the
+    NLL still decreases at a bound of the bracket (no interior optimum: separable data)."""
+    lo, hi = 1.0 / t_max, 1.0 / t_min
+    beta = 1.0
+    f, g, h = derivatives(beta)
+    f_start = f
+    passes = 1
+    rel = abs(g) * beta / max(abs(f), 1e-300)
+    while rel > tol and passes < max_passes:
+        if g > 0:
+            hi = beta
+        else:
+            lo = beta
+        step = beta - g / h if h > 0 else math.nan
+        beta = step if lo < step < hi else math.sqrt(lo * hi)  # Newton inside the bracket, else bisect
+        f, g, h = derivatives(beta)
+        passes += 1
+        rel = abs(g) * beta / max(abs(f), 1e-300)
+        if hi / lo < 1 + 1e-15:
+            break
+    at_bound = False
+    if rel > tol:
+        # no interior optimum found: check whether the NLL still decreases at the bound
+        edge = 1.0 / t_min if g < 0 else 1.0 / t_max
+        fe, ge, _ = derivatives(edge)
+        passes += 1
+        if (ge < 0) == (g < 0) and fe <= f:
+            beta, f, rel, at_bound = edge, fe, 0.0, True
+    return beta, f, rel, passes, at_bound, f_start
+
+
 class TemperatureScaler(_Calibrator):
     r"""Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
 
@@ -202,33 +240,9 @@ class TemperatureScaler(_Calibrator):
         self.binary_ = z.ndim == 1
         self.n_classes_ = 2 if self.binary_ else z.shape[1]
         _check_fit_labels(y, self.n_classes_)
-        lo, hi = 1.0 / self.t_max, 1.0 / self.t_min  # bracket on beta
-        beta = 1.0
-        f, g, h = self._nll_derivatives(z, y, beta)
-        self.nll_before_ = f
-        passes = 1
-        rel = abs(g) * beta / max(abs(f), 1e-300)
-        while rel > self.tol and passes < self.max_passes:
-            if g > 0:
-                hi = beta
-            else:
-                lo = beta
-            step = beta - g / h if h > 0 else math.nan
-            # Newton inside the bracket, else bisect it in log-space
-            beta = step if lo < step < hi else math.sqrt(lo * hi)
-            f, g, h = self._nll_derivatives(z, y, beta)
-            passes += 1
-            rel = abs(g) * beta / max(abs(f), 1e-300)
-            if hi / lo < 1 + 1e-15:
-                break
-        self.at_bound_ = False
-        if rel > self.tol:
-            # no interior optimum found: check whether the NLL still decreases at the bound
-            edge = 1.0 / self.t_min if g < 0 else 1.0 / self.t_max
-            fe, ge, _ = self._nll_derivatives(z, y, edge)
-            passes += 1
-            if (ge < 0) == (g < 0) and fe <= f:
-                beta, f, rel, self.at_bound_ = edge, fe, 0.0, True
+        fit = fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta), tol=self.tol,
+                                      max_passes=self.max_passes, t_min=self.t_min, t_max=self.t_max)
+        beta, f, rel, passes, self.at_bound_, self.nll_before_ = fit
         if f < 1e-12:
             warnings.warn(
                 f"the validation NLL is ~0 at T = {1 / beta:g}: the validation set is separable, so the NLL keeps "
