@@ -99,6 +99,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
         progress=not args.no_progress, command=args.command_line, subgroup=args.subgroup,
+        conformal=args.conformal,
+        conformal_method=args.conformal_method or ("ordinal" if args.task == "ordinal" else "aps"),
     )
     path = run_train(cfg)
     _warn_if_calibration_hurt(args.command, path)
@@ -122,7 +124,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
                           n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line,
-                          subgroup=args.subgroup)
+                          subgroup=args.subgroup, conformal=args.conformal, conformal_method=args.conformal_method)
     path = run_calibrate(cfg)
     _warn_if_calibration_hurt(args.command, path)
     print(f"report: {path / 'report.html'}")
@@ -135,6 +137,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     path = run_predict(PredictConfig(run=args.run, data=args.data, out=args.out, id=args.id, force=args.force))
     print(f"predictions: {path}")
     return 0
+
+
+#: the calibrators `medloss train / calibrate` can fit (medloss.workflow.evaluate.CALIBRATORS)
+CALIBRATOR_CHOICES = ("temperature", "classwise_temperature", "vector", "matrix", "dirichlet", "platt", "beta",
+                      "isotonic")
+
+
+def _probability_open(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "such as '0.5*ce+0.5*soft_f1' (default ce)")
     p.add_argument("--class-weights", choices=("balanced", "inverse", "effective_number"),
                    help="per-class weights from the training labels (default none)")
-    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature",
-                   help="post-hoc calibrator fitted on the validation split (default temperature)")
+    p.add_argument("--calibrator", choices=CALIBRATOR_CHOICES, default="temperature",
+                   help="post-hoc calibrator fitted on the validation split (default temperature; see "
+                   "`medloss calibrate --help`)")
     p.add_argument("--hidden", type=_hidden, default=(64, 32), help="MLP layer widths (default 64,32)")
     p.add_argument("--dropout", type=_probability, default=0.1,
                    help="dropout probability in [0, 1) after each hidden layer (default 0.1)")
@@ -185,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--subgroup", metavar="COL", help="a column of --data, e.g. site or sex (binary tasks): the report "
                    "adds calibration-in-the-large, slope and ICI on the test split per value, with intervals")
+    p.add_argument("--conformal", metavar="ALPHA", type=_probability_open,
+                   help="conformal prediction sets with coverage >= 1 - ALPHA on the test split (half of the "
+                   "validation split calibrates them, the other half fits the calibrator)")
+    p.add_argument("--conformal-method", choices=("lac", "aps", "raps", "ordinal"),
+                   help="score of the conformal sets (default: ordinal intervals for --task ordinal, else aps)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -204,9 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")
     p.add_argument("--predictions", required=True, help="CSV / Parquet / NPZ of logits or probabilities + labels")
     p.add_argument("--val", help="a second file of the same format to fit the calibrator on (recommended)")
-    p.add_argument("--calibrator", choices=("temperature", "platt", "isotonic"), default="temperature",
-                   help="temperature (one T for all classes; default), platt (binary, one logit: a z + b) or "
-                   "isotonic (monotone, non-parametric; needs more validation rows)")
+    p.add_argument("--method", "--calibrator", dest="calibrator", choices=CALIBRATOR_CHOICES, default="temperature",
+                   help="temperature (one T for all classes; default), classwise_temperature, vector, matrix, "
+                   "dirichlet (multiclass; richer, need more validation rows), platt or beta (binary, one logit), "
+                   "isotonic (monotone, non-parametric). --calibrator is the same option")
+    p.add_argument("--conformal", metavar="ALPHA", type=_probability_open,
+                   help="also build conformal prediction sets with coverage >= 1 - ALPHA (e.g. 0.1); the "
+                   "validation rows are halved between the calibrator and the conformal quantile")
+    p.add_argument("--conformal-method", choices=("lac", "aps", "raps", "ordinal"), default="aps",
+                   help="score of the conformal sets: lac (smallest sets), aps (adaptive; default), raps, or ordinal "
+                   "(contiguous intervals of ordered grades)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (the 50/50 split, the bootstrap)")
     p.add_argument("--subgroup", metavar="COL", help="a column (NPZ: an array) of --predictions, e.g. site or sex: the "

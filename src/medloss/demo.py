@@ -146,6 +146,8 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
                 data="scikit-learn breast cancer" if task == "binary" else "scikit-learn diabetes (4 grades)",
                 target="diagnosis" if task == "binary" else "grade", out=out, task=task, loss=spec,
                 class_weights=weights, epochs=epochs, patience=20, seed=seed, n_boot=n_boot, progress=False,
+                # severity grades: contiguous 90 % sets of grades (ordinal conformal prediction)
+                conformal=0.1 if task == "ordinal" else None, conformal_method="ordinal",
             )
             label = f"{task}: {spec}" + (f" + {weights} class weights" if weights else "")
             section = label.replace(" ", "_").replace(":", "").replace("*", "x").replace("+", "plus")
@@ -185,16 +187,19 @@ def _rows(summary: dict[str, Any]) -> tuple[list[list[str]], list[list[str]], li
     ordinal = []
     for r in summary["ordinal"]:
         b, a = r["test_uncalibrated"], r["test_calibrated"]
+        conf = r.get("conformal") or {}
         ordinal.append([r["run"], fmt(a["ordinal"]["qwk"], 3), fmt(a["ordinal"]["mae"], 3),
                         fmt(a["ordinal"]["within_1"], 3), fmt(b["calibration"]["ece"]["estimate"], 3),
-                        fmt(a["calibration"]["ece"]["estimate"], 3), _verdict(r)])
+                        fmt(a["calibration"]["ece"]["estimate"], 3),
+                        f"{fmt(conf.get('coverage'), 3)} / {fmt(conf.get('mean_set_size'), 2)}", _verdict(r)])
     seg = [[r["loss"], fmt(r["lesion_dice"], 3), fmt(r["lesion_recall"], 3), fmt(r["lesion_precision"], 3)]
            for r in summary["segmentation"]]
     return binary, ordinal, seg
 
 
 BIN_HEAD = ["binary run", "accuracy", "macro F1", "ROC AUC", "ECE before", "ECE after", "Brier after", "calibration"]
-ORD_HEAD = ["ordinal run", "QWK", "MAE", "within-1", "ECE before", "ECE after", "calibration"]
+ORD_HEAD = ["ordinal run", "QWK", "MAE", "within-1", "ECE before", "ECE after", "90% grade sets: coverage / size",
+            "calibration"]
 
 
 def _verdict(run: dict[str, Any]) -> str:

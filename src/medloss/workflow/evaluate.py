@@ -9,9 +9,16 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix, f1_score, roc_auc_score
 
 from ..calibration import (
+    BetaCalibrator,
+    ClasswiseTemperatureScaler,
+    ConformalClassifier,
+    ConformalOrdinal,
+    DirichletCalibrator,
     IsotonicCalibrator,
+    MatrixScaler,
     PlattScaler,
     TemperatureScaler,
+    VectorScaler,
     adaptive_calibration_error,
     bootstrap_ci,
     bootstrap_clinical,
@@ -29,7 +36,14 @@ from ..metrics import (
     within_k_accuracy,
 )
 
-CALIBRATORS = {"temperature": TemperatureScaler, "platt": PlattScaler, "isotonic": IsotonicCalibrator}
+CALIBRATORS = {
+    "temperature": TemperatureScaler, "classwise_temperature": ClasswiseTemperatureScaler, "vector": VectorScaler,
+    "matrix": MatrixScaler, "dirichlet": DirichletCalibrator, "beta": BetaCalibrator, "platt": PlattScaler,
+    "isotonic": IsotonicCalibrator,
+}
+#: calibrators of one binary logit only, and of [N, K] logits only
+BINARY_ONLY = ("platt", "beta")
+MULTICLASS_ONLY = ("classwise_temperature", "vector", "matrix", "dirichlet")
 
 #: one binning for every calibration number a report shows: the tables and the diagrams' legends
 N_BINS = 15
@@ -47,9 +61,23 @@ def predictions(probs: torch.Tensor) -> np.ndarray:
 
 
 def fit_calibrator(method: str, logits: torch.Tensor, labels: np.ndarray):
-    if method == "platt" and logits.ndim != 1:
-        raise ValueError("--calibrator platt is for binary models with one logit; use temperature or isotonic")
+    if method in BINARY_ONLY and logits.ndim != 1:
+        raise ValueError(f"--method {method} is for binary models with one logit; use temperature, vector, "
+                         "dirichlet or isotonic")
+    if method in MULTICLASS_ONLY and logits.ndim != 2:
+        raise ValueError(f"--method {method} needs [N, K] logits; for one binary logit use temperature, platt, "
+                         "beta or isotonic")
     return CALIBRATORS[method]().fit(logits, torch.from_numpy(labels))
+
+
+def conformal_report(method: str, alpha: float, cal_probs: torch.Tensor, cal_labels: np.ndarray,
+                     test_probs: torch.Tensor, test_labels: np.ndarray) -> tuple[dict, torch.Tensor]:
+    """Conformal sets calibrated on ``cal_*`` and evaluated on ``test_*``: (report, sets of the test rows)."""
+    cp = ConformalOrdinal(alpha) if method == "ordinal" else ConformalClassifier(alpha, method)
+    cp.fit(cal_probs, torch.from_numpy(cal_labels))
+    report = cp.evaluate(test_probs, torch.from_numpy(test_labels))
+    report.update(method=method, n_calibration=cp.n_calibration_, quantile=float(cp.quantile_))
+    return report, cp.predict_sets(test_probs)
 
 
 def calibration_metrics(probs: torch.Tensor, labels: np.ndarray, *, n_boot: int, seed: int,

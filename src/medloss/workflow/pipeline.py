@@ -16,11 +16,20 @@ import torch
 
 from ..calibration import clinical_calibration_by_subgroup, plot_clinical_calibration, plot_reliability_diagram
 from .data import Preprocessor, prepare_target, stratified_splits
-from .evaluate import N_BINS, calibration_check, evaluate, fit_calibrator, operating_points, probabilities
+from .evaluate import (
+    N_BINS,
+    calibration_check,
+    conformal_report,
+    evaluate,
+    fit_calibrator,
+    operating_points,
+    probabilities,
+)
 from .io import RunDirectory, UserError, read_table
 from .report import (
     Report,
     add_clinical,
+    add_conformal,
     add_evaluation,
     add_operating_points,
     add_subgroups,
@@ -56,6 +65,8 @@ class TrainConfig:
     progress: bool = True
     command: str = ""
     subgroup: str | None = None
+    conformal: float | None = None
+    conformal_method: str = "aps"
 
 
 def command_line() -> str:
@@ -94,10 +105,19 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     train_seconds = time.perf_counter() - t0
     val_logits = predict_log_probabilities(setup, result.model, x["val"])
     test_logits = predict_log_probabilities(setup, result.model, x["test"])
+    fit_logits, fit_y = val_logits, y["val"]
+    if cfg.conformal is not None:
+        # the conformal quantile needs validation rows the calibrator did not see: halve the validation split
+        rows = np.random.default_rng(cfg.seed).permutation(len(fit_y))
+        half = len(rows) // 2
+        conformal_logits, conformal_y = val_logits[torch.from_numpy(rows[half:])], fit_y[rows[half:]]
+        fit_logits, fit_y = val_logits[torch.from_numpy(rows[:half])], fit_y[rows[:half]]
+        target.notes.append(f"conformal sets: the calibrator was fitted on {half} validation rows, the conformal "
+                            f"quantile computed on the other {len(rows) - half}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            calibrator = fit_calibrator(cfg.calibrator, val_logits, y["val"])  # validation only, never test
+            calibrator = fit_calibrator(cfg.calibrator, fit_logits, fit_y)  # validation only, never test
         except ValueError as err:
             raise UserError(str(err)) from None
     if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
@@ -114,6 +134,14 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
     after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
     check = calibration_check(before, after)
+    conformal = None
+    if cfg.conformal is not None:
+        try:
+            p_conformal = calibrator.predict_proba(conformal_logits)
+            conformal, _ = conformal_report(cfg.conformal_method, cfg.conformal, p_conformal, conformal_y, p_after,
+                                            y["test"])
+        except ValueError as err:
+            raise UserError(f"--conformal: {err}") from None
     points = None
     if p_after.ndim == 1:  # binary: thresholds on the calibrated validation probabilities
         p_val = calibrator.predict_proba(val_logits).numpy()
@@ -142,6 +170,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
     if points is not None:
         add_operating_points(report, points, target.class_names)
+    if conformal is not None:
+        add_conformal(report, conformal, target.class_names)
     report.heading("Figures")
     report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
         _reliability_curves(p_before, p_after, y["test"], cfg.calibrator),
@@ -162,6 +192,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         "training": {"epochs": len(result.history["train_loss"]), "best_epoch": result.best_epoch,
                      "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
         "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+        **({"conformal": conformal} if conformal is not None else {}),
         "preprocessing": pre.to_dict(),
         # what `medloss predict` needs to rebuild the network and its output head
         "model": {"task": cfg.task, "loss": cfg.loss, "class_weights": cfg.class_weights, "hidden": list(cfg.hidden),
@@ -229,6 +260,9 @@ def _subgroups_json(subgroups: dict) -> dict:
 def _describe_calibrator(cal) -> str:
     if hasattr(cal, "temperature_"):
         return f"temperature T = {cal.temperature_:.4f} ({cal.n_passes_} passes)"
+    if hasattr(cal, "grad_norm_"):  # the L-BFGS families (vector, matrix, Dirichlet, beta, class-wise T)
+        return (f"{type(cal).__name__} (validation NLL {cal.nll_before_:.4f} -> {cal.nll_after_:.4f}, "
+                f"final gradient {cal.grad_norm_:.1e})")
     if hasattr(cal, "a_"):
         return f"Platt a = {cal.a_:.4f}, b = {cal.b_:.4f}"
     return "isotonic regression"
@@ -400,6 +434,8 @@ class CalibrateConfig:
     force: bool = False
     command: str = ""
     subgroup: str | None = None
+    conformal: float | None = None
+    conformal_method: str = "aps"
 
 
 def run_calibrate(cfg: CalibrateConfig) -> Path:
@@ -437,11 +473,31 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
                      "calibration half and an evaluation half; pass --val to fit on your own validation split")
     k = 2 if values.ndim == 1 else values.shape[1]
     class_names = [str(i) for i in range(k)]
+    conformal_x = conformal_y = None
+    if cfg.conformal is not None:
+        # the conformal quantile needs rows the calibrator did not see: the fitting rows are halved
+        from sklearn.model_selection import train_test_split
+
+        counts = np.bincount(fit_y)
+        strat = fit_y if counts[counts > 0].min() >= 2 else None
+        idx_cal, idx_conf = train_test_split(np.arange(len(fit_y)), test_size=0.5, stratify=strat,
+                                             random_state=cfg.seed)
+        conformal_x, conformal_y = fit_x[torch.from_numpy(idx_conf)], fit_y[idx_conf]
+        fit_x, fit_y = fit_x[torch.from_numpy(idx_cal)], fit_y[idx_cal]
+        notes.append(f"--conformal: the calibrator was fitted on half of those rows ({len(fit_y)}), the conformal "
+                     f"quantile computed on the other half ({len(conformal_y)})")
     try:
         calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y)
     except ValueError as err:
         raise UserError(str(err)) from None
     p_before, p_after = probabilities(test_x), calibrator.predict_proba(test_x)
+    conformal, sets = None, None
+    if cfg.conformal is not None:
+        try:
+            conformal, sets = conformal_report(cfg.conformal_method, cfg.conformal,
+                                               calibrator.predict_proba(conformal_x), conformal_y, p_after, test_y)
+        except ValueError as err:
+            raise UserError(f"--conformal: {err}") from None
     task = "binary" if values.ndim == 1 else "multiclass"  # two logit columns: a 2-class softmax
     before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
     after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -462,6 +518,8 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
             subgroups = clinical_calibration_by_subgroup(p_sub, test_y, sub[test_rows], n_boot=cfg.n_boot,
                                                          seed=cfg.seed)
             add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
+        if conformal is not None:
+            add_conformal(report, conformal, class_names)
         report.heading("Figures")
         report.figure("reliability.png", plot_reliability_diagram(
             _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
@@ -475,11 +533,14 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         out = pd.DataFrame(p_after.numpy() if p_after.ndim == 2 else p_after.numpy()[:, None],
                            columns=[f"prob_{i}" for i in range(k)] if p_after.ndim == 2 else ["prob"])
         out.insert(0, "label", test_y)
+        if sets is not None:
+            out["prediction_set"] = ["|".join(str(c) for c in np.flatnonzero(row)) for row in sets.numpy()]
         out.to_csv(run.path("calibrated_predictions.csv"), index=False)
         metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
                    "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
                    "uncalibrated": before, "calibrated": after, "calibration_check": check,
-                   **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {})}
+                   **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
+                   **({"conformal": conformal} if conformal is not None else {})}
         return finish(report, run, metrics, cfg.command or command_line())
 
 

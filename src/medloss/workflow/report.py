@@ -250,6 +250,23 @@ def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str)
     report.table([esc(column), "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
 
 
+def add_conformal(report: Report, conformal: dict, class_names: list[str]) -> None:
+    """Conformal prediction sets: target and empirical coverage, set sizes, overall and per class."""
+    method = {"lac": "LAC", "aps": "APS", "raps": "RAPS", "ordinal": "ordinal intervals"}[conformal["method"]]
+    report.heading(f"Conformal prediction sets ({method}, alpha = {conformal['alpha']:g})")
+    report.paragraph(
+        f"Each evaluation row gets the set of classes whose conformal score is at most the quantile "
+        f"{conformal['quantile']:.4f} of {conformal['n_calibration']} calibration rows; the set contains the true "
+        f"class with probability at least {conformal['target_coverage']:.0%} (marginally, for rows exchangeable with "
+        "the calibration rows). The prediction_set column of calibrated_predictions.csv lists it.", note=True)
+    report.table(["", "coverage", "mean set size", "empty sets"],
+                 [["all rows", fmt(conformal["coverage"], 3), fmt(conformal["mean_set_size"], 2),
+                   conformal["empty_sets"]]])
+    report.table(["true class", "n", "coverage", "mean set size"],
+                 [[esc(class_names[k]), v["n"], fmt(v["coverage"], 3), fmt(v["mean_set_size"], 2)]
+                  for k, v in conformal["per_class"].items()])
+
+
 def add_operating_points(report: Report, points: list[dict], class_names: list[str]) -> None:
     """Thresholds chosen on validation and what they give on test (binary tasks)."""
     report.heading("Operating points (thresholds chosen on validation, evaluated on test)")
