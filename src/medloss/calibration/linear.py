@@ -319,13 +319,37 @@ class DirichletCalibrator(_LinearLogitCalibrator):
     def _logits(self, params, z):
         return torch.log_softmax(z, 1) @ params["weights"].T + params["biases"]
 
+    @staticmethod
+    def _representative(w: torch.Tensor) -> torch.Tensor:
+        """``W + 1 u^T`` with the ``u`` that minimises the off-diagonal penalty.
+
+        The calibrated probabilities do not change when the same vector is added to every row of
+        ``W`` (``softmax`` ignores a shift common to all classes, and ``sum_j log p_j`` shifts them
+        all alike), so the NLL is flat along those directions and only the penalty sees them, with
+        a tiny curvature that stalls L-BFGS. Minimising the penalty over the shift in closed form
+        (each column's off-diagonal entries centred: ``u_j = -mean_{i != j} W_ij``) leaves an
+        objective that is exactly flat there, which L-BFGS never moves along."""
+        k = w.shape[0]
+        off_sum = w.sum(0) - w.diagonal()
+        return w - off_sum.unsqueeze(0) / (k - 1)
+
     def _penalty(self, params, n_classes):
         if not (self.reg_lambda or self.reg_mu):
             return 0.0
-        w = params["weights"]
+        w = self._representative(params["weights"])
         off = w - torch.diag_embed(w.diagonal())
+        b = params["biases"] - params["biases"].mean()  # likewise: a common bias shift changes nothing
         return (self.reg_lambda / (n_classes * (n_classes - 1)) * (off**2).sum()
-                + self.reg_mu / n_classes * (params["biases"] ** 2).sum())
+                + self.reg_mu / n_classes * (b**2).sum())
+
+    def fit(self, logits: Any, labels: Any) -> DirichletCalibrator:
+        super().fit(logits, labels)
+        # report (and keep) the representatives the penalty chose; the calibrated map is the same
+        if self.reg_lambda:
+            self.params_["weights"] = self._representative(self.params_["weights"])
+        if self.reg_mu:
+            self.params_["biases"] = self.params_["biases"] - self.params_["biases"].mean()
+        return self
 
     weights_ = VectorScaler.weights_
     biases_ = VectorScaler.biases_
