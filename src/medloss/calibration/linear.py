@@ -99,6 +99,8 @@ class _LinearLogitCalibrator(_Calibrator):
         objective = closure()
         self.grad_norm_ = max(float(p.grad.abs().max()) for p in params.values())
         self.n_iter_ = int(optimizer.state[optimizer._params[0]].get("n_iter", 0))
+        if self.grad_norm_ > self.tol:  # an ill-conditioned fit (ODIR): finish with Newton steps
+            objective = self._newton_polish(params, z, y)
         self.converged_ = self.grad_norm_ <= self.tol
         self.objective_ = float(objective.detach())
         self.params_ = {k: v.detach().clone() for k, v in params.items()}
@@ -109,6 +111,46 @@ class _LinearLogitCalibrator(_Calibrator):
                           f"{self.grad_norm_:.2g} > tol {self.tol:g}: raise max_iter", RuntimeWarning, stacklevel=2)
         self.fitted_ = True
         return self
+
+    def _newton_polish(self, params: dict[str, torch.Tensor], z: torch.Tensor, y: torch.Tensor,
+                       steps: int = 8) -> torch.Tensor:
+        """Newton steps with a backtracking line search from where L-BFGS stopped (the problem is
+        convex, with ``K^2 + K`` parameters at most): quadratic convergence where L-BFGS crawls. The
+        Hessian gets a tiny ridge, so directions the objective ignores stay where they are."""
+        names = list(params)
+        shapes = [params[n].shape for n in names]
+        sizes = [params[n].numel() for n in names]
+
+        def objective(flat: torch.Tensor) -> torch.Tensor:
+            parts = {n: t.view(shape) for n, t, shape in zip(names, flat.split(sizes), shapes, strict=True)}
+            return self._nll(self._logits(parts, z), y) + self._penalty(parts, self.n_classes_)
+
+        x = torch.cat([params[n].detach().flatten() for n in names])
+        value = objective(x)
+        for _ in range(steps):
+            xg = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(objective(xg), xg)
+            if float(grad.abs().max()) <= self.tol:
+                break
+            hessian = torch.autograd.functional.hessian(objective, x)
+            ridge = 1e-10 * max(float(hessian.diagonal().abs().max()), 1.0)
+            step = torch.linalg.solve(hessian + ridge * torch.eye(len(x), dtype=x.dtype), grad)
+            t = 1.0
+            while t > 1e-8:
+                candidate = x - t * step
+                new_value = objective(candidate)
+                if float(new_value) <= float(value):
+                    break
+                t /= 2
+            x, value = candidate.detach(), new_value.detach()
+            self.n_iter_ += 1
+        xg = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(xg), xg)
+        self.grad_norm_ = float(grad.abs().max())
+        with torch.no_grad():
+            for n, t, shape in zip(names, x.split(sizes), shapes, strict=True):
+                params[n].copy_(t.view(shape))
+        return value
 
     def transform(self, logits: Any) -> torch.Tensor:
         """Calibrated logits (``[N, K]``, or ``[N]`` for the binary calibrators)."""

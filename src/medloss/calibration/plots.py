@@ -62,6 +62,7 @@ def plot_reliability_diagram(
     it with ``fig.savefig("reliability.png", dpi=200, bbox_inches="tight")``).
 
     Examples:
+        >>> import torch
         >>> probs, labels = torch.softmax(torch.randn(500, 3), 1), torch.randint(0, 3, (500,))
         >>> fig = plot_reliability_diagram({"model": (probs, labels)})
         >>> [ax.get_ylabel() for ax in fig.axes]
@@ -154,6 +155,7 @@ def save_figure(fig, path: str, dpi: int = 200) -> None:
 
     Examples:
         >>> import os, tempfile
+        >>> import torch
         >>> fig = plot_reliability_diagram((torch.rand(100), torch.randint(0, 2, (100,))))
         >>> path = os.path.join(tempfile.mkdtemp(), "reliability.png")
         >>> save_figure(fig, path)

@@ -62,6 +62,7 @@ def register_loss(
     """Register ``factory`` (a loss class or a function returning a module) under ``name``.
 
     Examples:
+        >>> import torch
         >>> import torch.nn as nn
         >>> class L1(nn.Module):
         ...     def forward(self, input, target):
