@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._distributed import all_reduce_sum, require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -182,11 +183,13 @@ class _RegionLoss(nn.Module):
         reduction: str = "mean",
         ignore_empty: bool = False,
         average: str = "macro",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
         self.ignore_empty = bool(ignore_empty)
         self.average = check_choice(average, "average", AVERAGES)
+        self.distributed = bool(distributed)
         self.include_background = bool(include_background)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
@@ -208,22 +211,46 @@ class _RegionLoss(nn.Module):
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            require_process_group(type(self).__name__)
         s = self.statistics(input, target)
+        if self.distributed and self.batch:
+            s = all_reduce_statistics(s)  # the whole distributed batch's counts, then one ratio
         if self.average == "micro":
             # one ratio of the counts summed over the (weighted, included) classes, per image
             s = micro_statistics(s, weight=self.weight, include_background=self.include_background, mode=self.mode)
+            loss = self.per_class(s).unsqueeze(-1)
+            present = (s.sum_y > 0).unsqueeze(-1) if self.ignore_empty else None
+            kwargs: dict[str, Any] = {"mode": self.mode, "present": present}
+        else:
             loss = self.per_class(s)
-            present = (s.sum_y > 0) if self.ignore_empty else None
-            return reduce_classes(loss.unsqueeze(-1), reduction=self.reduction, mode=self.mode,
-                                  present=None if present is None else present.unsqueeze(-1)).squeeze(-1)
-        return reduce_classes(
-            self.per_class(s), weight=self.weight, include_background=self.include_background,
-            reduction=self.reduction, mode=self.mode, present=(s.sum_y > 0) if self.ignore_empty else None,
-        )
+            kwargs = {"weight": self.weight, "include_background": self.include_background, "mode": self.mode,
+                      "present": (s.sum_y > 0) if self.ignore_empty else None}
+        if self.distributed and not self.batch and self.reduction != "none":
+            return global_reduction(loss, self.reduction, **kwargs)  # per image: the mean over every rank's images
+        out = reduce_classes(loss, reduction=self.reduction, **kwargs)
+        return out.squeeze(-1) if self.average == "micro" and self.reduction == "none" else out
 
     def extra_repr(self) -> str:
         return (f"mode={self.mode!r}, include_background={self.include_background}, batch={self.batch}, "
                 f"smooth_nr={self.smooth_nr}, smooth_dr={self.smooth_dr}, reduction={self.reduction!r}")
+
+
+def all_reduce_statistics(s: SoftmaxStats) -> SoftmaxStats:
+    """The counts summed over every rank (one all-reduce; ``n`` too when a loss keeps it)."""
+    parts = [s.tp, s.sum_p, s.sum_y] + ([s.n] if s.n is not None else [])
+    total = all_reduce_sum(torch.stack(parts))
+    return SoftmaxStats(total[0], total[1], total[2].detach(), s.focal, None if s.n is None else total[3].detach())
+
+
+def global_reduction(loss: torch.Tensor, reduction: str, **kwargs: Any) -> torch.Tensor:
+    """``reduce_classes`` over every rank's entries: the sum, or the (weighted) mean of all of them."""
+    total = reduce_classes(loss, reduction="sum", **kwargs)
+    if reduction == "sum":
+        return all_reduce_sum(total)
+    count = reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
+    both = all_reduce_sum(torch.stack([total, count.to(total.dtype)]))
+    return both[0] / both[1].clamp_min(torch.finfo(both.dtype).tiny)  # nothing counted anywhere: 0
 
 
 def micro_statistics(
@@ -298,6 +325,10 @@ _REGION_ARGS = """
         average: ``"macro"`` (default: one ratio per class, then the mean) or ``"micro"`` (the
             counts summed over the classes first, one ratio per image: kornia's default;
             ``weight`` then weights each class's counts). ``reduction="none"`` gives ``[B]``.
+        distributed: under ``torch.distributed`` (DDP), the loss of the whole distributed batch on
+            every rank (default False: this rank's shard only). Only the per-class counts are
+            all-reduced (differentiably); after DDP's gradient averaging the gradients equal one
+            process's on the concatenated batch. ``reduction="none"`` stays per rank.
 """
 
 
@@ -385,6 +416,7 @@ class GeneralizedDiceLoss(nn.Module):
             :class:`DiceLoss` (channel 0 is dropped before the weights are formed).
         reduction: ``"mean"`` (default) or ``"sum"`` over images, or ``"none"`` (``[B]``; ``[1]``
             with ``batch``).
+        distributed: the loss of the whole distributed batch on every rank (as :class:`DiceLoss`).
 
     Raises:
         ValueError: an unknown ``w_type`` or ``reduction``; inputs as :class:`DiceLoss`.
@@ -408,9 +440,11 @@ class GeneralizedDiceLoss(nn.Module):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
         self.w_type = check_choice(w_type, "w_type", ("square", "simple", "uniform"))
+        self.distributed = bool(distributed)
         self.mode = check_mode(mode)
         self.include_background = bool(include_background)
         self.from_logits = bool(from_logits)
@@ -421,9 +455,13 @@ class GeneralizedDiceLoss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            require_process_group(type(self).__name__)
         s = segmentation_statistics(
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
         )
+        if self.distributed and self.batch:
+            s = all_reduce_statistics(s)
         tp, sum_p, sum_y = s.tp, s.sum_p, s.sum_y
         if not self.include_background and self.mode != "binary" and tp.shape[-1] > 1:
             tp, sum_p, sum_y = tp[..., 1:], sum_p[..., 1:], sum_y[..., 1:]
@@ -433,6 +471,8 @@ class GeneralizedDiceLoss(nn.Module):
             loss = 1.0 - numerator / ((w * (sum_p + sum_y)).sum(-1) + self.smooth_dr)
         if self.reduction == "none":
             return loss.reshape(-1)
+        if self.distributed and not self.batch:  # the mean over every rank's images
+            return global_reduction(loss.reshape(-1, 1), self.reduction, mode=self.mode)
         return loss.mean() if self.reduction == "mean" else loss.sum()
 
     def extra_repr(self) -> str:

@@ -1,0 +1,60 @@
+"""One rank of the distributed-loss tests (tests/test_distributed.py launches it; not a test module).
+
+argv: rank world_size port output_path. Every rank builds the same global batch, takes its shard,
+computes each case's loss with ``distributed=True`` and the gradient of its shard, and saves them.
+"""
+
+import sys
+
+import torch
+import torch.distributed as dist
+
+from medloss.losses import DiceLoss, GeneralizedDiceLoss, JaccardLoss, MCCLoss, TverskyLoss
+
+SHARDS = {2: [3, 5], 3: [3, 1, 4]}  # uneven shard sizes of one global batch of 8 images
+
+
+def global_batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 6, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (8, 6, 6), generator=g)
+    t[0, :2] = -100  # ignored pixels, on the first rank only
+    t[-1] = 0  # the last rank's last image has no foreground at all
+    t[3:4] = 0
+    return x, t
+
+
+CASES = {
+    "dice_batch": lambda: DiceLoss(batch=True, distributed=True),
+    "dice_per_image": lambda: DiceLoss(distributed=True),
+    "tversky_batch_no_background": lambda: TverskyLoss(batch=True, include_background=False, distributed=True),
+    "jaccard_micro": lambda: JaccardLoss(average="micro", distributed=True),
+    "dice_weighted_ignore_empty": lambda: DiceLoss(weight=torch.tensor([0.5, 1.0, 2.0]), ignore_empty=True,
+                                                   distributed=True),
+    "mcc_batch": lambda: MCCLoss(batch=True, distributed=True),
+    "dice_sum": lambda: DiceLoss(reduction="sum", distributed=True),
+    "generalized_dice_batch": lambda: GeneralizedDiceLoss(batch=True, distributed=True),
+    "generalized_dice_per_image": lambda: GeneralizedDiceLoss(distributed=True),
+}
+
+
+def main() -> None:
+    rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    x, t = global_batch()
+    start = sum(SHARDS[world][:rank])
+    stop = start + SHARDS[world][rank]
+    results = {}
+    for name, make in CASES.items():
+        xs = x[start:stop].clone().requires_grad_(True)
+        loss = make()(xs, t[start:stop])
+        loss.backward()
+        # DDP averages gradients over the ranks: divide by the world size as it would
+        results[name] = (loss.detach(), xs.grad / world)
+    torch.save({"rank": rank, "start": start, "stop": stop, "results": results}, out)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Exact global losses under torch.distributed (issue 11): 2 and 3 CPU processes on the gloo
+backend, uneven shards, ignored pixels on one rank, a rank whose image has no foreground. Each rank's
+loss must equal the single-process loss of the concatenated batch, and its shard's gradient (divided
+by the world size, as DDP averages) the single-process gradient (1e-10 in float64)."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ddp_worker  # noqa: E402
+
+WORKER = Path(__file__).parent / "ddp_worker.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2 ranks", "3 ranks"])
+def ranks(request, tmp_path_factory):
+    world = request.param
+    out = tmp_path_factory.mktemp(f"ddp{world}")
+    port = str(_free_port())
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world), port, str(out / f"{r}.pt")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    return [torch.load(out / f"{r}.pt", weights_only=False) for r in range(world)]
+
+
+@pytest.mark.parametrize("case", list(ddp_worker.CASES))
+def test_global_loss_and_gradient_equal_one_process(ranks, case):
+    x, t = ddp_worker.global_batch()
+    loss_fn = ddp_worker.CASES[case]()
+    loss_fn.distributed = False  # the same loss, one process, the whole batch
+    xs = x.clone().requires_grad_(True)
+    expected = loss_fn(xs, t)
+    expected.backward()
+    for r in ranks:
+        value, grad = r["results"][case]
+        torch.testing.assert_close(value, expected.detach(), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad, xs.grad[r["start"]:r["stop"]], rtol=1e-10, atol=1e-12)
+
+
+def test_distributed_without_a_process_group_is_an_error():
+    from medloss.losses import DiceLoss
+
+    with pytest.raises(RuntimeError, match=r"DiceLoss\(distributed=True\) needs an initialised torch.distributed"):
+        DiceLoss(distributed=True)(torch.randn(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
