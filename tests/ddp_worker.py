@@ -9,7 +9,15 @@ import sys
 import torch
 import torch.distributed as dist
 
-from medloss.losses import DiceLoss, GeneralizedDiceLoss, JaccardLoss, MCCLoss, TverskyLoss
+from medloss.losses import (
+    CrossEntropyLoss,
+    DiceLoss,
+    FocalLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    MCCLoss,
+    TverskyLoss,
+)
 
 SHARDS = {2: [3, 5], 3: [3, 1, 4]}  # uneven shard sizes of one global batch of 8 images
 
@@ -35,7 +43,29 @@ CASES = {
     "dice_sum": lambda: DiceLoss(reduction="sum", distributed=True),
     "generalized_dice_batch": lambda: GeneralizedDiceLoss(batch=True, distributed=True),
     "generalized_dice_per_image": lambda: GeneralizedDiceLoss(distributed=True),
+    "focal_mean_ignore": lambda: FocalLoss(gamma=2.0, distributed=True),
+    "cross_entropy_weighted": lambda: CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 3.0]), distributed=True),
+    "focal_binary": lambda: BinaryView(FocalLoss(mode="binary", alpha=0.25, distributed=True)),
 }
+
+
+class BinaryView(torch.nn.Module):
+    """A binary loss on channel 1 of the shared batch (foreground = grade > 0; ignored pixels kept)."""
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    @property
+    def distributed(self):
+        return self.loss.distributed
+
+    @distributed.setter
+    def distributed(self, value):
+        self.loss.distributed = value
+
+    def forward(self, x, t):
+        return self.loss(x[:, 1:2], torch.where(t < 0, t, (t > 0).long()).unsqueeze(1))
 
 
 def main() -> None:

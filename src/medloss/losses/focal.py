@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._distributed import all_reduce_sum, require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -91,6 +92,7 @@ def focal_loss(
     from_logits: bool = True,
     weight: torch.Tensor | None = None,
     include_background: bool = True,
+    distributed: bool = False,
 ) -> torch.Tensor:
     r"""Focal loss, ``FL = -alpha_t (1 - p_t)^gamma log p_t`` (Lin et al., ICCV 2017).
 
@@ -106,6 +108,8 @@ def focal_loss(
     check_mode(mode)
     check_reduction(reduction)
     check_choice(normalize, "normalize", NORMALIZERS)
+    if distributed:
+        require_process_group("focal_loss")
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     if mode == "multiclass":
@@ -122,6 +126,7 @@ def focal_loss(
             return softmax_focal_loss(
                 x, t, valid, ignore_index=ignore_index, weight=_class_weight(alpha_scalar, weight, x),
                 gammas=(gamma, gamma), label_smoothing=label_smoothing, reduction=reduction, normalize=normalize,
+                distributed=distributed,
             )
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     alpha_scalar, alpha_vec, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
@@ -136,7 +141,7 @@ def focal_loss(
         weight = None if weight is None else weight[1:]
     a_pos, a_neg = _sigmoid_weights(alpha_scalar, alpha_vec, weight, x)
     with fp32_island():
-        value = _sigmoid_focal(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize)
+        value = _sigmoid_focal(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize, distributed)
     if not include_background and mode == "multilabel" and reduction == "none" and input.shape[1] > 1:
         return torch.cat([torch.zeros_like(value[:, :1]), value], 1)  # channel 0 counts nowhere: zeros
     # binary input [B] or [B, *] was given a channel dim for the arithmetic; per-element losses keep the input's shape
@@ -172,6 +177,22 @@ def _sigmoid_weights(
     return a_pos, a_neg
 
 
+def finish_reduction(value: torch.Tensor, denominator: torch.Tensor | None, reduction: str, distributed: bool,
+                     floor: float) -> torch.Tensor:
+    """``value`` (a sum) -> the loss: itself for "sum" / "none", ``value / denominator`` for "mean";
+    with ``distributed``, sums and denominators of every rank (one all-reduce)."""
+    if reduction == "none":
+        return value
+    if reduction == "sum":
+        return all_reduce_sum(value) if distributed else value
+    assert denominator is not None
+    denominator = denominator.detach().to(value.dtype)
+    if distributed:
+        both = all_reduce_sum(torch.stack([value, denominator]))
+        value, denominator = both[0], both[1]
+    return value / denominator.clamp_min(floor)
+
+
 def softmax_focal_loss(
     x: torch.Tensor,
     t: torch.Tensor,
@@ -183,6 +204,7 @@ def softmax_focal_loss(
     label_smoothing: float,
     reduction: str,
     normalize: str = "elements",
+    distributed: bool = False,
 ) -> torch.Tensor:
     """Multiclass focal loss of validated logits through ``torch.ops.medloss.softmax_focal``.
 
@@ -203,11 +225,12 @@ def softmax_focal_loss(
     if value_checks_active() and bool(n_bad):
         check_class_indices(t, "target", x.shape[1], ignore_index)  # raises, naming the labels found
     if reduction != "mean":
-        return value
+        return finish_reduction(value, None, reduction, distributed, 1.0)
     counts = counts.detach()
     if normalize == "weights" and weight is not None:
-        return value / (counts * weight.detach()).sum().clamp_min(torch.finfo(value.dtype).tiny)
-    return value / counts.sum().clamp_min(1.0)
+        return finish_reduction(value, (counts * weight.detach()).sum(), reduction, distributed,
+                                torch.finfo(value.dtype).tiny)
+    return finish_reduction(value, counts.sum(), reduction, distributed, 1.0)
 
 
 def _sigmoid_focal(
@@ -220,6 +243,7 @@ def _sigmoid_focal(
     label_smoothing: float,
     reduction: str,
     normalize: str,
+    distributed: bool = False,
 ) -> torch.Tensor:
     """Binary / multilabel focal loss of validated logits through ``torch.ops.medloss.sigmoid_focal``;
     ``a_pos`` / ``a_neg``: per-channel factors of the positive / negative terms (None: 1)."""
@@ -231,7 +255,7 @@ def _sigmoid_focal(
         x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing), reduction == "none"
     )
     if reduction != "mean":
-        return value
+        return finish_reduction(value, None, reduction, distributed, 1.0)
     if normalize == "weights" and weighted:
         yv = y.to(x.dtype)
         if label_smoothing:
@@ -240,9 +264,9 @@ def _sigmoid_focal(
         weights = yv * a_pos.to(x).view(shape) + (1.0 - yv) * a_neg.to(x).view(shape)
         if valid is not None:
             weights = weights * valid
-        return value / weights.sum().clamp_min(torch.finfo(value.dtype).tiny)
-    count = valid.expand_as(x).sum() if valid is not None else x.numel()
-    return value / (count.clamp_min(1) if isinstance(count, torch.Tensor) else count)
+        return finish_reduction(value, weights.sum(), reduction, distributed, torch.finfo(value.dtype).tiny)
+    count = valid.expand_as(x).sum() if valid is not None else value.new_tensor(float(x.numel()))
+    return finish_reduction(value, count, reduction, distributed, 1.0)
 
 
 class FocalLoss(nn.Module):
@@ -271,6 +295,8 @@ class FocalLoss(nn.Module):
             count nowhere in multiclass mode (the softmax still runs over every class; MONAI's
             softmax runs over the remaining channels only), channel 0 is dropped in multilabel
             mode (its ``"none"`` entries are 0); no effect in binary mode.
+        distributed: under ``torch.distributed`` (DDP), the mean over every rank's counted positions
+            (default False: this rank's); see ``docs/distributed.md``.
         gamma: focusing parameter >= 0 (default 2.0).
         ignore_index: target value whose positions contribute nothing to the loss, its mean or
             its gradient (default -100, as PyTorch); ``None`` disables the check.
@@ -304,10 +330,12 @@ class FocalLoss(nn.Module):
         from_logits: bool = True,
         weight: torch.Tensor | None = None,
         include_background: bool = True,
+        distributed: bool = False,
     ) -> None:
         super().__init__()
         self.mode = check_mode(mode)
         self.include_background = bool(include_background)
+        self.distributed = bool(distributed)
         self.gamma = check_number(gamma, "gamma", low=0.0)
         self.ignore_index = ignore_index
         self.label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
@@ -343,6 +371,7 @@ class FocalLoss(nn.Module):
             from_logits=self.from_logits,
             weight=self.weight,
             include_background=self.include_background,
+            distributed=self.distributed,
         )
 
     def extra_repr(self) -> str:
@@ -363,8 +392,8 @@ class CrossEntropyLoss(FocalLoss):
     and binary ones ``F.binary_cross_entropy_with_logits`` (label smoothing included).
 
     Args:
-        mode, weight, ignore_index, label_smoothing, reduction, from_logits, include_background:
-            as :class:`FocalLoss` (defaults "multiclass", None, -100, 0.0, "mean", True, True).
+        mode, weight, ignore_index, label_smoothing, reduction, from_logits, include_background, distributed:
+            as :class:`FocalLoss` (defaults "multiclass", None, -100, 0.0, "mean", True, True, False).
 
     Raises:
         ValueError / TypeError: as :class:`FocalLoss`, naming the argument.
@@ -386,10 +415,12 @@ class CrossEntropyLoss(FocalLoss):
         reduction: str = "mean",
         from_logits: bool = True,
         include_background: bool = True,
+        distributed: bool = False,
     ) -> None:
         super().__init__(
             mode=mode, weight=weight, gamma=0.0, ignore_index=ignore_index, label_smoothing=label_smoothing,
             reduction=reduction, normalize="weights", from_logits=from_logits, include_background=include_background,
+            distributed=distributed,
         )
 
     def extra_repr(self) -> str:
