@@ -9,6 +9,15 @@ import sys
 import torch
 import torch.distributed as dist
 
+from medloss.calibration import (
+    CalibrationAccumulator,
+    brier_score,
+    classwise_calibration_error,
+    expected_calibration_error,
+    maximum_calibration_error,
+    negative_log_likelihood,
+    reliability_curve,
+)
 from medloss.losses import (
     CrossEntropyLoss,
     DiceLoss,
@@ -68,6 +77,37 @@ class BinaryView(torch.nn.Module):
         return self.loss(x[:, 1:2], torch.where(t < 0, t, (t > 0).long()).unsqueeze(1))
 
 
+def global_predictions():
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(2 * torch.randn(40, 4, generator=g, dtype=torch.float64), 1)
+    labels = torch.randint(0, 4, (40,), generator=g)
+    labels[:3] = -1  # ignored samples on the first rank
+    weights = torch.rand(40, generator=g, dtype=torch.float64)
+    return probs, labels, weights
+
+
+def _accumulated(p, y, distributed):
+    acc = CalibrationAccumulator(10).update(p, y)
+    return (acc.all_reduce() if distributed else acc).compute()
+
+
+METRICS = {
+    "ece": lambda p, y, w, d: expected_calibration_error(p, y, n_bins=10, ignore_index=-1, distributed=d),
+    "ece_l2": lambda p, y, w, d: expected_calibration_error(p, y, n_bins=10, norm="l2", ignore_index=-1,
+                                                            distributed=d),
+    "ece_weighted": lambda p, y, w, d: expected_calibration_error(p, y.clamp_min(0), n_bins=10, sample_weight=w,
+                                                                  distributed=d),
+    "mce": lambda p, y, w, d: maximum_calibration_error(p, y, n_bins=10, ignore_index=-1, distributed=d),
+    "classwise": lambda p, y, w, d: classwise_calibration_error(p, y, n_bins=10, ignore_index=-1, distributed=d),
+    "brier_weighted": lambda p, y, w, d: brier_score(p, y.clamp_min(0), sample_weight=w, distributed=d),
+    "nll": lambda p, y, w, d: negative_log_likelihood(p, y, ignore_index=-1, distributed=d),
+    "reliability_counts": lambda p, y, w, d: float(
+        reliability_curve(p, y, n_bins=10, ignore_index=-1, distributed=d).counts @ torch.arange(10).numpy()),
+    "accumulator": lambda p, y, w, d: _accumulated(p[y >= 0], y[y >= 0], d),
+}
+METRIC_SHARDS = {2: [15, 25], 3: [15, 5, 20]}
+
+
 def main() -> None:
     rank, world, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -81,7 +121,11 @@ def main() -> None:
         loss.backward()
         # DDP averages gradients over the ranks: divide by the world size as it would
         results[name] = (loss.detach(), xs.grad / world)
-    torch.save({"rank": rank, "start": start, "stop": stop, "results": results}, out)
+    p, y, w = global_predictions()
+    m0 = sum(METRIC_SHARDS[world][:rank])
+    m1 = m0 + METRIC_SHARDS[world][rank]
+    metrics = {name: fn(p[m0:m1], y[m0:m1], w[m0:m1], True) for name, fn in METRICS.items()}
+    torch.save({"rank": rank, "start": start, "stop": stop, "results": results, "metrics": metrics}, out)
     dist.barrier()
     dist.destroy_process_group()
 

@@ -52,8 +52,22 @@ def test_global_loss_and_gradient_equal_one_process(ranks, case):
         torch.testing.assert_close(grad, xs.grad[r["start"]:r["stop"]], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("metric", list(ddp_worker.METRICS))
+def test_metric_over_all_ranks_equals_one_process(ranks, metric):
+    p, y, w = ddp_worker.global_predictions()
+    expected = ddp_worker.METRICS[metric](p, y, w, False)
+    for r in ranks:
+        assert r["metrics"][metric] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
 def test_distributed_without_a_process_group_is_an_error():
     from medloss.losses import DiceLoss
 
     with pytest.raises(RuntimeError, match=r"DiceLoss\(distributed=True\) needs an initialised torch.distributed"):
         DiceLoss(distributed=True)(torch.randn(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))
+    from medloss.calibration import expected_calibration_error
+
+    with pytest.raises(RuntimeError, match=r"expected_calibration_error\(distributed=True\) needs"):
+        expected_calibration_error(torch.rand(5), torch.tensor([0, 1, 0, 1, 1]), distributed=True)
+    with pytest.raises(ValueError, match=r"needs binning='uniform'"):
+        expected_calibration_error(torch.rand(5), torch.tensor([0, 1, 0, 1, 1]), binning="quantile", distributed=True)

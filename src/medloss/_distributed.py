@@ -9,6 +9,9 @@ gradient (an anchor measured 3e-9 for a 2-rank prototype).
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
 
 
@@ -28,3 +31,17 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(t)
+
+
+def all_reduce_numbers(*arrays: Any) -> list[np.ndarray]:
+    """Sums over all ranks of small host arrays (bin counts, sums): one all-reduce in float64 on the
+    backend's device (CUDA for NCCL), no autograd. Counts stay exact up to 2^53."""
+    import torch.distributed as dist
+
+    flat = [np.asarray(a, dtype=np.float64) for a in arrays]
+    sizes = [a.size for a in flat]
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    buffer = torch.from_numpy(np.concatenate([a.ravel() for a in flat])).to(device)
+    dist.all_reduce(buffer)
+    parts = np.split(buffer.cpu().numpy(), np.cumsum(sizes)[:-1])
+    return [p.reshape(a.shape) for p, a in zip(parts, flat, strict=True)]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._distributed import all_reduce_numbers, require_process_group
 from .._validation import check_choice, check_int
 from ._inputs import as_probs_labels, top_label
 
@@ -164,6 +165,15 @@ class CalibrationAccumulator:
         self.sum_conf_sq += other.sum_conf_sq
         return self
 
+    def all_reduce(self) -> CalibrationAccumulator:
+        """Sum the statistics of every rank of ``torch.distributed`` (O(n_bins) numbers): afterwards
+        every rank holds the accumulator of all samples. Returns ``self``."""
+        require_process_group("CalibrationAccumulator.all_reduce")
+        counts, sum_conf, sum_conf_sq = all_reduce_numbers(self.counts, self.sum_conf, self.sum_conf_sq)
+        self.counts = np.rint(counts).astype(np.int64)
+        self.sum_conf, self.sum_conf_sq = sum_conf, sum_conf_sq
+        return self
+
     @property
     def n_samples(self) -> int:
         return int(self.counts.sum())
@@ -228,9 +238,18 @@ def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning
     return _host(*binned_sums(conf, correct, n_bins, binning, weights))
 
 
+def _check_distributed(distributed: bool, owner: str, binning: str = "uniform") -> None:
+    if not distributed:
+        return
+    if binning != "uniform":
+        raise ValueError(f"{owner}(distributed=True) needs binning='uniform': equal-mass bin edges depend on every "
+                         "rank's samples, which are not exchanged")
+    require_process_group(owner)
+
+
 def expected_calibration_error(
     probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1",
-    ignore_index: int | None = None, sample_weight: Any = None,
+    ignore_index: int | None = None, sample_weight: Any = None, distributed: bool = False,
 ) -> float:
     r"""Expected calibration error (Guo et al. 2017), ``ECE = sum_b (n_b / N) |acc_b - conf_b|``.
 
@@ -247,6 +266,8 @@ def expected_calibration_error(
         ignore_index: samples with this label are left out (torchmetrics' ``ignore_index``).
         sample_weight: ``[N]`` weights >= 0 (scikit-learn's convention): bin sizes, accuracies
             and confidences become weighted sums; integer weights equal repeated rows.
+        distributed: under ``torch.distributed``, the value over every rank's samples (uniform
+            bins; only the O(n_bins) bin sums are exchanged). Default False.
 
     Bins are ``(lo, hi]``, the first closed at 0 (module docstring); sums are in float64.
 
@@ -256,23 +277,29 @@ def expected_calibration_error(
         0.15
     """
     _check_binning_args(n_bins, binning, norm)
+    _check_distributed(distributed, "expected_calibration_error", binning)
     if sample_weight is not None:
         p, y, w = as_probs_labels(probs, labels, ignore_index=ignore_index, sample_weight=sample_weight)
         conf, correct = top_label(p, y)
         counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning, w.to(conf.device))
+        if distributed:
+            counts, sum_conf, sum_correct = all_reduce_numbers(counts, sum_conf, sum_correct)
         return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     conf, correct = top_label(p, y)
     if binning == "uniform":
         acc = CalibrationAccumulator(n_bins)
         acc._add(conf, correct, track_squares=False)
+        if distributed:
+            acc.all_reduce()
         return acc.compute(norm)
     counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning)
     return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
 
 
 def maximum_calibration_error(
-    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None,
+    distributed: bool = False,
 ) -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
 
@@ -282,7 +309,7 @@ def maximum_calibration_error(
         0.2
     """
     return expected_calibration_error(probs, labels, n_bins=n_bins, binning=binning, norm="max",
-                                      ignore_index=ignore_index)
+                                      ignore_index=ignore_index, distributed=distributed)
 
 
 def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, norm: str = "l1") -> float:
@@ -299,7 +326,7 @@ def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, nor
 
 def classwise_calibration_error(
     probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", norm: str = "l1",
-    ignore_index: int | None = None,
+    ignore_index: int | None = None, distributed: bool = False,
 ) -> float:
     """Class-wise ECE (Kull et al. 2019): the mean over classes k of the calibration error of
     ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p).
@@ -311,19 +338,22 @@ def classwise_calibration_error(
         0.05
     """
     _check_binning_args(n_bins, binning, norm)
+    _check_distributed(distributed, "classwise_calibration_error", binning)
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     if p.ndim == 1:
         p = torch.stack([1.0 - p, p], 1)
     values = []
     for k in range(p.shape[1]):
         counts, sum_conf, sum_correct, _ = _binned_sums(p[:, k], (y == k).to(p.dtype), n_bins, binning)
+        if distributed:
+            counts, sum_conf, sum_correct = all_reduce_numbers(counts, sum_conf, sum_correct)
         values.append(calibration_error_from_bins(counts, sum_conf, sum_correct, norm))
     return float(np.mean(values))
 
 
 def brier_score(
     probs: Any, labels: Any, *, scale_by_half: bool | str = "auto", ignore_index: int | None = None,
-    sample_weight: Any = None,
+    sample_weight: Any = None, distributed: bool = False,
 ) -> float:
     """Brier score: mean over samples of ``sum_k (p_k - onehot_k)^2``.
 
@@ -349,12 +379,18 @@ def brier_score(
     else:
         sq = (p64**2).sum(1) - 2.0 * p64.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0
         half = scale_by_half is True
-    full = sq.mean() if sample_weight is None else (sq * checked[2]).sum() / checked[2].sum()
+    total, weight = (sq.sum(), float(sq.numel())) if sample_weight is None else ((sq * checked[2]).sum(),
+                                                                                 checked[2].sum())
+    if distributed:
+        require_process_group("brier_score")
+        total, weight = all_reduce_numbers(float(total), float(weight))
+    full = float(total) / float(weight)
     return float(full / 2.0 if half else full)
 
 
 def negative_log_likelihood(
-    probs: Any, labels: Any, *, eps: float | None = None, ignore_index: int | None = None
+    probs: Any, labels: Any, *, eps: float | None = None, ignore_index: int | None = None,
+    distributed: bool = False,
 ) -> float:
     """Mean negative log-likelihood of the labels, ``-mean log p_y``.
 
@@ -371,10 +407,12 @@ def negative_log_likelihood(
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     e = torch.finfo(p.dtype).eps if eps is None else float(eps)
     p64 = p.to(torch.float64)
-    if p.ndim == 1:
-        py = torch.where(y == 1, p64, 1.0 - p64)
-        return float(-torch.log(py.clamp(e, 1.0 - e)).mean())
-    return float(-torch.log(p64.gather(1, y.unsqueeze(1)).clamp(e, 1.0 - e)).mean())
+    py = torch.where(y == 1, p64, 1.0 - p64) if p.ndim == 1 else p64.gather(1, y.unsqueeze(1)).squeeze(1)
+    total, count = float(-torch.log(py.clamp(e, 1.0 - e)).sum()), float(py.numel())
+    if distributed:
+        require_process_group("negative_log_likelihood")
+        total, count = all_reduce_numbers(total, count)
+    return float(total) / float(count)
 
 
 @dataclass(frozen=True)
@@ -394,6 +432,15 @@ class ReliabilityCurve:
     ece: float
     mce: float
     binary: bool
+
+    def all_reduce(self) -> CalibrationAccumulator:
+        """Sum the statistics of every rank of ``torch.distributed`` (O(n_bins) numbers): afterwards
+        every rank holds the accumulator of all samples. Returns ``self``."""
+        require_process_group("CalibrationAccumulator.all_reduce")
+        counts, sum_conf, sum_conf_sq = all_reduce_numbers(self.counts, self.sum_conf, self.sum_conf_sq)
+        self.counts = np.rint(counts).astype(np.int64)
+        self.sum_conf, self.sum_conf_sq = sum_conf, sum_conf_sq
+        return self
 
     @property
     def n_samples(self) -> int:
@@ -415,7 +462,8 @@ class ReliabilityCurve:
 
 
 def reliability_curve(
-    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None
+    probs: Any, labels: Any, *, n_bins: int = 15, binning: str = "uniform", ignore_index: int | None = None,
+    distributed: bool = False,
 ) -> ReliabilityCurve:
     """Bin edges, counts, mean confidence and accuracy per bin, with the ECE and MCE they give.
 
@@ -429,9 +477,13 @@ def reliability_curve(
         ([0.15, 0.85], 0.15)
     """
     _check_binning_args(n_bins, binning, "l1")
+    _check_distributed(distributed, "reliability_curve", binning)
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     conf, correct = top_label(p, y)
     counts, sum_conf, sum_correct, edges = _binned_sums(conf, correct, n_bins, binning)
+    if distributed:
+        counts, sum_conf, sum_correct = all_reduce_numbers(counts, sum_conf, sum_correct)
+        counts = np.rint(counts).astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(counts > 0, sum_conf / counts, np.nan)
         accuracy = np.where(counts > 0, sum_correct / counts, np.nan)
