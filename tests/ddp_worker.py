@@ -11,6 +11,7 @@ import torch.distributed as dist
 
 from medloss.calibration import (
     CalibrationAccumulator,
+    TemperatureScaler,
     brier_score,
     classwise_calibration_error,
     expected_calibration_error,
@@ -104,6 +105,8 @@ METRICS = {
     "reliability_counts": lambda p, y, w, d: float(
         reliability_curve(p, y, n_bins=10, ignore_index=-1, distributed=d).counts @ torch.arange(10).numpy()),
     "accumulator": lambda p, y, w, d: _accumulated(p[y >= 0], y[y >= 0], d),
+    # the one temperature of the sharded validation set (logits: log p scaled up, over-confident)
+    "temperature": lambda p, y, w, d: TemperatureScaler().fit(3 * p.log(), y.clamp_min(0), distributed=d).temperature_,
 }
 METRIC_SHARDS = {2: [15, 25], 3: [15, 5, 20]}
 

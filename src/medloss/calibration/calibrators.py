@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._distributed import all_reduce_numbers, require_process_group
 from .._optional import require
 from .._validation import as_tensor, check_class_indices, check_finite, check_float_tensor, check_int, fmt_shape
 
@@ -208,8 +209,11 @@ class TemperatureScaler(_Calibrator):
         self.t_min, self.t_max = float(t_min), float(t_max)
 
     @staticmethod
-    def _nll_derivatives(z: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[float, float, float]:
-        """One pass: mean NLL, dNLL/dbeta and d2NLL/dbeta2 at ``beta``."""
+    def _nll_derivatives(
+        z: torch.Tensor, y: torch.Tensor, beta: float, distributed: bool = False
+    ) -> tuple[float, float, float]:
+        """One pass: mean NLL, dNLL/dbeta and d2NLL/dbeta2 at ``beta`` (over every rank's rows with
+        ``distributed``: four numbers all-reduced per pass)."""
         f = g = h = 0.0
         for start in range(0, z.shape[0], CHUNK_ROWS):
             zc, yc = z[start : start + CHUNK_ROWS], y[start : start + CHUNK_ROWS]
@@ -229,18 +233,30 @@ class TemperatureScaler(_Calibrator):
                 f += float((lse.squeeze(1) - beta * zy).sum())
                 g += float((ez - zy).sum())
                 h += float((w * (zc - ez.unsqueeze(1)) ** 2).sum())
-        n = z.shape[0]
+        n = float(z.shape[0])
+        if distributed:
+            f, g, h, n = (float(v) for v in all_reduce_numbers(f, g, h, n))
         return f / n, g / n, h / n
 
-    def fit(self, logits: Any, labels: Any) -> TemperatureScaler:
-        """Fit T on validation logits ``[N, K]`` (or ``[N]`` for one binary logit) and labels ``[N]``."""
+    def fit(self, logits: Any, labels: Any, *, distributed: bool = False) -> TemperatureScaler:
+        """Fit T on validation logits ``[N, K]`` (or ``[N]`` for one binary logit) and labels ``[N]``.
+
+        ``distributed=True`` (under ``torch.distributed``) finds the one temperature of the validation
+        set sharded over the ranks: each Newton pass all-reduces four numbers; every rank gets the same T.
+        """
+        if distributed:
+            require_process_group("TemperatureScaler.fit")
         z, y = _logits_labels(logits, labels)
         _reject_probabilities(z)
         assert y is not None
         self.binary_ = z.ndim == 1
         self.n_classes_ = 2 if self.binary_ else z.shape[1]
-        _check_fit_labels(y, self.n_classes_)
-        fit = fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta), tol=self.tol,
+        if distributed:  # a shard may hold one class: check the classes of all the ranks together
+            (counts,) = all_reduce_numbers(torch.bincount(y.cpu(), minlength=self.n_classes_).numpy())
+            _check_fit_labels(torch.from_numpy(np.flatnonzero(counts > 0)), self.n_classes_)
+        else:
+            _check_fit_labels(y, self.n_classes_)
+        fit = fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta, distributed), tol=self.tol,
                                       max_passes=self.max_passes, t_min=self.t_min, t_max=self.t_max)
         beta, f, rel, passes, self.at_bound_, self.nll_before_ = fit
         if f < 1e-12:
