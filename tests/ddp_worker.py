@@ -28,6 +28,7 @@ from medloss.losses import (
     MCCLoss,
     TverskyLoss,
 )
+from medloss.metrics import mean_absolute_error, quadratic_weighted_kappa, sensitivity_specificity, within_k_accuracy
 
 SHARDS = {2: [3, 5], 3: [3, 1, 4]}  # uneven shard sizes of one global batch of 8 images
 
@@ -106,6 +107,11 @@ METRICS = {
         reliability_curve(p, y, n_bins=10, ignore_index=-1, distributed=d).counts @ torch.arange(10).numpy()),
     "accumulator": lambda p, y, w, d: _accumulated(p[y >= 0], y[y >= 0], d),
     # the one temperature of the sharded validation set (logits: log p scaled up, over-confident)
+    "qwk": lambda p, y, w, d: quadratic_weighted_kappa(y.clamp_min(0), p.argmax(1), 4, distributed=d),
+    "mae": lambda p, y, w, d: mean_absolute_error(y.clamp_min(0), p.argmax(1), 4, distributed=d),
+    "within_1": lambda p, y, w, d: within_k_accuracy(y.clamp_min(0), p.argmax(1), 1, 4, distributed=d),
+    "sensitivity_grade_2_or_worse": lambda p, y, w, d: sensitivity_specificity(
+        y.clamp_min(0), p.argmax(1), 4, distributed=d)["threshold"]["sensitivity"][1],
     "temperature": lambda p, y, w, d: TemperatureScaler().fit(3 * p.log(), y.clamp_min(0), distributed=d).temperature_,
 }
 METRIC_SHARDS = {2: [15, 25], 3: [15, 5, 20]}

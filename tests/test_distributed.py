@@ -69,5 +69,9 @@ def test_distributed_without_a_process_group_is_an_error():
 
     with pytest.raises(RuntimeError, match=r"expected_calibration_error\(distributed=True\) needs"):
         expected_calibration_error(torch.rand(5), torch.tensor([0, 1, 0, 1, 1]), distributed=True)
+    from medloss.metrics import quadratic_weighted_kappa
+
+    with pytest.raises(ValueError, match=r"distributed=True needs num_classes"):
+        quadratic_weighted_kappa([0, 1, 2], [0, 1, 1], distributed=True)
     with pytest.raises(ValueError, match=r"needs binning='uniform'"):
         expected_calibration_error(torch.rand(5), torch.tensor([0, 1, 0, 1, 1]), binning="quantile", distributed=True)

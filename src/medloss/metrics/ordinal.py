@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .._distributed import all_reduce_numbers, require_process_group
 from .._validation import check_choice, check_int, fmt_shape
 
 
@@ -53,8 +54,14 @@ def _grades(y_true: Any, y_pred: Any, num_classes: int | None) -> tuple[np.ndarr
     return t, p, max(k, 2)
 
 
-def ordinal_confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
+def ordinal_confusion_matrix(
+    y_true: Any, y_pred: Any, num_classes: int | None = None, *, distributed: bool = False
+) -> np.ndarray:
     """``[K, K]`` counts, rows = true grade, columns = predicted grade; absent grades get zero rows.
+
+    ``distributed=True`` (under ``torch.distributed``; needs ``num_classes``, so that every rank has
+    the same ``K``) sums the matrices of every rank: the QWK, MAE, within-k accuracy and
+    sensitivity / specificity below are all functions of it, so they take ``distributed`` too.
 
     Examples:
         >>> ordinal_confusion_matrix([0, 1, 2, 2], [0, 1, 1, 2], num_classes=3)  # rows: true, columns: predicted
@@ -62,12 +69,29 @@ def ordinal_confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None =
                [0, 1, 0],
                [0, 1, 1]])
     """
+    if distributed:
+        if num_classes is None:
+            raise ValueError("distributed=True needs num_classes: every rank must count the same grades")
+        require_process_group("ordinal_confusion_matrix")
     t, p, k = _grades(y_true, y_pred, num_classes)
-    return np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    matrix = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+    if distributed:
+        (total,) = all_reduce_numbers(matrix)
+        matrix = np.rint(total).astype(np.int64)
+    return matrix
+
+
+def _distance_counts(y_true: Any, y_pred: Any, num_classes: int | None, distributed: bool) -> tuple[np.ndarray, int]:
+    """``|grade - prediction|`` of every sample, as counts per distance (over every rank with ``distributed``)."""
+    o = ordinal_confusion_matrix(y_true, y_pred, num_classes, distributed=distributed)
+    k = o.shape[0]
+    grid = np.arange(k)
+    distance = np.abs(grid[:, None] - grid[None, :])
+    return np.bincount(distance.ravel(), weights=o.ravel().astype(np.float64), minlength=k), int(o.sum())
 
 
 def quadratic_weighted_kappa(
-    y_true: Any, y_pred: Any, num_classes: int | None = None, *, weights: str = "quadratic"
+    y_true: Any, y_pred: Any, num_classes: int | None = None, *, weights: str = "quadratic", distributed: bool = False
 ) -> float:
     r"""Cohen's weighted kappa, ``1 - sum(W O) / sum(W E)``, with ``W_ij = (i - j)^2`` (or ``|i - j|``
     for ``weights="linear"``), O the confusion matrix and E the outer product of its marginals.
@@ -82,7 +106,7 @@ def quadratic_weighted_kappa(
         0.375
     """
     check_choice(weights, "weights", ("quadratic", "linear"))
-    o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
+    o = ordinal_confusion_matrix(y_true, y_pred, num_classes, distributed=distributed).astype(np.float64)
     k = o.shape[0]
     grid = np.arange(k)
     d = np.abs(grid[:, None] - grid[None, :]).astype(np.float64)
@@ -95,18 +119,25 @@ def quadratic_weighted_kappa(
     return float(1.0 - (w * o).sum() / denominator)
 
 
-def mean_absolute_error(y_true: Any, y_pred: Any, num_classes: int | None = None) -> float:
+def mean_absolute_error(
+    y_true: Any, y_pred: Any, num_classes: int | None = None, *, distributed: bool = False
+) -> float:
     """Mean absolute difference of grades, ``mean |y - y_hat|``.
 
     Examples:
         >>> mean_absolute_error([0, 1, 2, 3], [0, 2, 2, 1])  # (0 + 1 + 0 + 2) / 4
         0.75
     """
+    if distributed:
+        counts, n = _distance_counts(y_true, y_pred, num_classes, True)
+        return float((counts * np.arange(len(counts))).sum() / n)
     t, p, _ = _grades(y_true, y_pred, num_classes)
     return float(np.abs(t - p).mean())
 
 
-def within_k_accuracy(y_true: Any, y_pred: Any, k: int = 1, num_classes: int | None = None) -> float:
+def within_k_accuracy(
+    y_true: Any, y_pred: Any, k: int = 1, num_classes: int | None = None, *, distributed: bool = False
+) -> float:
     """Fraction of predictions at most ``k`` grades away from the truth (``k = 0``: accuracy).
 
     Examples:
@@ -114,6 +145,9 @@ def within_k_accuracy(y_true: Any, y_pred: Any, k: int = 1, num_classes: int | N
         0.75
     """
     k = check_int(k, "k", low=0)
+    if distributed:
+        counts, n = _distance_counts(y_true, y_pred, num_classes, True)
+        return float(counts[: k + 1].sum() / n)
     t, p, _ = _grades(y_true, y_pred, num_classes)
     return float((np.abs(t - p) <= k).mean())
 
@@ -156,7 +190,9 @@ def spearman_rho(y_true: Any, y_pred: Any, num_classes: int | None = None) -> fl
     return _rank_correlation(stats.spearmanr, y_true, y_pred, num_classes)
 
 
-def sensitivity_specificity(y_true: Any, y_pred: Any, num_classes: int | None = None) -> dict[str, dict[str, list]]:
+def sensitivity_specificity(
+    y_true: Any, y_pred: Any, num_classes: int | None = None, *, distributed: bool = False
+) -> dict[str, dict[str, list]]:
     """Sensitivity and specificity two ways.
 
     - ``"per_grade"``: grade k against all others (one-vs-rest), for k = 0 .. K-1.
@@ -172,7 +208,7 @@ def sensitivity_specificity(y_true: Any, y_pred: Any, num_classes: int | None = 
         >>> r["threshold"]["threshold"], r["threshold"]["sensitivity"]  # "grade >= 2": 1 of 2 found
         ([1, 2], [1.0, 0.5])
     """
-    o = ordinal_confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)
+    o = ordinal_confusion_matrix(y_true, y_pred, num_classes, distributed=distributed).astype(np.float64)
     k = o.shape[0]
     n = o.sum()
 
