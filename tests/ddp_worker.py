@@ -93,6 +93,23 @@ def _accumulated(p, y, distributed):
     return (acc.all_reduce() if distributed else acc).compute()
 
 
+def _torchmetrics_ece(p, y, distributed):
+    # sync_on_compute under a process group sums the O(n_bins) states; without one it is the local value
+    from medloss.integrations.torchmetrics import CalibrationError
+
+    metric = CalibrationError(n_bins=10, sync_on_compute=distributed)
+    metric.update(p[y >= 0], y[y >= 0])
+    return float(metric.compute())
+
+
+def _torchmetrics_qwk(p, y, distributed):
+    from medloss.integrations.torchmetrics import QuadraticWeightedKappa
+
+    metric = QuadraticWeightedKappa(4, sync_on_compute=distributed)
+    metric.update(y.clamp_min(0), p.argmax(1))
+    return float(metric.compute())
+
+
 METRICS = {
     "ece": lambda p, y, w, d: expected_calibration_error(p, y, n_bins=10, ignore_index=-1, distributed=d),
     "ece_l2": lambda p, y, w, d: expected_calibration_error(p, y, n_bins=10, norm="l2", ignore_index=-1,
@@ -112,6 +129,8 @@ METRICS = {
     "within_1": lambda p, y, w, d: within_k_accuracy(y.clamp_min(0), p.argmax(1), 1, 4, distributed=d),
     "sensitivity_grade_2_or_worse": lambda p, y, w, d: sensitivity_specificity(
         y.clamp_min(0), p.argmax(1), 4, distributed=d)["threshold"]["sensitivity"][1],
+    "torchmetrics_ece": lambda p, y, w, d: _torchmetrics_ece(p, y, d),
+    "torchmetrics_qwk": lambda p, y, w, d: _torchmetrics_qwk(p, y, d),
     "temperature": lambda p, y, w, d: TemperatureScaler().fit(3 * p.log(), y.clamp_min(0), distributed=d).temperature_,
 }
 METRIC_SHARDS = {2: [15, 25], 3: [15, 5, 20]}
