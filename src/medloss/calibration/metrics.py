@@ -433,15 +433,6 @@ class ReliabilityCurve:
     mce: float
     binary: bool
 
-    def all_reduce(self) -> CalibrationAccumulator:
-        """Sum the statistics of every rank of ``torch.distributed`` (O(n_bins) numbers): afterwards
-        every rank holds the accumulator of all samples. Returns ``self``."""
-        require_process_group("CalibrationAccumulator.all_reduce")
-        counts, sum_conf, sum_conf_sq = all_reduce_numbers(self.counts, self.sum_conf, self.sum_conf_sq)
-        self.counts = np.rint(counts).astype(np.int64)
-        self.sum_conf, self.sum_conf_sq = sum_conf, sum_conf_sq
-        return self
-
     @property
     def n_samples(self) -> int:
         return int(self.counts.sum())
