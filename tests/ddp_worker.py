@@ -20,12 +20,29 @@ from medloss.calibration import (
     reliability_curve,
 )
 from medloss.losses import (
+    AsymmetricFocalLoss,
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    CDWCELoss,
+    CombinedLoss,
+    ComboLoss,
+    CORALLoss,
+    CORNLoss,
     CrossEntropyLoss,
+    CumulativeLinkLoss,
     DiceLoss,
     FocalLoss,
+    FocalTverskyLoss,
     GeneralizedDiceLoss,
+    GIoULoss,
+    HybridFocalLoss,
     JaccardLoss,
     MCCLoss,
+    SoftF1Loss,
+    SquaredEMDLoss,
+    SymmetricFocalLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
     TverskyLoss,
 )
 from medloss.metrics import mean_absolute_error, quadratic_weighted_kappa, sensitivity_specificity, within_k_accuracy
@@ -57,15 +74,42 @@ CASES = {
     "focal_mean_ignore": lambda: FocalLoss(gamma=2.0, distributed=True),
     "cross_entropy_weighted": lambda: CrossEntropyLoss(weight=torch.tensor([0.2, 1.0, 3.0]), distributed=True),
     "focal_binary": lambda: BinaryView(FocalLoss(mode="binary", alpha=0.25, distributed=True)),
+    "focal_tversky_multilabel_batch": lambda: MultilabelView(FocalTverskyLoss(mode="multilabel", batch=True,
+                                                                              distributed=True)),
+    "soft_f1_macro": lambda: SoftF1Loss(mode="multiclass", distributed=True),
+    "soft_f1_micro_binary": lambda: BinaryView(SoftF1Loss(mode="binary", average="micro", distributed=True)),
+    "combo_batch": lambda: ComboLoss(batch=True, beta=0.7, distributed=True),
+    "combo_per_image_no_background": lambda: ComboLoss(include_background=False, distributed=True),
+    "combo_binary": lambda: BinaryView(ComboLoss(mode="binary", alpha=0.3, distributed=True)),
+    "symmetric_focal": lambda: SymmetricFocalLoss(distributed=True),
+    "asymmetric_focal_sum": lambda: AsymmetricFocalLoss(reduction="sum", distributed=True),
+    "symmetric_focal_tversky_batch": lambda: SymmetricFocalTverskyLoss(batch=True, distributed=True),
+    "asymmetric_focal_tversky": lambda: AsymmetricFocalTverskyLoss(distributed=True),
+    "symmetric_unified_per_image": lambda: SymmetricUnifiedFocalLoss(distributed=True),
+    "asymmetric_unified_batch": lambda: AsymmetricUnifiedFocalLoss(batch=True, distributed=True),
+    "asymmetric_unified_binary": lambda: BinaryView(AsymmetricUnifiedFocalLoss(mode="binary", batch=True,
+                                                                               distributed=True)),
+    "asymmetric_unified_probabilities": lambda: SoftmaxView(AsymmetricUnifiedFocalLoss(from_logits=False,
+                                                                                       distributed=True)),
+    "hybrid_weighted_batch": lambda: HybridFocalLoss(weight=torch.tensor([0.5, 1.0, 2.0]), batch=True,
+                                                     distributed=True),
+    # one prediction per image (read off the batch's first pixels), the grade of its top-left pixel
+    "cumulative_link": lambda: GradeView(CumulativeLinkLoss(3, learn_cutpoints=True, distributed=True), "score"),
+    "cdw_ce_weighted": lambda: GradeView(CDWCELoss(3, weight=torch.tensor([1.0, 2.0, 0.5]), distributed=True)),
+    "emd_sum": lambda: GradeView(SquaredEMDLoss(3, reduction="sum", distributed=True)),
+    "coral": lambda: GradeView(CORALLoss(3, distributed=True), "tasks"),
+    "corn": lambda: GradeView(CORNLoss(3, distributed=True), "tasks"),
+    "giou": lambda: GradeView(GIoULoss(distributed=True), "boxes"),
+    "combined_spec": lambda: CombinedView(CombinedLoss.from_spec("0.5*ce + 0.5*dice", batch=True, distributed=True)),
 }
 
 
-class BinaryView(torch.nn.Module):
-    """A binary loss on channel 1 of the shared batch (foreground = grade > 0; ignored pixels kept)."""
+class _View(torch.nn.Module):
+    """A loss applied to a transform of the shared batch; ``distributed`` is the wrapped loss's."""
 
-    def __init__(self, loss):
+    def __init__(self, loss, kind=None):
         super().__init__()
-        self.loss = loss
+        self.loss, self.kind = loss, kind
 
     @property
     def distributed(self):
@@ -74,6 +118,58 @@ class BinaryView(torch.nn.Module):
     @distributed.setter
     def distributed(self, value):
         self.loss.distributed = value
+
+
+class CombinedView(_View):
+    """``distributed`` set on every term of a CombinedLoss."""
+
+    @property
+    def distributed(self):
+        return all(term.distributed for term in self.loss.terms.values())
+
+    @distributed.setter
+    def distributed(self, value):
+        for term in self.loss.terms.values():
+            term.distributed = value
+
+    def forward(self, x, t):
+        return self.loss(x, t)
+
+
+class MultilabelView(_View):
+    """A multilabel loss against the one-hot target (ignored pixels: -100 in every channel)."""
+
+    def forward(self, x, t):
+        onehot = torch.nn.functional.one_hot(t.clamp_min(0), x.shape[1]).movedim(-1, 1).to(x.dtype)
+        return self.loss(x, onehot.masked_fill((t < 0).unsqueeze(1), -100))
+
+
+class SoftmaxView(_View):
+    """The loss on probabilities (``from_logits=False``)."""
+
+    def forward(self, x, t):
+        return self.loss(torch.softmax(x, 1), t)
+
+
+class GradeView(_View):
+    """Per-image losses: grade = the top-left pixel's class (-100 on the first image), predictions
+    from the first pixel row: K logits, one score, K - 1 task logits, or a box (x1, y1, x2, y2)."""
+
+    def forward(self, x, t):
+        grade = t[:, 0, 0]
+        if self.kind == "score":
+            return self.loss(x[:, 0, 0, 0], grade)
+        if self.kind == "tasks":
+            return self.loss(x[:, :2, 0, 0], grade)
+        if self.kind == "boxes":
+            corner = x[:, 0, 0, :2]
+            box = torch.cat([corner, corner + x[:, 1, 0, :2].exp()], 1)
+            return self.loss(box, torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=x.dtype).expand_as(box))
+        return self.loss(x[:, :, 0, 0], grade)
+
+
+class BinaryView(_View):
+    """A binary loss on channel 1 of the shared batch (foreground = grade > 0; ignored pixels kept)."""
 
     def forward(self, x, t):
         return self.loss(x[:, 1:2], torch.where(t < 0, t, (t > 0).long()).unsqueeze(1))
@@ -134,6 +230,9 @@ METRICS = {
     "temperature": lambda p, y, w, d: TemperatureScaler().fit(3 * p.log(), y.clamp_min(0), distributed=d).temperature_,
 }
 METRIC_SHARDS = {2: [15, 25], 3: [15, 5, 20]}
+# cases also run under torch.compile(fullgraph=True): the all-reduce is traced, no graph break
+COMPILED = ("dice_batch", "asymmetric_unified_batch", "soft_f1_macro", "focal_mean_ignore",
+            "combo_per_image_no_background")
 
 
 def main() -> None:
@@ -149,6 +248,11 @@ def main() -> None:
         loss.backward()
         # DDP averages gradients over the ranks: divide by the world size as it would
         results[name] = (loss.detach(), xs.grad / world)
+    for name in COMPILED:
+        xs = x[start:stop].clone().requires_grad_(True)
+        loss = torch.compile(CASES[name](), fullgraph=True, backend="aot_eager", dynamic=False)(xs, t[start:stop])
+        loss.backward()
+        results[name + "@compiled"] = (loss.detach(), xs.grad / world)
     p, y, w = global_predictions()
     m0 = sum(METRIC_SHARDS[world][:rank])
     m1 = m0 + METRIC_SHARDS[world][rank]

@@ -38,10 +38,11 @@ def ranks(request, tmp_path_factory):
     return [torch.load(out / f"{r}.pt", weights_only=False) for r in range(world)]
 
 
-@pytest.mark.parametrize("case", list(ddp_worker.CASES))
+@pytest.mark.parametrize("case", list(ddp_worker.CASES) + [f"{c}@compiled" for c in ddp_worker.COMPILED])
 def test_global_loss_and_gradient_equal_one_process(ranks, case):
+    """``name@compiled``: the same case under ``torch.compile(fullgraph=True)`` on every rank."""
     x, t = ddp_worker.global_batch()
-    loss_fn = ddp_worker.CASES[case]()
+    loss_fn = ddp_worker.CASES[case.split("@")[0]]()
     loss_fn.distributed = False  # the same loss, one process, the whole batch
     xs = x.clone().requires_grad_(True)
     expected = loss_fn(xs, t)
@@ -75,3 +76,29 @@ def test_distributed_without_a_process_group_is_an_error():
         quadratic_weighted_kappa([0, 1, 2], [0, 1, 1], distributed=True)
     with pytest.raises(ValueError, match=r"needs binning='uniform'"):
         expected_calibration_error(torch.rand(5), torch.tensor([0, 1, 0, 1, 1]), binning="quantile", distributed=True)
+
+
+def _loss_class(case):
+    """The loss a case wraps (a CombinedLoss: its first term, the first to need the process group)."""
+    loss = ddp_worker.CASES[case]()
+    loss = getattr(loss, "loss", loss)
+    return type(next(iter(loss.terms.values()))) if hasattr(loss, "terms") else type(loss)
+
+
+def test_every_registered_loss_is_tested_distributed():
+    """The registry is the list: a newly registered loss needs ``distributed`` and a case above."""
+    from medloss.losses import available_losses
+
+    tested = {_loss_class(case) for case in ddp_worker.CASES}
+    for entry in available_losses():
+        assert entry.accepts("distributed"), f"{entry.name} takes no `distributed` argument"
+        assert entry.factory in tested, f"{entry.name} ({entry.factory.__name__}) has no case in tests/ddp_worker.py"
+
+
+@pytest.mark.parametrize("case", list(ddp_worker.CASES))
+def test_every_distributed_loss_needs_a_process_group(case):
+    x, t = ddp_worker.global_batch()
+    name = _loss_class(case).__name__
+    with pytest.raises(RuntimeError, match=rf"{name}\(distributed=True\) needs an initialised torch.distributed"):
+        ddp_worker.CASES[case]()(x, t)
+

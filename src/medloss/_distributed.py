@@ -9,6 +9,7 @@ gradient (an anchor measured 3e-9 for a 2-rank prototype).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -26,11 +27,43 @@ def require_process_group(owner: str) -> None:
         )
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """The sum of ``t`` over all ranks, differentiable (the backward sums the incoming gradients)."""
-    from torch.distributed.nn.functional import all_reduce
+@functools.cache
+def _functional_all_reduce_has_autograd() -> bool:
+    """Whether ``_c10d_functional::all_reduce`` (traceable by dynamo) has its autograd formula
+    registered (PyTorch >= 2.10 or so); older versions only have ``torch.distributed.nn``'s."""
+    try:
+        import torch.distributed._functional_collectives  # noqa: F401  (registers the formula)
 
-    return all_reduce(t)
+        return torch._C._dispatch_has_kernel_for_dispatch_key("_c10d_functional::all_reduce", "Autograd")
+    except (ImportError, RuntimeError, AttributeError):
+        return False
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over all ranks, differentiable (the backward sums the incoming gradients).
+
+    The functional collective where its autograd is registered: dynamo traces it, so a loss with
+    ``distributed=True`` compiles without a graph break (``torch.distributed.nn``'s autograd
+    function is deprecated and unsupported under ``torch.compile``); the latter otherwise."""
+    # under compilation, always the traceable one (the check itself is not traceable)
+    if torch.compiler.is_compiling() or _functional_all_reduce_has_autograd():
+        import torch.distributed as dist
+        from torch.distributed._functional_collectives import all_reduce, wait_tensor
+
+        return wait_tensor(all_reduce(t.contiguous(), "sum", dist.group.WORLD))
+    from torch.distributed.nn.functional import all_reduce as legacy_all_reduce
+
+    return legacy_all_reduce(t)
+
+
+
+def all_reduce_sums(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Each tensor summed over all ranks, in one differentiable all-reduce (one latency, not one per
+    tensor); every tensor is cast to the first one's dtype."""
+    dtype = tensors[0].dtype
+    flat = torch.cat([t.reshape(-1).to(dtype) for t in tensors])
+    total = all_reduce_sum(flat)
+    return [part.view(t.shape) for part, t in zip(total.split([t.numel() for t in tensors]), tensors, strict=True)]
 
 
 def all_reduce_numbers(*arrays: Any) -> list[np.ndarray]:

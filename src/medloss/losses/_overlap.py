@@ -90,11 +90,20 @@ def soft_confusion(
 
 
 class SoftmaxStats:
-    """Output of :func:`softmax_statistics`: per-class soft counts and the optional focal mean."""
+    """Output of :func:`softmax_statistics`: per-class soft counts and the optional per-pixel term,
+    kept as its sum ``term_total`` over ``term_count`` counted units (so that ranks can add both)."""
 
-    def __init__(self, tp, sum_p, sum_y, focal, n=None):
-        self.tp, self.sum_p, self.sum_y, self.focal = tp, sum_p, sum_y, focal
+    def __init__(self, tp, sum_p, sum_y, term_total=None, n=None, term_count=None):
+        self.tp, self.sum_p, self.sum_y = tp, sum_p, sum_y
+        self.term_total, self.term_count = term_total, term_count
         self.n = n  # counted positions, when a loss needs true negatives (MCCLoss)
+
+    @property
+    def focal(self) -> torch.Tensor | None:
+        """The per-pixel term's mean over the counted units (0 when nothing is counted), or None."""
+        if self.term_total is None:
+            return None
+        return self.term_total / self.term_count.clamp_min(1.0)
 
     @property
     def fp(self) -> torch.Tensor:
@@ -151,15 +160,15 @@ def softmax_statistics(
     valid: torch.Tensor | None,
     *,
     batch: bool = False,
-    focal: tuple[torch.Tensor, float, float, str] | None = None,
+    focal: tuple[torch.Tensor, float, float] | None = None,
     weighted_ce: float | None = None,
     ignore_index: int | None = None,
 ) -> SoftmaxStats:
     """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t``, ``[B, C]``
     or ``[C]`` with ``batch``, plus optionally one per-pixel term over the counted pixels (``.focal``):
 
-    - ``focal = (alpha, gamma_bg, gamma_fg, "mean" | "sum")``: ``-alpha_t (1 - p_t)^gamma log p_t``
-      with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, mean over counted pixels or sum;
+    - ``focal = (alpha, gamma_bg, gamma_fg)``: ``-alpha_t (1 - p_t)^gamma log p_t``
+      with ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, mean over counted pixels;
     - ``weighted_ce = beta``: Combo's ``-(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``,
       mean over counted pixels and classes.
 
@@ -175,7 +184,7 @@ def softmax_statistics(
         ignore_index = -1
     term, weight, gamma_bg, gamma_fg, beta = _ops.TERM_NONE, None, 0.0, 0.0, 0.5
     if focal is not None:
-        term, (weight, gamma_bg, gamma_fg, _) = _ops.TERM_FOCAL, focal
+        term, (weight, gamma_bg, gamma_fg) = _ops.TERM_FOCAL, focal
         weight = weight.to(dtype=x.dtype, device=x.device)
     elif weighted_ce is not None:
         term, beta = _ops.TERM_WCE, float(weighted_ce)
@@ -186,17 +195,13 @@ def softmax_statistics(
         check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
     tp, sum_p, sum_y = stats.unbind(1)
     sum_y = sum_y.detach()
-    value = None
+    term_total = term_count = None
     if focal is not None or weighted_ce is not None:
-        # mean over counted pixels (x classes for the weighted CE); 0 when nothing is counted
-        units = n_classes if weighted_ce is not None else 1
-        if focal is not None and focal[3] == "sum":
-            value = total
-        else:
-            value = total / (sum_y.sum() * units).clamp_min(1.0)
+        # its mean runs over the counted pixels (x classes for the weighted CE)
+        term_total, term_count = total, sum_y.sum() * (n_classes if weighted_ce is not None else 1)
     if batch:
         tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-    return SoftmaxStats(tp, sum_p, sum_y, value)
+    return SoftmaxStats(tp, sum_p, sum_y, term_total, term_count=term_count)
 
 
 def sigmoid_statistics(

@@ -358,6 +358,8 @@ class FocalLoss(nn.Module):
             self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            require_process_group(type(self).__name__)  # named after the module the user built
         return focal_loss(
             input,
             target,

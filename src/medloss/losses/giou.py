@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._distributed import require_process_group
 from .._validation import (
     check_finite,
     check_number,
@@ -13,6 +14,7 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import fp32_island
+from .focal import finish_reduction
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
@@ -65,7 +67,8 @@ def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 
 
 
 def giou_loss(
-    input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", eps: float = 1e-7
+    input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", eps: float = 1e-7,
+    distributed: bool = False,
 ) -> torch.Tensor:
     """``1 - GIoU`` of paired boxes; see :class:`GIoULoss`.
 
@@ -86,6 +89,9 @@ def giou_loss(
         loss = 1.0 - generalized_box_iou(input, target, eps)
     if reduction == "none":
         return loss
+    if distributed:  # the mean / sum over every rank's boxes (a rank without boxes adds 0 of each)
+        require_process_group("giou_loss")
+        return finish_reduction(loss.sum(), loss.new_tensor(float(loss.numel())), reduction, True, 1.0)
     if reduction == "mean" and input.numel() == 0:
         # no matched boxes (routine in detection): 0 with a zero gradient, as torchvision
         return loss.sum() * 0.0
@@ -110,6 +116,9 @@ class GIoULoss(nn.Module):
     Args:
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (per box, shape ``[...]``).
         eps: added to the union and hull areas (default 1e-7).
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's boxes
+            (default False: this rank's; ranks often hold different numbers of matched boxes); see
+            ``docs/distributed.md``.
 
     Examples:
         >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
@@ -118,13 +127,16 @@ class GIoULoss(nn.Module):
         tensor([0.0000, 1.5000])
     """
 
-    def __init__(self, *, reduction: str = "mean", eps: float = 1e-7) -> None:
+    def __init__(self, *, reduction: str = "mean", eps: float = 1e-7, distributed: bool = False) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.reduction = check_reduction(reduction)
         self.eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return giou_loss(input, target, reduction=self.reduction, eps=self.eps)
+        if self.distributed:
+            require_process_group(type(self).__name__)  # named after the module the user built
+        return giou_loss(input, target, reduction=self.reduction, eps=self.eps, distributed=self.distributed)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}, eps={self.eps}"
+        return f"reduction={self.reduction!r}, eps={self.eps}, distributed={self.distributed}"

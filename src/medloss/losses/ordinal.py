@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._distributed import require_process_group
 from .._validation import (
     check_choice,
     check_class_indices,
@@ -23,6 +24,7 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import fp32_island, log1mexp, upcast
+from .focal import finish_reduction
 
 LINKS = ("logit", "probit", "cloglog")
 #: smallest gap between learned cutpoints: keeps them strictly ordered whatever the optimizer does
@@ -163,6 +165,8 @@ class CumulativeLinkLoss(nn.Module):
             deprecated spelling (FutureWarning).
         ignore_index: grade value to skip (default -100).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
+            samples (default False: this rank's); see ``docs/distributed.md``.
 
     Examples:
         >>> loss = CumulativeLinkLoss(num_classes=4, learn_cutpoints=True)
@@ -183,8 +187,10 @@ class CumulativeLinkLoss(nn.Module):
         ignore_index: int | None = -100,
         reduction: str = "mean",
         class_weights: torch.Tensor | None = None,
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         if class_weights is not None:
             if weight is not None:
                 raise ValueError(
@@ -274,7 +280,7 @@ class CumulativeLinkLoss(nn.Module):
                 w = width.gather(0, yi)
                 nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
         weights = None if self.weight is None else self.weight.to(nll.dtype)[yi]
-        return _reduce(nll, self.reduction, valid, weights)
+        return _reduce(nll, self.reduction, valid, weights, _distributed(self))
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, link={self.link!r}, learn_cutpoints={self.learn_cutpoints}, "
@@ -328,22 +334,34 @@ def _counted_targets(
 
 
 def _reduce(
-    loss: torch.Tensor, reduction: str, valid: torch.Tensor | None = None, weights: torch.Tensor | None = None
+    loss: torch.Tensor, reduction: str, valid: torch.Tensor | None = None, weights: torch.Tensor | None = None,
+    distributed: bool = False,
 ) -> torch.Tensor:
     """Per-sample losses -> ``reduction``; ignored samples count nowhere (0 under "none"; a mean
     over no counted sample is 0, not NaN). ``weights`` (per sample, e.g. ``weight[y]``) make the
-    mean ``sum w l / sum w``, PyTorch's weighted cross-entropy convention."""
+    mean ``sum w l / sum w``, PyTorch's weighted cross-entropy convention. ``distributed``: the sum
+    or mean over every rank's samples (their sums and denominators all-reduced together)."""
     if valid is not None:
         weights = valid.to(loss.dtype) if weights is None else weights * valid
     if weights is not None:
         loss = loss * weights
     if reduction == "none":
         return loss
+    if distributed:
+        denominator = loss.new_tensor(float(loss.numel())) if weights is None else weights.sum()
+        return finish_reduction(loss.sum(), denominator, reduction, True, torch.finfo(loss.dtype).tiny)
     if reduction == "sum":
         return loss.sum()
     if weights is None:
         return loss.mean()
     return loss.sum() / weights.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+def _distributed(loss: nn.Module) -> bool:
+    """The loss's ``distributed`` flag, checked: True needs an initialised process group."""
+    if loss.distributed:
+        require_process_group(type(loss).__name__)
+    return bool(loss.distributed)
 
 
 class CDWCELoss(nn.Module):
@@ -367,6 +385,8 @@ class CDWCELoss(nn.Module):
         ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
             is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
+            samples (default False: this rank's); see ``docs/distributed.md``.
 
     Examples:
         >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 8.0, 1.0, 0.0], [-2.0, 5.0, 3.0, 2.0], [-4.0, 5.0, 3.0, 2.0]])
@@ -382,8 +402,10 @@ class CDWCELoss(nn.Module):
         weight: torch.Tensor | None = None,
         ignore_index: int | None = -100,
         reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
         self.alpha = check_number(alpha, "alpha", low=0.0, low_inclusive=False)
         self.ignore_index = ignore_index
@@ -409,7 +431,8 @@ class CDWCELoss(nn.Module):
             loss = -(distance * log1mp).sum(1)
         if self.weight is not None and self.weight.numel() != x.shape[1]:
             raise ValueError(f"`weight` must have one entry per grade ({x.shape[1]}); got {self.weight.numel()}")
-        return _reduce(loss, self.reduction, valid, None if self.weight is None else self.weight.to(loss.dtype)[y])
+        weights = None if self.weight is None else self.weight.to(loss.dtype)[y]
+        return _reduce(loss, self.reduction, valid, weights, _distributed(self))
 
 
 class SquaredEMDLoss(nn.Module):
@@ -426,6 +449,8 @@ class SquaredEMDLoss(nn.Module):
         ignore_index: grade value whose samples count nowhere (default -100, as PyTorch); the mean
             is over the counted samples.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
+            samples (default False: this rank's); see ``docs/distributed.md``.
 
     Examples:
         >>> certain = torch.tensor([[20.0, 0.0, 0.0], [0.0, 0.0, 20.0]])  # ~point masses at grades 0 and 2
@@ -434,9 +459,11 @@ class SquaredEMDLoss(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int | None = None, *, ignore_index: int | None = -100, reduction: str = "mean"
+        self, num_classes: int | None = None, *, ignore_index: int | None = -100, reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
@@ -449,7 +476,7 @@ class SquaredEMDLoss(nn.Module):
             grades = torch.arange(x.shape[1], device=x.device)
             true_cdf = (grades.unsqueeze(0) >= y.unsqueeze(1)).to(x.dtype)
             loss = ((cdf - true_cdf) ** 2).sum(1)
-        return _reduce(loss, self.reduction, valid)
+        return _reduce(loss, self.reduction, valid, distributed=_distributed(self))
 
 
 def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
@@ -486,6 +513,8 @@ class CORALLoss(nn.Module):
             as coral-pytorch.
         ignore_index: grade value whose samples count nowhere (default -100).
         reduction: ``"mean"`` over samples (default), ``"sum"`` or ``"none"`` (``[B]``).
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
+            samples (default False: this rank's); see ``docs/distributed.md``.
 
     Raises:
         ValueError / TypeError: input not ``[B, K - 1]`` floating point, grades outside ``[0, K)``,
@@ -499,9 +528,10 @@ class CORALLoss(nn.Module):
 
     def __init__(
         self, num_classes: int, *, importance_weights: torch.Tensor | None = None, ignore_index: int | None = -100,
-        reduction: str = "mean",
+        reduction: str = "mean", distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.num_classes = check_int(num_classes, "num_classes", low=2)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
@@ -523,7 +553,7 @@ class CORALLoss(nn.Module):
             if self.importance_weights is not None:
                 bce = bce * self.importance_weights.to(bce)
             loss = bce.sum(1)
-        return _reduce(loss, self.reduction, valid)
+        return _reduce(loss, self.reduction, valid, distributed=_distributed(self))
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, as differences of ``P(y > k)`` (non-negative when the logits are
@@ -553,6 +583,8 @@ class CORNLoss(nn.Module):
         num_classes: K >= 2 (the input has K - 1 columns).
         ignore_index: grade value whose samples count in no task (default -100, as PyTorch).
         reduction: ``"mean"`` (default) or ``"sum"`` over (sample, task) pairs.
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
+            samples (default False: this rank's); see ``docs/distributed.md``.
 
     Examples:
         >>> logits = torch.tensor([[4.0, 4.0], [4.0, -4.0], [-4.0, 0.0]])  # P(y > 0), P(y > 1 | y > 0)
@@ -562,8 +594,11 @@ class CORNLoss(nn.Module):
         0.0181
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int | None = -100, reduction: str = "mean") -> None:
+    def __init__(
+        self, num_classes: int, *, ignore_index: int | None = -100, reduction: str = "mean", distributed: bool = False
+    ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.num_classes = check_int(num_classes, "num_classes", low=2)
         self.ignore_index = ignore_index
         self.reduction = check_choice(reduction, "reduction", ("mean", "sum"))
@@ -583,9 +618,7 @@ class CORNLoss(nn.Module):
             labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
             bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
             total = (bce * used).sum()
-        if self.reduction == "sum":
-            return total
-        return total / used.sum().clamp_min(1)
+        return finish_reduction(total, used.sum(), self.reduction, _distributed(self), 1.0)
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, from the cumulative products of the conditionals."""

@@ -12,13 +12,14 @@ the gradient stays finite. (smp instead returns 0 with zero gradient, which igno
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._distributed import all_reduce_sum, require_process_group
+from .._distributed import all_reduce_sum, all_reduce_sums, require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -109,12 +110,13 @@ def segmentation_statistics(
     ignore_index: int | None = -100,
     batch: bool = False,
     binary_as_two_classes: bool = False,
-    focal: tuple[torch.Tensor, float, float, str] | None = None,
+    focal: tuple[torch.Tensor, float, float] | None = None,
     weighted_ce: float | None = None,
 ) -> SoftmaxStats:
     """Per-class soft TP / FP / FN (``[B, C]``, or ``[C]`` with ``batch``) and optionally a per-pixel
-    term in ``.focal``: the focal term (``focal = (alpha per class, gamma_bg, gamma_fg, "mean" |
-    "sum")``) or Combo's weighted cross-entropy (``weighted_ce = beta``; None if not computed).
+    term in ``.focal`` (its mean; ``.term_total`` / ``.term_count`` its sum and count): the focal term
+    (``focal = (alpha per class, gamma_bg, gamma_fg)``) or Combo's weighted cross-entropy
+    (``weighted_ce = beta``; None if not computed).
 
     Examples:
         >>> probs = torch.tensor([[[0.9, 0.2], [0.1, 0.8]]])  # [B, C, N]
@@ -133,7 +135,8 @@ def segmentation_statistics(
             input, target, mode, from_logits=False, ignore_index=ignore_index,
             binary_as_two_classes=binary_as_two_classes,
         )
-        counts.focal = statistics_of_prepared(*prepared, batch=batch, focal=focal, weighted_ce=weighted_ce).focal
+        term = statistics_of_prepared(*prepared, batch=batch, focal=focal, weighted_ce=weighted_ce)
+        counts.term_total, counts.term_count = term.term_total, term.term_count
         return counts
     if mode == "multiclass":
         # the op counts bad labels as it reads them (one pass fewer than checking them first)
@@ -156,7 +159,7 @@ def statistics_of_prepared(
     softmax: bool,
     *,
     batch: bool = False,
-    focal: tuple[torch.Tensor, float, float, str] | None = None,
+    focal: tuple[torch.Tensor, float, float] | None = None,
     weighted_ce: float | None = None,
 ) -> SoftmaxStats:
     """:func:`segmentation_statistics` of inputs already validated by :func:`prepare_segmentation`."""
@@ -240,7 +243,7 @@ def all_reduce_statistics(s: SoftmaxStats) -> SoftmaxStats:
     """The counts summed over every rank (one all-reduce; ``n`` too when a loss keeps it)."""
     parts = [s.tp, s.sum_p, s.sum_y] + ([s.n] if s.n is not None else [])
     total = all_reduce_sum(torch.stack(parts))
-    return SoftmaxStats(total[0], total[1], total[2].detach(), s.focal, None if s.n is None else total[3].detach())
+    return SoftmaxStats(total[0], total[1], total[2].detach(), n=None if s.n is None else total[3].detach())
 
 
 def global_reduction(loss: torch.Tensor, reduction: str, **kwargs: Any) -> torch.Tensor:
@@ -251,6 +254,28 @@ def global_reduction(loss: torch.Tensor, reduction: str, **kwargs: Any) -> torch
     count = reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
     both = all_reduce_sum(torch.stack([total, count.to(total.dtype)]))
     return both[0] / both[1].clamp_min(torch.finfo(both.dtype).tiny)  # nothing counted anywhere: 0
+
+
+def region_and_term_means(
+    s: SoftmaxStats, per_class: Callable[[SoftmaxStats], torch.Tensor], *, batch: bool, distributed: bool,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean of a per-class region loss (``reduce_classes``) and of the per-pixel term carried by
+    ``s`` (focal / weighted CE), over this rank's batch or, with ``distributed``, over the whole
+    distributed batch: the counts (``batch``) or the per-image sums, and the term's sum and count,
+    travel in one all-reduce."""
+    if not distributed:
+        return reduce_classes(per_class(s), reduction="mean", **kwargs), s.focal
+    if batch:
+        tp, sum_p, sum_y, total, count = all_reduce_sums(s.tp, s.sum_p, s.sum_y, s.term_total, s.term_count)
+        region = reduce_classes(per_class(SoftmaxStats(tp, sum_p, sum_y.detach())), reduction="mean", **kwargs)
+    else:
+        loss = per_class(s)
+        loss_total = reduce_classes(loss, reduction="sum", **kwargs)
+        loss_count = reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
+        loss_total, loss_count, total, count = all_reduce_sums(loss_total, loss_count, s.term_total, s.term_count)
+        region = loss_total / loss_count.clamp_min(torch.finfo(loss_count.dtype).tiny)
+    return region, total / count.detach().clamp_min(1.0)  # nothing counted anywhere: 0
 
 
 def micro_statistics(
@@ -614,6 +639,8 @@ class ComboLoss(nn.Module):
         mode, include_background, from_logits, ignore_index, batch, smooth_nr, smooth_dr: as
             :class:`DiceLoss` (they apply to the Dice term; the cross-entropy covers every channel).
         reduction: ``"mean"`` only (a sum of a per-pixel and a per-class term has no per-element form).
+        distributed: under ``torch.distributed`` (DDP), the loss of the whole distributed batch on
+            every rank (default False); see :class:`DiceLoss` and ``docs/distributed.md``.
 
     Examples:
         >>> onehot = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: 0.5 * ~0 - 0.5 * 1
@@ -634,8 +661,10 @@ class ComboLoss(nn.Module):
         smooth_nr: float = 1e-5,
         smooth_dr: float = 1e-5,
         reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
         self.beta = check_number(beta, "beta", low=0.0, high=1.0)
         if check_reduction(reduction) != "mean":
@@ -648,27 +677,31 @@ class ComboLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = self.dice
+        if self.distributed:
+            require_process_group("ComboLoss")
         # softmax modes: the cross-entropy comes from the same pass as the Dice counts
         s = segmentation_statistics(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index, batch=d.batch,
             weighted_ce=self.beta,
         )
         with fp32_island():
-            if s.focal is not None:
-                wce_mean = s.focal
-            else:
-                wce_mean = self._weighted_ce(input, target)
-            dsc = 1.0 - reduce_classes(d.per_class(s), include_background=d.include_background, mode=d.mode)
-        return self.alpha * wce_mean - (1.0 - self.alpha) * dsc
+            if s.term_total is None:
+                s.term_total, s.term_count = self._weighted_ce(input, target)
+            dice_loss, wce_mean = region_and_term_means(
+                s, d.per_class, batch=d.batch, distributed=self.distributed,
+                include_background=d.include_background, mode=d.mode,
+            )
+        return self.alpha * wce_mean - (1.0 - self.alpha) * (1.0 - dice_loss)
 
-    def _weighted_ce(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _weighted_ce(self, input: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sigmoid modes (binary / multilabel): the weighted CE's sum and its number of counted entries."""
         d = self.dice
         x, y, valid, _ = prepare_segmentation(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index
         )
-        with fp32_island():  # sigmoid modes (binary / multilabel)
+        with fp32_island():
             wce = -(self.beta * y * F.logsigmoid(x) + (1.0 - self.beta) * (1.0 - y) * F.logsigmoid(-x))
             if valid is None:
-                return wce.mean()
+                return wce.sum(), wce.new_tensor(float(wce.numel()))
             m = valid.to(wce.dtype).expand_as(wce)
-            return (wce * m).sum() / m.sum().clamp_min(1.0)
+            return (wce * m).sum(), m.sum()

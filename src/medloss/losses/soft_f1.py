@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._distributed import all_reduce_sums, require_process_group
 from .._validation import check_choice, check_mode, check_number, check_reduction
 from ._common import fp32_island
 from ._overlap import probabilities_and_targets, soft_confusion
@@ -22,6 +23,7 @@ def soft_f1_loss(
     ignore_index: int | None = -100,
     eps: float = 1e-7,
     reduction: str = "mean",
+    distributed: bool = False,
 ) -> torch.Tensor:
     """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``; see :class:`SoftF1Loss`.
 
@@ -33,12 +35,16 @@ def soft_f1_loss(
     check_choice(average, "average", AVERAGES)
     check_reduction(reduction)
     eps = check_number(eps, "eps", low=0.0)
+    if distributed:
+        require_process_group("soft_f1_loss")
     with fp32_island():
         probs, onehot, mask = probabilities_and_targets(
             input, target, mode, from_logits=from_logits, ignore_index=ignore_index
         )
         dims = (0, *range(2, probs.ndim))  # the whole batch: F1 is not a per-sample quantity
         tp, fp, fn = soft_confusion(probs, onehot, dims, mask)
+        if distributed:  # the counts of every rank's samples (3 C numbers)
+            tp, fp, fn = all_reduce_sums(tp, fp, fn)
         if average == "micro":
             tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
         per_class = 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + eps)
@@ -68,6 +74,9 @@ class SoftF1Loss(nn.Module):
             mass then has loss 1.
         reduction: ``"mean"`` (default) or ``"sum"`` over classes, or ``"none"`` for the per-class
             losses ``[C]``.
+        distributed: under ``torch.distributed`` (DDP), the counts of every rank's samples, so the
+            loss on every rank is that of the whole distributed batch (default False: this rank's);
+            see ``docs/distributed.md``.
 
     Examples:
         >>> p = torch.tensor([1.0, 1.0, 0.0, 0.0])  # TP 1, FP 1, FN 1: F1 = 2 / 4
@@ -84,8 +93,10 @@ class SoftF1Loss(nn.Module):
         ignore_index: int | None = -100,
         eps: float = 1e-7,
         reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.mode = check_mode(mode)
         self.average = check_choice(average, "average", AVERAGES)
         self.from_logits = bool(from_logits)
@@ -94,6 +105,8 @@ class SoftF1Loss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            require_process_group(type(self).__name__)  # named after the module the user built
         return soft_f1_loss(
             input,
             target,
@@ -103,6 +116,7 @@ class SoftF1Loss(nn.Module):
             ignore_index=self.ignore_index,
             eps=self.eps,
             reduction=self.reduction,
+            distributed=self.distributed,
         )
 
     def extra_repr(self) -> str:

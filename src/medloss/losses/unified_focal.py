@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._distributed import require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -44,7 +45,14 @@ from .._validation import (
 from ._common import fp32_island, safe_pow, upcast
 from ._overlap import SoftmaxStats
 from .focal import softmax_focal_loss
-from .overlap import prepare_segmentation, reduce_classes, segmentation_statistics
+from .overlap import (
+    all_reduce_statistics,
+    global_reduction,
+    prepare_segmentation,
+    reduce_classes,
+    region_and_term_means,
+    segmentation_statistics,
+)
 
 UNIFIED_MODES = ("binary", "multiclass")
 
@@ -99,8 +107,10 @@ class _ChannelZeroBackground(nn.Module):
         batch: bool = False,
         smooth: float = 1e-7,
         reduction: str = "mean",
+        distributed: bool = False,
     ) -> None:
         super().__init__()
+        self.distributed = bool(distributed)
         self.mode = check_choice(check_mode(mode), "mode", UNIFIED_MODES)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
@@ -109,6 +119,8 @@ class _ChannelZeroBackground(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def _stats(self, input, target, focal=None) -> SoftmaxStats:
+        if self.distributed:
+            require_process_group(type(self).__name__)
         return segmentation_statistics(
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
             batch=self.batch, binary_as_two_classes=True, focal=focal,
@@ -140,6 +152,8 @@ _FOCAL_ARGS = """
         from_logits: logits (default) or probabilities.
         ignore_index: target value whose pixels count nowhere (default -100).
         reduction: ``"mean"`` over pixels (default), ``"sum"``, or ``"none"`` (``[B, *]``).
+        distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's pixels
+            (default False: this rank's); see ``docs/distributed.md``.
 """
 
 
@@ -156,6 +170,8 @@ class SymmetricFocalLoss(_UnifiedBase):
         super().__init__(delta=delta, gamma=gamma, **kwargs)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            require_process_group(type(self).__name__)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         if self.mode == "multiclass" and self.from_logits:
             # labels counted by the op as it reads them (one pass fewer)
@@ -171,7 +187,7 @@ class SymmetricFocalLoss(_UnifiedBase):
         with fp32_island():
             return softmax_focal_loss(
                 x, t, valid, ignore_index=ignore_index, weight=alpha, gammas=gammas, label_smoothing=0.0,
-                reduction=self.reduction,
+                reduction=self.reduction, distributed=self.distributed,
             )
 
 
@@ -196,6 +212,8 @@ _FT_ARGS = """
             and no predicted mass for it has mTI = 1 (loss 0); predicted mass on an empty class
             gives mTI ~ 0 (loss ~ 1, false positives penalised).
         reduction: ``"mean"`` over images and classes (default), ``"sum"``, ``"none"`` (``[B, C]``).
+        distributed: under ``torch.distributed`` (DDP), the loss of the whole distributed batch on
+            every rank (default False); see ``docs/distributed.md``.
 """
 
 
@@ -212,7 +230,11 @@ class SymmetricFocalTverskyLoss(_UnifiedBase):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         s = self._stats(input, target)
+        if self.distributed and self.batch:
+            s = all_reduce_statistics(s)  # the whole distributed batch's counts
         terms = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric)
+        if self.distributed and not self.batch and self.reduction != "none":
+            return global_reduction(terms, self.reduction)  # over every rank's images
         return reduce_classes(terms, reduction=self.reduction)
 
 
@@ -237,7 +259,7 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
             passed as ``weight`` is its deprecated spelling: FutureWarning.)
         delta: class / error weighting shared by both halves (default 0.6).
         gamma: focusing parameter shared by both halves (default 0.5).
-        mode, from_logits, ignore_index, batch, smooth: as the halves.
+        mode, from_logits, ignore_index, batch, smooth, distributed: as the halves.
         reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
 
     Examples:
@@ -260,9 +282,12 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         n_classes = 2 if self.mode == "binary" else input.shape[1]
         alpha = _delta_weights(self.delta, n_classes, torch.float64, input.device)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
-        s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1], "mean"))
-        ft = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric).mean()
-        return self.lambda_ * ft + (1.0 - self.lambda_) * s.focal
+        s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1]))
+        ft, focal = region_and_term_means(
+            s, lambda c: focal_tversky_terms(c, self.delta, self.gamma, self.smooth, self.asymmetric),
+            batch=self.batch, distributed=self.distributed,
+        )
+        return self.lambda_ * ft + (1.0 - self.lambda_) * focal
 
     def extra_repr(self) -> str:
         return f"lambda_={self.lambda_}, " + super().extra_repr()
@@ -289,7 +314,7 @@ class HybridFocalLoss(_ChannelZeroBackground):
         focal_gamma: gamma of the Focal half (default 2.0).
         tversky_alpha, tversky_beta: weights of FP and FN (default 0.3, 0.7).
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
-        mode, from_logits, ignore_index, batch, smooth: as :class:`SymmetricUnifiedFocalLoss`.
+        mode, from_logits, ignore_index, batch, smooth, distributed: as :class:`SymmetricUnifiedFocalLoss`.
         reduction: ``"mean"`` only.
 
     Examples:
@@ -338,10 +363,13 @@ class HybridFocalLoss(_ChannelZeroBackground):
         alpha = torch.ones(n_classes, dtype=torch.float64) if self.weight is None else self.weight
         if alpha.numel() != n_classes:
             raise ValueError(f"`weight` must have length {n_classes}; got {alpha.numel()}")
-        s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma, "mean"))
+        s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma))
+        ft, focal = region_and_term_means(s, self._focal_tversky_terms, batch=self.batch, distributed=self.distributed)
+        return self.lambda_ * focal + (1.0 - self.lambda_) * ft
+
+    def _focal_tversky_terms(self, s: SoftmaxStats) -> torch.Tensor:
         ti = (s.tp + self.smooth) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth)
-        ft = safe_pow(1.0 - ti, self.tversky_gamma).mean()
-        return self.lambda_ * s.focal + (1.0 - self.lambda_) * ft
+        return safe_pow(1.0 - ti, self.tversky_gamma)
 
 
 __all__ = [
