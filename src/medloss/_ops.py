@@ -149,11 +149,13 @@ def _pairwise_class_sums(a: Tensor, b: Tensor) -> Tensor:
     return torch.stack([(a.select(1, i) * b.select(1, i)).sum(-1) for i in range(a.shape[1])], 1)
 
 
-def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor) -> Tensor:
+def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
     """``log p_t`` ``[B, N]``, exact for any logit: ``x_t - max_c x_c - log Z`` with the softmax
-    normaliser ``Z = 1 / max_c p_c`` (``max p >= 1 / C`` never underflows). 0 where nothing is counted."""
+    normaliser ``Z = 1 / max_c p_c`` (``max p >= 1 / C`` never underflows). 0 where nothing is counted
+    (``vf`` None: everything counts)."""
     shift = _channel_max(xv).sub_(_channel_max(p).log_())
-    return _channel_dot(xv, onehot).sub_(shift).mul_(vf).clamp_(max=0.0)
+    lt = _channel_dot(xv, onehot).sub_(shift)
+    return (lt if vf is None else lt.mul_(vf)).clamp_(max=0.0)
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -175,6 +177,39 @@ def _focal_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float
         return v0.add_(lt).mul_(is_bg).sub_(lt), s0.sub_(1.0).mul_(is_bg).add_(1.0)
     v1, s1 = focal_terms(lt, gamma_fg)
     return v0.sub_(v1).mul_(is_bg).add_(v1), s0.sub_(s1).mul_(is_bg).add_(s1)
+
+
+def _focal_slope_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> Tensor:
+    """The focal slope of ``log p_t`` alone (a backward pass needs no value)."""
+    from .losses._common import focal_terms  # losses import this module
+
+    if gamma_bg == gamma_fg:
+        return focal_terms(lt, gamma_fg, value=False)[1]
+    is_bg = onehot.select(1, 0)
+    s0 = focal_terms(lt, gamma_bg, value=False)[1]
+    if gamma_fg == 0.0:  # the asymmetric losses: slope 1 off the background
+        return s0.sub_(1.0).mul_(is_bg).add_(1.0)
+    s1 = focal_terms(lt, gamma_fg, value=False)[1]
+    return s0.sub_(s1).mul_(is_bg).add_(s1)
+
+
+def _every_counted(labels8: Tensor) -> bool:
+    """On the CPU, whether every position counts (no byte label is ``LABEL_SKIP``): the masks can
+    then be skipped. Elsewhere False (no host read on an accelerator: the masks cost little there)."""
+    return labels8.device.type == "cpu" and labels8.numel() > 0 and not bool((labels8 == LABEL_SKIP).any())
+
+
+def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> Tensor:
+    """The focal value of ``log p_t`` alone (a forward pass needs no slope), ``gamma_bg`` where the
+    target is class 0 and ``gamma_fg`` elsewhere."""
+    from .losses._common import focal_value  # losses import this module
+
+    if gamma_bg == gamma_fg:
+        return focal_value(lt, gamma_fg)
+    is_bg = onehot.select(1, 0)
+    v0 = focal_value(lt, gamma_bg)
+    v1 = focal_value(lt, gamma_fg) if gamma_fg != 0.0 else lt.neg()
+    return v0.sub_(v1).mul_(is_bg).add_(v1)
 
 
 def _wce_terms(logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
@@ -264,14 +299,15 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
+    every = _every_counted(labels8)  # no masking needed (CPU, nothing ignored)
     p = torch.softmax(xv, 1)
     tp = _pairwise_class_sums(p, onehot)
-    sum_p = _masked_class_sums(p, vf)
+    sum_p = p.sum(-1) if every else _masked_class_sums(p, vf)
     sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
-        v, _ = _focal_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
-        value = (v * _class_weight_at(weight, onehot, vf)).sum()
+        v = _focal_value_by_class(_log_pt(xv, p, onehot, None if every else vf), onehot, gamma_bg, gamma_fg)
+        value = v.sum() if every and weight is None else (v * _class_weight_at(weight, onehot, vf)).sum()
     elif term == TERM_WCE:
         v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
         value = (v * vf).sum()
@@ -358,14 +394,17 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         onehot, vf = _onehot(labels8, c, None, x.dtype)
     else:
         onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
+    every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
     p = torch.softmax(xv, 1)
     u = g_sum_p.to(x.dtype)
     on_target = _channel_dot(p, onehot).mul_(_channel_dot(onehot, g_tp.to(x.dtype)))  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     g = g_term.to(x.dtype)
     if term == TERM_FOCAL:
-        _, slope = _focal_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
-        slope = slope.mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
+        slope = _focal_slope_by_class(_log_pt(xv, p, onehot, None if every else vf), onehot, gamma_bg, gamma_fg)
+        if not (every and weight is None):
+            slope = slope.mul_(_class_weight_at(weight, onehot, vf))
+        slope = slope.mul_(g)
         pixel.add_(slope)
         on_target.sub_(slope)
     wce_grad = None
@@ -375,7 +414,8 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     grad = p
     for i in range(c):
         gi = grad.select(1, i)
-        gi.mul_(pixel.add(u.narrow(1, i, 1)).mul_(vf)).addcmul_(onehot.select(1, i), on_target)
+        factor = pixel.add(u.narrow(1, i, 1))
+        gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
     return grad.view_as(x)

@@ -85,7 +85,22 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(near_zero, a, b)
 
 
-def focal_terms(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+def focal_value(logp: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``-(1 - p)^gamma log p`` from ``l = log p`` (<= 0), the value half of :func:`focal_terms`
+    (a forward pass needs no slope): ``1 - p`` from ``-expm1(l)``, exact near ``p = 1``."""
+    if gamma == 0.0:
+        return -logp
+    one_minus_p = torch.expm1(logp).neg_()
+    if gamma == 1.0:
+        modulator = one_minus_p
+    elif gamma == 2.0:
+        modulator = one_minus_p.square_()
+    else:
+        modulator = one_minus_p.pow_(gamma)
+    return modulator.mul_(logp).neg_()
+
+
+def focal_terms(logp: torch.Tensor, gamma: float, *, value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Focal term and its slope, from log-probabilities ``l = log p`` (<= 0).
 
     Returns ``value = -(1 - p)^gamma * l`` and ``slope = -d value / d l
@@ -94,11 +109,11 @@ def focal_terms(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.T
     ``1 - p`` comes from ``-expm1(l)`` and the ratio ``l / (1 - p)`` from its series
     ``-1 + l/2`` near ``p = 1``, so both stay finite for every gamma >= 0 at confident correct
     predictions, where the naive ``(1 - p) ** gamma`` has an infinite derivative (gamma < 1).
-    ``slope >= 0`` everywhere.
+    ``slope >= 0`` everywhere. ``value=False``: the slope alone (a backward pass), value None.
     """
     # log_softmax / logsigmoid outputs are <= 0 exactly (no clamp needed)
     if gamma == 0.0:
-        return -logp, torch.ones_like(logp)
+        return (-logp if value else None), torch.ones_like(logp)
     one_minus_p = torch.expm1(logp).neg_()
     p = torch.exp(logp)  # not 1 - (1 - p): that loses the small p of confident negatives in fp32
     if gamma >= 1.0:
@@ -113,14 +128,15 @@ def focal_terms(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.T
         correction = p.mul_(logp).mul_(gamma)
         if mod_m1 is not None:
             correction.mul_(mod_m1)
-        return (modulator * logp).neg_(), modulator - correction
+        return ((modulator * logp).neg_() if value else None), modulator - correction
     # gamma < 1: (1 - p)^(gamma - 1) is unbounded as p -> 1; use the ratio log p / (1 - p), which
     # tends to -1 (expm1 keeps 1 - p exact for tiny |log p|). At p = 1 exactly the modulator is 0,
     # so the clamped ratio there does not matter.
     modulator = one_minus_p.pow(gamma)
     ratio = logp / one_minus_p.clamp_min_(torch.finfo(logp.dtype).tiny)
+    v = (modulator * logp).neg_() if value else None
     slope = p.mul_(ratio).mul_(-gamma).add_(1.0).mul_(modulator)  # in place: no fresh allocations
-    return (modulator * logp).neg_(), slope
+    return v, slope
 
 
 def class_lookup(values: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
