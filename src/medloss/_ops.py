@@ -193,10 +193,57 @@ def _focal_slope_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg:
     return s0.sub_(s1).mul_(is_bg).add_(s1)
 
 
+def _background_and_other_weight(weight: Tensor | None) -> tuple[float, float] | None:
+    """``(w_0, w)`` when the class weights are one value for the background and one for every other
+    class (the Unified family's ``1 - delta`` / ``delta``; no weights: 1 and 1) and readable without a
+    device sync (a CPU tensor): the weight at each pixel is then a blend on the background flag
+    (two operations), not a per-class lookup. None otherwise."""
+    if weight is None:
+        return 1.0, 1.0
+    if weight.device.type != "cpu" or weight.dim() != 1 or weight.numel() < 2:
+        return None
+    w = weight.tolist()
+    return (w[0], w[1]) if all(v == w[1] for v in w[1:]) else None
+
+
+def _weighted_focal_sum(v: Tensor, onehot: Tensor, weight: Tensor | None, vf: Tensor) -> Tensor:
+    """``sum w_t v`` of the focal values ``v`` ``[B, N]`` (0 where nothing is counted)."""
+    weights = _background_and_other_weight(weight)
+    if weights is None:
+        return (v * _class_weight_at(weight, onehot, vf)).sum()
+    w0, w1 = weights
+    total = v.sum()
+    if w0 != w1:
+        return total * w1 + (v * onehot.select(1, 0)).sum() * (w0 - w1)
+    return total if w1 == 1.0 else total * w1
+
+
+def _weighted_focal_slope(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
+                          vf: Tensor, every: bool, g: Tensor) -> Tensor:
+    """``g w_t slope_t`` ``[B, N]`` (0 where nothing is counted), the focal term's share of the backward."""
+    from .losses._common import focal_terms  # losses import this module
+
+    weights = _background_and_other_weight(weight)
+    if weights is None:
+        return _focal_slope_by_class(lt, onehot, gamma_bg, gamma_fg).mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
+    w0, w1 = weights
+    w0g, w1g = g * w0, g * w1
+    is_bg = onehot.select(1, 0)
+    if gamma_bg == gamma_fg:
+        s = focal_terms(lt, gamma_fg, value=False)[1]
+        s = s.mul_(w1g) if w0 == w1 else s.mul_(is_bg * (w0g - w1g) + w1g)
+    elif gamma_fg == 0.0:  # w_t s = is_bg (w0 s0 - w1) + w1: the rare classes' slope is 1
+        s = focal_terms(lt, gamma_bg, value=False)[1].mul_(w0g).sub_(w1g).mul_(is_bg).add_(w1g)
+    else:
+        s1 = focal_terms(lt, gamma_fg, value=False)[1].mul_(w1g)
+        s = focal_terms(lt, gamma_bg, value=False)[1].mul_(w0g).sub_(s1).mul_(is_bg).add_(s1)
+    return s if every else s.mul_(vf)
+
+
 def _every_counted(labels8: Tensor) -> bool:
     """On the CPU, whether every position counts (no byte label is ``LABEL_SKIP``): the masks can
     then be skipped. Elsewhere False (no host read on an accelerator: the masks cost little there)."""
-    return labels8.device.type == "cpu" and labels8.numel() > 0 and not bool((labels8 == LABEL_SKIP).any())
+    return labels8.device.type == "cpu" and labels8.numel() > 0 and int(labels8.max()) < LABEL_SKIP
 
 
 def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> Tensor:
@@ -212,7 +259,9 @@ def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg:
     return v0.sub_(v1).mul_(is_bg).add_(v1)
 
 
-def _wce_terms(logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool) -> tuple[Tensor, Tensor | None]:
+def _wce_terms(
+    logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool
+) -> tuple[Tensor | None, Tensor | None]:
     """Combo's weighted cross-entropy at each pixel, ``-(beta log p_t + (1 - beta) sum_{c != t}
     log(1 - p_c))`` ``[B, N]``, and (``need_grad``) its gradient ``[B, C, N]``.
 
@@ -229,10 +278,10 @@ def _wce_terms(logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: 
     # slow on CPU) and every exp argument is clamped to <= 0
     top = (logp - big_f * 1e30).amax(1, keepdim=True)
     log_big = (torch.exp((logp - top).clamp_(max=0.0)) * small_f).sum(1, keepdim=True).log_().add_(top)
-    log_q = torch.log1p(-small_p).add_(big_f * log_big)
-    value = -(beta * (logp * onehot).sum(1) + (1.0 - beta) * (log_q * not_t).sum(1))
     if not need_grad:
-        return value, None
+        log_q = torch.log1p(-small_p).add_(big_f * log_big)
+        return -(beta * (logp * onehot).sum(1) + (1.0 - beta) * (log_q * not_t).sum(1)), None
+    value = None  # the backward needs the gradient only (the value would cost a log pass)
     r = small_p / (1.0 - small_p)
     r_rest = (r * not_t).sum(1, keepdim=True)
     p_big = (p * big_f).sum(1, keepdim=True)
@@ -306,11 +355,13 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
+        # v is 0 wherever nothing is counted (log p_t is masked to 0 there)
         v = _focal_value_by_class(_log_pt(xv, p, onehot, None if every else vf), onehot, gamma_bg, gamma_fg)
-        value = v.sum() if every and weight is None else (v * _class_weight_at(weight, onehot, vf)).sum()
+        value = _weighted_focal_sum(v, onehot, weight, vf)
     elif term == TERM_WCE:
         v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
-        value = (v * vf).sum()
+        assert v is not None
+        value = v.sum() if every else (v * vf).sum()
     return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8
 
 
@@ -397,14 +448,15 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
     p = torch.softmax(xv, 1)
     u = g_sum_p.to(x.dtype)
-    on_target = _channel_dot(p, onehot).mul_(_channel_dot(onehot, g_tp.to(x.dtype)))  # p_t V_t
+    p_t = _channel_dot(p, onehot)
+    on_target = p_t * _channel_dot(onehot, g_tp.to(x.dtype))  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     g = g_term.to(x.dtype)
     if term == TERM_FOCAL:
-        slope = _focal_slope_by_class(_log_pt(xv, p, onehot, None if every else vf), onehot, gamma_bg, gamma_fg)
-        if not (every and weight is None):
-            slope = slope.mul_(_class_weight_at(weight, onehot, vf))
-        slope = slope.mul_(g)
+        # the slope needs log p_t only where p_t is a normal float: below, its limit (p log p -> 0) is
+        # what the smallest normal gives, exactly (the forward's value uses the exact log p_t from x)
+        lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
+        slope = _weighted_focal_slope(lt, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         pixel.add_(slope)
         on_target.sub_(slope)
     wce_grad = None
@@ -551,7 +603,7 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     _, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
-        value, _ = _focal_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
+        value = _focal_value_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
         value = value.mul_(_class_weight_at(weight, onehot, vf))
     else:
         from .losses._common import focal_terms
@@ -622,7 +674,7 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
-        _, slope = _focal_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
+        slope = _focal_slope_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
         s = slope.mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
         grad = p.sub_(onehot)
         for i in range(c):
