@@ -218,11 +218,17 @@ def _weighted_focal_sum(v: Tensor, onehot: Tensor, weight: Tensor | None, vf: Te
     return total if w1 == 1.0 else total * w1
 
 
-def _weighted_focal_slope(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
+def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
                           vf: Tensor, every: bool, g: Tensor) -> Tensor:
-    """``g w_t slope_t`` ``[B, N]`` (0 where nothing is counted), the focal term's share of the backward."""
+    """``g w_t slope_t`` ``[B, N]`` (0 where nothing is counted), the focal term's share of the
+    backward, from the target's probability ``p_t``.
+
+    The slope needs ``log p_t`` only where ``p_t`` is a normal float: below, its limit (``p log p
+    -> 0``) is what the smallest normal float gives, exactly (the forward's value uses the exact
+    ``log p_t`` from the logits)."""
     from .losses._common import focal_terms  # losses import this module
 
+    lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
     weights = _background_and_other_weight(weight)
     if weights is None:
         return _focal_slope_by_class(lt, onehot, gamma_bg, gamma_fg).mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
@@ -230,13 +236,13 @@ def _weighted_focal_slope(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg:
     w0g, w1g = g * w0, g * w1
     is_bg = onehot.select(1, 0)
     if gamma_bg == gamma_fg:
-        s = focal_terms(lt, gamma_fg, value=False)[1]
+        s = focal_terms(lt, gamma_fg, value=False, p=p_t)[1]
         s = s.mul_(w1g) if w0 == w1 else s.mul_(is_bg * (w0g - w1g) + w1g)
     elif gamma_fg == 0.0:  # w_t s = is_bg (w0 s0 - w1) + w1: the rare classes' slope is 1
-        s = focal_terms(lt, gamma_bg, value=False)[1].mul_(w0g).sub_(w1g).mul_(is_bg).add_(w1g)
+        s = focal_terms(lt, gamma_bg, value=False, p=p_t)[1].mul_(w0g).sub_(w1g).mul_(is_bg).add_(w1g)
     else:
-        s1 = focal_terms(lt, gamma_fg, value=False)[1].mul_(w1g)
-        s = focal_terms(lt, gamma_bg, value=False)[1].mul_(w0g).sub_(s1).mul_(is_bg).add_(s1)
+        s1 = focal_terms(lt, gamma_fg, value=False, p=p_t)[1].mul_(w1g)
+        s = focal_terms(lt, gamma_bg, value=False, p=p_t)[1].mul_(w0g).sub_(s1).mul_(is_bg).add_(s1)
     return s if every else s.mul_(vf)
 
 
@@ -453,10 +459,7 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     g = g_term.to(x.dtype)
     if term == TERM_FOCAL:
-        # the slope needs log p_t only where p_t is a normal float: below, its limit (p log p -> 0) is
-        # what the smallest normal gives, exactly (the forward's value uses the exact log p_t from x)
-        lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
-        slope = _weighted_focal_slope(lt, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
+        slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         pixel.add_(slope)
         on_target.sub_(slope)
     wce_grad = None

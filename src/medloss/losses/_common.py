@@ -100,7 +100,9 @@ def focal_value(logp: torch.Tensor, gamma: float) -> torch.Tensor:
     return modulator.mul_(logp).neg_()
 
 
-def focal_terms(logp: torch.Tensor, gamma: float, *, value: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+def focal_terms(
+    logp: torch.Tensor, gamma: float, *, value: bool = True, p: torch.Tensor | None = None
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Focal term and its slope, from log-probabilities ``l = log p`` (<= 0).
 
     Returns ``value = -(1 - p)^gamma * l`` and ``slope = -d value / d l
@@ -110,12 +112,19 @@ def focal_terms(logp: torch.Tensor, gamma: float, *, value: bool = True) -> tupl
     ``-1 + l/2`` near ``p = 1``, so both stay finite for every gamma >= 0 at confident correct
     predictions, where the naive ``(1 - p) ** gamma`` has an infinite derivative (gamma < 1).
     ``slope >= 0`` everywhere. ``value=False``: the slope alone (a backward pass), value None.
+    ``p``: the probabilities themselves when the caller has them (``logp`` then being their log):
+    ``1 - p`` is then taken from them, which is as exact as ``-expm1(log p)`` of the same ``p``, and
+    two transcendental passes are saved (``p`` is not modified).
     """
     # log_softmax / logsigmoid outputs are <= 0 exactly (no clamp needed)
     if gamma == 0.0:
         return (-logp if value else None), torch.ones_like(logp)
-    one_minus_p = torch.expm1(logp).neg_()
-    p = torch.exp(logp)  # not 1 - (1 - p): that loses the small p of confident negatives in fp32
+    if p is None:
+        one_minus_p = torch.expm1(logp).neg_()
+        p = torch.exp(logp)  # not 1 - (1 - p): that loses the small p of confident negatives in fp32
+    else:
+        one_minus_p = 1.0 - p
+        p = p.clone()  # modified in place below
     if gamma >= 1.0:
         # (1 - p)^(gamma - 1) is bounded here: slope = (1-p)^g - g p (1-p)^(g-1) log p
         if gamma == 1.0:
