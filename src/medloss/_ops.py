@@ -95,14 +95,8 @@ def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: t
 
 
 def _channel_max(a: Tensor) -> Tensor:
-    """``max_c a[:, c]`` ``[B, N]``: slice by slice for a few classes (a strided reduction over the
-    channel dim is several times slower on CPU)."""
-    if a.shape[1] > _LOOP_CLASSES:
-        return a.amax(1)
-    out = a.select(1, 0).clone()
-    for i in range(1, a.shape[1]):
-        torch.maximum(out, a.select(1, i), out=out)
-    return out
+    """``max_c a[:, c]`` ``[B, N]`` (torch 2.13's strided ``amax`` beats a loop over the slices)."""
+    return a.amax(1)
 
 
 def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
@@ -143,10 +137,9 @@ def _masked_class_sums(a: Tensor, m: Tensor) -> Tensor:
 
 
 def _pairwise_class_sums(a: Tensor, b: Tensor) -> Tensor:
-    """``sum_n a[:, c, n] b[:, c, n]`` ``[B, C]``, slice by slice."""
-    if a.shape[1] > _LOOP_CLASSES:
-        return (a * b).sum(-1)
-    return torch.stack([(a.select(1, i) * b.select(1, i)).sum(-1) for i in range(a.shape[1])], 1)
+    """``sum_n a[:, c, n] b[:, c, n]`` ``[B, C]`` (one product and one contiguous reduction: faster
+    than slice by slice in torch 2.13)."""
+    return (a * b).sum(-1)
 
 
 def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
@@ -467,9 +460,10 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
     # grad = p (U + pixel) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
     grad = p
+    factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
         gi = grad.select(1, i)
-        factor = pixel.add(u.narrow(1, i, 1))
+        torch.add(pixel, u.narrow(1, i, 1), out=factor)
         gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
