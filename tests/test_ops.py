@@ -65,6 +65,40 @@ def test_softmax_stats_values(native):
     assert torch.equal(labels8, expected8)
 
 
+def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100):
+    """sum over counted pixels of w_t * -(1 - p_t)^gamma_t log p_t, gamma_bg where t = 0, in float64 autograd."""
+    logp = torch.log_softmax(x, 1)
+    valid = t != ignore_index
+    tt = t.clamp(min=0)
+    lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
+    gamma = torch.where(tt == 0, gamma_bg, gamma_fg).to(x.dtype)
+    modulator = torch.where(gamma == 0, torch.ones_like(lt), (-torch.expm1(lt)).clamp_min(0) ** gamma)
+    return (-(weight.to(x.dtype)[tt] * modulator * lt) * valid).sum()
+
+
+# background / other class weights (the Unified family's), with every gamma pairing the losses use
+# and one they do not; with ignored pixels and without (the CPU path then skips the masks)
+@pytest.mark.parametrize("gammas", [(2.0, 2.0), (0.5, 0.0), (2.0, 0.5), (0.0, 0.0)], ids=str)
+@pytest.mark.parametrize("weight", [[0.4, 0.6, 0.6], [1.0, 1.0, 1.0], [0.2, 1.0, 3.0]], ids=str)
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, ignored):
+    x, t = _images()
+    if not ignored:
+        t = t.clamp(min=0)
+    w = torch.tensor(weight, dtype=torch.float64)
+    g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5)
+        ((stats * g_stats).sum() + 0.7 * term).backward()
+    xr = x.clone().requires_grad_(True)
+    ref_stats = _reference_stats(xr, t)
+    ref_term = _reference_focal_by_class(xr, t, *gammas, w)
+    ((ref_stats * g_stats).sum() + 0.7 * ref_term).backward()
+    torch.testing.assert_close(term, ref_term.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     x, t = _images()

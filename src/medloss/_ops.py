@@ -199,16 +199,32 @@ def _background_and_other_weight(weight: Tensor | None) -> tuple[float, float] |
     return (w[0], w[1]) if all(v == w[1] for v in w[1:]) else None
 
 
-def _weighted_focal_sum(v: Tensor, onehot: Tensor, weight: Tensor | None, vf: Tensor) -> Tensor:
-    """``sum w_t v`` of the focal values ``v`` ``[B, N]`` (0 where nothing is counted)."""
+def _weighted_focal_sum(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
+                        vf: Tensor) -> Tensor:
+    """``sum w_t v_t`` of the focal values of ``log p_t`` ``[B, N]`` (0 where nothing is counted, as
+    ``lt`` is there): with background / other weights, sums over the background and the rest rather
+    than a per-pixel blend."""
+    from .losses._common import focal_value  # losses import this module
+
     weights = _background_and_other_weight(weight)
     if weights is None:
+        v = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg)
         return (v * _class_weight_at(weight, onehot, vf)).sum()
     w0, w1 = weights
-    total = v.sum()
-    if w0 != w1:
-        return total * w1 + (v * onehot.select(1, 0)).sum() * (w0 - w1)
-    return total if w1 == 1.0 else total * w1
+    is_bg = onehot.select(1, 0)
+    if gamma_bg == gamma_fg:
+        v = focal_value(lt, gamma_fg)
+        total = v.sum()
+        if w0 != w1:
+            return total * w1 + (v * is_bg).sum() * (w0 - w1)
+        return total if w1 == 1.0 else total * w1
+    background = (focal_value(lt, gamma_bg) * is_bg).sum()
+    if gamma_fg == 0.0:  # -log p_t off the background
+        rest = (lt * is_bg).sum() - lt.sum()
+    else:
+        v1 = focal_value(lt, gamma_fg)
+        rest = v1.sum() - (v1 * is_bg).sum()
+    return background * w0 + rest * w1
 
 
 def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
@@ -354,9 +370,8 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
-        # v is 0 wherever nothing is counted (log p_t is masked to 0 there)
-        v = _focal_value_by_class(_log_pt(xv, p, onehot, None if every else vf), onehot, gamma_bg, gamma_fg)
-        value = _weighted_focal_sum(v, onehot, weight, vf)
+        lt = _log_pt(xv, p, onehot, None if every else vf)  # 0 wherever nothing is counted
+        value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf)
     elif term == TERM_WCE:
         v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
         assert v is not None
