@@ -100,6 +100,21 @@ def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, igno
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("scale", [3.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
+def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scale):
+    """float32 logits whose target probabilities reach 1e-30 (x30) and underflow to 0 (x300), with
+    ignored pixels: the focal term equals float64 log-softmax arithmetic (the PyTorch path takes log p_t
+    from the softmax while every p_t is a normal float, from the logits otherwise)."""
+    x, t = _images(dtype=torch.float32, seed=4)
+    x = x * scale
+    w = torch.tensor([0.4, 0.6, 0.6])
+    with medloss.native_kernels(native):
+        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
+    expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
+    torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     x, t = _images()
     bad = t.clone()

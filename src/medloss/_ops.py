@@ -151,6 +151,21 @@ def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
     return (lt if vf is None else lt.mul_(vf)).clamp_(max=0.0)
 
 
+def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target: Tensor) -> Tensor:
+    """``log p_t`` ``[B, N]`` (0 where nothing is counted) for the forward's focal value.
+
+    On the CPU, ``log`` of the softmax at the target when every counted ``p_t`` is a normal float
+    (one host read of the minimum): as exact as :func:`_log_pt` there, and two passes over the
+    logits fewer (this path is bound by memory traffic). Otherwise, and on accelerators (no host
+    read), :func:`_log_pt` from the logits, exact for any logit."""
+    if p.device.type == "cpu" and p.numel():
+        p_t = on_target.sum(1)
+        q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)  # uncounted pixels: log 1 = 0
+        if float(q.min()) >= torch.finfo(q.dtype).tiny:
+            return q.log_()
+    return _log_pt(xv, p, onehot, None if every else vf)
+
+
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
     """``log softmax(x)`` over dim 1 given ``p = softmax(x)``, without a second log-sum-exp."""
     return xv - (xv.amax(1) - p.amax(1).log()).unsqueeze(1)
@@ -365,12 +380,13 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
     every = _every_counted(labels8)  # no masking needed (CPU, nothing ignored)
     p = torch.softmax(xv, 1)
-    tp = _pairwise_class_sums(p, onehot)
+    on_target = p * onehot  # p at the target class: its class sums are TP, its pixel sums p_t
+    tp = on_target.sum(-1)
     sum_p = p.sum(-1) if every else _masked_class_sums(p, vf)
     sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
-        lt = _log_pt(xv, p, onehot, None if every else vf)  # 0 wherever nothing is counted
+        lt = _log_p_target(xv, p, onehot, vf, every, on_target)  # 0 wherever nothing is counted
         value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf)
     elif term == TERM_WCE:
         v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
