@@ -114,6 +114,60 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
 
 
+def _reference_wce(x, t, beta, ignore_index=-100):
+    """sum over counted pixels of -(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c)), with
+    log(1 - p_c) = logsumexp_{j != c} x_j - logsumexp x in float64: exact for any logit."""
+    x = x.double()
+    lse = torch.logsumexp(x, 1)
+    valid = t != ignore_index
+    tt = t.clamp(min=0)
+    total = torch.zeros_like(lse)
+    for c in range(x.shape[1]):
+        others = x.clone()
+        others[:, c] = float("-inf")
+        log1m = torch.logsumexp(others, 1) - lse
+        total = total + torch.where(tt == c, beta * (x[:, c] - lse), (1 - beta) * log1m)
+    return -(total * valid).sum()
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored):
+    """Combo's term against float64 log-sum-exp arithmetic, from moderate logits to confident
+    mistakes whose probabilities leave float range (x300): the CPU's few-pass formula applies while
+    they stay in range, the log-space one otherwise."""
+    x, t = _images(dtype=dtype, seed=5)
+    x = x * scale
+    if not ignored:
+        t = t.clamp(min=0)
+    with medloss.native_kernels(native):
+        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+    rtol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(term.double(), _reference_wce(x, t, 0.7), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+def test_softmax_stats_weighted_ce_gradient(native, scale, ignored):
+    """The op's backward (counts and Combo's term together) against float64 autograd of the
+    log-sum-exp reference, in both regimes of the CPU's few-pass gradient."""
+    x, t = _images(seed=6)
+    x = x * scale
+    if not ignored:
+        t = t.clamp(min=0)
+    g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(native):
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        ((stats * g_stats).sum() + 0.3 * term).backward()
+    xr = x.clone().requires_grad_(True)
+    ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     x, t = _images()

@@ -24,6 +24,8 @@ in eager mode.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -164,6 +166,75 @@ def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool
         if float(q.min()) >= torch.finfo(q.dtype).tiny:
             return q.log_()
     return _log_pt(xv, p, onehot, None if every else vf)
+
+
+#: below this many classes a product of factors >= 1/2 cannot underflow float32 (or float64)
+_PRODUCT_CLASSES = 64
+#: the CPU fast path of Combo's value needs 1 - p_big >= this wherever the confident class is wrong
+_SMALL_SUM_FLOOR = 2.0**-100
+
+
+def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target: Tensor,
+                   beta: float) -> Tensor | None:
+    """Combo's weighted cross-entropy summed over the counted pixels, ``sum -(beta log p_t + (1 - beta)
+    sum_{c != t} log(1 - p_c))``, in few passes on the CPU; None where it does not apply (not the
+    CPU, many classes, or pixels whose probabilities leave float range: the caller then takes the
+    log-space formula, exact for any logit).
+
+    At most one class has ``p > 1/2`` (the "big" one). The other factors ``1 - p_c >= 1/2`` are
+    multiplied (their product cannot underflow for fewer than 64 classes) and one log is taken per
+    pixel; ``1 - p_big`` is the sum of the other probabilities, exact while that sum is far from
+    float underflow (checked: one host read of a minimum, as for ``log p_t``)."""
+    n_classes = p.shape[1]
+    if p.device.type != "cpu" or not p.numel() or n_classes > _PRODUCT_CLASSES:
+        return None
+    tiny = torch.finfo(p.dtype).tiny
+    p_t = on_target.sum(1)
+    q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)  # uncounted pixels: log 1 = 0
+    small, small_sum, big_not_t = _wce_masks(p, q)
+    floor = small_sum + (1.0 - big_not_t)  # >= 1 wherever the confident class is the target or none is
+    if float(q.min()) < tiny or float(floor.min()) < _SMALL_SUM_FLOOR:
+        return None
+    factors = torch.rsub(p, 1.0).clamp_min_(0.5).prod(1)  # prod_c max(1 - p_c, 1/2)
+    # drop the target's factor; a wrong big class's 1/2 becomes its exact 1 - p_big (masks are
+    # arithmetic: where / masked_fill are several times slower on the CPU)
+    log_rest = factors.div_(torch.rsub(p_t, 1.0).clamp_min_(0.5)).log_()
+    log_rest.addcmul_(small_sum.clamp_min_(_SMALL_SUM_FLOOR).log_().sub_(math.log(0.5)), big_not_t)
+    if not every:
+        log_rest.mul_(vf)
+    return -(beta * q.log_().sum() + (1.0 - beta) * log_rest.sum())
+
+
+def _wce_masks(p: Tensor, p_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``small`` ``[B, C, N]`` (1 where ``p <= 1/2``: every class but a confident one), the sum of
+    those probabilities ``[B, N]`` (``1 - p_big`` exactly where a big class exists) and
+    ``[big != t]`` ``[B, N]``, as float masks."""
+    small = torch.empty_like(p)
+    torch.le(p, 0.5, out=small)
+    small_sum = (p * small).sum(1)
+    big_not_t = (p.amax(1) > 0.5).logical_and_(p_t <= 0.5).to(p.dtype)
+    return small, small_sum, big_not_t
+
+
+def _wce_grad_cpu(p: Tensor, onehot: Tensor, beta: float) -> Tensor | None:
+    """The gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy (unmasked) in few passes
+    on the CPU, or None where :func:`_wce_value_cpu` would not apply (the caller then takes
+    :func:`_wce_terms`).
+
+    ``d/dx_j = beta (p_j - y_j) - (1 - beta) (p_j R - r_j + [big != t] p_big (s_j - [j = big]))`` with
+    ``r_c = p_c / (1 - p_c)`` over the classes neither the target nor big, ``R`` their sum and ``s``
+    the softmax without the big class, ``p_j / (1 - p_big)``."""
+    if p.device.type != "cpu" or not p.numel() or p.shape[1] > _PRODUCT_CLASSES:
+        return None
+    small, small_sum, big_not_t = _wce_masks(p, _channel_dot(p, onehot))
+    if float((small_sum + (1.0 - big_not_t)).min()) < _SMALL_SUM_FLOOR:
+        return None
+    r = (p / torch.rsub(p, 1.0)).mul_(small).mul_(torch.rsub(onehot, 1.0))  # r_c off the target and big
+    # p_big (s_j - [j = big]) = p_big ((p_j / (1 - p_big) + 1) small_j - 1), where the big class is wrong
+    coef = p.amax(1).mul_(big_not_t).unsqueeze(1)
+    others = (p / small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1)).add_(1.0).mul_(small).sub_(1.0).mul_(coef)
+    g = (p * r.sum(1, keepdim=True)).sub_(r).add_(others)
+    return (p - onehot).mul_(beta).sub_(g.mul_(1.0 - beta))
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -389,9 +460,11 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
         lt = _log_p_target(xv, p, onehot, vf, every, on_target)  # 0 wherever nothing is counted
         value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf)
     elif term == TERM_WCE:
-        v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
-        assert v is not None
-        value = v.sum() if every else (v * vf).sum()
+        value = _wce_value_cpu(p, onehot, vf, every, on_target, beta)
+        if value is None:
+            v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
+            assert v is not None
+            value = v.sum() if every else (v * vf).sum()
     return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8
 
 
@@ -488,7 +561,9 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         on_target.sub_(slope)
     wce_grad = None
     if term == TERM_WCE:
-        _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
+        wce_grad = _wce_grad_cpu(p, onehot, beta)
+        if wce_grad is None:
+            _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
     # grad = p (U + pixel) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
     grad = p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
