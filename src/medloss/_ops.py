@@ -229,12 +229,15 @@ def _wce_grad_cpu(p: Tensor, onehot: Tensor, beta: float) -> Tensor | None:
     small, small_sum, big_not_t = _wce_masks(p, _channel_dot(p, onehot))
     if float((small_sum + (1.0 - big_not_t)).min()) < _SMALL_SUM_FLOOR:
         return None
-    r = (p / torch.rsub(p, 1.0)).mul_(small).mul_(torch.rsub(onehot, 1.0))  # r_c off the target and big
+    # two full-size buffers, everything else in place (fresh [B, C, N] tensors dominate the cost here)
+    r = torch.rsub(p, 1.0)
+    torch.div(p, r, out=r).mul_(small)
+    r.addcmul_(r, onehot, value=-1.0)  # r_c = p_c / (1 - p_c) off the target and the big class
     # p_big (s_j - [j = big]) = p_big ((p_j / (1 - p_big) + 1) small_j - 1), where the big class is wrong
     coef = p.amax(1).mul_(big_not_t).unsqueeze(1)
-    others = (p / small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1)).add_(1.0).mul_(small).sub_(1.0).mul_(coef)
-    g = (p * r.sum(1, keepdim=True)).sub_(r).add_(others)
-    return (p - onehot).mul_(beta).sub_(g.mul_(1.0 - beta))
+    g = torch.div(p, small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1))
+    g.add_(1.0).mul_(small).sub_(1.0).mul_(coef).sub_(r).addcmul_(p, r.sum(1, keepdim=True))
+    return g.mul_(beta - 1.0).add_(p, alpha=beta).sub_(onehot, alpha=beta)
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
