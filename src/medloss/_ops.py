@@ -216,17 +216,18 @@ def _wce_masks(p: Tensor, p_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return small, small_sum, big_not_t
 
 
-def _wce_grad_cpu(p: Tensor, onehot: Tensor, beta: float) -> Tensor | None:
-    """The gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy (unmasked) in few passes
-    on the CPU, or None where :func:`_wce_value_cpu` would not apply (the caller then takes
-    :func:`_wce_terms`).
+def _wce_grad_cpu(p: Tensor, onehot: Tensor, p_t: Tensor) -> Tensor | None:
+    """The part of the gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy that comes from
+    its ``log(1 - p_c)`` terms, in few passes on the CPU, or None where :func:`_wce_value_cpu` would not
+    apply (the caller then takes :func:`_wce_terms`).
 
-    ``d/dx_j = beta (p_j - y_j) - (1 - beta) (p_j R - r_j + [big != t] p_big (s_j - [j = big]))`` with
-    ``r_c = p_c / (1 - p_c)`` over the classes neither the target nor big, ``R`` their sum and ``s``
-    the softmax without the big class, ``p_j / (1 - p_big)``."""
+    ``d/dx_j = beta (p_j - y_j) - (1 - beta) T_j`` with ``T_j = p_j R - r_j + [big != t] p_big (s_j -
+    [j = big])``, ``r_c = p_c / (1 - p_c)`` over the classes neither the target nor big, ``R`` their sum
+    and ``s`` the softmax without the big class, ``p_j / (1 - p_big)``. Returns ``T`` (the caller folds
+    the cross-entropy part ``beta (p - y)`` into the gradient it writes anyway)."""
     if p.device.type != "cpu" or not p.numel() or p.shape[1] > _PRODUCT_CLASSES:
         return None
-    small, small_sum, big_not_t = _wce_masks(p, _channel_dot(p, onehot))
+    small, small_sum, big_not_t = _wce_masks(p, p_t)
     if float((small_sum + (1.0 - big_not_t)).min()) < _SMALL_SUM_FLOOR:
         return None
     # two full-size buffers, everything else in place (fresh [B, C, N] tensors dominate the cost here)
@@ -236,8 +237,7 @@ def _wce_grad_cpu(p: Tensor, onehot: Tensor, beta: float) -> Tensor | None:
     # p_big (s_j - [j = big]) = p_big ((p_j / (1 - p_big) + 1) small_j - 1), where the big class is wrong
     coef = p.amax(1).mul_(big_not_t).unsqueeze(1)
     g = torch.div(p, small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1))
-    g.add_(1.0).mul_(small).sub_(1.0).mul_(coef).sub_(r).addcmul_(p, r.sum(1, keepdim=True))
-    return g.mul_(beta - 1.0).add_(p, alpha=beta).sub_(onehot, alpha=beta)
+    return g.add_(1.0).mul_(small).sub_(1.0).mul_(coef).sub_(r).addcmul_(p, r.sum(1, keepdim=True))
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -562,11 +562,14 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         pixel.add_(slope)
         on_target.sub_(slope)
-    wce_grad = None
+    wce_grad = wce_rest = None
     if term == TERM_WCE:
-        wce_grad = _wce_grad_cpu(p, onehot, beta)
-        if wce_grad is None:
+        wce_rest = _wce_grad_cpu(p, onehot, p_t)
+        if wce_rest is None:
             _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
+        else:  # its cross-entropy part g beta (p - y) joins the pixel and target coefficients
+            pixel.add_(g * beta)
+            on_target.sub_(g * beta)
     # grad = p (U + pixel) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
     grad = p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
@@ -576,6 +579,8 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
+    if wce_rest is not None:
+        grad.addcmul_(wce_rest if every else wce_rest.mul_(vf.unsqueeze(1)), g * (beta - 1.0))
     return grad.view_as(x)
 
 
