@@ -367,7 +367,9 @@ def _wce_terms(
     logp: Tensor, p: Tensor, onehot: Tensor, beta: float, need_grad: bool
 ) -> tuple[Tensor | None, Tensor | None]:
     """Combo's weighted cross-entropy at each pixel, ``-(beta log p_t + (1 - beta) sum_{c != t}
-    log(1 - p_c))`` ``[B, N]``, and (``need_grad``) its gradient ``[B, C, N]``.
+    log(1 - p_c))``: ``(value [B, N], None)``, or with ``need_grad`` ``(None, gradient [B, C, N])`` (a
+    backward needs no value). Exact for any logit; the CPU's fast paths are :func:`_wce_value_cpu` and
+    :func:`_wce_grad_cpu`.
 
     With ``r_c = p_c / (1 - p_c)``, ``d log(1 - p_c) / dx_j = r_c (p_j - [j = c])``. At most one
     class per pixel has ``p > 1/2`` (the "big" one); there ``log(1 - p)`` is the log-sum-exp of
@@ -385,7 +387,6 @@ def _wce_terms(
     if not need_grad:
         log_q = torch.log1p(-small_p).add_(big_f * log_big)
         return -(beta * (logp * onehot).sum(1) + (1.0 - beta) * (log_q * not_t).sum(1)), None
-    value = None  # the backward needs the gradient only (the value would cost a log pass)
     r = small_p / (1.0 - small_p)
     r_rest = (r * not_t).sum(1, keepdim=True)
     p_big = (p * big_f).sum(1, keepdim=True)
@@ -393,7 +394,7 @@ def _wce_terms(
     softmax_others = torch.exp((logp - log_big).clamp_(max=0.0)).mul_(small_f)
     g = p * r_rest + big_not_t * p_big * (softmax_others - big_f) - r * not_t
     grad = (p - onehot).mul_(beta).sub_(g.mul_(1.0 - beta))
-    return value, grad
+    return None, grad
 
 
 def _term_weights(weight: Tensor | None, n_classes: int, like: Tensor) -> Tensor:
