@@ -39,6 +39,14 @@ def _functional_all_reduce_has_autograd() -> bool:
         return False
 
 
+def distributed_flag(module: Any) -> bool:
+    """``module.distributed``, checked: True needs an initialised process group (the error names the
+    module the user built)."""
+    if module.distributed:
+        require_process_group(type(module).__name__)
+    return bool(module.distributed)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over all ranks, differentiable (the backward sums the incoming gradients).
 

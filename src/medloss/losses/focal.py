@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._distributed import all_reduce_sum, require_process_group
+from .._distributed import all_reduce_sum, distributed_flag, require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -358,8 +358,7 @@ class FocalLoss(nn.Module):
             self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)  # named after the module the user built
+        distributed_flag(self)  # the error names the module the user built
         return focal_loss(
             input,
             target,

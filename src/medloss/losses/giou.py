@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._distributed import require_process_group
+from .._distributed import distributed_flag, require_process_group
 from .._validation import (
     check_finite,
     check_number,
@@ -134,8 +134,7 @@ class GIoULoss(nn.Module):
         self.eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)  # named after the module the user built
+        distributed_flag(self)  # the error names the module the user built
         return giou_loss(input, target, reduction=self.reduction, eps=self.eps, distributed=self.distributed)
 
     def extra_repr(self) -> str:

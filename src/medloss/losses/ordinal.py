@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._distributed import require_process_group
+from .._distributed import distributed_flag
 from .._validation import (
     check_choice,
     check_class_indices,
@@ -280,7 +280,7 @@ class CumulativeLinkLoss(nn.Module):
                 w = width.gather(0, yi)
                 nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
         weights = None if self.weight is None else self.weight.to(nll.dtype)[yi]
-        return _reduce(nll, self.reduction, valid, weights, _distributed(self))
+        return _reduce(nll, self.reduction, valid, weights, distributed_flag(self))
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, link={self.link!r}, learn_cutpoints={self.learn_cutpoints}, "
@@ -357,13 +357,6 @@ def _reduce(
     return loss.sum() / weights.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
-def _distributed(loss: nn.Module) -> bool:
-    """The loss's ``distributed`` flag, checked: True needs an initialised process group."""
-    if loss.distributed:
-        require_process_group(type(loss).__name__)
-    return bool(loss.distributed)
-
-
 class CDWCELoss(nn.Module):
     r"""Class-distance weighted cross-entropy (Polat et al., "Class Distance Weighted Cross-Entropy
     Loss for Ulcerative Colitis Severity Estimation", MIUA 2022).
@@ -432,7 +425,7 @@ class CDWCELoss(nn.Module):
         if self.weight is not None and self.weight.numel() != x.shape[1]:
             raise ValueError(f"`weight` must have one entry per grade ({x.shape[1]}); got {self.weight.numel()}")
         weights = None if self.weight is None else self.weight.to(loss.dtype)[y]
-        return _reduce(loss, self.reduction, valid, weights, _distributed(self))
+        return _reduce(loss, self.reduction, valid, weights, distributed_flag(self))
 
 
 class SquaredEMDLoss(nn.Module):
@@ -476,7 +469,7 @@ class SquaredEMDLoss(nn.Module):
             grades = torch.arange(x.shape[1], device=x.device)
             true_cdf = (grades.unsqueeze(0) >= y.unsqueeze(1)).to(x.dtype)
             loss = ((cdf - true_cdf) ** 2).sum(1)
-        return _reduce(loss, self.reduction, valid, distributed=_distributed(self))
+        return _reduce(loss, self.reduction, valid, distributed=distributed_flag(self))
 
 
 def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
@@ -553,7 +546,7 @@ class CORALLoss(nn.Module):
             if self.importance_weights is not None:
                 bce = bce * self.importance_weights.to(bce)
             loss = bce.sum(1)
-        return _reduce(loss, self.reduction, valid, distributed=_distributed(self))
+        return _reduce(loss, self.reduction, valid, distributed=distributed_flag(self))
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, as differences of ``P(y > k)`` (non-negative when the logits are
@@ -618,7 +611,7 @@ class CORNLoss(nn.Module):
             labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
             bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
             total = (bce * used).sum()
-        return finish_reduction(total, used.sum(), self.reduction, _distributed(self), 1.0)
+        return finish_reduction(total, used.sum(), self.reduction, distributed_flag(self), 1.0)
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, from the cumulative products of the conditionals."""

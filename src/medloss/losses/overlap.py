@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._distributed import all_reduce_sum, all_reduce_sums, require_process_group
+from .._distributed import all_reduce_sum, all_reduce_sums, distributed_flag
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -214,8 +214,7 @@ class _RegionLoss(nn.Module):
         )
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)
+        distributed_flag(self)
         s = self.statistics(input, target)
         if self.distributed and self.batch:
             s = all_reduce_statistics(s)  # the whole distributed batch's counts, then one ratio
@@ -242,18 +241,22 @@ class _RegionLoss(nn.Module):
 def all_reduce_statistics(s: SoftmaxStats) -> SoftmaxStats:
     """The counts summed over every rank (one all-reduce; ``n`` too when a loss keeps it)."""
     parts = [s.tp, s.sum_p, s.sum_y] + ([s.n] if s.n is not None else [])
-    total = all_reduce_sum(torch.stack(parts))
+    total = all_reduce_sums(*parts)
     return SoftmaxStats(total[0], total[1], total[2].detach(), n=None if s.n is None else total[3].detach())
+
+
+def _sum_and_count(loss: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``reduce_classes`` sum of ``loss`` and of its (weighted) entries: the two halves of its mean."""
+    total = reduce_classes(loss, reduction="sum", **kwargs)
+    return total, reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
 
 
 def global_reduction(loss: torch.Tensor, reduction: str, **kwargs: Any) -> torch.Tensor:
     """``reduce_classes`` over every rank's entries: the sum, or the (weighted) mean of all of them."""
-    total = reduce_classes(loss, reduction="sum", **kwargs)
     if reduction == "sum":
-        return all_reduce_sum(total)
-    count = reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
-    both = all_reduce_sum(torch.stack([total, count.to(total.dtype)]))
-    return both[0] / both[1].clamp_min(torch.finfo(both.dtype).tiny)  # nothing counted anywhere: 0
+        return all_reduce_sum(reduce_classes(loss, reduction="sum", **kwargs))
+    total, count = all_reduce_sums(*_sum_and_count(loss, **kwargs))
+    return total / count.clamp_min(torch.finfo(count.dtype).tiny)  # nothing counted anywhere: 0
 
 
 def region_and_term_means(
@@ -270,10 +273,9 @@ def region_and_term_means(
         tp, sum_p, sum_y, total, count = all_reduce_sums(s.tp, s.sum_p, s.sum_y, s.term_total, s.term_count)
         region = reduce_classes(per_class(SoftmaxStats(tp, sum_p, sum_y.detach())), reduction="mean", **kwargs)
     else:
-        loss = per_class(s)
-        loss_total = reduce_classes(loss, reduction="sum", **kwargs)
-        loss_count = reduce_classes(torch.ones_like(loss), reduction="sum", **kwargs).detach()
-        loss_total, loss_count, total, count = all_reduce_sums(loss_total, loss_count, s.term_total, s.term_count)
+        loss_total, loss_count, total, count = all_reduce_sums(
+            *_sum_and_count(per_class(s), **kwargs), s.term_total, s.term_count
+        )
         region = loss_total / loss_count.clamp_min(torch.finfo(loss_count.dtype).tiny)
     return region, total / count.detach().clamp_min(1.0)  # nothing counted anywhere: 0
 
@@ -480,8 +482,7 @@ class GeneralizedDiceLoss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)
+        distributed_flag(self)
         s = segmentation_statistics(
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
         )
@@ -677,8 +678,7 @@ class ComboLoss(nn.Module):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         d = self.dice
-        if self.distributed:
-            require_process_group("ComboLoss")
+        distributed_flag(self)
         # softmax modes: the cross-entropy comes from the same pass as the Dice counts
         s = segmentation_statistics(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index, batch=d.batch,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._distributed import all_reduce_sums, require_process_group
+from .._distributed import all_reduce_sums, distributed_flag, require_process_group
 from .._validation import check_choice, check_mode, check_number, check_reduction
 from ._common import fp32_island
 from ._overlap import probabilities_and_targets, soft_confusion
@@ -105,8 +105,7 @@ class SoftF1Loss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)  # named after the module the user built
+        distributed_flag(self)  # the error names the module the user built
         return soft_f1_loss(
             input,
             target,

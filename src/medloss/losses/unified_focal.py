@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._distributed import require_process_group
+from .._distributed import distributed_flag
 from .._validation import (
     canonical_inputs,
     check_choice,
@@ -119,8 +119,7 @@ class _ChannelZeroBackground(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def _stats(self, input, target, focal=None) -> SoftmaxStats:
-        if self.distributed:
-            require_process_group(type(self).__name__)
+        distributed_flag(self)
         return segmentation_statistics(
             input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
             batch=self.batch, binary_as_two_classes=True, focal=focal,
@@ -170,8 +169,7 @@ class SymmetricFocalLoss(_UnifiedBase):
         super().__init__(delta=delta, gamma=gamma, **kwargs)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            require_process_group(type(self).__name__)
+        distributed_flag(self)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         if self.mode == "multiclass" and self.from_logits:
             # labels counted by the op as it reads them (one pass fewer)
