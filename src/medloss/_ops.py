@@ -96,11 +96,6 @@ def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: t
     return labels8, onehot, vf, n_bad
 
 
-def _channel_max(a: Tensor) -> Tensor:
-    """``max_c a[:, c]`` ``[B, N]`` (torch 2.13's strided ``amax`` beats a loop over the slices)."""
-    return a.amax(1)
-
-
 def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
     """Labels that are neither in ``[0, C)`` nor ``ignore_index``, counted without a host sync."""
     bad = (valid == 0).sum()  # int64 counts: no float64, which MPS lacks
@@ -138,17 +133,11 @@ def _masked_class_sums(a: Tensor, m: Tensor) -> Tensor:
     return torch.stack([(a.select(1, i) * m).sum(-1) for i in range(a.shape[1])], 1)
 
 
-def _pairwise_class_sums(a: Tensor, b: Tensor) -> Tensor:
-    """``sum_n a[:, c, n] b[:, c, n]`` ``[B, C]`` (one product and one contiguous reduction: faster
-    than slice by slice in torch 2.13)."""
-    return (a * b).sum(-1)
-
-
 def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
     """``log p_t`` ``[B, N]``, exact for any logit: ``x_t - max_c x_c - log Z`` with the softmax
     normaliser ``Z = 1 / max_c p_c`` (``max p >= 1 / C`` never underflows). 0 where nothing is counted
     (``vf`` None: everything counts)."""
-    shift = _channel_max(xv).sub_(_channel_max(p).log_())
+    shift = xv.amax(1).sub_(p.amax(1).log_())  # torch 2.13's strided amax beats a loop over slices
     lt = _channel_dot(xv, onehot).sub_(shift)
     return (lt if vf is None else lt.mul_(vf)).clamp_(max=0.0)
 
@@ -161,11 +150,17 @@ def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool
     logits fewer (this path is bound by memory traffic). Otherwise, and on accelerators (no host
     read), :func:`_log_pt` from the logits, exact for any logit."""
     if p.device.type == "cpu" and p.numel():
-        p_t = on_target.sum(1)
-        q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)  # uncounted pixels: log 1 = 0
+        p_t, q = _counted_p_target(on_target, vf, every)
         if float(q.min()) >= torch.finfo(q.dtype).tiny:
             return q.log_()
     return _log_pt(xv, p, onehot, None if every else vf)
+
+
+def _counted_p_target(on_target: Tensor, vf: Tensor, every: bool) -> tuple[Tensor, Tensor]:
+    """``p_t`` ``[B, N]`` from ``p * onehot``, and ``q``: ``p_t`` with 1 where nothing is counted
+    (``log q`` is then 0 there)."""
+    p_t = on_target.sum(1)
+    return p_t, (p_t if every else torch.rsub(vf, 1.0).add_(p_t))
 
 
 #: below this many classes a product of factors >= 1/2 cannot underflow float32 (or float64)
@@ -189,9 +184,8 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     if p.device.type != "cpu" or not p.numel() or n_classes > _PRODUCT_CLASSES:
         return None
     tiny = torch.finfo(p.dtype).tiny
-    p_t = on_target.sum(1)
-    q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)  # uncounted pixels: log 1 = 0
-    small, small_sum, big_not_t = _wce_masks(p, q)
+    p_t, q = _counted_p_target(on_target, vf, every)
+    small, small_sum, big_not_t, _ = _wce_masks(p, q)
     floor = small_sum + (1.0 - big_not_t)  # >= 1 wherever the confident class is the target or none is
     if float(q.min()) < tiny or float(floor.min()) < _SMALL_SUM_FLOOR:
         return None
@@ -205,15 +199,16 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     return -(beta * q.log_().sum() + (1.0 - beta) * log_rest.sum())
 
 
-def _wce_masks(p: Tensor, p_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _wce_masks(p: Tensor, p_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``small`` ``[B, C, N]`` (1 where ``p <= 1/2``: every class but a confident one), the sum of
-    those probabilities ``[B, N]`` (``1 - p_big`` exactly where a big class exists) and
-    ``[big != t]`` ``[B, N]``, as float masks."""
+    those probabilities ``[B, N]`` (``1 - p_big`` exactly where a big class exists), ``[big != t]``
+    ``[B, N]`` as float masks, and ``max_c p_c`` ``[B, N]``."""
     small = torch.empty_like(p)
     torch.le(p, 0.5, out=small)
     small_sum = (p * small).sum(1)
-    big_not_t = (p.amax(1) > 0.5).logical_and_(p_t <= 0.5).to(p.dtype)
-    return small, small_sum, big_not_t
+    p_max = p.amax(1)
+    big_not_t = (p_max > 0.5).logical_and_(p_t <= 0.5).to(p.dtype)
+    return small, small_sum, big_not_t, p_max
 
 
 def _wce_grad_cpu(p: Tensor, onehot: Tensor, p_t: Tensor) -> Tensor | None:
@@ -227,7 +222,7 @@ def _wce_grad_cpu(p: Tensor, onehot: Tensor, p_t: Tensor) -> Tensor | None:
     the cross-entropy part ``beta (p - y)`` into the gradient it writes anyway)."""
     if p.device.type != "cpu" or not p.numel() or p.shape[1] > _PRODUCT_CLASSES:
         return None
-    small, small_sum, big_not_t = _wce_masks(p, p_t)
+    small, small_sum, big_not_t, p_max = _wce_masks(p, p_t)
     if float((small_sum + (1.0 - big_not_t)).min()) < _SMALL_SUM_FLOOR:
         return None
     # two full-size buffers, everything else in place (fresh [B, C, N] tensors dominate the cost here)
@@ -235,7 +230,7 @@ def _wce_grad_cpu(p: Tensor, onehot: Tensor, p_t: Tensor) -> Tensor | None:
     torch.div(p, r, out=r).mul_(small)
     r.addcmul_(r, onehot, value=-1.0)  # r_c = p_c / (1 - p_c) off the target and the big class
     # p_big (s_j - [j = big]) = p_big ((p_j / (1 - p_big) + 1) small_j - 1), where the big class is wrong
-    coef = p.amax(1).mul_(big_not_t).unsqueeze(1)
+    coef = p_max.mul_(big_not_t).unsqueeze(1)
     g = torch.div(p, small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1))
     return g.add_(1.0).mul_(small).sub_(1.0).mul_(coef).sub_(r).addcmul_(p, r.sum(1, keepdim=True))
 
