@@ -425,7 +425,7 @@ class JaccardLoss(_RegionLoss):
         return 1.0 - (s.tp + self.smooth_nr) / (s.sum_p + s.sum_y - s.tp + self.smooth_dr)
 
 
-class GeneralizedDiceLoss(nn.Module):
+class GeneralizedDiceLoss(_RegionLoss):
     r"""Generalized Dice loss (Sudre et al., "Generalised Dice overlap as a deep learning loss
     function for highly unbalanced segmentations", DLMIA 2017), per image:
 
@@ -469,23 +469,16 @@ class GeneralizedDiceLoss(nn.Module):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        super().__init__()
+        # the shared arguments are the region losses' (their class weights come from the volumes here)
+        super().__init__(
+            mode=mode, include_background=include_background, from_logits=from_logits, ignore_index=ignore_index,
+            batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr, reduction=reduction, distributed=distributed,
+        )
         self.w_type = check_choice(w_type, "w_type", ("square", "simple", "uniform"))
-        self.distributed = bool(distributed)
-        self.mode = check_mode(mode)
-        self.include_background = bool(include_background)
-        self.from_logits = bool(from_logits)
-        self.ignore_index = ignore_index
-        self.batch = bool(batch)
-        self.smooth_nr = check_number(smooth_nr, "smooth_nr", low=0.0)
-        self.smooth_dr = check_number(smooth_dr, "smooth_dr", low=0.0)
-        self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         distributed_flag(self)
-        s = segmentation_statistics(
-            input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index, batch=self.batch
-        )
+        s = self.statistics(input, target)
         if self.distributed and self.batch:
             s = all_reduce_statistics(s)
         tp, sum_p, sum_y = s.tp, s.sum_p, s.sum_y
