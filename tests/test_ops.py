@@ -2,6 +2,8 @@
 fake implementation, registered autograd, AOT dispatch), values against plain float64 formulas,
 and the CPU kernel against the PyTorch implementation."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -134,11 +136,12 @@ def _reference_wce(x, t, beta, ignore_index=-100):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
-def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored):
+@pytest.mark.parametrize("c", [2, 3, 4, 7], ids=lambda c: f"{c} classes")
+def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c):
     """Combo's term against float64 log-sum-exp arithmetic, from moderate logits to confident
     mistakes whose probabilities leave float range (x300): the CPU's few-pass formula applies while
-    they stay in range, the log-space one otherwise."""
-    x, t = _images(dtype=dtype, seed=5)
+    they stay in range, the log-space one otherwise (which one runs: the test below)."""
+    x, t = _images(dtype=dtype, seed=5, c=c)
     x = x * scale
     if not ignored:
         t = t.clamp(min=0)
@@ -151,14 +154,15 @@ def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored):
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 @pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
-def test_softmax_stats_weighted_ce_gradient(native, scale, ignored):
+@pytest.mark.parametrize("c", [2, 3, 4, 7], ids=lambda c: f"{c} classes")
+def test_softmax_stats_weighted_ce_gradient(native, scale, ignored, c):
     """The op's backward (counts and Combo's term together) against float64 autograd of the
     log-sum-exp reference, in both regimes of the CPU's few-pass gradient."""
-    x, t = _images(seed=6)
+    x, t = _images(seed=6, c=c)
     x = x * scale
     if not ignored:
         t = t.clamp(min=0)
-    g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
         stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
@@ -166,6 +170,69 @@ def test_softmax_stats_weighted_ce_gradient(native, scale, ignored):
     xr = x.clone().requires_grad_(True)
     ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
     torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0], ids=lambda s: f"logits x{s:g}")
+@pytest.mark.parametrize("c", [2, 4, 7], ids=lambda c: f"{c} classes")
+def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c):
+    """float32 logits on the few-pass path, with confident right and wrong classes (1 - p down to
+    ~1e-20): the gradient as exact as float32 softmax allows, against float64 autograd."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, c, 16, 16, generator=g) * scale
+    t = torch.randint(0, c, (2, 16, 16), generator=g)
+    x[0, 0, :8] += 5.0 * scale  # class 0 confident: right where t == 0, wrong elsewhere
+    g_stats = torch.randn(2, 3, c, generator=g, dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        ((stats.double() * g_stats).sum() + 0.3 * term.double()).backward()
+    xr = x.double().requires_grad_(True)
+    ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
+    torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
+
+
+def _wce_inputs(x, t):
+    b, c = x.shape[:2]
+    labels8, onehot, vf, _ = _ops._labels_onehot(t.reshape(b, -1), c, -100, x.dtype)
+    p = torch.softmax(x.reshape(b, c, -1), 1)
+    return p, onehot, vf, _ops._every_counted(labels8)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_combo_few_pass_formulas_apply_in_range_and_hand_over_outside(dtype):
+    """Which regime the term and gradient tests above run: the CPU's few-pass formulas at moderate
+    logits, the log-space ones once a wrong class's ``1 - p`` leaves float range (x300)."""
+    x, t = _images(dtype=dtype, seed=5)
+    for scale, applies in [(1.0, True), (10.0, True), (300.0, False)]:
+        p, onehot, vf, every = _wce_inputs(x * scale, t)
+        value = _ops._wce_value_cpu(p, onehot, vf, every, p * onehot, 0.7)
+        assert (value is not None) == applies, scale
+        assert (_ops._wce_grad_cpu(p, onehot) is not None) == applies, scale
+
+
+@pytest.mark.parametrize("c", range(1, 10), ids=lambda c: f"{c} classes")
+def test_leave_one_out_sums_add_the_others_without_cancellation(c):
+    g = torch.Generator().manual_seed(c)
+    a = torch.rand(2, c, 7, generator=g, dtype=torch.float64)
+    out = _ops._leave_one_out_sums(a, torch.empty_like(a))
+    torch.testing.assert_close(out, a.sum(1, keepdim=True) - a, rtol=1e-15, atol=0)
+    # float32 probabilities with one class at 1 - 3e-12 (p rounds to 1): its complement is the sum of the others
+    p = torch.full((1, c, 1), 1e-12).index_fill_(1, torch.tensor([c // 2]), 1.0)
+    out = _ops._leave_one_out_sums(p, torch.empty_like(p))
+    assert float(out[0, c // 2, 0]) == pytest.approx((c - 1) * 1e-12, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("lowest", [0.9, 1e-3, 1e-30], ids=str)
+@pytest.mark.parametrize("n", [1, 7, 1000], ids=lambda n: f"{n} values")
+def test_sum_of_logs_in_blocks(dtype, lowest, n):
+    g = torch.Generator().manual_seed(n)
+    v = torch.exp(torch.rand(n, generator=g, dtype=torch.float64) * math.log(lowest))
+    v[0] = lowest
+    expected = v.log().sum()
+    got = _ops._sum_of_logs(v.to(dtype), float(v.to(dtype).min()))
+    rtol = 1e-14 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(got.double(), expected, rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")

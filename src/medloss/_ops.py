@@ -163,10 +163,43 @@ def _counted_p_target(on_target: Tensor, vf: Tensor, every: bool) -> tuple[Tenso
     return p_t, (p_t if every else torch.rsub(vf, 1.0).add_(p_t))
 
 
-#: below this many classes a product of factors >= 1/2 cannot underflow float32 (or float64)
-_PRODUCT_CLASSES = 64
-#: the CPU fast path of Combo's value needs 1 - p_big >= this wherever the confident class is wrong
-_SMALL_SUM_FLOOR = 2.0**-100
+#: the CPU's few-pass Combo formulas run slice by slice up to this many classes (beyond, the log-space one)
+_FEW_PASS_CLASSES = 64
+#: they need ``1 - p_c >= 2^-100`` for every counted class but the target (checked): the probabilities
+#: that sum to it are then normal floats, and ``p_c / (1 - p_c)`` is far from overflow
+_COMPLEMENT_FLOOR = 2.0**-100
+#: at most this many values multiplied per log in :func:`_sum_of_logs`
+_LOG_BLOCK = 8
+
+
+def _leave_one_out_sums(a: Tensor, out: Tensor) -> Tensor:
+    """``out[:, i] = sum_{k != i} a[:, k]`` over dim 1 of ``[B, C, N]``, from prefix and suffix sums
+    (``3C - 6`` slice additions, no subtraction: for probabilities ``1 - p_i`` stays exact however
+    close ``p_i`` is to 1). ``out`` must not overlap ``a``."""
+    c = a.shape[1]
+    x = [a.select(1, i) for i in range(c)]
+    o = [out.select(1, i) for i in range(c)]
+    if c == 1:
+        return out.zero_()
+    if c == 2:
+        o[0].copy_(x[1])
+        o[1].copy_(x[0])
+        return out
+    torch.add(x[c - 2], x[c - 1], out=o[c - 3])  # suffix sums sum_{k > i} a_k into o[i], i = c-3 .. 0
+    for i in range(c - 4, -1, -1):
+        torch.add(x[i + 1], o[i + 1], out=o[i])
+    prefix, running = x[0], None  # prefix sums sum_{k < i} a_k, added in
+    for i in range(1, c - 2):
+        o[i].add_(prefix)
+        running = torch.add(prefix, x[i]) if running is None else running.add_(x[i])
+        prefix = running
+    torch.add(x[c - 1], prefix, out=o[c - 2])
+    torch.add(prefix, x[c - 2], out=o[c - 1])
+    return out
+
+
+def _few_pass_wce(p: Tensor) -> bool:
+    return p.device.type == "cpu" and p.numel() > 0 and p.shape[1] <= _FEW_PASS_CLASSES
 
 
 def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target: Tensor,
@@ -174,65 +207,62 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     """Combo's weighted cross-entropy summed over the counted pixels, ``sum -(beta log p_t + (1 - beta)
     sum_{c != t} log(1 - p_c))``, in few passes on the CPU; None where it does not apply (not the
     CPU, many classes, or pixels whose probabilities leave float range: the caller then takes the
-    log-space formula, exact for any logit).
+    log-space formula, exact for any logit). Overwrites ``on_target`` (``p * onehot``, spent once
+    its sums are taken).
 
-    At most one class has ``p > 1/2`` (the "big" one). The other factors ``1 - p_c >= 1/2`` are
-    multiplied (their product cannot underflow for fewer than 64 classes) and one log is taken per
-    pixel; ``1 - p_big`` is the sum of the other probabilities, exact while that sum is far from
-    float underflow (checked: one host read of a minimum, as for ``log p_t``)."""
-    n_classes = p.shape[1]
-    if p.device.type != "cpu" or not p.numel() or n_classes > _PRODUCT_CLASSES:
+    ``1 - p_c`` is the sum of the other probabilities (:func:`_leave_one_out_sums`: exact even for a
+    confident class), ``max(1 - p_c, y_c)`` drops the target's factor, and one log of their product
+    is taken per pixel. The product is at most the smallest factor, so checking its minimum (one
+    host read, as for ``log p_t``) checks every non-target ``1 - p_c`` against the floor."""
+    if not _few_pass_wce(p):
         return None
-    tiny = torch.finfo(p.dtype).tiny
     p_t, q = _counted_p_target(on_target, vf, every)
-    small, small_sum, big_not_t, _ = _wce_masks(p, q)
-    floor = small_sum + (1.0 - big_not_t)  # >= 1 wherever the confident class is the target or none is
-    if float(q.min()) < tiny or float(floor.min()) < _SMALL_SUM_FLOOR:
-        return None
-    factors = torch.rsub(p, 1.0).clamp_min_(0.5).prod(1)  # prod_c max(1 - p_c, 1/2)
-    # drop the target's factor; a wrong big class's 1/2 becomes its exact 1 - p_big (masks are
-    # arithmetic: where / masked_fill are several times slower on the CPU)
-    log_rest = factors.div_(torch.rsub(p_t, 1.0).clamp_min_(0.5)).log_()
-    log_rest.addcmul_(small_sum.clamp_min_(_SMALL_SUM_FLOOR).log_().sub_(math.log(0.5)), big_not_t)
+    complement = _leave_one_out_sums(p, on_target)
+    product = torch.maximum(complement, onehot, out=complement).prod(1)  # prod_{c != t} (1 - p_c)
     if not every:
-        log_rest.mul_(vf)
-    return -(beta * q.log_().sum() + (1.0 - beta) * log_rest.sum())
+        product.mul_(vf).add_(torch.rsub(vf, 1.0))  # 1 (log 0) where nothing is counted
+    q_min, product_min = (float(v) for v in torch.stack([q.min(), product.min()]))
+    if q_min < torch.finfo(q.dtype).tiny or product_min < _COMPLEMENT_FLOOR:
+        return None
+    return -(beta * _sum_of_logs(q, q_min) + (1.0 - beta) * _sum_of_logs(product, product_min))
 
 
-def _wce_masks(p: Tensor, p_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``small`` ``[B, C, N]`` (1 where ``p <= 1/2``: every class but a confident one), the sum of
-    those probabilities ``[B, N]`` (``1 - p_big`` exactly where a big class exists), ``[big != t]``
-    ``[B, N]`` as float masks, and ``max_c p_c`` ``[B, N]``."""
-    small = torch.empty_like(p)
-    torch.le(p, 0.5, out=small)
-    small_sum = (p * small).sum(1)
-    p_max = p.amax(1)
-    big_not_t = (p_max > 0.5).logical_and_(p_t <= 0.5).to(p.dtype)
-    return small, small_sum, big_not_t, p_max
+def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
+    """``sum log v`` over every element of ``v`` (values in ``[lowest, 1]``, ``lowest`` a normal
+    float), taking one log per block of ``k`` values multiplied together: a log costs ~10 products
+    here. ``k`` keeps every block's product ``>= lowest^k`` far above the float range's floor."""
+    floor_exponent = 0.5 * math.log2(torch.finfo(v.dtype).tiny)  # -63 (float32), -511 (float64)
+    k = max(1, min(_LOG_BLOCK, int(floor_exponent / min(math.log2(lowest), -1.0))))
+    flat = v.reshape(-1)
+    m = flat.numel() // k * k
+    if k == 1 or m == 0:
+        return flat.log().sum()
+    blocks = flat[:m].view(k, -1)
+    product = blocks[0].clone()
+    for i in range(1, k):
+        product.mul_(blocks[i])
+    return product.log_().sum() + flat[m:].log().sum()
 
 
-def _wce_grad_cpu(p: Tensor, onehot: Tensor, p_t: Tensor) -> Tensor | None:
-    """The part of the gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy that comes from
-    its ``log(1 - p_c)`` terms, in few passes on the CPU, or None where :func:`_wce_value_cpu` would not
+def _wce_grad_cpu(p: Tensor, onehot: Tensor) -> Tensor | None:
+    """What the gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy needs beyond ``p``
+    and ``p_t``, in few passes on the CPU: ``L`` below, or None where :func:`_wce_value_cpu` would not
     apply (the caller then takes :func:`_wce_terms`).
 
-    ``d/dx_j = beta (p_j - y_j) - (1 - beta) T_j`` with ``T_j = p_j R - r_j + [big != t] p_big (s_j -
-    [j = big])``, ``r_c = p_c / (1 - p_c)`` over the classes neither the target nor big, ``R`` their sum
-    and ``s`` the softmax without the big class, ``p_j / (1 - p_big)``. Returns ``T`` (the caller folds
-    the cross-entropy part ``beta (p - y)`` into the gradient it writes anyway)."""
-    if p.device.type != "cpu" or not p.numel() or p.shape[1] > _PRODUCT_CLASSES:
+    ``d/dx_j = beta (p_j - y_j) - (1 - beta) T_j`` with ``T_j = sum_{c != t} r_c (p_j - [j = c])`` and
+    ``r_c = p_c / (1 - p_c)``. With ``rho_c = r_c`` off the target, ``rho_t = p_t``, and ``L_j =
+    sum_{c != j} rho_c``: ``T_j = p_j (L_j - (1 + p_t)) + y_j p_t (1 + p_t)``. ``L`` is a sum of
+    positive terms and ``rho_t <= 1``, so a confident wrong class (``r`` huge) costs no cancellation:
+    its own ``L`` leaves its ``r`` out, the others' products ``p_j r_big <= 1`` stay finite."""
+    if not _few_pass_wce(p):
         return None
-    small, small_sum, big_not_t, p_max = _wce_masks(p, p_t)
-    if float((small_sum + (1.0 - big_not_t)).min()) < _SMALL_SUM_FLOOR:
+    complement = _leave_one_out_sums(p, torch.empty_like(p))
+    rho = torch.div(p, torch.maximum(complement, onehot, out=complement), out=complement)
+    loo = _leave_one_out_sums(rho, torch.empty_like(p))
+    # sum_c rho_c <= 2^100 (so no inf / NaN either): every non-target 1 - p_c >= p_c 2^-100
+    if not float(loo.select(1, 0).add(rho.select(1, 0)).max()) <= 1.0 / _COMPLEMENT_FLOOR:
         return None
-    # two full-size buffers, everything else in place (fresh [B, C, N] tensors dominate the cost here)
-    r = torch.rsub(p, 1.0)
-    torch.div(p, r, out=r).mul_(small)
-    r.addcmul_(r, onehot, value=-1.0)  # r_c = p_c / (1 - p_c) off the target and the big class
-    # p_big (s_j - [j = big]) = p_big ((p_j / (1 - p_big) + 1) small_j - 1), where the big class is wrong
-    coef = p_max.mul_(big_not_t).unsqueeze(1)
-    g = torch.div(p, small_sum.clamp_min_(_SMALL_SUM_FLOOR).unsqueeze(1))
-    return g.add_(1.0).mul_(small).sub_(1.0).mul_(coef).sub_(r).addcmul_(p, r.sum(1, keepdim=True))
+    return loo
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -558,25 +588,27 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         pixel.add_(slope)
         on_target.sub_(slope)
-    wce_grad = wce_rest = None
+    wce_grad = loo = None
     if term == TERM_WCE:
-        wce_rest = _wce_grad_cpu(p, onehot, p_t)
-        if wce_rest is None:
+        loo = _wce_grad_cpu(p, onehot)
+        if loo is None:
             _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
-        else:  # its cross-entropy part g beta (p - y) joins the pixel and target coefficients
-            pixel.add_(g * beta)
-            on_target.sub_(g * beta)
-    # grad = p (U + pixel) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
+        else:  # g (beta (p - y) - (1 - beta) T) joins the pixel, target and per-class coefficients
+            k = g * (beta - 1.0)
+            one_plus_pt = p_t + 1.0
+            pixel.add_(g * beta).addcmul_(one_plus_pt, k, value=-1.0)
+            on_target.sub_(g * beta).addcmul_(one_plus_pt.mul_(p_t), k)
+    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
     grad = p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
         gi = grad.select(1, i)
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
+        if loo is not None:
+            factor.addcmul_(loo.select(1, i), k)
         gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
-    if wce_rest is not None:
-        grad.addcmul_(wce_rest if every else wce_rest.mul_(vf.unsqueeze(1)), g * (beta - 1.0))
     return grad.view_as(x)
 
 
