@@ -67,15 +67,20 @@ def test_softmax_stats_values(native):
     assert torch.equal(labels8, expected8)
 
 
-def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100):
-    """sum over counted pixels of w_t * -(1 - p_t)^gamma_t log p_t, gamma_bg where t = 0, in float64 autograd."""
+def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
+    """sum over counted pixels of w_t * -(1 - p_t)^gamma_t log p_t, gamma_bg where t = 0, in float64
+    autograd (``per_position``: each pixel's term, 0 where nothing is counted)."""
     logp = torch.log_softmax(x, 1)
     valid = t != ignore_index
     tt = t.clamp(min=0)
     lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
     gamma = torch.where(tt == 0, gamma_bg, gamma_fg).to(x.dtype)
-    modulator = torch.where(gamma == 0, torch.ones_like(lt), (-torch.expm1(lt)).clamp_min(0) ** gamma)
-    return (-(weight.to(x.dtype)[tt] * modulator * lt) * valid).sum()
+    # (1 - p)^gamma with its derivative's limit at p = 1 (0: the product with log p = 0 vanishes) for gamma < 1
+    one_minus_p = -torch.expm1(lt)
+    powered = torch.where(one_minus_p > 0, one_minus_p, 1.0) ** gamma
+    modulator = torch.where(gamma == 0, torch.ones_like(lt), torch.where(one_minus_p > 0, powered, 0.0))
+    terms = -(weight.to(x.dtype)[tt] * modulator * lt) * valid
+    return terms if per_position else terms.sum()
 
 
 # background / other class weights (the Unified family's), with every gamma pairing the losses use
@@ -280,6 +285,50 @@ def test_softmax_focal_values(native):
     valid = t[t != -100]
     torch.testing.assert_close(counts, torch.bincount(valid, minlength=3).double())
     assert int(n_bad) == 0
+
+
+@pytest.mark.parametrize("gammas", [(2.0, 2.0), (0.5, 0.0), (2.0, 0.5)], ids=str)
+@pytest.mark.parametrize("weight", [None, [0.4, 0.6, 0.6], [0.2, 1.0, 3.0]], ids=str)
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+@pytest.mark.parametrize("per_position", [False, True], ids=["sum", "per position"])
+def test_softmax_focal_value_and_gradient_pytorch_path(gammas, weight, ignored, per_position):
+    """The focal op's PyTorch path (per-class gammas, background / other and general class weights,
+    every pixel counted or not) against float64 autograd of log-softmax arithmetic."""
+    x, t = _images(seed=9)
+    if not ignored:
+        t = t.clamp(min=0)
+    w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        out, _, _ = ops.softmax_focal(xa, t, -100, w, *gammas, 0.0, per_position)
+    g_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    (out * g_out).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    ref = _reference_focal_by_class(xr, t, *gammas, torch.ones(3, dtype=torch.float64) if w is None else w,
+                                    per_position=per_position)
+    (ref * g_out).sum().backward()
+    torch.testing.assert_close(out, ref.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("scale", [3.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
+def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale):
+    """As the statistics op's test above, for the focal op: value and gradient of float32 logits whose
+    target probabilities reach 1e-30 or underflow, against float64 (log p_t from the softmax while
+    every p_t is a normal float, from the logits otherwise; the slope's limit below)."""
+    x, t = _images(dtype=torch.float32, seed=4)
+    x = x * scale
+    w = torch.tensor([0.4, 0.6, 0.6])
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(native):
+        total, _, _ = ops.softmax_focal(xa, t, -100, w, 0.5, 0.0, 0.0, False)
+        total.backward()
+    xr = x.double().requires_grad_(True)
+    expected = _reference_focal_by_class(xr, t, 0.5, 0.0, w.double())
+    expected.backward()
+    torch.testing.assert_close(total.double(), expected.detach(), rtol=2e-6, atol=0)
+    torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy():

@@ -142,18 +142,25 @@ def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
     return (lt if vf is None else lt.mul_(vf)).clamp_(max=0.0)
 
 
-def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target: Tensor) -> Tensor:
-    """``log p_t`` ``[B, N]`` (0 where nothing is counted) for the forward's focal value.
+def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool,
+                  on_target: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """``log p_t`` ``[B, N]`` (0 where nothing is counted) for the forward's focal value, and the
+    ``p_t`` it is the log of (1 where nothing is counted), or None when it came from the logits.
+    ``on_target``: ``p * onehot`` when the caller has it (``p_t`` is then its sum over classes).
 
     On the CPU, ``log`` of the softmax at the target when every counted ``p_t`` is a normal float
     (one host read of the minimum): as exact as :func:`_log_pt` there, and two passes over the
     logits fewer (this path is bound by memory traffic). Otherwise, and on accelerators (no host
     read), :func:`_log_pt` from the logits, exact for any logit."""
     if p.device.type == "cpu" and p.numel():
-        p_t, q = _counted_p_target(on_target, vf, every)
+        if on_target is None:
+            p_t = _channel_dot(p, onehot)
+            q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)
+        else:
+            p_t, q = _counted_p_target(on_target, vf, every)
         if float(q.min()) >= torch.finfo(q.dtype).tiny:
-            return q.log_()
-    return _log_pt(xv, p, onehot, None if every else vf)
+            return torch.log(q), q
+    return _log_pt(xv, p, onehot, None if every else vf), None
 
 
 def _counted_p_target(on_target: Tensor, vf: Tensor, every: bool) -> tuple[Tensor, Tensor]:
@@ -314,29 +321,29 @@ def _background_and_other_weight(weight: Tensor | None) -> tuple[float, float] |
 
 
 def _weighted_focal_sum(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
-                        vf: Tensor) -> Tensor:
+                        vf: Tensor, p_t: Tensor | None) -> Tensor:
     """``sum w_t v_t`` of the focal values of ``log p_t`` ``[B, N]`` (0 where nothing is counted, as
-    ``lt`` is there): with background / other weights, sums over the background and the rest rather
-    than a per-pixel blend."""
+    ``lt`` is there; ``p_t`` its exponential when the caller has it): with background / other
+    weights, sums over the background and the rest rather than a per-pixel blend."""
     from .losses._common import focal_value  # losses import this module
 
     weights = _background_and_other_weight(weight)
     if weights is None:
-        v = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg)
+        v = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
         return (v * _class_weight_at(weight, onehot, vf)).sum()
     w0, w1 = weights
     is_bg = onehot.select(1, 0)
     if gamma_bg == gamma_fg:
-        v = focal_value(lt, gamma_fg)
+        v = focal_value(lt, gamma_fg, p=p_t)
         total = v.sum()
         if w0 != w1:
             return total * w1 + (v * is_bg).sum() * (w0 - w1)
         return total if w1 == 1.0 else total * w1
-    background = (focal_value(lt, gamma_bg) * is_bg).sum()
+    background = (focal_value(lt, gamma_bg, p=p_t) * is_bg).sum()
     if gamma_fg == 0.0:  # -log p_t off the background
         rest = (lt * is_bg).sum() - lt.sum()
     else:
-        v1 = focal_value(lt, gamma_fg)
+        v1 = focal_value(lt, gamma_fg, p=p_t)
         rest = v1.sum() - (v1 * is_bg).sum()
     return background * w0 + rest * w1
 
@@ -375,16 +382,17 @@ def _every_counted(labels8: Tensor) -> bool:
     return labels8.device.type == "cpu" and labels8.numel() > 0 and int(labels8.max()) < LABEL_SKIP
 
 
-def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> Tensor:
+def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float,
+                          p_t: Tensor | None = None) -> Tensor:
     """The focal value of ``log p_t`` alone (a forward pass needs no slope), ``gamma_bg`` where the
-    target is class 0 and ``gamma_fg`` elsewhere."""
+    target is class 0 and ``gamma_fg`` elsewhere (``p_t``: as :func:`_weighted_focal_sum`)."""
     from .losses._common import focal_value  # losses import this module
 
     if gamma_bg == gamma_fg:
-        return focal_value(lt, gamma_fg)
+        return focal_value(lt, gamma_fg, p=p_t)
     is_bg = onehot.select(1, 0)
-    v0 = focal_value(lt, gamma_bg)
-    v1 = focal_value(lt, gamma_fg) if gamma_fg != 0.0 else lt.neg()
+    v0 = focal_value(lt, gamma_bg, p=p_t)
+    v1 = focal_value(lt, gamma_fg, p=p_t) if gamma_fg != 0.0 else lt.neg()
     return v0.sub_(v1).mul_(is_bg).add_(v1)
 
 
@@ -486,8 +494,8 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     sum_y = onehot.sum(-1)
     value = x.new_zeros(())
     if term == TERM_FOCAL:
-        lt = _log_p_target(xv, p, onehot, vf, every, on_target)  # 0 wherever nothing is counted
-        value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf)
+        lt, p_t = _log_p_target(xv, p, onehot, vf, every, on_target)  # 0 wherever nothing is counted
+        value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf, p_t)
     elif term == TERM_WCE:
         value = _wce_value_cpu(p, onehot, vf, every, on_target, beta)
         if value is None:
@@ -739,10 +747,14 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    _, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
+    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
-        value = _focal_value_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
+        lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8))  # 0 wherever nothing is counted
+        if not per_position:
+            value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf, p_t)
+            return value, onehot.sum((0, 2)), n_bad
+        value = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
         value = value.mul_(_class_weight_at(weight, onehot, vf))
     else:
         from .losses._common import focal_terms
@@ -807,14 +819,14 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
         return logp.exp_().mul_(s).scatter_add_(1, tt, -s)  # w_t slope (p_j - [j = t])
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    _, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
+    labels8, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
-        slope = _focal_slope_by_class(_log_pt(xv, p, onehot, vf), onehot, gamma_bg, gamma_fg)
-        s = slope.mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
+        s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf,
+                                  _every_counted(labels8), g)
         grad = p.sub_(onehot)
         for i in range(c):
             grad.select(1, i).mul_(s)

@@ -85,12 +85,14 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(near_zero, a, b)
 
 
-def focal_value(logp: torch.Tensor, gamma: float) -> torch.Tensor:
+def focal_value(logp: torch.Tensor, gamma: float, *, p: torch.Tensor | None = None) -> torch.Tensor:
     """``-(1 - p)^gamma log p`` from ``l = log p`` (<= 0), the value half of :func:`focal_terms`
-    (a forward pass needs no slope): ``1 - p`` from ``-expm1(l)``, exact near ``p = 1``."""
+    (a forward pass needs no slope): ``1 - p`` from ``-expm1(l)``, exact near ``p = 1``. ``p``: the
+    probabilities whose log ``logp`` is, when the caller has them: ``1 - p`` is then as exact as
+    ``-expm1(log p)`` of the same ``p`` (Sterbenz: exact for ``p >= 1/2``), one transcendental pass fewer."""
     if gamma == 0.0:
         return -logp
-    one_minus_p = torch.expm1(logp).neg_()
+    one_minus_p = torch.expm1(logp).neg_() if p is None else torch.rsub(p, 1.0)
     if gamma == 1.0:
         modulator = one_minus_p
     elif gamma == 2.0:
