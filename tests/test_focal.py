@@ -383,3 +383,29 @@ def test_include_background_false():
     none = focal_loss(x, y, mode="multilabel", gamma=0.0, include_background=False, reduction="none")
     assert none.shape == x.shape and none[:, 0].abs().sum() == 0
     torch.testing.assert_close(none[:, 1:], bce[:, 1:])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0], ids=lambda g: f"gamma {g:g}")
+@pytest.mark.parametrize("with_p", [False, True], ids=["from log p", "from p"])
+def test_focal_terms_value_and_slope_against_autograd_of_the_closed_form(gamma, with_p):
+    """value = -(1 - p)^gamma log p and slope = -d value / d log p, against float64 autograd of
+    the closed form, from confident mistakes to p = 1 - 1e-12 (where the slope tends to 0 for
+    gamma > 0), whether 1 - p comes from log p or from p itself (the ops' backward)."""
+    from medloss.losses._common import focal_terms, focal_value
+
+    logp = -torch.logspace(-12, 1.5, 41, dtype=torch.float64)
+    p = logp.exp() if with_p else None
+    if p is not None:  # the contract: logp is the log of the very p given (as in the ops)
+        logp = p.log()
+    leaf = logp.clone().requires_grad_(True)
+    expected = -((-torch.expm1(leaf)) ** gamma) * leaf
+    (slope_expected,) = torch.autograd.grad(expected.sum(), leaf)
+    p_before = None if p is None else p.clone()
+    value, slope = focal_terms(logp, gamma, p=p)
+    _, slope_only = focal_terms(logp, gamma, value=False, p=p)
+    torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(focal_value(logp, gamma, p=p), expected.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(slope, -slope_expected, rtol=1e-9, atol=1e-15)
+    torch.testing.assert_close(slope_only, -slope_expected, rtol=1e-9, atol=1e-15)
+    if p is not None:  # the caller's probabilities are not modified
+        assert torch.equal(p, p_before)

@@ -196,6 +196,36 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c):
     torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.skipif(not native_kernels_available(), reason="needs the compiled kernels (no C compiler at install)")
+def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
+    """A graph built inside ``native_kernels(False)`` is differentiated by the PyTorch path even when
+    ``backward()`` runs after the block (as benchmarks and training loops do), and the other way round."""
+    from medloss import _native
+
+    calls = []
+    real = _native.softmax_pass
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("grad", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_native, "softmax_pass", counting)
+    x, t = _images(dtype=torch.float32)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+        total, _, _ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
+    (stats.sum() + term + total).backward()
+    assert calls == []
+    xb = x.clone().requires_grad_(True)
+    stats, term, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+    total, _, _ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
+    with medloss.native_kernels(False):
+        (stats.sum() + term + total).backward()
+    assert calls == [False, False, True, True]  # both forwards, then both backwards, in the kernel
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-5, atol=1e-6)  # and the two paths agree
+
+
 def _wce_inputs(x, t):
     b, c = x.shape[:2]
     labels8, onehot, vf, _ = _ops._labels_onehot(t.reshape(b, -1), c, -100, x.dtype)
@@ -301,8 +331,8 @@ def test_softmax_focal_value_and_gradient_pytorch_path(gammas, weight, ignored, 
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
         out, _, _ = ops.softmax_focal(xa, t, -100, w, *gammas, 0.0, per_position)
-    g_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
-    (out * g_out).sum().backward()
+        g_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+        (out * g_out).sum().backward()
     xr = x.clone().requires_grad_(True)
     ref = _reference_focal_by_class(xr, t, *gammas, torch.ones(3, dtype=torch.float64) if w is None else w,
                                     per_position=per_position)

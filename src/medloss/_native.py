@@ -133,7 +133,9 @@ def native_kernels_available() -> bool:
 
 @contextmanager
 def native_kernels(enabled: bool) -> Iterator[None]:
-    """Context manager turning the compiled kernels on or off (e.g. to compare both paths).
+    """Context manager turning the compiled kernels on or off (e.g. to compare both paths). The
+    backward of a loss computed inside the block takes the same path, even when ``backward()`` runs
+    after the block.
 
     Examples:
         >>> import medloss
@@ -156,11 +158,13 @@ def native_kernels(enabled: bool) -> Iterator[None]:
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
-def usable(x: torch.Tensor) -> bool:
-    """Whether the kernels handle these ``[B, C, *]`` logits (the ops' CPU implementations ask)."""
+def usable(x: torch.Tensor, enabled: bool | None = None) -> bool:
+    """Whether the kernels handle these ``[B, C, *]`` logits (the ops' CPU implementations ask);
+    ``enabled``: the on / off choice to apply instead of the current one (a backward applies its
+    forward's)."""
     return (
         _LIB is not None
-        and _enabled
+        and (_enabled if enabled is None else enabled)
         and x.device.type == "cpu"
         and x.dtype in _KERNEL_DTYPES
         and x.ndim >= 2

@@ -325,7 +325,7 @@ def _weighted_focal_sum(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: f
     """``sum w_t v_t`` of the focal values of ``log p_t`` ``[B, N]`` (0 where nothing is counted, as
     ``lt`` is there; ``p_t`` its exponential when the caller has it): with background / other
     weights, sums over the background and the rest rather than a per-pixel blend."""
-    from .losses._common import focal_value  # losses import this module
+    from .losses._common import focal_modulator, focal_value  # losses import this module
 
     weights = _background_and_other_weight(weight)
     if weights is None:
@@ -339,13 +339,13 @@ def _weighted_focal_sum(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: f
         if w0 != w1:
             return total * w1 + (v * is_bg).sum() * (w0 - w1)
         return total if w1 == 1.0 else total * w1
+    if gamma_fg == 0.0:  # -log p_t off the background (gamma_bg > 0 here): sums of lt and of lt there
+        lt_bg = lt * is_bg
+        background = -focal_modulator(lt, gamma_bg, p=p_t).mul_(lt_bg).sum()
+        return background * w0 + (lt_bg.sum() - lt.sum()) * w1
     background = (focal_value(lt, gamma_bg, p=p_t) * is_bg).sum()
-    if gamma_fg == 0.0:  # -log p_t off the background
-        rest = (lt * is_bg).sum() - lt.sum()
-    else:
-        v1 = focal_value(lt, gamma_fg, p=p_t)
-        rest = v1.sum() - (v1 * is_bg).sum()
-    return background * w0 + rest * w1
+    v1 = focal_value(lt, gamma_fg, p=p_t)
+    return background * w0 + (v1.sum() - (v1 * is_bg).sum()) * w1
 
 
 def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
@@ -567,9 +567,13 @@ def softmax_stats_backward(
     g_tp: Tensor,
     g_sum_p: Tensor,
     g_term: Tensor,
+    native: bool,
 ) -> Tensor:
     """Gradient of ``softmax_stats`` with respect to ``x``, for incoming gradients of TP and sum p
-    (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``."""
+    (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``. ``native``: whether
+    the compiled kernels were on when the forward ran: the backward follows that choice, whatever is
+    in force when it runs (a graph built inside ``native_kernels(False)`` is differentiated by the
+    PyTorch path even if ``backward()`` runs after the block)."""
     return _softmax_stats_backward_torch(
         x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
     )
@@ -621,14 +625,14 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
 
 
 @softmax_stats_backward.register_fake
-def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @softmax_stats_backward.register_kernel("cpu")
-def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
     b, c = x.shape[:2]
-    if not _native.usable(x) or labels8.shape[-1] == 0:
+    if not _native.usable(x, enabled=native) or labels8.shape[-1] == 0:
         return _softmax_stats_backward_torch(
             x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
         )
@@ -642,13 +646,13 @@ def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, 
 
 def _softmax_stats_setup(ctx, inputs, output):
     x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta = inputs
-    ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta)
+    ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
     ctx.save_for_backward(x, target, output[3], weight)
 
 
 def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
     x, target, labels8, weight = ctx.saved_tensors
-    ignore_index, term, gamma_bg, gamma_fg, beta = ctx.args
+    ignore_index, term, gamma_bg, gamma_fg, beta, native = ctx.args
     if g_stats is None:
         g_stats = x.new_zeros(x.shape[0], 3, x.shape[1])
     if g_term is None:
@@ -676,7 +680,7 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
     else:
         grad = softmax_stats_backward(
             x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term,
+            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term, native,
         )
     return grad, None, None, None, None, None, None, None
 
@@ -773,9 +777,9 @@ def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_
     return out, x.new_empty(x.shape[1]), x.new_empty((), dtype=torch.int64)
 
 
-def _focal_in_kernel(x: Tensor, per_position: bool, label_smoothing: float) -> bool:
+def _focal_in_kernel(x: Tensor, per_position: bool, label_smoothing: float, enabled: bool | None = None) -> bool:
     """Sums without smoothing of images run in the compiled kernel (one pass each way)."""
-    return not per_position and label_smoothing == 0.0 and x.dim() > 2 and _native.usable(x)
+    return not per_position and label_smoothing == 0.0 and x.dim() > 2 and _native.usable(x, enabled)
 
 
 @softmax_focal.register_kernel("cpu")
@@ -806,8 +810,10 @@ def softmax_focal_backward(
     gamma_fg: float,
     label_smoothing: float,
     grad_out: Tensor,
+    native: bool,
 ) -> Tensor:
-    """Gradient of ``softmax_focal`` (per-position ``grad_out`` ``[B, *]``, or 0-dim for the sum)."""
+    """Gradient of ``softmax_focal`` (per-position ``grad_out`` ``[B, *]``, or 0-dim for the sum);
+    ``native`` as for ``softmax_stats_backward``."""
     return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
                                          grad_out)
 
@@ -841,13 +847,13 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
 
 
 @softmax_focal_backward.register_fake
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @softmax_focal_backward.register_kernel("cpu")
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
-    if not _focal_in_kernel(x, grad_out.dim() > 0, label_smoothing):
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native):
+    if not _focal_in_kernel(x, grad_out.dim() > 0, label_smoothing, enabled=native):
         return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
                                              grad_out)
     b, c = x.shape[:2]
@@ -862,13 +868,13 @@ def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad
 
 def _softmax_focal_setup(ctx, inputs, output):
     x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position = inputs
-    ctx.args = (ignore_index, gamma_bg, gamma_fg, label_smoothing)
+    ctx.args = (ignore_index, gamma_bg, gamma_fg, label_smoothing, _native.native_kernels_available())
     ctx.save_for_backward(x, target, weight)
 
 
 def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
     x, target, weight = ctx.saved_tensors
-    ignore_index, gamma_bg, gamma_fg, label_smoothing = ctx.args
+    ignore_index, gamma_bg, gamma_fg, label_smoothing, native = ctx.args
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
         from .losses._common import focal_modulated_log, second_order_grads
 
@@ -889,7 +895,8 @@ def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
 
         (grad,) = second_order_grads(reference, (x,), (grad_out,))
     else:
-        grad = softmax_focal_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out)
+        grad = softmax_focal_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out,
+                                      native)
     return grad, None, None, None, None, None, None, None
 
 

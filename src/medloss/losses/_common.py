@@ -85,21 +85,23 @@ def log1mexp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(near_zero, a, b)
 
 
-def focal_value(logp: torch.Tensor, gamma: float, *, p: torch.Tensor | None = None) -> torch.Tensor:
-    """``-(1 - p)^gamma log p`` from ``l = log p`` (<= 0), the value half of :func:`focal_terms`
-    (a forward pass needs no slope): ``1 - p`` from ``-expm1(l)``, exact near ``p = 1``. ``p``: the
-    probabilities whose log ``logp`` is, when the caller has them: ``1 - p`` is then as exact as
-    ``-expm1(log p)`` of the same ``p`` (Sterbenz: exact for ``p >= 1/2``), one transcendental pass fewer."""
-    if gamma == 0.0:
-        return -logp
+def focal_modulator(logp: torch.Tensor, gamma: float, *, p: torch.Tensor | None = None) -> torch.Tensor:
+    """``(1 - p)^gamma`` (``gamma > 0``) from ``l = log p`` (<= 0): ``1 - p`` from ``-expm1(l)``,
+    exact near ``p = 1``. ``p``: the probabilities whose log ``logp`` is, when the caller has them:
+    ``1 - p`` is then as exact as ``-expm1(log p)`` of the same ``p`` (Sterbenz: exact for
+    ``p >= 1/2``), one transcendental pass fewer. A fresh tensor."""
     one_minus_p = torch.expm1(logp).neg_() if p is None else torch.rsub(p, 1.0)
     if gamma == 1.0:
-        modulator = one_minus_p
-    elif gamma == 2.0:
-        modulator = one_minus_p.square_()
-    else:
-        modulator = one_minus_p.pow_(gamma)
-    return modulator.mul_(logp).neg_()
+        return one_minus_p
+    return one_minus_p.square_() if gamma == 2.0 else one_minus_p.pow_(gamma)
+
+
+def focal_value(logp: torch.Tensor, gamma: float, *, p: torch.Tensor | None = None) -> torch.Tensor:
+    """``-(1 - p)^gamma log p`` from ``l = log p`` (<= 0), the value half of :func:`focal_terms`
+    (a forward pass needs no slope), with :func:`focal_modulator` (``p`` as there)."""
+    if gamma == 0.0:
+        return -logp
+    return focal_modulator(logp, gamma, p=p).mul_(logp).neg_()
 
 
 def focal_terms(
@@ -121,6 +123,16 @@ def focal_terms(
     # log_softmax / logsigmoid outputs are <= 0 exactly (no clamp needed)
     if gamma == 0.0:
         return (-logp if value else None), torch.ones_like(logp)
+    if p is not None and not value:  # a backward's slope from p: 3-5 passes, p and logp untouched
+        one_minus_p = torch.rsub(p, 1.0)
+        if gamma >= 1.0:  # (1 - p)^(gamma - 1) ((1 - p) - gamma p l)
+            inner = torch.addcmul(one_minus_p, p, logp, value=-gamma)
+            if gamma == 1.0:
+                return None, inner
+            return None, inner.mul_(one_minus_p if gamma == 2.0 else one_minus_p.pow_(gamma - 1.0))
+        modulator = one_minus_p.pow(gamma)  # (1 - p)^gamma (1 - gamma p l / (1 - p)), as below
+        ratio = torch.div(logp, one_minus_p.clamp_min_(torch.finfo(logp.dtype).tiny), out=one_minus_p)
+        return None, modulator.sub_(ratio.mul_(p).mul_(modulator), alpha=gamma)
     if p is None:
         one_minus_p = torch.expm1(logp).neg_()
         p = torch.exp(logp)  # not 1 - (1 - p): that loses the small p of confident negatives in fp32
