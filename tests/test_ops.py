@@ -67,6 +67,25 @@ def test_softmax_stats_values(native):
     assert torch.equal(labels8, expected8)
 
 
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+@pytest.mark.parametrize("c", [2, 3, 5], ids=lambda c: f"{c} classes")
+def test_softmax_stats_gradient_of_the_counts(native, ignored, c):
+    """The counts' backward (no per-pixel term: the softmax's fused backward on the PyTorch path)
+    against float64 autograd of softmax and one-hot sums, with and without ignored pixels."""
+    x, t = _images(seed=11, c=c)
+    if not ignored:
+        t = t.clamp(min=0)
+    g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(native):
+        stats, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        (stats * g_stats).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    (_reference_stats(xr, t) * g_stats).sum().backward()
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-10, atol=1e-13)
+
+
 def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
     """sum over counted pixels of w_t * -(1 - p_t)^gamma_t log p_t, gamma_bg where t = 0, in float64
     autograd (``per_position``: each pixel's term, 0 where nothing is counted)."""

@@ -592,6 +592,9 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
     p = torch.softmax(xv, 1)
     u = g_sum_p.to(x.dtype)
+    if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
+        w = torch.addcmul(u.unsqueeze(-1), onehot, g_tp.to(x.dtype).unsqueeze(-1))
+        return torch._softmax_backward_data(w if every else w.mul_(vf.unsqueeze(1)), p, 1, x.dtype).view_as(x)
     p_t = _channel_dot(p, onehot)
     on_target = p_t * _channel_dot(onehot, g_tp.to(x.dtype))  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
