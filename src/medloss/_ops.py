@@ -369,7 +369,7 @@ def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg
         s = focal_terms(lt, gamma_fg, value=False, p=p_t)[1]
         s = s.mul_(w1g) if w0 == w1 else s.mul_(is_bg * (w0g - w1g) + w1g)
     elif gamma_fg == 0.0:  # w_t s = is_bg (w0 s0 - w1) + w1: the rare classes' slope is 1
-        s = focal_terms(lt, gamma_bg, value=False, p=p_t)[1].mul_(w0g).sub_(w1g).mul_(is_bg).add_(w1g)
+        s = torch.addcmul(w1g, is_bg, focal_terms(lt, gamma_bg, value=False, p=p_t)[1].mul_(w0g).sub_(w1g))
     else:
         s1 = focal_terms(lt, gamma_fg, value=False, p=p_t)[1].mul_(w1g)
         s = focal_terms(lt, gamma_bg, value=False, p=p_t)[1].mul_(w0g).sub_(s1).mul_(is_bg).add_(s1)

@@ -123,16 +123,19 @@ def focal_terms(
     # log_softmax / logsigmoid outputs are <= 0 exactly (no clamp needed)
     if gamma == 0.0:
         return (-logp if value else None), torch.ones_like(logp)
-    if p is not None and not value:  # a backward's slope from p: 3-5 passes, p and logp untouched
+    if p is not None and not value:  # a backward's slope from p in 3-5 passes, p and logp untouched:
+        # ((1 - p) - gamma p l) (1 - p)^(gamma - 1), both terms of the first factor >= 0 (no cancellation);
+        # for gamma < 1 the power is unbounded at p = 1, where the first factor is 0: 1 - p is floored at
+        # the smallest normal float there (1 - p of a float p is 0 or >= half an ulp of 1 anyway)
         one_minus_p = torch.rsub(p, 1.0)
-        if gamma >= 1.0:  # (1 - p)^(gamma - 1) ((1 - p) - gamma p l)
-            inner = torch.addcmul(one_minus_p, p, logp, value=-gamma)
-            if gamma == 1.0:
-                return None, inner
-            return None, inner.mul_(one_minus_p if gamma == 2.0 else one_minus_p.pow_(gamma - 1.0))
-        modulator = one_minus_p.pow(gamma)  # (1 - p)^gamma (1 - gamma p l / (1 - p)), as below
-        ratio = torch.div(logp, one_minus_p.clamp_min_(torch.finfo(logp.dtype).tiny), out=one_minus_p)
-        return None, modulator.sub_(ratio.mul_(p).mul_(modulator), alpha=gamma)
+        inner = torch.addcmul(one_minus_p, p, logp, value=-gamma)
+        if gamma == 1.0:
+            return None, inner
+        if gamma == 2.0:
+            return None, inner.mul_(one_minus_p)
+        if gamma < 1.0:
+            one_minus_p.clamp_min_(torch.finfo(p.dtype).tiny)
+        return None, inner.mul_(one_minus_p.pow_(gamma - 1.0))
     if p is None:
         one_minus_p = torch.expm1(logp).neg_()
         p = torch.exp(logp)  # not 1 - (1 - p): that loses the small p of confident negatives in fp32
