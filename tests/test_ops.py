@@ -58,7 +58,7 @@ def test_softmax_stats_values(native):
     x, t = _images()
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
     with medloss.native_kernels(native):
-        stats, term, n_bad, labels8, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
+        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
     torch.testing.assert_close(stats, _reference_stats(x, t))
     torch.testing.assert_close(term, _reference_focal(x, t, 2.0, weight))
     assert int(n_bad) == 0
@@ -79,7 +79,7 @@ def test_softmax_stats_gradient_of_the_counts(native, ignored, c):
     g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        stats, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
         (stats * g_stats).sum().backward()
     xr = x.clone().requires_grad_(True)
     (_reference_stats(xr, t) * g_stats).sum().backward()
@@ -115,7 +115,7 @@ def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, igno
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5)
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5)
         ((stats * g_stats).sum() + 0.7 * term).backward()
     xr = x.clone().requires_grad_(True)
     ref_stats = _reference_stats(xr, t)
@@ -135,7 +135,7 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6])
     with medloss.native_kernels(native):
-        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
+        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
     expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
 
@@ -170,7 +170,7 @@ def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c):
     if not ignored:
         t = t.clamp(min=0)
     with medloss.native_kernels(native):
-        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     torch.testing.assert_close(term.double(), _reference_wce(x, t, 0.7), rtol=rtol, atol=0)
 
@@ -189,7 +189,7 @@ def test_softmax_stats_weighted_ce_gradient(native, scale, ignored, c):
     g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
         ((stats * g_stats).sum() + 0.3 * term).backward()
     xr = x.clone().requires_grad_(True)
     ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
@@ -208,7 +208,7 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c):
     g_stats = torch.randn(2, 3, c, generator=g, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
         ((stats.double() * g_stats).sum() + 0.3 * term.double()).backward()
     xr = x.double().requires_grad_(True)
     ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
@@ -232,12 +232,12 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     x, t = _images(dtype=torch.float32)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
         total, _, _ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
     (stats.sum() + term + total).backward()
     assert calls == []
     xb = x.clone().requires_grad_(True)
-    stats, term, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+    stats, term, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
     total, _, _ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
     with medloss.native_kernels(False):
         (stats.sum() + term + total).backward()
@@ -297,7 +297,7 @@ def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     ignored = bad.clone()
     ignored[1, 2, 2] = ignored[1, 3, 3] = -100
     with medloss.native_kernels(native):
-        stats, _, n_bad, _, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     assert int(n_bad) == 2
     torch.testing.assert_close(stats, _reference_stats(x, ignored))
 
@@ -307,7 +307,7 @@ def test_softmax_stats_ignore_index_inside_the_class_range():
     x, t = _images()
     t = t.clamp(min=0)
     with medloss.native_kernels(False):
-        stats, _, n_bad, _, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     masked = torch.where(t == 0, -100, t)
     torch.testing.assert_close(stats, _reference_stats(x, masked))
     assert int(n_bad) == 0
@@ -415,9 +415,8 @@ def test_ops_stay_on_the_input_device_without_host_syncs():
     with FakeTensorMode():
         x = torch.empty(2, 3, 8, 8, device="cuda")
         t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
-        stats, term, n_bad, labels8, softmax = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
+        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
         assert stats.device.type == "cuda" and stats.shape == (2, 3, 3) and labels8.shape == (2, 64)
-        assert softmax.shape == (2, 3, 64) and softmax.device.type == "cuda"
         value, counts, _ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
         assert value.shape == (2, 8, 8) and value.device.type == "cuda"
         assert ops.sigmoid_stats(x, x, None).shape == (2, 3, 3)
@@ -434,12 +433,9 @@ def test_pytorch_implementations_make_no_host_sync_on_cuda():
         w = torch.empty(3, device="cuda")
         g = torch.empty(2, 3, device="cuda")
         for term in (_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE):
-            stats, total, n_bad, labels8, softmax = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5)
-            assert softmax.shape == (2, 3, 64)  # kept for the backward
-            # what the forward keeps (the softmax, labels from the target), and labels / softmax recomputed
-            for kept in ((labels8.new_empty(2, 0), softmax), (labels8, softmax.new_empty(0))):
-                grad = _ops._softmax_stats_backward_torch(x, t, *kept, -100, term, w, 2.0, 0.0, 0.5, g, g, total)
-                assert grad.shape == x.shape and grad.device.type == "cuda"
+            stats, total, n_bad, labels8 = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5)
+            grad = _ops._softmax_stats_backward_torch(x, t, labels8, -100, term, w, 2.0, 0.0, 0.5, g, g, total)
+            assert grad.shape == x.shape and grad.device.type == "cuda"
         for smoothing in (0.0, 0.1):
             for per_position in (False, True):
                 value, counts, n_bad = _ops._softmax_focal_torch(x, t, -100, w, 2.0, 2.0, smoothing, per_position)
@@ -548,37 +544,3 @@ def test_many_classes_take_the_general_paths(n_classes):
         (g_ref,) = torch.autograd.grad(naive(x), x)
         torch.testing.assert_close(ours(x, t), naive(x))
         torch.testing.assert_close(g_ours, g_ref)
-
-
-def _segmentation_losses():
-    from medloss.losses import available_losses
-
-    return [e.name for e in available_losses() if "segmentation" in e.tasks and e.accepts("mode")]
-
-
-@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
-@pytest.mark.parametrize("name", _segmentation_losses())
-def test_autograd_keeps_at_most_one_logits_sized_tensor_and_a_byte_per_pixel(name, native):
-    """Issue 10's memory budget for every registered segmentation loss (the registry is the list),
-    multiclass logits: what the autograd graph keeps between forward and backward, beyond the logits
-    and the target, is at most one logits-sized tensor plus one byte per pixel."""
-    from medloss.losses import get_loss
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 4, 32, 32, generator=g, requires_grad=True)
-    t = torch.randint(0, 4, (2, 32, 32), generator=g)
-    storages: dict[int, int] = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    loss_fn = get_loss(name, mode="multiclass")
-    with medloss.native_kernels(native), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = loss_fn(x, t)
-    for ptr in (x.untyped_storage().data_ptr(), t.untyped_storage().data_ptr()):
-        storages.pop(ptr, None)
-    beyond = sum(storages.values())
-    assert beyond <= x.numel() * x.element_size() + t.numel(), (name, beyond)
-    loss.backward()
-    assert torch.isfinite(x.grad).all()

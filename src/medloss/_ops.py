@@ -458,7 +458,7 @@ def softmax_stats(
     gamma_bg: float,
     gamma_fg: float,
     beta: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Soft confusion counts of ``softmax(x)`` against class indices, and one optional per-pixel term.
 
     Args: ``x`` ``[B, C, *]`` logits; ``target`` ``[B, *]`` integer labels (``ignore_index`` and
@@ -467,11 +467,8 @@ def softmax_stats(
     ``gamma_fg`` for the others) or ``TERM_WCE`` (Combo's weighted cross-entropy with ``beta``).
 
     Returns ``stats`` ``[B, 3, C]`` (TP, sum p, sum y per image and class, in ``x.dtype``), the
-    term's sum (0-dim), ``n_bad`` (0-dim int64), the labels as bytes ``[B, N]`` (255 = counted
-    nowhere; ``[B, 0]`` with more than 254 classes) and ``softmax(x)`` ``[B, C, N]``: the PyTorch
-    implementation keeps it for the backward instead of recomputing it (the byte labels are then not
-    kept: one logits-sized tensor), the compiled kernel returns it empty (its backward recomputes
-    the softmax in the same pass as the gradient and keeps the byte labels).
+    term's sum (0-dim), ``n_bad`` (0-dim int64) and the labels as bytes ``[B, N]`` for the backward
+    (255 = counted nowhere; ``[B, 0]`` with more than 254 classes).
     """
     return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
 
@@ -505,7 +502,7 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
             v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
             assert v is not None
             value = v.sum() if every else (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, p
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8
 
 
 @softmax_stats.register_fake
@@ -520,7 +517,6 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
         x.new_empty(()),
         x.new_empty((), dtype=torch.int64),
         x.new_empty(b, n if c < LABEL_SKIP else 0, dtype=torch.uint8),
-        x.new_empty(0) if _native.usable(x) else x.new_empty(b, c, n),  # as the CPU implementation decides
     )
 
 
@@ -554,7 +550,6 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
         torch.tensor(r.term, dtype=x.dtype),
         torch.tensor(r.n_bad, dtype=torch.int64),
         labels8,
-        x.new_empty(0),  # the kernel's backward recomputes the softmax
     )
 
 
@@ -563,7 +558,6 @@ def softmax_stats_backward(
     x: Tensor,
     target: Tensor,
     labels8: Tensor,
-    softmax: Tensor,
     ignore_index: int | None,
     term: int,
     weight: Tensor | None,
@@ -573,19 +567,20 @@ def softmax_stats_backward(
     g_tp: Tensor,
     g_sum_p: Tensor,
     g_term: Tensor,
+    native: bool,
 ) -> Tensor:
     """Gradient of ``softmax_stats`` with respect to ``x``, for incoming gradients of TP and sum p
-    (``[B, C]``) and of the term (0-dim), from what the forward kept: ``softmax`` (the PyTorch
-    implementation's; empty when the compiled kernel ran the forward: the kernel then runs the
-    backward too and recomputes it, whatever ``native_kernels`` says by then) and the byte labels
-    (empty: recomputed from ``target``)."""
+    (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``. ``native``: whether
+    the compiled kernels were on when the forward ran: the backward follows that choice, whatever is
+    in force when it runs (a graph built inside ``native_kernels(False)`` is differentiated by the
+    PyTorch path even if ``backward()`` runs after the block)."""
     return _softmax_stats_backward_torch(
-        x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+        x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
     )
 
 
-def _softmax_stats_backward_torch(x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-                                  g_tp, g_sum_p, g_term):
+def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp,
+                                  g_sum_p, g_term):
     # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
     # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     b, c = x.shape[:2]
@@ -593,12 +588,9 @@ def _softmax_stats_backward_torch(x, target, labels8, softmax, ignore_index, ter
     if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
         onehot, vf = _onehot(labels8, c, None, x.dtype)
     else:
-        labels8, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
-    every = _every_counted(labels8)  # no masking needed
-    if softmax.numel():  # kept by the forward; not written to (a second backward may read it again)
-        p, grad = softmax, torch.empty_like(softmax)
-    else:
-        p = grad = torch.softmax(xv, 1)  # recomputed: the gradient is written into it
+        onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
+    every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
+    p = torch.softmax(xv, 1)
     u = g_sum_p.to(x.dtype)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
         w = torch.addcmul(u.unsqueeze(-1), onehot, g_tp.to(x.dtype).unsqueeze(-1))
@@ -621,32 +613,31 @@ def _softmax_stats_backward_torch(x, target, labels8, softmax, ignore_index, ter
             one_plus_pt = p_t + 1.0
             pixel.add_(g * beta).addcmul_(one_plus_pt, k, value=-1.0)
             on_target.sub_(g * beta).addcmul_(one_plus_pt.mul_(p_t), k)
-    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), channel by channel
+    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
+    grad = p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
         gi = grad.select(1, i)
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
         if loo is not None:
             factor.addcmul_(loo.select(1, i), k)
-        torch.mul(p.select(1, i), factor if every else factor.mul_(vf), out=gi)
-        gi.addcmul_(onehot.select(1, i), on_target)
+        gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
     return grad.view_as(x)
 
 
 @softmax_stats_backward.register_fake
-def _(x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @softmax_stats_backward.register_kernel("cpu")
-def _(x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
     b, c = x.shape[:2]
-    # the kernel ran the forward iff no softmax was kept: the backward follows it either way
-    if softmax.numel() or labels8.shape[-1] == 0 or not _native.usable(x, enabled=True):
+    if not _native.usable(x, enabled=native) or labels8.shape[-1] == 0:
         return _softmax_stats_backward_torch(
-            x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
         )
     term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
     r = _native.softmax_pass(
@@ -658,18 +649,13 @@ def _(x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_f
 
 def _softmax_stats_setup(ctx, inputs, output):
     x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta = inputs
-    _, _, _, labels8, softmax = output
-    ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta)
-    ctx.mark_non_differentiable(softmax)  # kept for the backward, not a result
-    # one logits-sized tensor at most: the softmax (PyTorch path) or the byte labels (kernel path)
-    if softmax.numel():
-        labels8 = labels8.new_empty(labels8.shape[0], 0)
-    ctx.save_for_backward(x, target, labels8, softmax, weight)
+    ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
+    ctx.save_for_backward(x, target, output[3], weight)
 
 
-def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
-    x, target, labels8, softmax, weight = ctx.saved_tensors
-    ignore_index, term, gamma_bg, gamma_fg, beta = ctx.args
+def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
+    x, target, labels8, weight = ctx.saved_tensors
+    ignore_index, term, gamma_bg, gamma_fg, beta, native = ctx.args
     if g_stats is None:
         g_stats = x.new_zeros(x.shape[0], 3, x.shape[1])
     if g_term is None:
@@ -696,8 +682,8 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
         (grad,) = second_order_grads(reference, (x,), (g_stats, g_term))
     else:
         grad = softmax_stats_backward(
-            x, target, labels8, softmax, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term,
+            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
+            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term, native,
         )
     return grad, None, None, None, None, None, None, None
 
