@@ -544,3 +544,37 @@ def test_many_classes_take_the_general_paths(n_classes):
         (g_ref,) = torch.autograd.grad(naive(x), x)
         torch.testing.assert_close(ours(x, t), naive(x))
         torch.testing.assert_close(g_ours, g_ref)
+
+
+def _segmentation_losses():
+    from medloss.losses import available_losses
+
+    return [e.name for e in available_losses() if "segmentation" in e.tasks and e.accepts("mode")]
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("name", _segmentation_losses())
+def test_autograd_keeps_at_most_one_logits_sized_tensor_and_a_byte_per_pixel(name, native):
+    """Issue 10's memory budget for every registered segmentation loss (the registry is the list),
+    multiclass logits: what the autograd graph keeps between forward and backward, beyond the logits
+    and the target, is at most one logits-sized tensor plus one byte per pixel."""
+    from medloss.losses import get_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 32, 32, generator=g, requires_grad=True)
+    t = torch.randint(0, 4, (2, 32, 32), generator=g)
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    loss_fn = get_loss(name, mode="multiclass")
+    with medloss.native_kernels(native), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = loss_fn(x, t)
+    for ptr in (x.untyped_storage().data_ptr(), t.untyped_storage().data_ptr()):
+        storages.pop(ptr, None)
+    beyond = sum(storages.values())
+    assert beyond <= x.numel() * x.element_size() + t.numel(), (name, beyond)
+    loss.backward()
+    assert torch.isfinite(x.grad).all()

@@ -9,6 +9,7 @@ from .._distributed import all_reduce_sums, distributed_flag, require_process_gr
 from .._validation import check_choice, check_mode, check_number, check_reduction
 from ._common import fp32_island
 from ._overlap import probabilities_and_targets, soft_confusion
+from .overlap import segmentation_statistics
 
 AVERAGES = ("macro", "micro")
 
@@ -38,11 +39,17 @@ def soft_f1_loss(
     if distributed:
         require_process_group("soft_f1_loss")
     with fp32_island():
-        probs, onehot, mask = probabilities_and_targets(
-            input, target, mode, from_logits=from_logits, ignore_index=ignore_index
-        )
-        dims = (0, *range(2, probs.ndim))  # the whole batch: F1 is not a per-sample quantity
-        tp, fp, fn = soft_confusion(probs, onehot, dims, mask)
+        # the whole batch: F1 is not a per-sample quantity
+        if mode == "multiclass" and input.ndim > 2:  # images: the statistics op (one pass; keeps the softmax)
+            s = segmentation_statistics(
+                input, target, mode, from_logits=from_logits, ignore_index=ignore_index, batch=True
+            )
+            tp, fp, fn = s.tp, s.fp, s.fn
+        else:  # rows and sigmoid modes: plain operations (an op per row of a few classes costs more)
+            probs, onehot, mask = probabilities_and_targets(
+                input, target, mode, from_logits=from_logits, ignore_index=ignore_index
+            )
+            tp, fp, fn = soft_confusion(probs, onehot, (0, *range(2, probs.ndim)), mask)
         if distributed:  # the counts of every rank's samples (3 C numbers)
             tp, fp, fn = all_reduce_sums(tp, fp, fn)
         if average == "micro":
