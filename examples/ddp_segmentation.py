@@ -18,6 +18,7 @@ the whole validation set. Rank 0 writes ``metrics.json`` and ``model.pt`` to ``-
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import tempfile
@@ -166,6 +167,11 @@ def main() -> None:
         with tempfile.NamedTemporaryFile("w", dir=args.out, suffix=".tmp", delete=False) as f:
             json.dump(metrics, f, indent=2)
         os.replace(f.name, args.out / "metrics.json")  # never a half-written file
+    # release DDP (its reducer holds the process group) and what it touched before destroying the
+    # group: without this a gloo rank aborted at interpreter exit in ~7 % of runs on a loaded 2-core
+    # machine (torch 2.13; none in 60 runs with it)
+    del ddp, model, optimizer, criterion, scaler
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 

@@ -30,12 +30,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: torch 2.13's gloo backend now and then aborts a rank at interpreter exit, after the script has
+#: finished and written its results (C++ "terminate called without an active exception", no Python
+#: frame; seen in ~5 % of runs on a loaded 2-core machine, with medloss's functional collectives and
+#: with torch.distributed.nn's alike). Such a run is repeated once; every assertion below still applies.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _run_example(out):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(EXAMPLE), *ARGS, "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_example")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(EXAMPLE), *ARGS, "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = _run_example(out)
+    finished = "rank 0:" in proc.stdout and "rank 1:" in proc.stdout and (out / "metrics.json").exists()
+    if proc.returncode != 0 and TEARDOWN_ABORT in proc.stderr and finished:
+        out = tmp_path_factory.mktemp("ddp_example_again")
+        proc = _run_example(out)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out, proc.stdout
 
