@@ -76,14 +76,24 @@ def test_softmax_stats_gradient_of_the_counts(native, ignored, c):
     x, t = _images(seed=11, c=c)
     if not ignored:
         t = t.clamp(min=0)
-    g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    grad, expected = _op_and_reference_gradients(x, t, native, seed=12)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-13)
+
+
+def _op_and_reference_gradients(x, t, native, *, seed, term=_ops.TERM_NONE, beta=0.5, reference_term=None):
+    """Gradients of ``sum(stats * G) + 0.3 term`` (``G`` random, seeded) through the op (kernel on or
+    off) and through float64 autograd of the reference counts plus ``reference_term(x, t)``."""
+    g_stats = torch.randn(2, 3, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        stats, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
-        (stats * g_stats).sum().backward()
+        stats, value, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta)
+        ((stats * g_stats).sum() + 0.3 * value).backward()
     xr = x.clone().requires_grad_(True)
-    (_reference_stats(xr, t) * g_stats).sum().backward()
-    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-10, atol=1e-13)
+    loss = (_reference_stats(xr, t) * g_stats).sum()
+    if reference_term is not None:
+        loss = loss + 0.3 * reference_term(xr, t)
+    loss.backward()
+    return xa.grad, xr.grad
 
 
 def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
@@ -186,14 +196,10 @@ def test_softmax_stats_weighted_ce_gradient(native, scale, ignored, c):
     x = x * scale
     if not ignored:
         t = t.clamp(min=0)
-    g_stats = torch.randn(2, 3, c, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(native):
-        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
-        ((stats * g_stats).sum() + 0.3 * term).backward()
-    xr = x.clone().requires_grad_(True)
-    ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
-    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-9, atol=1e-12)
+    grad, expected = _op_and_reference_gradients(
+        x, t, native, seed=7, term=_ops.TERM_WCE, beta=0.7, reference_term=lambda x_, t_: _reference_wce(x_, t_, 0.7)
+    )
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0], ids=lambda s: f"logits x{s:g}")

@@ -153,21 +153,16 @@ def _log_p_target(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor, every: bool
     logits fewer (this path is bound by memory traffic). Otherwise, and on accelerators (no host
     read), :func:`_log_pt` from the logits, exact for any logit."""
     if p.device.type == "cpu" and p.numel():
-        if on_target is None:
-            p_t = _channel_dot(p, onehot)
-            q = p_t if every else torch.rsub(vf, 1.0).add_(p_t)
-        else:
-            p_t, q = _counted_p_target(on_target, vf, every)
+        q = _counted_p_target(_channel_dot(p, onehot) if on_target is None else on_target.sum(1), vf, every)
         if float(q.min()) >= torch.finfo(q.dtype).tiny:
             return torch.log(q), q
     return _log_pt(xv, p, onehot, None if every else vf), None
 
 
-def _counted_p_target(on_target: Tensor, vf: Tensor, every: bool) -> tuple[Tensor, Tensor]:
-    """``p_t`` ``[B, N]`` from ``p * onehot``, and ``q``: ``p_t`` with 1 where nothing is counted
-    (``log q`` is then 0 there)."""
-    p_t = on_target.sum(1)
-    return p_t, (p_t if every else torch.rsub(vf, 1.0).add_(p_t))
+def _counted_p_target(p_t: Tensor, vf: Tensor, every: bool) -> Tensor:
+    """``p_t`` ``[B, N]`` (0 where nothing is counted) with 1 where nothing is counted: ``log`` of it
+    is then 0 there."""
+    return p_t if every else torch.rsub(vf, 1.0).add_(p_t)
 
 
 #: the CPU's few-pass Combo formulas run slice by slice up to this many classes (beyond, the log-space one)
@@ -223,7 +218,7 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     host read, as for ``log p_t``) checks every non-target ``1 - p_c`` against the floor."""
     if not _few_pass_wce(p):
         return None
-    p_t, q = _counted_p_target(on_target, vf, every)
+    q = _counted_p_target(on_target.sum(1), vf, every)
     complement = _leave_one_out_sums(p, on_target)
     product = torch.maximum(complement, onehot, out=complement).prod(1)  # prod_{c != t} (1 - p_c)
     if not every:
@@ -293,17 +288,17 @@ def _focal_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float
     return v0.sub_(v1).mul_(is_bg).add_(v1), s0.sub_(s1).mul_(is_bg).add_(s1)
 
 
-def _focal_slope_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float) -> Tensor:
-    """The focal slope of ``log p_t`` alone (a backward pass needs no value)."""
+def _focal_slope_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, p_t: Tensor) -> Tensor:
+    """The focal slope of ``log p_t`` alone (a backward pass needs no value), from ``p_t`` itself."""
     from .losses._common import focal_terms  # losses import this module
 
     if gamma_bg == gamma_fg:
-        return focal_terms(lt, gamma_fg, value=False)[1]
+        return focal_terms(lt, gamma_fg, value=False, p=p_t)[1]
     is_bg = onehot.select(1, 0)
-    s0 = focal_terms(lt, gamma_bg, value=False)[1]
+    s0 = focal_terms(lt, gamma_bg, value=False, p=p_t)[1]
     if gamma_fg == 0.0:  # the asymmetric losses: slope 1 off the background
         return s0.sub_(1.0).mul_(is_bg).add_(1.0)
-    s1 = focal_terms(lt, gamma_fg, value=False)[1]
+    s1 = focal_terms(lt, gamma_fg, value=False, p=p_t)[1]
     return s0.sub_(s1).mul_(is_bg).add_(s1)
 
 
@@ -361,7 +356,8 @@ def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg
     lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
     weights = _background_and_other_weight(weight)
     if weights is None:
-        return _focal_slope_by_class(lt, onehot, gamma_bg, gamma_fg).mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
+        slope = _focal_slope_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
+        return slope.mul_(_class_weight_at(weight, onehot, vf)).mul_(g)
     w0, w1 = weights
     w0g, w1g = g * w0, g * w1
     is_bg = onehot.select(1, 0)
@@ -758,11 +754,11 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
         lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8))  # 0 wherever nothing is counted
-        if not per_position:
+        if per_position:
+            value = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
+            value = value.mul_(_class_weight_at(weight, onehot, vf))
+        else:  # the sum at once (background / other weights: two sums, no per-pixel blend)
             value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf, p_t)
-            return value, onehot.sum((0, 2)), n_bad
-        value = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
-        value = value.mul_(_class_weight_at(weight, onehot, vf))
     else:
         from .losses._common import focal_terms
 
