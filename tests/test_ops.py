@@ -14,6 +14,14 @@ from medloss import _ops
 from medloss._native import native_kernels_available
 
 NATIVE = [True, False] if native_kernels_available() else [False]
+#: (kernel on, softmax kept for the backward): the kernel, the PyTorch path recomputing the softmax in
+#: its backward (a direct call), and the PyTorch path keeping it (what the losses ask for there)
+PATHS = [(n, False) for n in NATIVE] + [(False, True)]
+
+
+def _path_id(path) -> str:
+    native, keep = path
+    return "kernel" if native else ("pytorch, softmax kept" if keep else "pytorch")
 ops = torch.ops.medloss
 
 
@@ -43,14 +51,15 @@ def _reference_focal(x, t, gamma, weight=None, ignore_index=-100):
     return (-(w * (1 - lt.exp()) ** gamma * lt) * valid).sum()
 
 
-@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("path", PATHS, ids=_path_id)
 @pytest.mark.parametrize("term", [_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE], ids=["none", "focal", "wce"])
-def test_softmax_stats_opcheck(native, term):
+def test_softmax_stats_opcheck(path, term):
+    native, keep = path
     x, t = _images()
     x.requires_grad_(True)
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64) if term == _ops.TERM_FOCAL else None
     with medloss.native_kernels(native):
-        opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7))
+        opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7, keep))
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
@@ -58,7 +67,7 @@ def test_softmax_stats_values(native):
     x, t = _images()
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
     with medloss.native_kernels(native):
-        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
+        stats, term, n_bad, labels8, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
     torch.testing.assert_close(stats, _reference_stats(x, t))
     torch.testing.assert_close(term, _reference_focal(x, t, 2.0, weight))
     assert int(n_bad) == 0
@@ -67,26 +76,27 @@ def test_softmax_stats_values(native):
     assert torch.equal(labels8, expected8)
 
 
-@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("path", PATHS, ids=_path_id)
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
 @pytest.mark.parametrize("c", [2, 3, 5], ids=lambda c: f"{c} classes")
-def test_softmax_stats_gradient_of_the_counts(native, ignored, c):
+def test_softmax_stats_gradient_of_the_counts(path, ignored, c):
     """The counts' backward (no per-pixel term: the softmax's fused backward on the PyTorch path)
     against float64 autograd of softmax and one-hot sums, with and without ignored pixels."""
     x, t = _images(seed=11, c=c)
     if not ignored:
         t = t.clamp(min=0)
-    grad, expected = _op_and_reference_gradients(x, t, native, seed=12)
+    grad, expected = _op_and_reference_gradients(x, t, path, seed=12)
     torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-13)
 
 
-def _op_and_reference_gradients(x, t, native, *, seed, term=_ops.TERM_NONE, beta=0.5, reference_term=None):
-    """Gradients of ``sum(stats * G) + 0.3 term`` (``G`` random, seeded) through the op (kernel on or
-    off) and through float64 autograd of the reference counts plus ``reference_term(x, t)``."""
+def _op_and_reference_gradients(x, t, path, *, seed, term=_ops.TERM_NONE, beta=0.5, reference_term=None):
+    """Gradients of ``sum(stats * G) + 0.3 term`` (``G`` random, seeded) through the op (``path``: one of
+    ``PATHS``) and through float64 autograd of the reference counts plus ``reference_term(x, t)``."""
+    native, keep = path
     g_stats = torch.randn(2, 3, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        stats, value, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta)
+        stats, value, _, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta, keep)
         ((stats * g_stats).sum() + 0.3 * value).backward()
     xr = x.clone().requires_grad_(True)
     loss = (_reference_stats(xr, t) * g_stats).sum()
@@ -94,6 +104,29 @@ def _op_and_reference_gradients(x, t, native, *, seed, term=_ops.TERM_NONE, beta
         loss = loss + 0.3 * reference_term(xr, t)
     loss.backward()
     return xa.grad, xr.grad
+
+
+@pytest.mark.parametrize("term", [_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE], ids=["none", "focal", "wce"])
+def test_kept_softmax_survives_a_second_backward(term):
+    """The softmax kept for the backward is read, never written: a retained graph's second backward
+    gives the float64 reference gradient again."""
+    x, t = _images(seed=13)
+    g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, value, _, _, kept = ops.softmax_stats(xa, t, -100, term, None, 2.0, 2.0, 0.7, True)
+    torch.testing.assert_close(kept, torch.softmax(x, 1).reshape(2, 3, -1), rtol=1e-14, atol=0)
+    loss = (stats * g_stats).sum() + 0.3 * value
+    xr = x.clone().requires_grad_(True)
+    ref = (_reference_stats(xr, t) * g_stats).sum()
+    if term == _ops.TERM_FOCAL:
+        ref = ref + 0.3 * _reference_focal(xr, t, 2.0)
+    elif term == _ops.TERM_WCE:
+        ref = ref + 0.3 * _reference_wce(xr, t, 0.7)
+    (expected,) = torch.autograd.grad(ref, xr)
+    for _ in range(2):
+        (grad,) = torch.autograd.grad(loss, xa, retain_graph=True)
+        torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
 
 
 def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
@@ -117,7 +150,8 @@ def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-10
 @pytest.mark.parametrize("gammas", [(2.0, 2.0), (0.5, 0.0), (2.0, 0.5), (0.0, 0.0)], ids=str)
 @pytest.mark.parametrize("weight", [[0.4, 0.6, 0.6], [1.0, 1.0, 1.0], [0.2, 1.0, 3.0]], ids=str)
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
-def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, ignored):
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, ignored, keep):
     x, t = _images()
     if not ignored:
         t = t.clamp(min=0)
@@ -125,7 +159,7 @@ def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, igno
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5)
+        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5, keep)
         ((stats * g_stats).sum() + 0.7 * term).backward()
     xr = x.clone().requires_grad_(True)
     ref_stats = _reference_stats(xr, t)
@@ -145,7 +179,7 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6])
     with medloss.native_kernels(native):
-        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
+        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
     expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
 
@@ -180,16 +214,16 @@ def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c):
     if not ignored:
         t = t.clamp(min=0)
     with medloss.native_kernels(native):
-        _, term, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     torch.testing.assert_close(term.double(), _reference_wce(x, t, 0.7), rtol=rtol, atol=0)
 
 
-@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("path", PATHS, ids=_path_id)
 @pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
 @pytest.mark.parametrize("c", [2, 3, 4, 7], ids=lambda c: f"{c} classes")
-def test_softmax_stats_weighted_ce_gradient(native, scale, ignored, c):
+def test_softmax_stats_weighted_ce_gradient(path, scale, ignored, c):
     """The op's backward (counts and Combo's term together) against float64 autograd of the
     log-sum-exp reference, in both regimes of the CPU's few-pass gradient."""
     x, t = _images(seed=6, c=c)
@@ -197,14 +231,15 @@ def test_softmax_stats_weighted_ce_gradient(native, scale, ignored, c):
     if not ignored:
         t = t.clamp(min=0)
     grad, expected = _op_and_reference_gradients(
-        x, t, native, seed=7, term=_ops.TERM_WCE, beta=0.7, reference_term=lambda x_, t_: _reference_wce(x_, t_, 0.7)
+        x, t, path, seed=7, term=_ops.TERM_WCE, beta=0.7, reference_term=lambda x_, t_: _reference_wce(x_, t_, 0.7)
     )
     torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("c", [2, 4, 7], ids=lambda c: f"{c} classes")
-def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c):
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep):
     """float32 logits on the few-pass path, with confident right and wrong classes (1 - p down to
     ~1e-20): the gradient as exact as float32 softmax allows, against float64 autograd."""
     g = torch.Generator().manual_seed(8)
@@ -214,7 +249,7 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c):
     g_stats = torch.randn(2, 3, c, generator=g, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7, keep)
         ((stats.double() * g_stats).sum() + 0.3 * term.double()).backward()
     xr = x.double().requires_grad_(True)
     ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
@@ -238,12 +273,12 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     x, t = _images(dtype=torch.float32)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
         total, _, _ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
     (stats.sum() + term + total).backward()
     assert calls == []
     xb = x.clone().requires_grad_(True)
-    stats, term, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+    stats, term, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
     total, _, _ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
     with medloss.native_kernels(False):
         (stats.sum() + term + total).backward()
@@ -303,7 +338,7 @@ def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     ignored = bad.clone()
     ignored[1, 2, 2] = ignored[1, 3, 3] = -100
     with medloss.native_kernels(native):
-        stats, _, n_bad, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     assert int(n_bad) == 2
     torch.testing.assert_close(stats, _reference_stats(x, ignored))
 
@@ -313,7 +348,7 @@ def test_softmax_stats_ignore_index_inside_the_class_range():
     x, t = _images()
     t = t.clamp(min=0)
     with medloss.native_kernels(False):
-        stats, _, n_bad, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     masked = torch.where(t == 0, -100, t)
     torch.testing.assert_close(stats, _reference_stats(x, masked))
     assert int(n_bad) == 0
@@ -421,7 +456,7 @@ def test_ops_stay_on_the_input_device_without_host_syncs():
     with FakeTensorMode():
         x = torch.empty(2, 3, 8, 8, device="cuda")
         t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
-        stats, term, n_bad, labels8 = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
+        stats, term, n_bad, labels8, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
         assert stats.device.type == "cuda" and stats.shape == (2, 3, 3) and labels8.shape == (2, 64)
         value, counts, _ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
         assert value.shape == (2, 8, 8) and value.device.type == "cuda"
@@ -439,9 +474,11 @@ def test_pytorch_implementations_make_no_host_sync_on_cuda():
         w = torch.empty(3, device="cuda")
         g = torch.empty(2, 3, device="cuda")
         for term in (_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE):
-            stats, total, n_bad, labels8 = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5)
-            grad = _ops._softmax_stats_backward_torch(x, t, labels8, -100, term, w, 2.0, 0.0, 0.5, g, g, total)
-            assert grad.shape == x.shape and grad.device.type == "cuda"
+            for keep in (False, True):
+                stats, total, n_bad, labels8, p = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5, keep)
+                assert p.shape == ((2, 3, 64) if keep else (0,))
+                grad = _ops._softmax_stats_backward_torch(x, t, labels8, -100, term, w, 2.0, 0.0, 0.5, g, g, total, p)
+                assert grad.shape == x.shape and grad.device.type == "cuda"
         for smoothing in (0.0, 0.1):
             for per_position in (False, True):
                 value, counts, n_bad = _ops._softmax_focal_torch(x, t, -100, w, 2.0, 2.0, smoothing, per_position)

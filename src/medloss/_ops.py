@@ -454,7 +454,8 @@ def softmax_stats(
     gamma_bg: float,
     gamma_fg: float,
     beta: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    keep_softmax: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Soft confusion counts of ``softmax(x)`` against class indices, and one optional per-pixel term.
 
     Args: ``x`` ``[B, C, *]`` logits; ``target`` ``[B, *]`` integer labels (``ignore_index`` and
@@ -463,10 +464,13 @@ def softmax_stats(
     ``gamma_fg`` for the others) or ``TERM_WCE`` (Combo's weighted cross-entropy with ``beta``).
 
     Returns ``stats`` ``[B, 3, C]`` (TP, sum p, sum y per image and class, in ``x.dtype``), the
-    term's sum (0-dim), ``n_bad`` (0-dim int64) and the labels as bytes ``[B, N]`` for the backward
-    (255 = counted nowhere; ``[B, 0]`` with more than 254 classes).
+    term's sum (0-dim), ``n_bad`` (0-dim int64), the labels as bytes ``[B, N]`` for the backward
+    (255 = counted nowhere; ``[B, 0]`` with more than 254 classes) and, with ``keep_softmax``,
+    ``softmax(x)`` as ``[B, C, N]`` for the backward (else an empty tensor): the PyTorch path keeps it
+    (one logits-sized tensor) rather than recompute it, which costs as much as the rest of its
+    backward's passes over the logits; the compiled kernel recomputes it within its one pass.
     """
-    return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
+    return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax)
 
 
 def _class_weight_at(weight: Tensor | None, onehot: Tensor, vf: Tensor) -> Tensor:
@@ -476,7 +480,14 @@ def _class_weight_at(weight: Tensor | None, onehot: Tensor, vf: Tensor) -> Tenso
     return _channel_dot(onehot, weight.to(vf))
 
 
-def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
+def keeps_softmax(x: Tensor) -> bool:
+    """Whether ``softmax_stats`` should keep ``softmax(x)`` for its backward: when a gradient is
+    wanted and the PyTorch path runs (the compiled kernel recomputes it more cheaply than it can be
+    stored and read). Reads metadata and the kernels' on / off switch only (``torch.compile`` guards on it)."""
+    return x.requires_grad and not _native.usable(x)
+
+
+def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
@@ -498,11 +509,12 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
             v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
             assert v is not None
             value = v.sum() if every else (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8
+    softmax = p if keep_softmax else x.new_empty(0)  # p is read, never written, from here on
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, softmax
 
 
 @softmax_stats.register_fake
-def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     n = 1
@@ -513,6 +525,7 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
         x.new_empty(()),
         x.new_empty((), dtype=torch.int64),
         x.new_empty(b, n if c < LABEL_SKIP else 0, dtype=torch.uint8),
+        x.new_empty(b, c, n) if keep_softmax else x.new_empty(0),
     )
 
 
@@ -528,9 +541,9 @@ def _kernel_term(term: int, weight: Tensor | None, n_classes: int, gamma_bg: flo
 
 
 @softmax_stats.register_kernel("cpu")
-def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
-    if not _native.usable(x):
-        return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta)
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
+    if keep_softmax or not _native.usable(x):
+        return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax)
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
@@ -546,6 +559,7 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta):
         torch.tensor(r.term, dtype=x.dtype),
         torch.tensor(r.n_bad, dtype=torch.int64),
         labels8,
+        x.new_empty(0),
     )
 
 
@@ -564,29 +578,34 @@ def softmax_stats_backward(
     g_sum_p: Tensor,
     g_term: Tensor,
     native: bool,
+    softmax: Tensor,
 ) -> Tensor:
     """Gradient of ``softmax_stats`` with respect to ``x``, for incoming gradients of TP and sum p
-    (``[B, C]``) and of the term (0-dim). The softmax is recomputed from ``x``. ``native``: whether
+    (``[B, C]``) and of the term (0-dim). ``softmax``: the forward's kept ``softmax(x)`` ``[B, C, N]``
+    (read only), or empty: it is then recomputed from ``x``. ``native``: whether
     the compiled kernels were on when the forward ran: the backward follows that choice, whatever is
     in force when it runs (a graph built inside ``native_kernels(False)`` is differentiated by the
     PyTorch path even if ``backward()`` runs after the block)."""
     return _softmax_stats_backward_torch(
-        x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+        x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, softmax
     )
 
 
 def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp,
-                                  g_sum_p, g_term):
+                                  g_sum_p, g_term, softmax=None):
     # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
     # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
         onehot, vf = _onehot(labels8, c, None, x.dtype)
+    elif c < LABEL_SKIP:  # not kept (the softmax was): made again from the target
+        labels8, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
     else:
         onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
     every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
-    p = torch.softmax(xv, 1)
+    kept = softmax is not None and softmax.numel() > 0
+    p = softmax.view(b, c, -1) if kept else torch.softmax(xv, 1)
     u = g_sum_p.to(x.dtype)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
         w = torch.addcmul(u.unsqueeze(-1), onehot, g_tp.to(x.dtype).unsqueeze(-1))
@@ -609,31 +628,32 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
             one_plus_pt = p_t + 1.0
             pixel.add_(g * beta).addcmul_(one_plus_pt, k, value=-1.0)
             on_target.sub_(g * beta).addcmul_(one_plus_pt.mul_(p_t), k)
-    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), written into p channel by channel
-    grad = p
+    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), channel by channel (into p itself
+    # when it was recomputed here; a kept one is read only: a retained graph may run backward again)
+    grad = torch.empty_like(p) if kept else p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
         gi = grad.select(1, i)
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
         if loo is not None:
             factor.addcmul_(loo.select(1, i), k)
-        gi.mul_(factor if every else factor.mul_(vf)).addcmul_(onehot.select(1, i), on_target)
+        torch.mul(p.select(1, i), factor if every else factor.mul_(vf), out=gi).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
     return grad.view_as(x)
 
 
 @softmax_stats_backward.register_fake
-def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native, softmax):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @softmax_stats_backward.register_kernel("cpu")
-def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native):
+def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, native, softmax):
     b, c = x.shape[:2]
-    if not _native.usable(x, enabled=native) or labels8.shape[-1] == 0:
+    if softmax.numel() or not _native.usable(x, enabled=native) or labels8.shape[-1] == 0:
         return _softmax_stats_backward_torch(
-            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term
+            x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, softmax
         )
     term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
     r = _native.softmax_pass(
@@ -644,13 +664,16 @@ def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, 
 
 
 def _softmax_stats_setup(ctx, inputs, output):
-    x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta = inputs
+    x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax = inputs
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
-    ctx.save_for_backward(x, target, output[3], weight)
+    # a kept softmax is the one logits-sized tensor the backward may hold: the byte labels then go (the
+    # backward makes them again from the target, which the caller holds anyway)
+    labels8 = output[3].new_empty(output[3].shape[0], 0) if keep_softmax else output[3]
+    ctx.save_for_backward(x, target, labels8, weight, output[4])
 
 
-def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
-    x, target, labels8, weight = ctx.saved_tensors
+def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
+    x, target, labels8, weight, softmax = ctx.saved_tensors
     ignore_index, term, gamma_bg, gamma_fg, beta, native = ctx.args
     if g_stats is None:
         g_stats = x.new_zeros(x.shape[0], 3, x.shape[1])
@@ -679,9 +702,9 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels):
     else:
         grad = softmax_stats_backward(
             x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term, native,
+            g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term, native, softmax,
         )
-    return grad, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None
 
 
 softmax_stats.register_autograd(_softmax_stats_grad, setup_context=_softmax_stats_setup)

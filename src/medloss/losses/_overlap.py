@@ -188,8 +188,8 @@ def softmax_statistics(
         weight = weight.to(dtype=x.dtype, device=x.device)
     elif weighted_ce is not None:
         term, beta = _ops.TERM_WCE, float(weighted_ce)
-    stats, total, n_bad, _ = torch.ops.medloss.softmax_stats(
-        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta
+    stats, total, n_bad, _, _ = torch.ops.medloss.softmax_stats(
+        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x)
     )
     if value_checks_active() and bool(n_bad):
         check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
