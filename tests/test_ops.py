@@ -129,6 +129,37 @@ def test_kept_softmax_survives_a_second_backward(term):
         torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("term", [_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE], ids=["none", "focal", "wce"])
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
+def test_the_cpu_path_in_blocks_of_images(monkeypatch, term, keep, ignored):
+    """The CPU's PyTorch path works through the batch in cache-sized blocks of images: with one image
+    per block (3 blocks here) values and gradients still equal the float64 references."""
+    monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
+    assert _ops._batch_blocks(torch.empty(3, 2)) == [(0, 1), (1, 1), (2, 1)]
+    g = torch.Generator().manual_seed(15)
+    x = torch.randn(3, 3, 4, 5, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (3, 4, 5), generator=g)
+    if ignored:
+        t[1, 0, :3] = -100
+    g_stats = torch.randn(3, 3, 3, generator=g, dtype=torch.float64)
+    w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, value, n_bad, labels8, _ = ops.softmax_stats(xa, t, -100, term, w, 0.5, 0.0, 0.7, keep)
+    xr = x.clone().requires_grad_(True)
+    ref_stats = _reference_stats(xr, t)
+    ref_value = {_ops.TERM_NONE: lambda: xr.new_zeros(()),
+                 _ops.TERM_FOCAL: lambda: _reference_focal_by_class(xr, t, 0.5, 0.0, w),
+                 _ops.TERM_WCE: lambda: _reference_wce(xr, t, 0.7)}[term]()
+    torch.testing.assert_close(stats, ref_stats.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(value, ref_value.detach(), rtol=1e-12, atol=1e-12)
+    assert int(n_bad) == 0 and labels8.shape == (3, 20)
+    (grad,) = torch.autograd.grad((stats * g_stats).sum() + 0.3 * value, xa)
+    (expected,) = torch.autograd.grad((ref_stats * g_stats).sum() + 0.3 * ref_value, xr)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
+
+
 def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
     """sum over counted pixels of w_t * -(1 - p_t)^gamma_t log p_t, gamma_bg where t = 0, in float64
     autograd (``per_position``: each pixel's term, 0 where nothing is counted)."""
@@ -182,6 +213,27 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
         _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
     expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_stats_focal_gradient_when_target_probabilities_vanish(scale, keep):
+    """The focal term's gradient on the PyTorch path against float64 autograd of log-softmax: x1 and
+    x10 (smallest p_t 0.016 and 4e-16, above 2^-100) go through the softmax's fused backward with
+    ``dL/dp_t = -w s / p_t``; x30 and x300 (smallest p_t 7e-47 and an underflow to 0) through the
+    per-class formula that needs no division."""
+    x, t = _images(seed=16)
+    x = x * scale
+    w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)
+    g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, 0.5, 2.0, 0.5, keep)
+    (grad,) = torch.autograd.grad((stats * g_stats).sum() + 0.7 * term, xa)
+    xr = x.clone().requires_grad_(True)
+    ref = (_reference_stats(xr, t) * g_stats).sum() + 0.7 * _reference_focal_by_class(xr, t, 0.5, 2.0, w)
+    (expected,) = torch.autograd.grad(ref, xr)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
 
 
 def _reference_wce(x, t, beta, ignore_index=-100):

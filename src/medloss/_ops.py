@@ -165,6 +165,10 @@ def _counted_p_target(p_t: Tensor, vf: Tensor, every: bool) -> Tensor:
     return p_t if every else torch.rsub(vf, 1.0).add_(p_t)
 
 
+#: on the CPU the focal term's gradient goes through the softmax's fused backward as ``dL/dp_t = -w_t s / p_t``
+#: while every counted ``p_t`` is at least this (so the quotient stays far from overflow, one host read);
+#: below, and on accelerators, the per-class formula that needs no division
+_FOCAL_FUSED_FLOOR = 2.0**-100
 #: the CPU's few-pass Combo formulas run slice by slice up to this many classes (beyond, the log-space one)
 _FEW_PASS_CLASSES = 64
 #: they need ``1 - p_c >= 2^-100`` for every counted class but the target (checked): the probabilities
@@ -487,19 +491,60 @@ def keeps_softmax(x: Tensor) -> bool:
     return x.requires_grad and not _native.usable(x)
 
 
+#: on the CPU the PyTorch path works through the batch in blocks of about this many bytes of logits: each
+#: block's dozen passes then run from the cache rather than main memory (the path is bound by memory
+#: traffic: [8, 4, 256, 256] forward + backward in two blocks takes ~15 % less time than in one)
+_CPU_BLOCK_BYTES = 4 * 2**20
+
+
+def _batch_blocks(x: Tensor) -> list[tuple[int, int]]:
+    """``(start, length)`` of consecutive blocks of the images of ``x`` ``[B, ...]``, each about
+    ``_CPU_BLOCK_BYTES`` (one block off the CPU: an accelerator's bandwidth gains nothing from it and
+    it would pay in launches)."""
+    b = x.shape[0]
+    if x.device.type != "cpu" or b < 2:
+        return [(0, b)]
+    n_blocks = min(b, max(1, -(-x.numel() * x.element_size() // _CPU_BLOCK_BYTES)))
+    bounds = [b * i // n_blocks for i in range(n_blocks + 1)]
+    return [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        stats, value, n_bad, labels8, p = _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg,
+                                                               beta, None)
+        return stats, value, n_bad, labels8, p if keep_softmax else x.new_empty(0)
+    softmax = xv.new_empty(xv.shape)  # the blocks' softmax written in place: no concatenation
+    parts = [
+        _softmax_stats_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg, beta,
+                             softmax.narrow(0, *s))
+        for s in blocks
+    ]
+    stats, labels8 = torch.cat([q[0] for q in parts]), torch.cat([q[3] for q in parts])
+    value, n_bad = torch.stack([q[1] for q in parts]).sum(), torch.stack([q[2] for q in parts]).sum()
+    return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0)
+
+
+def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out):
+    """``softmax_stats`` of logits ``[b, C, N]`` and labels ``[b, N]``, and the softmax, written into
+    ``softmax_out`` when given (a block of the CPU's; read, never written, from then on)."""
+    c = xv.shape[1]
+    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
     every = _every_counted(labels8)  # no masking needed (CPU, nothing ignored)
-    p = torch.softmax(xv, 1)
+    if softmax_out is None:
+        p = torch.softmax(xv, 1)
+    else:
+        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
     on_target = p * onehot  # p at the target class: its class sums are TP, its pixel sums p_t
     tp = on_target.sum(-1)
     sum_p = p.sum(-1) if every else _masked_class_sums(p, vf)
     sum_y = onehot.sum(-1)
-    value = x.new_zeros(())
+    value = xv.new_zeros(())
     if term == TERM_FOCAL:
         lt, p_t = _log_p_target(xv, p, onehot, vf, every, on_target)  # 0 wherever nothing is counted
         value = _weighted_focal_sum(lt, onehot, gamma_bg, gamma_fg, weight, vf, p_t)
@@ -509,8 +554,7 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
             v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
             assert v is not None
             value = v.sum() if every else (v * vf).sum()
-    softmax = p if keep_softmax else x.new_empty(0)  # p is read, never written, from here on
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, softmax
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, p
 
 
 @softmax_stats.register_fake
@@ -593,29 +637,62 @@ def softmax_stats_backward(
 
 def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp,
                                   g_sum_p, g_term, softmax=None):
-    # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
-    # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
-        onehot, vf = _onehot(labels8, c, None, x.dtype)
-    elif c < LABEL_SKIP:  # not kept (the softmax was): made again from the target
-        labels8, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
-    else:
-        onehot, vf = _onehot(target.reshape(b, -1), c, ignore_index, x.dtype)
-    every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
+    t = target.reshape(b, -1)
     kept = softmax is not None and softmax.numel() > 0
-    p = softmax.view(b, c, -1) if kept else torch.softmax(xv, 1)
-    u = g_sum_p.to(x.dtype)
+    p = softmax.view(xv.shape) if kept else None
+    u, v, g = g_sum_p.to(x.dtype), g_tp.to(x.dtype), g_term.to(x.dtype)
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        return _softmax_stats_backward_block(
+            xv, t, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, v, u, g, p, None
+        ).view_as(x)
+    grad = torch.empty(xv.shape, dtype=x.dtype, device=x.device)
+    for s in blocks:
+        _softmax_stats_backward_block(
+            xv.narrow(0, *s), t.narrow(0, *s), labels8.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg,
+            beta, v.narrow(0, *s), u.narrow(0, *s), g, None if p is None else p.narrow(0, *s), grad.narrow(0, *s),
+        )
+    return grad.view_as(x)
+
+
+def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, v, u, g,
+                                  p, out):
+    """The backward of one block (logits ``[b, C, N]``, labels ``[b, N]``, incoming ``v = dL/dTP`` and
+    ``u = dL/dsum_p`` ``[b, C]``, ``g = dL/dterm``) into ``out`` ``[b, C, N]`` (a block of the CPU's), or
+    a fresh tensor when ``out`` is None; returns it. ``p``: the kept softmax (read only: a retained graph
+    may run backward again), or None (recomputed here, and then overwritten by the gradient)."""
+    # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
+    # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
+    c, dtype = xv.shape[1], xv.dtype
+    if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
+        onehot, vf = _onehot(labels8, c, None, dtype)
+    elif c < LABEL_SKIP:  # not kept (the softmax was): made again from the target
+        labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, dtype, count_bad=False)
+    else:
+        onehot, vf = _onehot(t, c, ignore_index, dtype)
+    every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
+    kept = p is not None
+    if not kept:
+        p = torch.softmax(xv, 1)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
-        w = torch.addcmul(u.unsqueeze(-1), onehot, g_tp.to(x.dtype).unsqueeze(-1))
-        return torch._softmax_backward_data(w if every else w.mul_(vf.unsqueeze(1)), p, 1, x.dtype).view_as(x)
+        w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1))
+        return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
     p_t = _channel_dot(p, onehot)
-    on_target = p_t * _channel_dot(onehot, g_tp.to(x.dtype))  # p_t V_t
-    pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
-    g = g_term.to(x.dtype)
+    slope = None
     if term == TERM_FOCAL:
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
+        if p.device.type == "cpu":  # the term joins dL/dp at the target: the softmax's fused backward again
+            q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted (slope 0 there)
+            if float(q.min()) >= _FOCAL_FUSED_FLOOR:
+                # w_t s (p_j - [j = t]) = p_j (a - S) + ... with dL/dp_t += a = -w_t s / p_t
+                v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
+                w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1))
+                return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
+    on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
+    pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
+    if slope is not None:
         pixel.add_(slope)
         on_target.sub_(slope)
     wce_grad = loo = None
@@ -628,19 +705,27 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
             one_plus_pt = p_t + 1.0
             pixel.add_(g * beta).addcmul_(one_plus_pt, k, value=-1.0)
             on_target.sub_(g * beta).addcmul_(one_plus_pt.mul_(p_t), k)
-    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), channel by channel (into p itself
-    # when it was recomputed here; a kept one is read only: a retained graph may run backward again)
-    grad = torch.empty_like(p) if kept else p
+    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), channel by channel (into a recomputed p)
+    if out is None:
+        out = torch.empty_like(p) if kept else p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
-        gi = grad.select(1, i)
+        gi = out.select(1, i)
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
         if loo is not None:
             factor.addcmul_(loo.select(1, i), k)
         torch.mul(p.select(1, i), factor if every else factor.mul_(vf), out=gi).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
-        grad.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
-    return grad.view_as(x)
+        out.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
+    return out
+
+
+def _softmax_backward_into(w: Tensor, p: Tensor, out: Tensor | None) -> Tensor:
+    """``p (w - sum_c p_c w_c)`` over dim 1 (the softmax's fused backward) into ``out`` (a CPU block), or
+    a fresh tensor when ``out`` is None; returns it."""
+    if out is None:
+        return torch._softmax_backward_data(w, p, 1, p.dtype)
+    return torch.ops.aten._softmax_backward_data.out(w, p, 1, p.dtype, grad_input=out)
 
 
 @softmax_stats_backward.register_fake
@@ -666,6 +751,7 @@ def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, 
 def _softmax_stats_setup(ctx, inputs, output):
     x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax = inputs
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
+    ctx.set_materialize_grads(False)  # no logits-sized zeros for the kept softmax's (absent) gradient
     # a kept softmax is the one logits-sized tensor the backward may hold: the byte labels then go (the
     # backward makes them again from the target, which the caller holds anyway)
     labels8 = output[3].new_empty(output[3].shape[0], 0) if keep_softmax else output[3]
