@@ -433,9 +433,13 @@ def test_softmax_focal_values(native):
 @pytest.mark.parametrize("weight", [None, [0.4, 0.6, 0.6], [0.2, 1.0, 3.0]], ids=str)
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
 @pytest.mark.parametrize("per_position", [False, True], ids=["sum", "per position"])
-def test_softmax_focal_value_and_gradient_pytorch_path(gammas, weight, ignored, per_position):
+@pytest.mark.parametrize("per_image", [False, True], ids=["one block", "a block per image"])
+def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weight, ignored, per_position, per_image):
     """The focal op's PyTorch path (per-class gammas, background / other and general class weights,
-    every pixel counted or not) against float64 autograd of log-softmax arithmetic."""
+    every pixel counted or not; the CPU's blocks of images) against float64 autograd of log-softmax
+    arithmetic."""
+    if per_image:
+        monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     x, t = _images(seed=9)
     if not ignored:
         t = t.clamp(min=0)
@@ -473,11 +477,20 @@ def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale):
     torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
-def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy():
+@pytest.mark.parametrize("per_image", [False, True], ids=["one block", "a block per image"])
+def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy(monkeypatch, per_image):
+    if per_image:
+        monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     x, t = _images()
-    total, counts, _ = ops.softmax_focal(x, t, -100, None, 0.0, 0.0, 0.1, False)
-    expected = F.cross_entropy(x, t, label_smoothing=0.1, reduction="sum")
+    xa, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        total, counts, _ = ops.softmax_focal(xa, t, -100, None, 0.0, 0.0, 0.1, False)
+    expected = F.cross_entropy(xr, t, label_smoothing=0.1, reduction="sum")
     torch.testing.assert_close(total, expected)
+    torch.testing.assert_close(counts, torch.bincount(t[t >= 0], minlength=3).double())
+    total.backward()
+    expected.backward()
+    torch.testing.assert_close(xa.grad, xr.grad)
 
 
 @pytest.mark.parametrize("masked", [False, True])

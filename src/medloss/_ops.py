@@ -859,7 +859,24 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, x.dtype)
+    parts = [
+        _softmax_focal_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg,
+                             label_smoothing, per_position)
+        for s in _batch_blocks(x)
+    ]
+    if len(parts) == 1:
+        value, counts, n_bad = parts[0]
+    else:
+        value = torch.cat([q[0] for q in parts]) if per_position else torch.stack([q[0] for q in parts]).sum()
+        counts, n_bad = torch.stack([q[1] for q in parts]).sum(0), torch.stack([q[2] for q in parts]).sum()
+    return (value.view(b, *x.shape[2:]) if per_position else value), counts, n_bad
+
+
+def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+    """``softmax_focal`` of logits ``[b, C, N]`` and labels ``[b, N]``: the value ``[b, N]`` (or its sum),
+    the class counts and ``n_bad``."""
+    c = xv.shape[1]
+    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
         lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8))  # 0 wherever nothing is counted
@@ -872,10 +889,8 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
         from .losses._common import focal_terms
 
         value_c, _ = focal_terms(_log_softmax_from(xv, p), gamma_fg)
-        value = (_smoothed_target(onehot, vf, _term_weights(weight, c, x), label_smoothing) * value_c).sum(1)
-    counts = onehot.sum((0, 2))
-    out = value.view(b, *x.shape[2:]) if per_position else value.sum()
-    return out, counts, n_bad
+        value = (_smoothed_target(onehot, vf, _term_weights(weight, c, xv), label_smoothing) * value_c).sum(1)
+    return (value if per_position else value.sum()), onehot.sum((0, 2)), n_bad
 
 
 @softmax_focal.register_fake
@@ -933,10 +948,26 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
         return logp.exp_().mul_(s).scatter_add_(1, tt, -s)  # w_t slope (p_j - [j = t])
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
-    labels8, onehot, vf, _ = _labels_onehot(target.reshape(b, -1), c, ignore_index, x.dtype, count_bad=False)
+    t = target.reshape(b, -1)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
-    p = torch.softmax(xv, 1)
+    blocks = _batch_blocks(x)
+    if len(blocks) == 1:
+        return _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g,
+                                             None).view_as(x)
+    grad = torch.empty(xv.shape, dtype=x.dtype, device=x.device)
+    for s in blocks:
+        _softmax_focal_backward_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg,
+                                      label_smoothing, g.narrow(0, *s) if g.dim() else g, grad.narrow(0, *s))
+    return grad.view_as(x)
+
+
+def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g, out):
+    """The backward of one block (``[b, C, N]``; ``g`` ``[b, N]`` or 0-dim), computed in place in the
+    softmax, which is written into ``out`` when given (a block of the CPU's); returns the gradient."""
+    c = xv.shape[1]
+    labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, xv.dtype, count_bad=False)
+    p = torch.softmax(xv, 1) if out is None else torch.ops.aten._softmax.out(xv, 1, False, out=out)
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
         s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf,
@@ -948,10 +979,10 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
         from .losses._common import focal_terms
 
         _, slope_c = focal_terms(_log_softmax_from(xv, p), gamma_fg)
-        wq = _smoothed_target(onehot, vf, _term_weights(weight, c, x), label_smoothing).mul_(slope_c)
+        wq = _smoothed_target(onehot, vf, _term_weights(weight, c, xv), label_smoothing).mul_(slope_c)
         wq = wq.mul_(g.unsqueeze(1)) if g.dim() else wq.mul_(g)
         grad = p.mul_(wq.sum(1, keepdim=True)).sub_(wq)
-    return grad.view_as(x)
+    return grad
 
 
 @softmax_focal_backward.register_fake
