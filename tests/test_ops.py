@@ -308,6 +308,22 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep)
     torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_weighted_ce_gradient_of_a_confident_wrong_class(keep):
+    """A wrong class 60 logits ahead (``1 - p`` ~ 1e-26, ``dL/dp`` ~ 1e26): the fused form (which
+    applies here) shifts it to 0, and the gradient matches float64 log-sum-exp autograd to 1e-9."""
+    x, t = _images(seed=18)
+    x[:, 0] += 60.0  # class 0: confident, wrong wherever t != 0
+    p, onehot, vf, every = _wce_inputs(x, t)
+    weights = _ops._wce_softmax_weights(p, onehot, (p * onehot).sum(1), vf, every, torch.ones(()), 0.7)
+    assert weights is not None
+    grad, expected = _op_and_reference_gradients(
+        x, t, (False, keep), seed=19, term=_ops.TERM_WCE, beta=0.7,
+        reference_term=lambda x_, t_: _reference_wce(x_, t_, 0.7),
+    )
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.skipif(not native_kernels_available(), reason="needs the compiled kernels (no C compiler at install)")
 def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     """A graph built inside ``native_kernels(False)`` is differentiated by the PyTorch path even when
@@ -354,7 +370,9 @@ def test_combo_few_pass_formulas_apply_in_range_and_hand_over_outside(dtype):
         p, onehot, vf, every = _wce_inputs(x * scale, t)
         value = _ops._wce_value_cpu(p, onehot, vf, every, p * onehot, 0.7)
         assert (value is not None) == applies, scale
-        assert (_ops._wce_grad_cpu(p, onehot) is not None) == applies, scale
+        p_t = (p * onehot).sum(1)
+        weights = _ops._wce_softmax_weights(p, onehot, p_t, vf, every, torch.ones((), dtype=dtype), 0.7)
+        assert (weights is not None) == applies, scale
 
 
 @pytest.mark.parametrize("c", range(1, 10), ids=lambda c: f"{c} classes")

@@ -250,25 +250,29 @@ def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
     return product.log_().sum() + flat[m:].log().sum()
 
 
-def _wce_grad_cpu(p: Tensor, onehot: Tensor) -> Tensor | None:
-    """What the gradient ``[B, C, N]`` of Combo's per-pixel weighted cross-entropy needs beyond ``p``
-    and ``p_t``, in few passes on the CPU: ``L`` below, or None where :func:`_wce_value_cpu` would not
-    apply (the caller then takes :func:`_wce_terms`).
+def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, every: bool, g: Tensor,
+                         beta: float) -> Tensor | None:
+    """``dL/dp`` ``[B, C, N]`` of ``g`` times Combo's per-pixel weighted cross-entropy, shifted by a
+    per-pixel constant, for the softmax's fused backward ``p (w - sum_c p_c w_c)`` (which no such shift
+    changes), on the CPU; None where it does not apply (the caller then takes the per-class formulas).
 
-    ``d/dx_j = beta (p_j - y_j) - (1 - beta) T_j`` with ``T_j = sum_{c != t} r_c (p_j - [j = c])`` and
-    ``r_c = p_c / (1 - p_c)``. With ``rho_c = r_c`` off the target, ``rho_t = p_t``, and ``L_j =
-    sum_{c != j} rho_c``: ``T_j = p_j (L_j - (1 + p_t)) + y_j p_t (1 + p_t)``. ``L`` is a sum of
-    positive terms and ``rho_t <= 1``, so a confident wrong class (``r`` huge) costs no cancellation:
-    its own ``L`` leaves its ``r`` out, the others' products ``p_j r_big <= 1`` stay finite."""
+    ``dL/dp_j = g (1 - beta) / (1 - p_j)`` off the target and ``-g beta / p_t`` at it, with ``1 - p_j``
+    the sum of the other probabilities (exact for a confident class). The shift subtracts the largest
+    off-target entry at each pixel: a confident wrong class's entry, which may reach ``2^100 g``, is then
+    exactly 0 and the others' ``p_k (w_k - sum)`` stay within rounding of their true size (a product
+    ``p_k / (1 - p_big) <= 1``). Applies while every off-target ``1 - p_j`` and every counted ``p_t`` is
+    at least ``2^-100`` (one host read)."""
     if not _few_pass_wce(p):
         return None
     complement = _leave_one_out_sums(p, torch.empty_like(p))
-    rho = torch.div(p, torch.maximum(complement, onehot, out=complement), out=complement)
-    loo = _leave_one_out_sums(rho, torch.empty_like(p))
-    # sum_c rho_c <= 2^100 (so no inf / NaN either): every non-target 1 - p_c >= p_c 2^-100
-    if not float(loo.select(1, 0).add(rho.select(1, 0)).max()) <= 1.0 / _COMPLEMENT_FLOOR:
+    inv = torch.maximum(complement, onehot, out=complement).reciprocal_().sub_(onehot)  # 0 at the target
+    top = inv.amax(1, keepdim=True)
+    q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted
+    top_max, q_min = (float(v) for v in torch.stack([top.max(), q.min()]))
+    if not (top_max <= 1.0 / _COMPLEMENT_FLOOR and q_min >= _COMPLEMENT_FLOOR):
         return None
-    return loo
+    at_target = torch.reciprocal(q).mul_(g * -beta)
+    return inv.sub_(top).mul_(g * (1.0 - beta)).addcmul_(onehot, at_target.unsqueeze(1))
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -402,7 +406,7 @@ def _wce_terms(
     """Combo's weighted cross-entropy at each pixel, ``-(beta log p_t + (1 - beta) sum_{c != t}
     log(1 - p_c))``: ``(value [B, N], None)``, or with ``need_grad`` ``(None, gradient [B, C, N])`` (a
     backward needs no value). Exact for any logit; the CPU's fast paths are :func:`_wce_value_cpu` and
-    :func:`_wce_grad_cpu`.
+    :func:`_wce_softmax_weights`.
 
     With ``r_c = p_c / (1 - p_c)``, ``d log(1 - p_c) / dx_j = r_c (p_j - [j = c])``. At most one
     class per pixel has ``p > 1/2`` (the "big" one); there ``log(1 - p)`` is the log-sum-exp of
@@ -690,30 +694,26 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
                 v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1))
                 return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
+    if term == TERM_WCE:
+        w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta)
+        if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
+            w.add_(u.unsqueeze(-1)).addcmul_(onehot, _channel_dot(onehot, v).unsqueeze(1))
+            return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     if slope is not None:
         pixel.add_(slope)
         on_target.sub_(slope)
-    wce_grad = loo = None
-    if term == TERM_WCE:
-        loo = _wce_grad_cpu(p, onehot)
-        if loo is None:
-            _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
-        else:  # g (beta (p - y) - (1 - beta) T) joins the pixel, target and per-class coefficients
-            k = g * (beta - 1.0)
-            one_plus_pt = p_t + 1.0
-            pixel.add_(g * beta).addcmul_(one_plus_pt, k, value=-1.0)
-            on_target.sub_(g * beta).addcmul_(one_plus_pt.mul_(p_t), k)
-    # grad = p (U + pixel [+ k L]) vf + onehot p_t V_t (+ g vf dWCE), channel by channel (into a recomputed p)
+    wce_grad = None
+    if term == TERM_WCE:  # outside the range of the fused form above: the log-space gradient, exact for any logit
+        _, wce_grad = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=True)
+    # grad = p (U + pixel) vf + onehot p_t V_t (+ g vf dWCE), channel by channel (into a recomputed p)
     if out is None:
         out = torch.empty_like(p) if kept else p
     factor = torch.empty_like(pixel)  # one temporary for every class (a fresh one each costs ~4x)
     for i in range(c):
         gi = out.select(1, i)
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
-        if loo is not None:
-            factor.addcmul_(loo.select(1, i), k)
         torch.mul(p.select(1, i), factor if every else factor.mul_(vf), out=gi).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
         out.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
