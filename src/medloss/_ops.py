@@ -697,7 +697,7 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     if term == TERM_WCE:
         w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta)
         if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
-            w.add_(u.unsqueeze(-1)).addcmul_(onehot, _channel_dot(onehot, v).unsqueeze(1))
+            w.add_(u.unsqueeze(-1)).addcmul_(onehot, v.unsqueeze(-1))  # y_j V_j: V at the target
             return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
