@@ -116,6 +116,7 @@ def test_kept_softmax_survives_a_second_backward(term):
     with medloss.native_kernels(False):
         stats, value, _, _, kept = ops.softmax_stats(xa, t, -100, term, None, 2.0, 2.0, 0.7, True)
     torch.testing.assert_close(kept, torch.softmax(x, 1).reshape(2, 3, -1), rtol=1e-14, atol=0)
+    assert not kept.requires_grad  # for the backward only: differentiating it is an error, not a silent zero
     loss = (stats * g_stats).sum() + 0.3 * value
     xr = x.clone().requires_grad_(True)
     ref = (_reference_stats(xr, t) * g_stats).sum()

@@ -755,6 +755,7 @@ def _softmax_stats_setup(ctx, inputs, output):
     x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax = inputs
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
     ctx.set_materialize_grads(False)  # no logits-sized zeros for the kept softmax's (absent) gradient
+    ctx.mark_non_differentiable(output[4])  # for the backward only: differentiating it is an error, not a zero
     # a kept softmax is the one logits-sized tensor the backward may hold: the byte labels then go (the
     # backward makes them again from the target, which the caller holds anyway)
     labels8 = output[3].new_empty(output[3].shape[0], 0) if keep_softmax else output[3]
