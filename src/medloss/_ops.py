@@ -168,15 +168,13 @@ def _counted_p_target(p_t: Tensor, vf: Tensor, every: bool) -> Tensor:
     return p_t if every else torch.rsub(vf, 1.0).add_(p_t)
 
 
-#: on the CPU the focal term's gradient goes through the softmax's fused backward as ``dL/dp_t = -w_t s / p_t``
-#: while every counted ``p_t`` is at least this (so the quotient stays far from overflow, one host read);
-#: below, and on accelerators, the per-class formula that needs no division
-_FOCAL_FUSED_FLOOR = 2.0**-100
+#: the CPU's shortcuts that divide by ``p_t`` or by ``1 - p_c`` (the focal and Combo terms' gradients through
+#: the softmax's fused backward, Combo's value as one log of a product) apply while every such divisor is
+#: at least this (one host read): the probabilities that sum to it are then normal floats and the quotients
+#: far from overflow. Below, and on accelerators, the per-class / log-space formulas that need no division
+_DIVISOR_FLOOR = 2.0**-100
 #: the CPU's few-pass Combo formulas run slice by slice up to this many classes (beyond, the log-space one)
 _FEW_PASS_CLASSES = 64
-#: they need ``1 - p_c >= 2^-100`` for every counted class but the target (checked): the probabilities
-#: that sum to it are then normal floats, and ``p_c / (1 - p_c)`` is far from overflow
-_COMPLEMENT_FLOOR = 2.0**-100
 #: at most this many values multiplied per log in :func:`_sum_of_logs`
 _LOG_BLOCK = 8
 
@@ -231,7 +229,7 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     if not every:
         product.mul_(vf).add_(torch.rsub(vf, 1.0))  # 1 (log 0) where nothing is counted
     q_min, product_min = (float(v) for v in torch.stack([q.min(), product.min()]))
-    if q_min < torch.finfo(q.dtype).tiny or product_min < _COMPLEMENT_FLOOR:
+    if q_min < torch.finfo(q.dtype).tiny or product_min < _DIVISOR_FLOOR:
         return None
     return -(beta * _sum_of_logs(q, q_min) + (1.0 - beta) * _sum_of_logs(product, product_min))
 
@@ -272,7 +270,7 @@ def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, eve
     top = inv.amax(1, keepdim=True)
     q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted
     top_max, q_min = (float(v) for v in torch.stack([top.max(), q.min()]))
-    if not (top_max <= 1.0 / _COMPLEMENT_FLOOR and q_min >= _COMPLEMENT_FLOOR):
+    if not (top_max <= 1.0 / _DIVISOR_FLOOR and q_min >= _DIVISOR_FLOOR):
         return None
     at_target = torch.reciprocal(q).mul_(g * -beta)
     return inv.sub_(top).mul_(g * (1.0 - beta)).addcmul_(onehot, at_target.unsqueeze(1))
@@ -650,17 +648,23 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     kept = softmax is not None and softmax.numel() > 0
     p = softmax.view(xv.shape) if kept else None
     u, v, g = g_sum_p.to(x.dtype), g_tp.to(x.dtype), g_term.to(x.dtype)
+    return _gradient_by_blocks(x, lambda s, out: _softmax_stats_backward_block(
+        xv.narrow(0, *s), t.narrow(0, *s), labels8.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg,
+        beta, v.narrow(0, *s), u.narrow(0, *s), g, None if p is None else p.narrow(0, *s), out,
+    ))
+
+
+def _gradient_by_blocks(x: Tensor, block_grad) -> Tensor:
+    """The gradient ``x``-shaped, from ``block_grad((start, length), out)``, the gradient of one block of
+    images written into ``out`` (``[b, C, N]``), or a fresh tensor it returns when ``out`` is None (a single
+    block: no buffer to fill)."""
     blocks = _batch_blocks(x)
     if len(blocks) == 1:
-        return _softmax_stats_backward_block(
-            xv, t, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, v, u, g, p, None
-        ).view_as(x)
-    grad = torch.empty(xv.shape, dtype=x.dtype, device=x.device)
+        return block_grad(blocks[0], None).view_as(x)
+    b, c = x.shape[:2]
+    grad = torch.empty(b, c, x.numel() // (b * c), dtype=x.dtype, device=x.device)
     for s in blocks:
-        _softmax_stats_backward_block(
-            xv.narrow(0, *s), t.narrow(0, *s), labels8.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg,
-            beta, v.narrow(0, *s), u.narrow(0, *s), g, None if p is None else p.narrow(0, *s), grad.narrow(0, *s),
-        )
+        block_grad(s, grad.narrow(0, *s))
     return grad.view_as(x)
 
 
@@ -685,23 +689,23 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
         p = torch.softmax(xv, 1)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
         w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1))
-        return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
+        return _softmax_backward_into(w, p, out, None if every else vf)
     p_t = _channel_dot(p, onehot)
     slope = None
     if term == TERM_FOCAL:
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         if p.device.type == "cpu":  # the term joins dL/dp at the target: the softmax's fused backward again
             q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted (slope 0 there)
-            if float(q.min()) >= _FOCAL_FUSED_FLOOR:
+            if float(q.min()) >= _DIVISOR_FLOOR:
                 # w_t s (p_j - [j = t]) = p_j (a - S) + ... with dL/dp_t += a = -w_t s / p_t
                 v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1))
-                return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
+                return _softmax_backward_into(w, p, out, None if every else vf)
     if term == TERM_WCE:
         w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta)
         if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
             w.add_(u.unsqueeze(-1)).addcmul_(onehot, v.unsqueeze(-1))  # y_j V_j: V at the target
-            return _softmax_backward_into(w if every else w.mul_(vf.unsqueeze(1)), p, out)
+            return _softmax_backward_into(w, p, out, None if every else vf)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     if slope is not None:
@@ -723,9 +727,12 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     return out
 
 
-def _softmax_backward_into(w: Tensor, p: Tensor, out: Tensor | None) -> Tensor:
-    """``p (w - sum_c p_c w_c)`` over dim 1 (the softmax's fused backward) into ``out`` (a CPU block), or
+def _softmax_backward_into(w: Tensor, p: Tensor, out: Tensor | None, vf: Tensor | None) -> Tensor:
+    """``p (w - sum_c p_c w_c)`` over dim 1 (the softmax's fused backward) of ``dL/dp = w``, zeroed first
+    where ``vf`` is 0 (pixels counted nowhere; None: every pixel counts), into ``out`` (a CPU block), or
     a fresh tensor when ``out`` is None; returns it."""
+    if vf is not None:
+        w.mul_(vf.unsqueeze(1))
     if out is None:
         return torch._softmax_backward_data(w, p, 1, p.dtype)
     return torch.ops.aten._softmax_backward_data.out(w, p, 1, p.dtype, grad_input=out)
@@ -955,15 +962,10 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
     t = target.reshape(b, -1)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
-    blocks = _batch_blocks(x)
-    if len(blocks) == 1:
-        return _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g,
-                                             None).view_as(x)
-    grad = torch.empty(xv.shape, dtype=x.dtype, device=x.device)
-    for s in blocks:
-        _softmax_focal_backward_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg,
-                                      label_smoothing, g.narrow(0, *s) if g.dim() else g, grad.narrow(0, *s))
-    return grad.view_as(x)
+    return _gradient_by_blocks(x, lambda s, out: _softmax_focal_backward_block(
+        xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
+        g.narrow(0, *s) if g.dim() else g, out,
+    ))
 
 
 def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g, out):
