@@ -78,10 +78,11 @@ def test_softmax_stats_values(native):
 
 @pytest.mark.parametrize("path", PATHS, ids=_path_id)
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
-@pytest.mark.parametrize("c", [2, 3, 5], ids=lambda c: f"{c} classes")
+@pytest.mark.parametrize("c", [2, 3, 5, 14, 15], ids=lambda c: f"{c} classes")
 def test_softmax_stats_gradient_of_the_counts(path, ignored, c):
     """The counts' backward (no per-pixel term: the softmax's fused backward on the PyTorch path)
-    against float64 autograd of softmax and one-hot sums, with and without ignored pixels."""
+    against float64 autograd of softmax and one-hot sums, with and without ignored pixels; beside a
+    kept softmax, 14 classes keep their labels in half bytes and 15 make them again from the target."""
     x, t = _images(seed=11, c=c)
     if not ignored:
         t = t.clamp(min=0)
@@ -155,10 +156,43 @@ def test_the_cpu_path_in_blocks_of_images(monkeypatch, term, keep, ignored):
                  _ops.TERM_WCE: lambda: _reference_wce(xr, t, 0.7)}[term]()
     torch.testing.assert_close(stats, ref_stats.detach(), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(value, ref_value.detach(), rtol=1e-12, atol=1e-12)
-    assert int(n_bad) == 0 and labels8.shape == (3, 20)
+    assert int(n_bad) == 0 and labels8.shape == ((3, 10) if keep else (3, 20))  # half bytes beside a kept softmax
     (grad,) = torch.autograd.grad((stats * g_stats).sum() + 0.3 * value, xa)
     (expected,) = torch.autograd.grad((ref_stats * g_stats).sum() + 0.3 * ref_value, xr)
     torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_labels_packed_in_half_bytes():
+    """Beside a kept softmax the labels travel as half bytes: the first half of each row in the low
+    nibbles, the second in the high ones; nothing counted (255) becomes 15, and unpacking undoes it."""
+    labels8 = torch.tensor([[1, 2, 3], [14, 255, 0]], dtype=torch.uint8)
+    packed = _ops._pack_nibbles(labels8)
+    assert packed.tolist() == [[1 + 3 * 16, 2], [14 + 0 * 16, 15]]  # odd N: the last low nibble has no partner
+    assert _ops._unpack_nibbles(packed, 3).tolist() == [[1, 2, 3], [14, 15, 0]]
+
+
+@pytest.mark.parametrize("c, width", [(14, 10), (15, 0)])
+def test_labels_kept_beside_the_softmax(c, width):
+    """With the softmax kept, the op hands its backward half-byte labels below 15 classes, none from 15 up."""
+    x, t = _images(c=c)
+    with medloss.native_kernels(False):
+        *_, labels, p = ops.softmax_stats(x.requires_grad_(True), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, True)
+    assert labels.shape == (2, width) and p.shape == (2, c, 20)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_half_byte_labels_round_trip(n):
+    g = torch.Generator().manual_seed(n)
+    labels8 = torch.randint(0, 16, (3, n), generator=g).to(torch.uint8)
+    labels8[labels8 == 15] = 255  # the byte labels' "counted nowhere"
+    packed = _ops._pack_nibbles(labels8)
+    assert packed.shape == (3, (n + 1) // 2)
+    expected = labels8.clone()
+    expected[expected == 255] = 15
+    assert torch.equal(_ops._unpack_nibbles(packed, n), expected)
+    onehot, valid = _ops._onehot(_ops._unpack_nibbles(packed, n), 14, None, torch.float32)
+    torch.testing.assert_close(valid, (labels8 < 14).float())  # 14 and 15 are no class of 14
+    torch.testing.assert_close(onehot, F.one_hot(labels8.long().clamp(max=14), 15)[..., :14].movedim(-1, 1).float())
 
 
 def _reference_focal_by_class(x, t, gamma_bg, gamma_fg, weight, ignore_index=-100, per_position=False):
@@ -359,7 +393,7 @@ def _wce_inputs(x, t):
     b, c = x.shape[:2]
     labels8, onehot, vf, _ = _ops._labels_onehot(t.reshape(b, -1), c, -100, x.dtype)
     p = torch.softmax(x.reshape(b, c, -1), 1)
-    return p, onehot, vf, _ops._every_counted(labels8)
+    return p, onehot, vf, _ops._every_counted(labels8, c)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)

@@ -11,8 +11,8 @@ Each op is registered with :mod:`torch.library`, so the dispatcher, autograd, ``
 - a backward registered with ``register_autograd`` that is itself an op and recomputes the
   softmax / sigmoid from the saved logits (nothing logits-sized is stored by the forward beyond
   one byte of label per pixel), except ``softmax_stats`` on the PyTorch path, which keeps the
-  softmax instead (``keep_softmax``: one logits-sized tensor, no byte labels; recomputing it costs
-  as much as the rest of that backward). On the CPU that path works through the batch in
+  softmax instead (``keep_softmax``: one logits-sized tensor, and the labels in half bytes below 15
+  classes; recomputing it costs as much as the rest of that backward). On the CPU that path works through the batch in
   cache-sized blocks of images. When autograd must differentiate the backward once more
   (``create_graph=True``) the gradient comes from the defining formula in plain PyTorch
   operations instead (:func:`medloss.losses._common.second_order_grads`).
@@ -57,14 +57,15 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
     positions that count nowhere (``ignore_index``, or any label outside ``[0, C)``: a comparison
     with each class index matches none of them, so no label needs clamping before a gather).
 
-    Byte labels (:func:`_compact_labels`) are compared class by class straight into the float
-    output (3-5x faster on CPU than a broadcast comparison and a conversion)."""
+    Byte labels (:func:`_compact_labels`, :func:`_unpack_nibbles`: any value from ``C`` up counts nowhere)
+    are compared class by class straight into the float output (3-5x faster on CPU than a broadcast
+    comparison and a conversion)."""
     if labels.dtype == torch.uint8:
         onehot = torch.empty(labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device)
         for c in range(n_classes):
             torch.eq(labels, c, out=onehot.select(1, c))
         valid = torch.empty(labels.shape, dtype=dtype, device=labels.device)
-        return onehot, torch.ne(labels, LABEL_SKIP, out=valid)  # one pass over the bytes
+        return onehot, torch.lt(labels, n_classes, out=valid)  # one pass over the bytes
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         labels = labels.masked_fill(labels == ignore_index, -1)
     classes = torch.arange(n_classes, device=labels.device, dtype=labels.dtype).view(1, -1, 1)
@@ -105,6 +106,30 @@ def _n_bad(t: Tensor, valid: Tensor, ignore_index: int | None) -> Tensor:
     if ignore_index is not None:
         bad = bad - (t == ignore_index).sum()
     return bad
+
+
+#: with fewer classes than this, the labels fit in half a byte (class indices 0-14 and ``NIBBLE_SKIP``)
+NIBBLE_SKIP = 15
+
+
+def _pack_nibbles(labels8: Tensor) -> Tensor:
+    """Byte labels ``[B, N]`` (values below ``NIBBLE_SKIP``, or ``LABEL_SKIP``) as half bytes
+    ``[B, ceil(N / 2)]``: the first half of each row in the low nibbles, the second in the high ones
+    (two contiguous passes to undo), ``LABEL_SKIP`` becoming ``NIBBLE_SKIP``."""
+    n = labels8.shape[-1]
+    h = n - n // 2
+    packed = labels8.narrow(-1, 0, h).bitwise_and(NIBBLE_SKIP)
+    packed.narrow(-1, 0, n - h).bitwise_or_(labels8.narrow(-1, h, n - h).bitwise_left_shift(4))
+    return packed
+
+
+def _unpack_nibbles(packed: Tensor, n: int) -> Tensor:
+    """The byte labels ``[B, n]`` of :func:`_pack_nibbles` (``NIBBLE_SKIP`` where nothing counts)."""
+    h = n - n // 2
+    labels8 = packed.new_empty(packed.shape[0], n)
+    torch.bitwise_and(packed, NIBBLE_SKIP, out=labels8.narrow(-1, 0, h))
+    torch.bitwise_right_shift(packed.narrow(-1, 0, n - h), 4, out=labels8.narrow(-1, h, n - h))
+    return labels8
 
 
 #: up to this many classes, per-channel sums run as a loop over [B, N] slices: on CPU a broadcast
@@ -381,10 +406,10 @@ def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg
     return s if every else s.mul_(vf)
 
 
-def _every_counted(labels8: Tensor) -> bool:
-    """On the CPU, whether every position counts (no byte label is ``LABEL_SKIP``): the masks can
+def _every_counted(labels8: Tensor, n_classes: int) -> bool:
+    """On the CPU, whether every position counts (every byte label is a class index): the masks can
     then be skipped. Elsewhere False (no host read on an accelerator: the masks cost little there)."""
-    return labels8.device.type == "cpu" and labels8.numel() > 0 and int(labels8.max()) < LABEL_SKIP
+    return labels8.device.type == "cpu" and labels8.numel() > 0 and int(labels8.max()) < n_classes
 
 
 def _focal_value_by_class(lt: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float,
@@ -473,8 +498,9 @@ def softmax_stats(
     ``gamma_fg`` for the others) or ``TERM_WCE`` (Combo's weighted cross-entropy with ``beta``).
 
     Returns ``stats`` ``[B, 3, C]`` (TP, sum p, sum y per image and class, in ``x.dtype``), the
-    term's sum (0-dim), ``n_bad`` (0-dim int64), the labels as bytes ``[B, N]`` for the backward
-    (255 = counted nowhere; ``[B, 0]`` with more than 254 classes) and, with ``keep_softmax``,
+    term's sum (0-dim), ``n_bad`` (0-dim int64), the labels for the backward (:func:`_saved_labels`:
+    bytes ``[B, N]``, 255 = counted nowhere, ``[B, 0]`` with more than 254 classes; with ``keep_softmax``
+    half bytes ``[B, ceil(N / 2)]`` below 15 classes, else ``[B, 0]``) and, with ``keep_softmax``,
     ``softmax(x)`` as ``[B, C, N]`` for the backward (else an empty tensor): the PyTorch path keeps it
     (one logits-sized tensor) rather than recompute it, which costs as much as the rest of its
     backward's passes over the logits; the compiled kernel recomputes it within its one pass.
@@ -523,16 +549,38 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     if len(blocks) == 1:
         stats, value, n_bad, labels8, p = _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg,
                                                                beta, None)
-        return stats, value, n_bad, labels8, p if keep_softmax else x.new_empty(0)
+        return stats, value, n_bad, _saved_labels(labels8, c, keep_softmax), p if keep_softmax else x.new_empty(0)
     softmax = xv.new_empty(xv.shape)  # the blocks' softmax written in place: no concatenation
     parts = [
         _softmax_stats_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg, beta,
                              softmax.narrow(0, *s))
         for s in blocks
     ]
-    stats, labels8 = torch.cat([q[0] for q in parts]), torch.cat([q[3] for q in parts])
+    stats = torch.cat([q[0] for q in parts])
+    labels8 = torch.cat([_saved_labels(q[3], c, keep_softmax) for q in parts])
     value, n_bad = torch.stack([q[1] for q in parts]).sum(), torch.stack([q[2] for q in parts]).sum()
     return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0)
+
+
+def _saved_labels(labels8: Tensor, n_classes: int, keep_softmax: bool) -> Tensor:
+    """The labels ``softmax_stats`` returns for its backward, from its byte labels ``[B, N]``: those
+    bytes (the softmax is recomputed), or with the softmax kept half bytes ``[B, ceil(N / 2)]``
+    (:func:`_pack_nibbles`, below ``NIBBLE_SKIP`` classes), else none (``[B, 0]``: the backward makes
+    them again from the target). A kept softmax and the half bytes stay within one logits-sized
+    tensor plus one byte per pixel, with room for what the loss's formula keeps; the full bytes would
+    not, and rebuilding them from int64 targets costs a pass over 8 bytes per pixel."""
+    if not keep_softmax:
+        return labels8
+    if n_classes < NIBBLE_SKIP and labels8.shape[-1]:
+        return _pack_nibbles(labels8)
+    return labels8.new_empty(labels8.shape[0], 0)
+
+
+def _saved_label_width(n: int, n_classes: int, keep_softmax: bool) -> int:
+    """The last dim of :func:`_saved_labels` for ``n`` pixels (for the fake implementation)."""
+    if not keep_softmax:
+        return n if n_classes < LABEL_SKIP else 0
+    return n - n // 2 if n_classes < NIBBLE_SKIP else 0
 
 
 def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out):
@@ -540,7 +588,7 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
     ``softmax_out`` when given (a block of the CPU's; read, never written, from then on)."""
     c = xv.shape[1]
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
-    every = _every_counted(labels8)  # no masking needed (CPU, nothing ignored)
+    every = _every_counted(labels8, c)  # no masking needed (CPU, nothing ignored)
     if softmax_out is None:
         p = torch.softmax(xv, 1)
     else:
@@ -573,7 +621,7 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_soft
         x.new_empty(b, 3, c),
         x.new_empty(()),
         x.new_empty((), dtype=torch.int64),
-        x.new_empty(b, n if c < LABEL_SKIP else 0, dtype=torch.uint8),
+        x.new_empty(b, _saved_label_width(n, c, keep_softmax), dtype=torch.uint8),
         x.new_empty(b, c, n) if keep_softmax else x.new_empty(0),
     )
 
@@ -677,14 +725,16 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     # dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t with U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
     # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     c, dtype = xv.shape[1], xv.dtype
-    if labels8.shape[-1]:  # the byte labels of the forward: 8x less to read than int64 targets
+    kept = p is not None
+    if labels8.shape[-1]:  # the labels of the forward: 8x (16x as half bytes) less to read than int64 targets
+        if kept:
+            labels8 = _unpack_nibbles(labels8, xv.shape[-1])
         onehot, vf = _onehot(labels8, c, None, dtype)
-    elif c < LABEL_SKIP:  # not kept (the softmax was): made again from the target
+    elif c < LABEL_SKIP:  # not kept: made again from the target
         labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, dtype, count_bad=False)
     else:
         onehot, vf = _onehot(t, c, ignore_index, dtype)
-    every = labels8.shape[-1] > 0 and _every_counted(labels8)  # no masking needed
-    kept = p is not None
+    every = labels8.shape[-1] > 0 and _every_counted(labels8, c)  # no masking needed
     if not kept:
         p = torch.softmax(xv, 1)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
@@ -763,10 +813,7 @@ def _softmax_stats_setup(ctx, inputs, output):
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
     ctx.set_materialize_grads(False)  # no logits-sized zeros for the kept softmax's (absent) gradient
     ctx.mark_non_differentiable(output[4])  # for the backward only: differentiating it is an error, not a zero
-    # a kept softmax is the one logits-sized tensor the backward may hold: the byte labels then go (the
-    # backward makes them again from the target, which the caller holds anyway)
-    labels8 = output[3].new_empty(output[3].shape[0], 0) if keep_softmax else output[3]
-    ctx.save_for_backward(x, target, labels8, weight, output[4])
+    ctx.save_for_backward(x, target, output[3], weight, output[4])  # labels: see _saved_labels
 
 
 def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
@@ -890,7 +937,7 @@ def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
     p = torch.softmax(xv, 1)
     if label_smoothing == 0.0:
-        lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8))  # 0 wherever nothing is counted
+        lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8, c))  # 0 wherever nothing is counted
         if per_position:
             value = _focal_value_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
             value = value.mul_(_class_weight_at(weight, onehot, vf))
@@ -977,7 +1024,7 @@ def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_f
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
         s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf,
-                                  _every_counted(labels8), g)
+                                  _every_counted(labels8, c), g)
         grad = p.sub_(onehot)
         for i in range(c):
             grad.select(1, i).mul_(s)
