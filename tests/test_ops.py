@@ -59,7 +59,7 @@ def test_softmax_stats_opcheck(path, term):
     x.requires_grad_(True)
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64) if term == _ops.TERM_FOCAL else None
     with medloss.native_kernels(native):
-        opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7, keep))
+        opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7, keep, True))
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
@@ -67,7 +67,7 @@ def test_softmax_stats_values(native):
     x, t = _images()
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
     with medloss.native_kernels(native):
-        stats, term, n_bad, labels8, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
+        stats, term, n_bad, labels8, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
     torch.testing.assert_close(stats, _reference_stats(x, t))
     torch.testing.assert_close(term, _reference_focal(x, t, 2.0, weight))
     assert int(n_bad) == 0
@@ -97,7 +97,7 @@ def _op_and_reference_gradients(x, t, path, *, seed, term=_ops.TERM_NONE, beta=0
     g_stats = torch.randn(2, 3, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        stats, value, _, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta, keep)
+        stats, value, _, _, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta, keep)
         ((stats * g_stats).sum() + 0.3 * value).backward()
     xr = x.clone().requires_grad_(True)
     loss = (_reference_stats(xr, t) * g_stats).sum()
@@ -115,7 +115,7 @@ def test_kept_softmax_survives_a_second_backward(term):
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, value, _, _, kept = ops.softmax_stats(xa, t, -100, term, None, 2.0, 2.0, 0.7, True)
+        stats, value, _, _, kept, _ = ops.softmax_stats(xa, t, -100, term, None, 2.0, 2.0, 0.7, True)
     torch.testing.assert_close(kept, torch.softmax(x, 1).reshape(2, 3, -1), rtol=1e-14, atol=0)
     assert not kept.requires_grad  # for the backward only: differentiating it is an error, not a silent zero
     loss = (stats * g_stats).sum() + 0.3 * value
@@ -148,7 +148,7 @@ def test_the_cpu_path_in_blocks_of_images(monkeypatch, term, keep, ignored):
     w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, value, n_bad, labels8, _ = ops.softmax_stats(xa, t, -100, term, w, 0.5, 0.0, 0.7, keep)
+        stats, value, n_bad, labels8, _, _ = ops.softmax_stats(xa, t, -100, term, w, 0.5, 0.0, 0.7, keep)
     xr = x.clone().requires_grad_(True)
     ref_stats = _reference_stats(xr, t)
     ref_value = {_ops.TERM_NONE: lambda: xr.new_zeros(()),
@@ -176,8 +176,52 @@ def test_labels_kept_beside_the_softmax(c, width):
     """With the softmax kept, the op hands its backward half-byte labels below 15 classes, none from 15 up."""
     x, t = _images(c=c)
     with medloss.native_kernels(False):
-        *_, labels, p = ops.softmax_stats(x.requires_grad_(True), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, True)
+        *_, labels, p, _ = ops.softmax_stats(x.requires_grad_(True), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, True)
     assert labels.shape == (2, width) and p.shape == (2, c, 20)
+
+
+@pytest.mark.parametrize("path", PATHS, ids=_path_id)
+@pytest.mark.parametrize("per_image", [False, True], ids=["one block", "a block per image"])
+def test_softmax_stats_sums_the_logits_when_asked(monkeypatch, path, per_image):
+    """The op's last output is the sum of the logits with ``sum_logits`` (0 without): what the losses'
+    eager finiteness check reads instead of a pass of its own."""
+    if per_image:
+        monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
+    native, keep = path
+    x, t = _images()
+    with medloss.native_kernels(native):
+        *_, total = ops.softmax_stats(x.requires_grad_(keep), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, keep, True)
+        *_, nothing = ops.softmax_stats(x, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, keep, False)
+    torch.testing.assert_close(total, x.detach().sum(), rtol=1e-12, atol=1e-12)
+    assert float(nothing) == 0.0
+
+
+@pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
+@pytest.mark.parametrize("name", ["DiceLoss", "ComboLoss", "AsymmetricUnifiedFocalLoss", "HybridFocalLoss"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["counted", "ignored"])
+def test_non_finite_logits_are_an_error_on_every_path(monkeypatch, native, name, bad, where):
+    """The finiteness check of the losses built on ``softmax_stats`` (the op's sum of the logits, then an
+    exact count): NaN / +Inf / -Inf anywhere, an ignored pixel included, through the kernel and the
+    PyTorch path in blocks of one image; huge finite logits whose sum overflows are no error."""
+    from medloss import losses
+
+    monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    t = torch.randint(0, 3, (2, 4, 4), generator=torch.Generator().manual_seed(4))
+    t[1, 2, 2] = -100
+    x[1, 0, 2, 2 if where == "ignored" else 1] = bad
+    loss = getattr(losses, name)()
+    with medloss.native_kernels(native), pytest.raises(ValueError, match=r"`input` contains non-finite values"):
+        loss(x.requires_grad_(True), t)
+    with medloss.native_kernels(native), medloss.value_checks(False):
+        value = loss(x, t)  # unchecked (as under torch.compile): no error from inside the op either
+    if math.isnan(bad):
+        assert torch.isnan(value)
+    huge = torch.full((2, 2, 4, 4), 3e38)
+    huge[:, 0] = -3e38
+    with medloss.native_kernels(native):
+        assert torch.isfinite(losses.DiceLoss()(huge.requires_grad_(True), torch.ones(2, 4, 4, dtype=torch.long)))
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 64])
@@ -225,7 +269,7 @@ def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, igno
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5, keep)
+        stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5, keep)
         ((stats * g_stats).sum() + 0.7 * term).backward()
     xr = x.clone().requires_grad_(True)
     ref_stats = _reference_stats(xr, t)
@@ -245,7 +289,7 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6])
     with medloss.native_kernels(native):
-        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
+        _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
     expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
 
@@ -263,7 +307,7 @@ def test_softmax_stats_focal_gradient_when_target_probabilities_vanish(scale, ke
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, 0.5, 2.0, 0.5, keep)
+        stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, 0.5, 2.0, 0.5, keep)
     (grad,) = torch.autograd.grad((stats * g_stats).sum() + 0.7 * term, xa)
     xr = x.clone().requires_grad_(True)
     ref = (_reference_stats(xr, t) * g_stats).sum() + 0.7 * _reference_focal_by_class(xr, t, 0.5, 2.0, w)
@@ -301,7 +345,7 @@ def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c):
     if not ignored:
         t = t.clamp(min=0)
     with medloss.native_kernels(native):
-        _, term, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     torch.testing.assert_close(term.double(), _reference_wce(x, t, 0.7), rtol=rtol, atol=0)
 
@@ -336,7 +380,7 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep)
     g_stats = torch.randn(2, 3, c, generator=g, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7, keep)
+        stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7, keep)
         ((stats.double() * g_stats).sum() + 0.3 * term.double()).backward()
     xr = x.double().requires_grad_(True)
     ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.7)).backward()
@@ -376,12 +420,12 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     x, t = _images(dtype=torch.float32)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        stats, term, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+        stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
         total, _, _ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
     (stats.sum() + term + total).backward()
     assert calls == []
     xb = x.clone().requires_grad_(True)
-    stats, term, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
+    stats, term, _, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
     total, _, _ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
     with medloss.native_kernels(False):
         (stats.sum() + term + total).backward()
@@ -443,7 +487,7 @@ def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     ignored = bad.clone()
     ignored[1, 2, 2] = ignored[1, 3, 3] = -100
     with medloss.native_kernels(native):
-        stats, _, n_bad, _, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _, _, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     assert int(n_bad) == 2
     torch.testing.assert_close(stats, _reference_stats(x, ignored))
 
@@ -453,7 +497,7 @@ def test_softmax_stats_ignore_index_inside_the_class_range():
     x, t = _images()
     t = t.clamp(min=0)
     with medloss.native_kernels(False):
-        stats, _, n_bad, _, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
+        stats, _, n_bad, _, _, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     masked = torch.where(t == 0, -100, t)
     torch.testing.assert_close(stats, _reference_stats(x, masked))
     assert int(n_bad) == 0
@@ -574,7 +618,7 @@ def test_ops_stay_on_the_input_device_without_host_syncs():
     with FakeTensorMode():
         x = torch.empty(2, 3, 8, 8, device="cuda")
         t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
-        stats, term, n_bad, labels8, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
+        stats, term, n_bad, labels8, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
         assert stats.device.type == "cuda" and stats.shape == (2, 3, 3) and labels8.shape == (2, 64)
         value, counts, _ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
         assert value.shape == (2, 8, 8) and value.device.type == "cuda"
@@ -593,7 +637,7 @@ def test_pytorch_implementations_make_no_host_sync_on_cuda():
         g = torch.empty(2, 3, device="cuda")
         for term in (_ops.TERM_NONE, _ops.TERM_FOCAL, _ops.TERM_WCE):
             for keep in (False, True):
-                stats, total, n_bad, labels8, p = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5, keep)
+                stats, total, n_bad, labels8, p, _ = _ops._softmax_stats_torch(x, t, -100, term, w, 2.0, 0.0, 0.5, keep)
                 assert p.shape == ((2, 3, 64) if keep else (0,))
                 grad = _ops._softmax_stats_backward_torch(x, t, labels8, -100, term, w, 2.0, 0.0, 0.5, g, g, total, p)
                 assert grad.shape == x.shape and grad.device.type == "cuda"

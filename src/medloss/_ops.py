@@ -254,7 +254,7 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     if not every:
         product.mul_(vf).add_(torch.rsub(vf, 1.0))  # 1 (log 0) where nothing is counted
     q_min, product_min = (float(v) for v in torch.stack([q.min(), product.min()]))
-    if q_min < torch.finfo(q.dtype).tiny or product_min < _DIVISOR_FLOOR:
+    if not (q_min >= torch.finfo(q.dtype).tiny and product_min >= _DIVISOR_FLOOR):  # NaN (a NaN logit) included
         return None
     return -(beta * _sum_of_logs(q, q_min) + (1.0 - beta) * _sum_of_logs(product, product_min))
 
@@ -489,7 +489,8 @@ def softmax_stats(
     gamma_fg: float,
     beta: float,
     keep_softmax: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    sum_logits: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Soft confusion counts of ``softmax(x)`` against class indices, and one optional per-pixel term.
 
     Args: ``x`` ``[B, C, *]`` logits; ``target`` ``[B, *]`` integer labels (``ignore_index`` and
@@ -503,9 +504,12 @@ def softmax_stats(
     half bytes ``[B, ceil(N / 2)]`` below 15 classes, else ``[B, 0]``) and, with ``keep_softmax``,
     ``softmax(x)`` as ``[B, C, N]`` for the backward (else an empty tensor): the PyTorch path keeps it
     (one logits-sized tensor) rather than recompute it, which costs as much as the rest of its
-    backward's passes over the logits; the compiled kernel recomputes it within its one pass.
+    backward's passes over the logits; the compiled kernel recomputes it within its one pass. Last, with
+    ``sum_logits``, the sum of ``x`` (0-dim; else 0): finite whenever every logit is, read while the
+    logits are in the cache (the losses' finiteness check in eager mode: one pass over them fewer).
     """
-    return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax)
+    return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax,
+                                sum_logits)
 
 
 def _class_weight_at(weight: Tensor | None, onehot: Tensor, vf: Tensor) -> Tensor:
@@ -540,26 +544,29 @@ def _batch_blocks(x: Tensor) -> list[tuple[int, int]]:
     return [(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
+def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False,
+                         sum_logits=False):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
     blocks = _batch_blocks(x)
     if len(blocks) == 1:
-        stats, value, n_bad, labels8, p = _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg,
-                                                               beta, None)
-        return stats, value, n_bad, _saved_labels(labels8, c, keep_softmax), p if keep_softmax else x.new_empty(0)
+        stats, value, n_bad, labels8, p, total = _softmax_stats_block(
+            xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, None, sum_logits
+        )
+        return (stats, value, n_bad, _saved_labels(labels8, c, keep_softmax), p if keep_softmax else x.new_empty(0),
+                total)
     softmax = xv.new_empty(xv.shape)  # the blocks' softmax written in place: no concatenation
     parts = [
         _softmax_stats_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-                             softmax.narrow(0, *s))
+                             softmax.narrow(0, *s), sum_logits)
         for s in blocks
     ]
     stats = torch.cat([q[0] for q in parts])
     labels8 = torch.cat([_saved_labels(q[3], c, keep_softmax) for q in parts])
-    value, n_bad = torch.stack([q[1] for q in parts]).sum(), torch.stack([q[2] for q in parts]).sum()
-    return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0)
+    value, n_bad, total = (torch.stack([q[i] for q in parts]).sum() for i in (1, 2, 5))
+    return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0), total
 
 
 def _saved_labels(labels8: Tensor, n_classes: int, keep_softmax: bool) -> Tensor:
@@ -583,7 +590,7 @@ def _saved_label_width(n: int, n_classes: int, keep_softmax: bool) -> int:
     return n - n // 2 if n_classes < NIBBLE_SKIP else 0
 
 
-def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out):
+def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out, sum_logits):
     """``softmax_stats`` of logits ``[b, C, N]`` and labels ``[b, N]``, and the softmax, written into
     ``softmax_out`` when given (a block of the CPU's; read, never written, from then on)."""
     c = xv.shape[1]
@@ -593,6 +600,7 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
         p = torch.softmax(xv, 1)
     else:
         p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
+    total = xv.sum() if sum_logits else xv.new_zeros(())  # while the logits are in the cache
     on_target = p * onehot  # p at the target class: its class sums are TP, its pixel sums p_t
     tp = on_target.sum(-1)
     sum_p = p.sum(-1) if every else _masked_class_sums(p, vf)
@@ -607,11 +615,11 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
             v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
             assert v is not None
             value = v.sum() if every else (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, p
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, p, total
 
 
 @softmax_stats.register_fake
-def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False, sum_logits=False):
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     n = 1
@@ -623,6 +631,7 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_soft
         x.new_empty((), dtype=torch.int64),
         x.new_empty(b, _saved_label_width(n, c, keep_softmax), dtype=torch.uint8),
         x.new_empty(b, c, n) if keep_softmax else x.new_empty(0),
+        x.new_empty(()),
     )
 
 
@@ -638,9 +647,10 @@ def _kernel_term(term: int, weight: Tensor | None, n_classes: int, gamma_bg: flo
 
 
 @softmax_stats.register_kernel("cpu")
-def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False):
+def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax=False, sum_logits=False):
     if keep_softmax or not _native.usable(x):
-        return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax)
+        return _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax,
+                                    sum_logits)
     _check_logits(x, target, "medloss::softmax_stats")
     b, c = x.shape[:2]
     term_w, gammas = _kernel_term(term, weight, c, gamma_bg, gamma_fg, beta)
@@ -657,6 +667,7 @@ def _(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_soft
         torch.tensor(r.n_bad, dtype=torch.int64),
         labels8,
         x.new_empty(0),
+        x.sum() if sum_logits else x.new_zeros(()),
     )
 
 
@@ -809,14 +820,14 @@ def _(x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, 
 
 
 def _softmax_stats_setup(ctx, inputs, output):
-    x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax = inputs
+    x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, keep_softmax, sum_logits = inputs
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta, _native.native_kernels_available())
     ctx.set_materialize_grads(False)  # no logits-sized zeros for the kept softmax's (absent) gradient
-    ctx.mark_non_differentiable(output[4])  # for the backward only: differentiating it is an error, not a zero
+    ctx.mark_non_differentiable(output[4], output[5])  # differentiating them is an error, not a zero
     ctx.save_for_backward(x, target, output[3], weight, output[4])  # labels: see _saved_labels
 
 
-def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
+def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax, _g_sum):
     x, target, labels8, weight, softmax = ctx.saved_tensors
     ignore_index, term, gamma_bg, gamma_fg, beta, native = ctx.args
     if g_stats is None:
@@ -848,7 +859,7 @@ def _softmax_stats_grad(ctx, g_stats, g_term, _g_bad, _g_labels, _g_softmax):
             x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
             g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous(), g_term, native, softmax,
         )
-    return grad, None, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None, None
 
 
 softmax_stats.register_autograd(_softmax_stats_grad, setup_context=_softmax_stats_setup)

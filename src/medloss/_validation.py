@@ -274,12 +274,14 @@ def canonical_inputs(
     ignore_index: int | None = None,
     num_classes: int | None = None,
     check_labels: bool = True,
+    check_input_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Validate ``input``/``target`` against ``mode``; return ``(input, target, ignored)``.
 
     ``check_labels=False`` (multiclass only) checks shapes and dtypes but not the label range, and
     returns ``ignored=None``: for callers whose kernel checks labels as it reads them and falls back
-    to a checked call when it finds a bad one.
+    to a checked call when it finds a bad one. ``check_input_finite=False`` (multiclass only) leaves the
+    finiteness of ``input`` to the caller, whose op sums the logits as it reads them.
 
     Non-finite ``input`` (NaN, +Inf or -Inf anywhere) is an error: one documented policy for every
     loss (README, "Conventions").
@@ -343,7 +345,8 @@ def canonical_inputs(
                 f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
                 f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
             )
-        check_finite(input, "input")
+        if check_input_finite:
+            check_finite(input, "input")
         if not check_labels:
             if torch.is_floating_point(t) or t.dtype == torch.bool or t.is_complex():
                 raise TypeError(f"`target` must hold integer class indices (e.g. torch.long), got dtype {t.dtype}")

@@ -10,6 +10,8 @@ or wider whatever the input dtype: fp16 sums of a 96^3 volume overflow (MONAI an
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +19,7 @@ from .. import _ops
 from .._validation import (
     canonical_inputs,
     check_class_indices,
+    check_finite,
     check_probabilities,
     check_simplex,
     value_checks_active,
@@ -163,6 +166,7 @@ def softmax_statistics(
     focal: tuple[torch.Tensor, float, float] | None = None,
     weighted_ce: float | None = None,
     ignore_index: int | None = None,
+    check_finite_logits: bool = False,
 ) -> SoftmaxStats:
     """Per-class soft TP / sum_p / sum_y of ``softmax(x)`` against class indices ``t``, ``[B, C]``
     or ``[C]`` with ``batch``, plus optionally one per-pixel term over the counted pixels (``.focal``):
@@ -173,7 +177,8 @@ def softmax_statistics(
       mean over counted pixels and classes.
 
     ``t`` is the user's target: pixels equal to ``ignore_index`` (or False in ``valid``) count
-    nowhere; in eager mode (value checks on) any other label outside ``[0, C)`` is an error.
+    nowhere; in eager mode (value checks on) any other label outside ``[0, C)`` is an error, and so
+    is a non-finite logit with ``check_finite_logits`` (from the sum the op takes as it reads them).
 
     One op, ``torch.ops.medloss.softmax_stats`` (see ``medloss._ops``): the compiled kernel on CPU
     when it is installed, PyTorch operations elsewhere; one pass forward, one backward.
@@ -188,11 +193,17 @@ def softmax_statistics(
         weight = weight.to(dtype=x.dtype, device=x.device)
     elif weighted_ce is not None:
         term, beta = _ops.TERM_WCE, float(weighted_ce)
-    stats, total, n_bad, _, _ = torch.ops.medloss.softmax_stats(
-        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x)
+    checks = value_checks_active()
+    check_logits = checks and check_finite_logits
+    stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
+        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x), check_logits
     )
-    if value_checks_active() and bool(n_bad):
-        check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
+    if checks:
+        bad, logits_total = torch.stack([n_bad.to(torch.float64), logits_sum.detach().to(torch.float64)]).tolist()
+        if not math.isfinite(logits_total):
+            check_finite(x, "input")  # raises, counting the NaN and Inf (a finite sum's overflow passes)
+        if bad:
+            check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
     tp, sum_p, sum_y = stats.unbind(1)
     sum_y = sum_y.detach()
     term_total = term_count = None

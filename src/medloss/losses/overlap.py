@@ -140,10 +140,13 @@ def segmentation_statistics(
         return counts
     if mode == "multiclass":
         # the op counts bad labels as it reads them (one pass fewer than checking them first)
-        x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
+        x, t, _ = canonical_inputs(
+            input, target, mode, ignore_index=ignore_index, check_labels=False, check_input_finite=False
+        )
         with fp32_island():
             return softmax_statistics(
-                upcast(x), t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index
+                upcast(x), t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index,
+                check_finite_logits=True,
             )
     prepared = prepare_segmentation(
         input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
