@@ -766,8 +766,9 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     every = labels8.shape[-1] > 0 and _every_counted(labels8, c)  # no masking needed
     if not kept:
         p = torch.softmax(xv, 1)
+    # dL/dp is written over the one-hot once that is spent (one block-sized tensor fewer through the cache)
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
-        w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1))
+        w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1), out=onehot)
         return _softmax_backward_into(w, p, out, None if every else vf)
     p_t = _channel_dot(p, onehot)
     slope = None
@@ -778,7 +779,7 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
             if float(q.min()) >= _DIVISOR_FLOOR:
                 # w_t s (p_j - [j = t]) = p_j (a - S) + ... with dL/dp_t += a = -w_t s / p_t
                 v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
-                w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1))
+                w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1), out=onehot)
                 return _softmax_backward_into(w, p, out, None if every else vf)
     if term == TERM_WCE:
         w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta)
