@@ -336,18 +336,20 @@ def _reference_wce(x, t, beta, ignore_index=-100):
 @pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
 @pytest.mark.parametrize("c", [2, 3, 4, 7], ids=lambda c: f"{c} classes")
-def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c):
+@pytest.mark.parametrize("beta", [0.7, 0.5], ids=lambda b: f"beta {b}")
+def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c, beta):
     """Combo's term against float64 log-sum-exp arithmetic, from moderate logits to confident
     mistakes whose probabilities leave float range (x300): the CPU's few-pass formula applies while
-    they stay in range, the log-space one otherwise (which one runs: the test below)."""
+    they stay in range, the log-space one otherwise (which one runs: the test below); at the default
+    beta 0.5 the few-pass one takes one log of both factors."""
     x, t = _images(dtype=dtype, seed=5, c=c)
     x = x * scale
     if not ignored:
         t = t.clamp(min=0)
     with medloss.native_kernels(native):
-        _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7)
+        _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, beta)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
-    torch.testing.assert_close(term.double(), _reference_wce(x, t, 0.7), rtol=rtol, atol=0)
+    torch.testing.assert_close(term.double(), _reference_wce(x, t, beta), rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=_path_id)
@@ -394,7 +396,8 @@ def test_weighted_ce_gradient_of_a_confident_wrong_class(keep):
     x, t = _images(seed=18)
     x[:, 0] += 60.0  # class 0: confident, wrong wherever t != 0
     p, onehot, vf, every = _wce_inputs(x, t)
-    weights = _ops._wce_softmax_weights(p, onehot, (p * onehot).sum(1), vf, every, torch.ones(()), 0.7)
+    zeros = torch.zeros(p.shape[:2], dtype=p.dtype)
+    weights = _ops._wce_softmax_weights(p, onehot, (p * onehot).sum(1), vf, every, torch.ones(()), 0.7, zeros, zeros)
     assert weights is not None
     grad, expected = _op_and_reference_gradients(
         x, t, (False, keep), seed=19, term=_ops.TERM_WCE, beta=0.7,
@@ -450,7 +453,8 @@ def test_combo_few_pass_formulas_apply_in_range_and_hand_over_outside(dtype):
         value = _ops._wce_value_cpu(p, onehot, vf, every, p * onehot, 0.7)
         assert (value is not None) == applies, scale
         p_t = (p * onehot).sum(1)
-        weights = _ops._wce_softmax_weights(p, onehot, p_t, vf, every, torch.ones((), dtype=dtype), 0.7)
+        zeros = torch.zeros(p.shape[:2], dtype=dtype)
+        weights = _ops._wce_softmax_weights(p, onehot, p_t, vf, every, torch.ones((), dtype=dtype), 0.7, zeros, zeros)
         assert (weights is not None) == applies, scale
 
 

@@ -260,6 +260,8 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
     q_min, product_min = (float(v) for v in torch.stack([q.min(), product.min()]))
     if not (q_min >= torch.finfo(q.dtype).tiny and product_min >= _DIVISOR_FLOOR):  # NaN (a NaN logit) included
         return None
+    if beta == 0.5 and q_min * product_min >= torch.finfo(q.dtype).tiny:  # the default: one log of both factors
+        return -0.5 * _sum_of_logs(q.mul_(product), q_min * product_min)
     return -(beta * _sum_of_logs(q, q_min) + (1.0 - beta) * _sum_of_logs(product, product_min))
 
 
@@ -281,10 +283,11 @@ def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
 
 
 def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, every: bool, g: Tensor,
-                         beta: float) -> Tensor | None:
-    """``dL/dp`` ``[B, C, N]`` of ``g`` times Combo's per-pixel weighted cross-entropy, shifted by a
-    per-pixel constant, for the softmax's fused backward ``p (w - sum_c p_c w_c)`` (which no such shift
-    changes), on the CPU; None where it does not apply (the caller then takes the per-class formulas).
+                         beta: float, u: Tensor, v: Tensor) -> Tensor | None:
+    """``dL/dp`` ``[B, C, N]`` of ``g`` times Combo's per-pixel weighted cross-entropy plus the counts'
+    ``U + y V`` (``u``, ``v`` ``[B, C]``), shifted by a per-pixel constant, for the softmax's fused backward
+    ``p (w - sum_c p_c w_c)`` (which no such shift changes), on the CPU; None where it does not apply (the
+    caller then takes the per-class formulas).
 
     ``dL/dp_j = g (1 - beta) / (1 - p_j)`` off the target and ``-g beta / p_t`` at it, with ``1 - p_j``
     the sum of the other probabilities (exact for a confident class). The shift subtracts the largest
@@ -295,14 +298,18 @@ def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, eve
     if not _few_pass_wce(p):
         return None
     complement = _leave_one_out_sums(p, torch.empty_like(p))
-    inv = torch.maximum(complement, onehot, out=complement).reciprocal_().sub_(onehot)  # 0 at the target
+    # 1 / (1 - p_j) off the target (>= 1), 1 at it: the largest entry is the largest off-target one
+    inv = torch.maximum(complement, onehot, out=complement).reciprocal_()
     top = inv.amax(1, keepdim=True)
     q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted
-    top_max, q_min = (float(v) for v in torch.stack([top.max(), q.min()]))
+    top_max, q_min, g_value = (float(v) for v in torch.stack([top.max(), q.min(), g.to(q.dtype)]))
     if not (top_max <= 1.0 / _DIVISOR_FLOOR and q_min >= _DIVISOR_FLOOR):
         return None
-    at_target = torch.reciprocal(q).mul_(g * -beta)
-    return inv.sub_(top).mul_(g * (1.0 - beta)).addcmul_(onehot, at_target.unsqueeze(1))
+    a = g_value * (1.0 - beta)
+    at_target = torch.reciprocal(q).mul_(-g_value * beta).sub_(a)  # -g beta / p_t, less the a * 1 of inv there
+    # the shift first (exactly 0 at a confident wrong class), then U + a inv in one rounding
+    w = torch.add(u.unsqueeze(-1), inv.sub_(top), alpha=a, out=inv)
+    return w.addcmul_(onehot, v.unsqueeze(-1)).addcmul_(onehot, at_target.unsqueeze(1))
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -782,9 +789,8 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1), out=onehot)
                 return _softmax_backward_into(w, p, out, None if every else vf)
     if term == TERM_WCE:
-        w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta)
+        w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta, u, v)
         if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
-            w.add_(u.unsqueeze(-1)).addcmul_(onehot, v.unsqueeze(-1))  # y_j V_j: V at the target
             return _softmax_backward_into(w, p, out, None if every else vf)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
