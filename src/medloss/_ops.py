@@ -52,10 +52,12 @@ def _compact_labels(t: Tensor, n_classes: int, ignore_index: int | None) -> Tens
     return labels8
 
 
-def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype, *,
+            valid: bool = True) -> tuple[Tensor, Tensor | None]:
     """``(onehot, valid)`` of labels ``[B, N]``: ``[B, C, N]`` and ``[B, N]`` in ``dtype``, zero at
     positions that count nowhere (``ignore_index``, or any label outside ``[0, C)``: a comparison
     with each class index matches none of them, so no label needs clamping before a gather).
+    ``valid=False``: byte labels known to count everywhere need no mask (None).
 
     Byte labels (:func:`_compact_labels`, :func:`_unpack_nibbles`: any value from ``C`` up counts nowhere)
     are compared class by class straight into the float output (3-5x faster on CPU than a broadcast
@@ -64,8 +66,10 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
         onehot = torch.empty(labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device)
         for c in range(n_classes):
             torch.eq(labels, c, out=onehot.select(1, c))
-        valid = torch.empty(labels.shape, dtype=dtype, device=labels.device)
-        return onehot, torch.lt(labels, n_classes, out=valid)  # one pass over the bytes
+        if not valid:
+            return onehot, None
+        mask = torch.empty(labels.shape, dtype=dtype, device=labels.device)
+        return onehot, torch.lt(labels, n_classes, out=mask)  # one pass over the bytes
     if ignore_index is not None and 0 <= ignore_index < n_classes:
         labels = labels.masked_fill(labels == ignore_index, -1)
     classes = torch.arange(n_classes, device=labels.device, dtype=labels.dtype).view(1, -1, 1)
@@ -73,10 +77,13 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
     return onehot, onehot.sum(1)
 
 
-def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype, *,
-                   count_bad: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+def _labels_onehot(
+    t: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype, *, count_bad: bool = True,
+    lazy_valid: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """``(labels8, onehot, valid, n_bad)`` of a user's target ``[B, N]`` (``labels8`` is ``[B, 0]`` for
-    >= 255 classes; ``n_bad`` None unless ``count_bad``)."""
+    >= 255 classes; ``n_bad`` None unless ``count_bad``). ``lazy_valid``: ``valid`` is None when the
+    labels' range shows that every position counts (the CPU; no mask to build or apply)."""
     if n_classes >= LABEL_SKIP:
         onehot, vf = _onehot(t, n_classes, ignore_index, dtype)
         n_bad = _n_bad(t, vf, ignore_index) if count_bad else None
@@ -87,9 +94,12 @@ def _labels_onehot(t: Tensor, n_classes: int, ignore_index: int | None, dtype: t
         lo, hi = (int(v) for v in torch.aminmax(t))
         if lo >= 0 and hi < n_classes:
             labels8 = t.to(torch.uint8)
-            if ignore_index is not None and 0 <= ignore_index < n_classes:
+            ignoring = ignore_index is not None and 0 <= ignore_index < n_classes
+            if ignoring:
                 labels8.masked_fill_(t == ignore_index, LABEL_SKIP)
             n_bad = t.new_zeros((), dtype=torch.int64) if count_bad else None
+            if lazy_valid and not ignoring:
+                return labels8, _onehot(labels8, n_classes, None, dtype, valid=False)[0], None, n_bad
         else:
             labels8 = _compact_labels(t, n_classes, ignore_index)
     else:
@@ -534,7 +544,7 @@ def _class_weight_at(weight: Tensor | None, onehot: Tensor, vf: Tensor) -> Tenso
     """``w_t`` at each position ``[B, N]`` (1 without weights), 0 where nothing is counted."""
     if weight is None:
         return vf
-    return _channel_dot(onehot, weight.to(vf))
+    return _channel_dot(onehot, weight.to(onehot))
 
 
 def keeps_softmax(x: Tensor) -> bool:
@@ -612,8 +622,8 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
     """``softmax_stats`` of logits ``[b, C, N]`` and labels ``[b, N]``, and the softmax, written into
     ``softmax_out`` when given (a block of the CPU's; read, never written, from then on)."""
     c = xv.shape[1]
-    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
-    every = _every_counted(labels8, c)  # no masking needed (CPU, nothing ignored)
+    labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype, lazy_valid=True)
+    every = vf is None or _every_counted(labels8, c)  # no masking needed (CPU, nothing ignored; vf None)
     if softmax_out is None:
         p = torch.softmax(xv, 1)
     else:
@@ -765,12 +775,14 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     if labels8.shape[-1]:  # the labels of the forward: 8x (16x as half bytes) less to read than int64 targets
         if kept:
             labels8 = _unpack_nibbles(labels8, xv.shape[-1])
-        onehot, vf = _onehot(labels8, c, None, dtype)
+        every = _every_counted(labels8, c)  # no masking needed (vf then None)
+        onehot, vf = _onehot(labels8, c, None, dtype, valid=not every)
     elif c < LABEL_SKIP:  # not kept: made again from the target
-        labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, dtype, count_bad=False)
+        labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, dtype, count_bad=False, lazy_valid=True)
+        every = vf is None or _every_counted(labels8, c)
     else:
         onehot, vf = _onehot(t, c, ignore_index, dtype)
-    every = labels8.shape[-1] > 0 and _every_counted(labels8, c)  # no masking needed
+        every = False
     if not kept:
         p = torch.softmax(xv, 1)
     # dL/dp is written over the one-hot once that is spent (one block-sized tensor fewer through the cache)
@@ -809,7 +821,7 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
         torch.add(pixel, u.narrow(1, i, 1), out=factor)
         torch.mul(p.select(1, i), factor if every else factor.mul_(vf), out=gi).addcmul_(onehot.select(1, i), on_target)
     if wce_grad is not None:
-        out.add_(wce_grad.mul_((g * vf).unsqueeze(1)))
+        out.add_(wce_grad.mul_(g if every else (g * vf).unsqueeze(1)))
     return out
 
 
