@@ -406,16 +406,17 @@ def _weighted_focal_sum(lt: Tensor, is_bg: Tensor, w_t: Tensor | None, gamma_bg:
 
 
 def _weighted_focal_slope(p_t: Tensor, onehot: Tensor, gamma_bg: float, gamma_fg: float, weight: Tensor | None,
-                          vf: Tensor, every: bool, g: Tensor) -> Tensor:
+                          vf: Tensor | None, every: bool, g: Tensor, lt: Tensor | None = None) -> Tensor:
     """``g w_t slope_t`` ``[B, N]`` (0 where nothing is counted), the focal term's share of the
-    backward, from the target's probability ``p_t``.
+    backward, from the target's probability ``p_t`` (and its log ``lt`` when the caller has it).
 
     The slope needs ``log p_t`` only where ``p_t`` is a normal float: below, its limit (``p log p
     -> 0``) is what the smallest normal float gives, exactly (the forward's value uses the exact
     ``log p_t`` from the logits)."""
     from .losses._common import focal_terms  # losses import this module
 
-    lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
+    if lt is None:
+        lt = p_t.clamp_min(torch.finfo(p_t.dtype).tiny).log_()
     weights = _background_and_other_weight(weight)
     if weights is None:
         slope = _focal_slope_by_class(lt, onehot, gamma_bg, gamma_fg, p_t)
@@ -637,7 +638,8 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
     in_place = xv.device.type == "cpu" and term != TERM_WCE
     if term == TERM_FOCAL:
         is_bg, w_t = _focal_weight_rows(onehot, weight, vf)
-        is_bg = is_bg.clone() if in_place else is_bg
+        if in_place:  # the background flag outlives the one-hot: from the byte labels (or a copy)
+            is_bg = torch.eq(labels8, 0, out=xv.new_empty(labels8.shape)) if labels8.shape[-1] else is_bg.clone()
     on_target = onehot.mul_(p) if in_place else p * onehot
     tp = on_target.sum(-1)
     value = xv.new_zeros(())
@@ -792,14 +794,15 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     p_t = _channel_dot(p, onehot)
     slope = None
     if term == TERM_FOCAL:
-        slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         if p.device.type == "cpu":  # the term joins dL/dp at the target: the softmax's fused backward again
             q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted (slope 0 there)
-            if float(q.min()) >= _DIVISOR_FLOOR:
+            if float(q.min()) >= _DIVISOR_FLOOR:  # every counted p_t normal: its log needs no floor
+                slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g, torch.log(q))
                 # w_t s (p_j - [j = t]) = p_j (a - S) + ... with dL/dp_t += a = -w_t s / p_t
                 v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1), out=onehot)
                 return _softmax_backward_into(w, p, out, None if every else vf)
+        slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
     if term == TERM_WCE:
         w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta, u, v)
         if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
