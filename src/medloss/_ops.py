@@ -285,11 +285,8 @@ def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
     m = flat.numel() // k * k
     if k == 1 or m == 0:
         return flat.log().sum()
-    blocks = flat[:m].view(k, -1)
-    product = blocks[0].clone()
-    for i in range(1, k):
-        product.mul_(blocks[i])
-    return product.log_().sum() + flat[m:].log().sum()
+    total = flat[:m].view(k, -1).prod(0).log_().sum()  # one reduction over the k blocks
+    return total if m == flat.numel() else total + flat[m:].log().sum()
 
 
 def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, every: bool, g: Tensor,
