@@ -397,7 +397,7 @@ def test_weighted_ce_gradient_of_a_confident_wrong_class(keep):
     x[:, 0] += 60.0  # class 0: confident, wrong wherever t != 0
     p, onehot, vf, every = _wce_inputs(x, t)
     zeros = torch.zeros(p.shape[:2], dtype=p.dtype)
-    weights = _ops._wce_softmax_weights(p, onehot, (p * onehot).sum(1), vf, every, torch.ones(()), 0.7, zeros, zeros)
+    weights = _ops._wce_softmax_weights(p, onehot, torch.ones(()), 0.7, zeros, zeros)
     assert weights is not None
     grad, expected = _op_and_reference_gradients(
         x, t, (False, keep), seed=19, term=_ops.TERM_WCE, beta=0.7,
@@ -452,9 +452,8 @@ def test_combo_few_pass_formulas_apply_in_range_and_hand_over_outside(dtype):
         p, onehot, vf, every = _wce_inputs(x * scale, t)
         value = _ops._wce_value_cpu(p, onehot, vf, every, p * onehot, 0.7)
         assert (value is not None) == applies, scale
-        p_t = (p * onehot).sum(1)
         zeros = torch.zeros(p.shape[:2], dtype=dtype)
-        weights = _ops._wce_softmax_weights(p, onehot, p_t, vf, every, torch.ones((), dtype=dtype), 0.7, zeros, zeros)
+        weights = _ops._wce_softmax_weights(p, onehot, torch.ones((), dtype=dtype), 0.7, zeros, zeros)
         assert (weights is not None) == applies, scale
 
 

@@ -289,34 +289,34 @@ def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
     return total if m == flat.numel() else total + flat[m:].log().sum()
 
 
-def _wce_softmax_weights(p: Tensor, onehot: Tensor, p_t: Tensor, vf: Tensor, every: bool, g: Tensor,
-                         beta: float, u: Tensor, v: Tensor) -> Tensor | None:
-    """``dL/dp`` ``[B, C, N]`` of ``g`` times Combo's per-pixel weighted cross-entropy plus the counts'
-    ``U + y V`` (``u``, ``v`` ``[B, C]``), shifted by a per-pixel constant, for the softmax's fused backward
-    ``p (w - sum_c p_c w_c)`` (which no such shift changes), on the CPU; None where it does not apply (the
-    caller then takes the per-class formulas).
+def _wce_softmax_weights(p: Tensor, onehot: Tensor, g: Tensor, beta: float, u: Tensor,
+                         v: Tensor) -> tuple[Tensor, float] | None:
+    """Combo's gradient on the CPU in two parts, or None where it does not apply (the caller then takes
+    the per-class formulas): ``(w, c)`` with ``w`` ``[B, C, N]`` the ``dL/dp`` of the counts' ``U + y V``
+    (``u``, ``v`` ``[B, C]``) and of ``g (1 - beta)`` times the ``log(1 - p_c)`` part, shifted by a
+    per-pixel constant, for the softmax's fused backward ``p (w - sum_c p_c w_c)`` (which no such shift
+    changes); and ``c = g beta``, the ``beta log p_t`` part's gradient being ``c (p - y)`` with respect to
+    the logits, which the caller adds after that backward (no division by ``p_t``).
 
-    ``dL/dp_j = g (1 - beta) / (1 - p_j)`` off the target and ``-g beta / p_t`` at it, with ``1 - p_j``
-    the sum of the other probabilities (exact for a confident class). The shift subtracts the largest
-    off-target entry at each pixel: a confident wrong class's entry, which may reach ``2^100 g``, is then
-    exactly 0 and the others' ``p_k (w_k - sum)`` stay within rounding of their true size (a product
-    ``p_k / (1 - p_big) <= 1``). Applies while every off-target ``1 - p_j`` and every counted ``p_t`` is
-    at least ``2^-100`` (one host read)."""
+    ``dL/dp_j = g (1 - beta) / (1 - p_j)`` off the target, with ``1 - p_j`` the sum of the other
+    probabilities (exact for a confident class). The shift subtracts the largest off-target entry at each
+    pixel: a confident wrong class's entry, which may reach ``2^100 g``, is then exactly 0 and the others'
+    ``p_k (w_k - sum)`` stay within rounding of their true size (a product ``p_k / (1 - p_big) <= 1``).
+    Applies while every off-target ``1 - p_j`` is at least ``2^-100`` (one host read)."""
     if not _few_pass_wce(p):
         return None
     complement = _leave_one_out_sums(p, torch.empty_like(p))
     # 1 / (1 - p_j) off the target (>= 1), 1 at it: the largest entry is the largest off-target one
     inv = torch.maximum(complement, onehot, out=complement).reciprocal_()
     top = inv.amax(1, keepdim=True)
-    q = _counted_p_target(p_t, vf, every)  # 1 where nothing is counted
-    top_max, q_min, g_value = (float(v) for v in torch.stack([top.max(), q.min(), g.to(q.dtype)]))
-    if not (top_max <= 1.0 / _DIVISOR_FLOOR and q_min >= _DIVISOR_FLOOR):
+    top_max, g_value = (float(x) for x in torch.stack([top.max(), g.to(top.dtype)]))
+    if not top_max <= 1.0 / _DIVISOR_FLOOR:
         return None
     a = g_value * (1.0 - beta)
-    at_target = torch.reciprocal(q).mul_(-g_value * beta).sub_(a)  # -g beta / p_t, less the a * 1 of inv there
-    # the shift first (exactly 0 at a confident wrong class), then U + a inv in one rounding
+    # the shift first (exactly 0 at a confident wrong class), then U + a inv in one rounding; the target's
+    # entry a (1 - top) has its a taken back with V there
     w = torch.add(u.unsqueeze(-1), inv.sub_(top), alpha=a, out=inv)
-    return w.addcmul_(onehot, v.unsqueeze(-1)).addcmul_(onehot, at_target.unsqueeze(1))
+    return w.addcmul_(onehot, (v - a).unsqueeze(-1)), g_value * beta
 
 
 def _log_softmax_from(xv: Tensor, p: Tensor) -> Tensor:
@@ -788,6 +788,15 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     if term == TERM_NONE:  # dL/dp = U + y V (0 where nothing counts): the softmax's own fused backward
         w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1), out=onehot)
         return _softmax_backward_into(w, p, out, None if every else vf)
+    if term == TERM_WCE:
+        fused = _wce_softmax_weights(p, onehot, g, beta, u, v)
+        if fused is not None:  # dL/dp = U + y V + the log(1 - p) part's, through the softmax's fused backward
+            w, ce = fused
+            grad = _softmax_backward_into(w, p, out, None if every else vf)
+            if ce:  # and the beta log p_t part's c (p - y), 0 where nothing counts
+                grad = grad.add_(p, alpha=ce) if every else grad.addcmul_(p, vf.unsqueeze(1), value=ce)
+                grad.sub_(onehot, alpha=ce)
+            return grad
     p_t = _channel_dot(p, onehot)
     slope = None
     if term == TERM_FOCAL:
@@ -800,10 +809,6 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1), out=onehot)
                 return _softmax_backward_into(w, p, out, None if every else vf)
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
-    if term == TERM_WCE:
-        w = _wce_softmax_weights(p, onehot, p_t, vf, every, g, beta, u, v)
-        if w is not None:  # dL/dp = U + y V + the term's, through the softmax's fused backward
-            return _softmax_backward_into(w, p, out, None if every else vf)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
     if slope is not None:
