@@ -64,8 +64,8 @@ def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: tor
     comparison and a conversion)."""
     if labels.dtype == torch.uint8:
         onehot = torch.empty(labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device)
-        for c in range(n_classes):
-            torch.eq(labels, c, out=onehot.select(1, c))
+        for c, column in enumerate(onehot.unbind(1)):
+            torch.eq(labels, c, out=column)
         if not valid:
             return onehot, None
         mask = torch.empty(labels.shape, dtype=dtype, device=labels.device)
@@ -155,12 +155,12 @@ def _channel_dot(a: Tensor, w: Tensor) -> Tensor:
         wb = w if w.dim() == 3 else (w.unsqueeze(-1) if w.dim() == 2 else w.view(1, -1, 1))
         return (a * wb).sum(1)
 
-    def w_at(i: int) -> Tensor:
-        return w.select(1, i) if w.dim() == 3 else (w.narrow(1, i, 1) if w.dim() == 2 else w.select(0, i))
-
-    out = a.select(1, 0) * w_at(0)
+    # the slices as views in one call each (a select per class costs a Python round trip apiece)
+    ws = w.unbind(1) if w.dim() == 3 else (w.unsqueeze(-1).unbind(1) if w.dim() == 2 else w.unbind(0))
+    slices = a.unbind(1)
+    out = slices[0] * ws[0]
     for i in range(1, n_classes):
-        out.addcmul_(a.select(1, i), w_at(i))
+        out.addcmul_(slices[i], ws[i])
     return out
 
 
@@ -168,7 +168,7 @@ def _masked_class_sums(a: Tensor, m: Tensor) -> Tensor:
     """``sum_n a[:, c, n] m[:, n]`` ``[B, C]`` (``m`` ``[B, N]``), slice by slice."""
     if a.shape[1] > _LOOP_CLASSES:
         return (a * m.unsqueeze(1)).sum(-1)
-    return torch.stack([(a.select(1, i) * m).sum(-1) for i in range(a.shape[1])], 1)
+    return torch.stack([(ai * m).sum(-1) for ai in a.unbind(1)], 1)
 
 
 def _log_pt(xv: Tensor, p: Tensor, onehot: Tensor, vf: Tensor | None) -> Tensor:
@@ -223,8 +223,7 @@ def _leave_one_out_sums(a: Tensor, out: Tensor) -> Tensor:
     (``3C - 6`` slice additions, no subtraction: for probabilities ``1 - p_i`` stays exact however
     close ``p_i`` is to 1). ``out`` must not overlap ``a``."""
     c = a.shape[1]
-    x = [a.select(1, i) for i in range(c)]
-    o = [out.select(1, i) for i in range(c)]
+    x, o = a.unbind(1), out.unbind(1)
     if c == 1:
         return out.zero_()
     if c == 2:
