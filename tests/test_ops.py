@@ -197,12 +197,13 @@ def test_softmax_stats_sums_the_logits_when_asked(monkeypatch, path, per_image):
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
-@pytest.mark.parametrize("name", ["DiceLoss", "ComboLoss", "AsymmetricUnifiedFocalLoss", "HybridFocalLoss"])
+@pytest.mark.parametrize("name", ["DiceLoss", "ComboLoss", "AsymmetricUnifiedFocalLoss", "HybridFocalLoss",
+                                  "AsymmetricFocalLoss", "FocalLoss"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", ["counted", "ignored"])
 def test_non_finite_logits_are_an_error_on_every_path(monkeypatch, native, name, bad, where):
-    """The finiteness check of the losses built on ``softmax_stats`` (the op's sum of the logits, then an
-    exact count): NaN / +Inf / -Inf anywhere, an ignored pixel included, through the kernel and the
+    """The finiteness check of the losses built on ``softmax_stats`` and ``softmax_focal`` (the op's sum
+    of the logits, then an exact count): NaN / +Inf / -Inf anywhere, an ignored pixel included, through the kernel and the
     PyTorch path in blocks of one image; huge finite logits whose sum overflows are no error."""
     from medloss import losses
 
@@ -424,12 +425,12 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
         stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
-        total, _, _ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
+        total, _, _, *_ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
     (stats.sum() + term + total).backward()
     assert calls == []
     xb = x.clone().requires_grad_(True)
     stats, term, _, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
-    total, _, _ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
+    total, _, _, *_ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
     with medloss.native_kernels(False):
         (stats.sum() + term + total).backward()
     assert calls == [False, False, True, True]  # both forwards, then both backwards, in the kernel
@@ -509,20 +510,21 @@ def test_softmax_stats_ignore_index_inside_the_class_range():
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 @pytest.mark.parametrize("per_position", [False, True])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_softmax_focal_opcheck(native, per_position, smoothing):
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_focal_opcheck(native, per_position, smoothing, keep):
     x, t = _images()
     x.requires_grad_(True)
     gammas = (2.0, 2.0) if smoothing else (2.0, 0.0)
     with medloss.native_kernels(native):
         opcheck(ops.softmax_focal, (x, t, -100, torch.tensor([0.3, 0.7, 0.7], dtype=torch.float64), *gammas,
-                                    smoothing, per_position))
+                                    smoothing, per_position, keep, True))
 
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 def test_softmax_focal_values(native):
     x, t = _images()
     with medloss.native_kernels(native):
-        total, counts, n_bad = ops.softmax_focal(x, t, -100, None, 1.5, 1.5, 0.0, False)
+        total, counts, n_bad, *_ = ops.softmax_focal(x, t, -100, None, 1.5, 1.5, 0.0, False)
     torch.testing.assert_close(total, _reference_focal(x, t, 1.5))
     valid = t[t != -100]
     torch.testing.assert_close(counts, torch.bincount(valid, minlength=3).double())
@@ -534,10 +536,12 @@ def test_softmax_focal_values(native):
 @pytest.mark.parametrize("ignored", [True, False], ids=["ignored", "all counted"])
 @pytest.mark.parametrize("per_position", [False, True], ids=["sum", "per position"])
 @pytest.mark.parametrize("per_image", [False, True], ids=["one block", "a block per image"])
-def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weight, ignored, per_position, per_image):
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weight, ignored, per_position, per_image,
+                                                       keep):
     """The focal op's PyTorch path (per-class gammas, background / other and general class weights,
-    every pixel counted or not; the CPU's blocks of images) against float64 autograd of log-softmax
-    arithmetic."""
+    every pixel counted or not; the CPU's blocks of images; the softmax and half-byte labels kept for
+    the backward or both made again) against float64 autograd of log-softmax arithmetic."""
     if per_image:
         monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     x, t = _images(seed=9)
@@ -546,7 +550,8 @@ def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weig
     w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        out, _, _ = ops.softmax_focal(xa, t, -100, w, *gammas, 0.0, per_position)
+        out, _, _, labels, kept, _ = ops.softmax_focal(xa, t, -100, w, *gammas, 0.0, per_position, keep)
+        assert labels.shape == ((2, 10) if keep else (2, 0)) and kept.shape == ((2, 3, 20) if keep else (0,))
         g_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
         (out * g_out).sum().backward()
     xr = x.clone().requires_grad_(True)
@@ -559,7 +564,8 @@ def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weig
 
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 @pytest.mark.parametrize("scale", [3.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
-def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale):
+@pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
+def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale, keep):
     """As the statistics op's test above, for the focal op: value and gradient of float32 logits whose
     target probabilities reach 1e-30 or underflow, against float64 (log p_t from the softmax while
     every p_t is a normal float, from the logits otherwise; the slope's limit below)."""
@@ -568,7 +574,7 @@ def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale):
     w = torch.tensor([0.4, 0.6, 0.6])
     xa = x.clone().requires_grad_(True)
     with medloss.native_kernels(native):
-        total, _, _ = ops.softmax_focal(xa, t, -100, w, 0.5, 0.0, 0.0, False)
+        total, _, _, *_ = ops.softmax_focal(xa, t, -100, w, 0.5, 0.0, 0.0, False, keep)
         total.backward()
     xr = x.double().requires_grad_(True)
     expected = _reference_focal_by_class(xr, t, 0.5, 0.0, w.double())
@@ -584,7 +590,7 @@ def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy(monkeypatch, p
     x, t = _images()
     xa, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     with medloss.native_kernels(False):
-        total, counts, _ = ops.softmax_focal(xa, t, -100, None, 0.0, 0.0, 0.1, False)
+        total, counts, _, *_ = ops.softmax_focal(xa, t, -100, None, 0.0, 0.0, 0.1, False)
     expected = F.cross_entropy(xr, t, label_smoothing=0.1, reduction="sum")
     torch.testing.assert_close(total, expected)
     torch.testing.assert_close(counts, torch.bincount(t[t >= 0], minlength=3).double())
@@ -623,7 +629,7 @@ def test_ops_stay_on_the_input_device_without_host_syncs():
         t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
         stats, term, n_bad, labels8, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.5)
         assert stats.device.type == "cuda" and stats.shape == (2, 3, 3) and labels8.shape == (2, 64)
-        value, counts, _ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
+        value, counts, _, *_ = ops.softmax_focal(x, t, -100, None, 2.0, 2.0, 0.0, True)
         assert value.shape == (2, 8, 8) and value.device.type == "cuda"
         assert ops.sigmoid_stats(x, x, None).shape == (2, 3, 3)
 
@@ -646,9 +652,12 @@ def test_pytorch_implementations_make_no_host_sync_on_cuda():
                 assert grad.shape == x.shape and grad.device.type == "cuda"
         for smoothing in (0.0, 0.1):
             for per_position in (False, True):
-                value, counts, n_bad = _ops._softmax_focal_torch(x, t, -100, w, 2.0, 2.0, smoothing, per_position)
-                grad = _ops._softmax_focal_backward_torch(x, t, -100, w, 2.0, 2.0, smoothing, value)
-                assert grad.shape == x.shape
+                for keep in (False, True):
+                    value, counts, n_bad, labels, p, _ = _ops._softmax_focal_torch(
+                        x, t, -100, w, 2.0, 2.0, smoothing, per_position, keep, True
+                    )
+                    grad = _ops._softmax_focal_backward_torch(x, t, -100, w, 2.0, 2.0, smoothing, value, labels, p)
+                    assert grad.shape == x.shape and grad.device.type == "cuda"
 
 
 def _meta_inputs(entry, mode):
@@ -720,7 +729,7 @@ def test_softmax_focal_rows_opcheck_and_value(per_position):
     t = torch.tensor([0, 3, 1, -100, 2, 0, 1])
     w = torch.tensor([0.5, 1.0, 2.0, 1.5], dtype=torch.float64)
     opcheck(ops.softmax_focal, (x, t, -100, w, 2.0, 0.5, 0.0, per_position))
-    value, counts, n_bad = ops.softmax_focal(x, t, -100, w, 2.0, 2.0, 0.0, False)
+    value, counts, n_bad, *_ = ops.softmax_focal(x, t, -100, w, 2.0, 2.0, 0.0, False)
     torch.testing.assert_close(value, _reference_focal(x.detach().unsqueeze(-1), t.unsqueeze(-1), 2.0, w))
     torch.testing.assert_close(counts, torch.tensor([2.0, 2.0, 1.0, 1.0], dtype=torch.float64))
 

@@ -917,16 +917,22 @@ def softmax_focal(
     gamma_fg: float,
     label_smoothing: float,
     per_position: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+    keep_softmax: bool = False,
+    sum_logits: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Focal loss of ``softmax(x)``: ``-w_t (1 - p_t)^gamma_t log p_t`` at each counted position
     (``gamma_bg`` where the target is class 0, ``gamma_fg`` elsewhere); with ``label_smoothing``
     (one gamma) the target is ``q = (1 - eps) onehot + eps / C``, weighted per class, and the loss
     ``-sum_c q_c w_c (1 - p_c)^gamma log p_c``.
 
     Returns the loss per position ``[B, *]`` (0 where nothing is counted) if ``per_position``,
-    else its sum (0-dim); the number of counted positions of each class ``[C]``; and ``n_bad``.
+    else its sum (0-dim); the number of counted positions of each class ``[C]``; ``n_bad``; and, as
+    ``softmax_stats``, the labels and ``softmax(x)`` kept for the backward with ``keep_softmax`` (images
+    without smoothing only; else ``[B, 0]`` and an empty tensor: the backward recomputes both) and the
+    logits' sum with ``sum_logits`` (else 0).
     """
-    return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position)
+    return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position,
+                                keep_softmax, sum_logits)
 
 
 def _smoothed_target(onehot: Tensor, vf: Tensor, w: Tensor, eps: float) -> Tensor:
@@ -960,34 +966,55 @@ def _row_focal(x, target, ignore_index, weight, gamma_bg, gamma_fg):
     return logp, tt, vf, value.mul_(w), slope.mul_(w), n_bad
 
 
-def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+def _focal_keeps(x: Tensor, keep_softmax: bool, label_smoothing: float) -> bool:
+    """Whether ``softmax_focal`` keeps the softmax: asked for, images, no smoothing."""
+    return keep_softmax and x.dim() > 2 and label_smoothing == 0.0
+
+
+def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position,
+                         keep_softmax=False, sum_logits=False):
     _check_logits(x, target, "medloss::softmax_focal")
+    b, c = x.shape[:2]
+    no_labels = x.new_empty(b, 0, dtype=torch.uint8)
     if x.dim() == 2 and label_smoothing == 0.0:
         _, tt, vf, value, _, n_bad = _row_focal(x, target, ignore_index, weight, gamma_bg, gamma_fg)
         counts = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, tt.squeeze(1), vf)
-        return (value if per_position else value.sum()), counts, n_bad
-    b, c = x.shape[:2]
+        total = x.sum() if sum_logits else x.new_zeros(())
+        return (value if per_position else value.sum()), counts, n_bad, no_labels, x.new_empty(0), total
+    keep = _focal_keeps(x, keep_softmax, label_smoothing)
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
+    softmax = xv.new_empty(xv.shape) if keep else None  # the blocks' softmax written in place
     parts = [
         _softmax_focal_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg,
-                             label_smoothing, per_position)
+                             label_smoothing, per_position, None if softmax is None else softmax.narrow(0, *s),
+                             sum_logits)
         for s in _batch_blocks(x)
     ]
     if len(parts) == 1:
-        value, counts, n_bad = parts[0]
+        value, counts, n_bad, labels8, total = parts[0]
     else:
         value = torch.cat([q[0] for q in parts]) if per_position else torch.stack([q[0] for q in parts]).sum()
         counts, n_bad = torch.stack([q[1] for q in parts]).sum(0), torch.stack([q[2] for q in parts]).sum()
-    return (value.view(b, *x.shape[2:]) if per_position else value), counts, n_bad
+        labels8 = torch.cat([q[3] for q in parts])
+        total = torch.stack([q[4] for q in parts]).sum()
+    labels = _saved_labels(labels8, c, True) if keep else no_labels
+    return ((value.view(b, *x.shape[2:]) if per_position else value), counts, n_bad, labels,
+            x.new_empty(0) if softmax is None else softmax, total)
 
 
-def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position,
+                         softmax_out=None, sum_logits=False):
     """``softmax_focal`` of logits ``[b, C, N]`` and labels ``[b, N]``: the value ``[b, N]`` (or its sum),
-    the class counts and ``n_bad``."""
+    the class counts, ``n_bad``, the byte labels and the logits' sum (0 without ``sum_logits``); the softmax
+    is written into ``softmax_out`` when given (kept for the backward: read, never written, from then on)."""
     c = xv.shape[1]
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
-    p = torch.softmax(xv, 1)
+    if softmax_out is None:
+        p = torch.softmax(xv, 1)
+    else:
+        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
+    total = xv.sum() if sum_logits else xv.new_zeros(())  # while the logits are in the cache
     if label_smoothing == 0.0:
         lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8, c))  # 0 wherever nothing is counted
         if per_position:
@@ -1000,14 +1027,27 @@ def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_
 
         value_c, _ = focal_terms(_log_softmax_from(xv, p), gamma_fg)
         value = (_smoothed_target(onehot, vf, _term_weights(weight, c, xv), label_smoothing) * value_c).sum(1)
-    return (value if per_position else value.sum()), onehot.sum((0, 2)), n_bad
+    return (value if per_position else value.sum()), onehot.sum((0, 2)), n_bad, labels8, total
 
 
 @softmax_focal.register_fake
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position, keep_softmax=False,
+      sum_logits=False):
     _check_logits(x, target, "medloss::softmax_focal")
-    out = x.new_empty(x.shape[0], *x.shape[2:]) if per_position else x.new_empty(())
-    return out, x.new_empty(x.shape[1]), x.new_empty((), dtype=torch.int64)
+    b, c = x.shape[:2]
+    n = 1
+    for size in x.shape[2:]:
+        n *= size
+    out = x.new_empty(b, *x.shape[2:]) if per_position else x.new_empty(())
+    keep = _focal_keeps(x, keep_softmax, label_smoothing)
+    return (
+        out,
+        x.new_empty(c),
+        x.new_empty((), dtype=torch.int64),
+        x.new_empty(b, _saved_label_width(n, c, True) if keep else 0, dtype=torch.uint8),
+        x.new_empty(b, c, n) if keep else x.new_empty(0),
+        x.new_empty(()),
+    )
 
 
 def _focal_in_kernel(x: Tensor, per_position: bool, label_smoothing: float, enabled: bool | None = None) -> bool:
@@ -1016,9 +1056,11 @@ def _focal_in_kernel(x: Tensor, per_position: bool, label_smoothing: float, enab
 
 
 @softmax_focal.register_kernel("cpu")
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position):
-    if not _focal_in_kernel(x, per_position, label_smoothing):
-        return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position)
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position, keep_softmax=False,
+      sum_logits=False):
+    if _focal_keeps(x, keep_softmax, label_smoothing) or not _focal_in_kernel(x, per_position, label_smoothing):
+        return _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position,
+                                    keep_softmax, sum_logits)
     _check_logits(x, target, "medloss::softmax_focal")
     b, c = x.shape[:2]
     term_w, gammas = _kernel_term(TERM_FOCAL, weight, c, gamma_bg, gamma_fg, 0.5)
@@ -1030,6 +1072,9 @@ def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_
         torch.tensor(r.term, dtype=x.dtype),
         r.stats[:, 2].sum(0).to(x.dtype),
         torch.tensor(r.n_bad, dtype=torch.int64),
+        x.new_empty(b, 0, dtype=torch.uint8),
+        x.new_empty(0),
+        x.sum() if sum_logits else x.new_zeros(()),
     )
 
 
@@ -1044,14 +1089,18 @@ def softmax_focal_backward(
     label_smoothing: float,
     grad_out: Tensor,
     native: bool,
+    labels: Tensor,
+    softmax: Tensor,
 ) -> Tensor:
     """Gradient of ``softmax_focal`` (per-position ``grad_out`` ``[B, *]``, or 0-dim for the sum);
-    ``native`` as for ``softmax_stats_backward``."""
+    ``native`` as for ``softmax_stats_backward``; ``labels`` and ``softmax``: what the forward kept (read
+    only), or empty (both made again)."""
     return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
-                                         grad_out)
+                                         grad_out, labels, softmax)
 
 
-def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
+def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out,
+                                  labels=None, softmax=None):
     if x.dim() == 2 and label_smoothing == 0.0:
         logp, tt, _, _, slope, _ = _row_focal(x, target, ignore_index, weight, gamma_bg, gamma_fg)
         s = slope.mul_(grad_out.to(x.dtype)).unsqueeze(1)
@@ -1061,22 +1110,36 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
     t = target.reshape(b, -1)
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
+    p = softmax.view(xv.shape) if softmax is not None and softmax.numel() else None
     return _gradient_by_blocks(x, lambda s, out: _softmax_focal_backward_block(
         xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
         g.narrow(0, *s) if g.dim() else g, out,
+        None if p is None else labels.narrow(0, *s), None if p is None else p.narrow(0, *s),
     ))
 
 
-def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g, out):
-    """The backward of one block (``[b, C, N]``; ``g`` ``[b, N]`` or 0-dim), computed in place in the
-    softmax, which is written into ``out`` when given (a block of the CPU's); returns the gradient."""
+def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, g, out,
+                                  labels=None, p=None):
+    """The backward of one block (``[b, C, N]``; ``g`` ``[b, N]`` or 0-dim) into ``out`` when given (a block
+    of the CPU's), else a fresh tensor; returns the gradient. ``p``: the forward's kept softmax (read only),
+    with its ``labels`` (:func:`_saved_labels`); else the softmax is recomputed into ``out`` and the gradient
+    computed there in place."""
     c = xv.shape[1]
-    labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, xv.dtype, count_bad=False)
+    if p is not None and labels.shape[-1]:  # the forward's half-byte labels
+        labels8 = _unpack_nibbles(labels, xv.shape[-1])
+        every = _every_counted(labels8, c)
+        onehot, vf = _onehot(labels8, c, None, xv.dtype, valid=not every)
+    else:
+        labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, xv.dtype, count_bad=False)
+        every = _every_counted(labels8, c)
+    if p is not None:  # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), over the spent one-hot or into out
+        s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf, every, g)
+        grad = torch.sub(p, onehot, out=onehot if out is None else out)
+        return grad.mul_(s.unsqueeze(1))
     p = torch.softmax(xv, 1) if out is None else torch.ops.aten._softmax.out(xv, 1, False, out=out)
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
-        s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf,
-                                  _every_counted(labels8, c), g)
+        s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         grad = p.sub_(onehot)
         for i in range(c):
             grad.select(1, i).mul_(s)
@@ -1091,15 +1154,15 @@ def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_f
 
 
 @softmax_focal_backward.register_fake
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native):
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native, labels, softmax):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @softmax_focal_backward.register_kernel("cpu")
-def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native):
-    if not _focal_in_kernel(x, grad_out.dim() > 0, label_smoothing, enabled=native):
+def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out, native, labels, softmax):
+    if softmax.numel() or not _focal_in_kernel(x, grad_out.dim() > 0, label_smoothing, enabled=native):
         return _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
-                                             grad_out)
+                                             grad_out, labels, softmax)
     b, c = x.shape[:2]
     term_w, gammas = _kernel_term(TERM_FOCAL, weight, c, gamma_bg, gamma_fg, 0.5)
     zeros = torch.zeros(b, c, dtype=torch.float64)
@@ -1111,13 +1174,17 @@ def _(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad
 
 
 def _softmax_focal_setup(ctx, inputs, output):
-    x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position = inputs
+    x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing = inputs[:7]
     ctx.args = (ignore_index, gamma_bg, gamma_fg, label_smoothing, _native.native_kernels_available())
-    ctx.save_for_backward(x, target, weight)
+    ctx.set_materialize_grads(False)  # no logits-sized zeros for the kept softmax's (absent) gradient
+    ctx.mark_non_differentiable(*output[1:])  # counts, n_bad, labels, softmax, the logits' sum
+    ctx.save_for_backward(x, target, weight, output[3], output[4])
 
 
-def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
-    x, target, weight = ctx.saved_tensors
+def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad, _g_labels, _g_softmax, _g_sum):
+    x, target, weight, labels, softmax = ctx.saved_tensors
+    if grad_out is None:
+        return None, None, None, None, None, None, None, None, None, None
     ignore_index, gamma_bg, gamma_fg, label_smoothing, native = ctx.args
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
         from .losses._common import focal_modulated_log, second_order_grads
@@ -1140,8 +1207,8 @@ def _softmax_focal_grad(ctx, grad_out, _g_counts, _g_bad):
         (grad,) = second_order_grads(reference, (x,), (grad_out,))
     else:
         grad = softmax_focal_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out,
-                                      native)
-    return grad, None, None, None, None, None, None, None
+                                      native, labels, softmax)
+    return grad, None, None, None, None, None, None, None, None, None
 
 
 softmax_focal.register_autograd(_softmax_focal_grad, setup_context=_softmax_focal_setup)

@@ -9,12 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import _ops
 from .._distributed import all_reduce_sum, distributed_flag, require_process_group
 from .._validation import (
     canonical_inputs,
     check_choice,
     check_class_indices,
     check_class_vector,
+    check_finite,
     check_mode,
     check_number,
     check_probabilities,
@@ -113,8 +115,10 @@ def focal_loss(
     gamma = check_number(gamma, "gamma", low=0.0)
     label_smoothing = check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0)
     if mode == "multiclass":
-        # the op counts bad labels as it reads them (one pass fewer than checking them first)
-        x, t, _ = canonical_inputs(input, target, mode, ignore_index=ignore_index, check_labels=False)
+        # the op counts bad labels (and sums the logits) as it reads them: a pass fewer than checking first
+        x, t, _ = canonical_inputs(
+            input, target, mode, ignore_index=ignore_index, check_labels=False, check_input_finite=not from_logits
+        )
         alpha_scalar, _, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
         x = upcast(x)
         if not from_logits:
@@ -126,7 +130,7 @@ def focal_loss(
             return softmax_focal_loss(
                 x, t, valid, ignore_index=ignore_index, weight=_class_weight(alpha_scalar, weight, x),
                 gammas=(gamma, gamma), label_smoothing=label_smoothing, reduction=reduction, normalize=normalize,
-                distributed=distributed,
+                distributed=distributed, check_finite_logits=from_logits,
             )
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     alpha_scalar, alpha_vec, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
@@ -205,6 +209,7 @@ def softmax_focal_loss(
     reduction: str,
     normalize: str = "elements",
     distributed: bool = False,
+    check_finite_logits: bool = False,
 ) -> torch.Tensor:
     """Multiclass focal loss of validated logits through ``torch.ops.medloss.softmax_focal``.
 
@@ -212,18 +217,25 @@ def softmax_focal_loss(
     False count nowhere; any other out-of-range label is an error in eager mode); ``gammas`` =
     (gamma of the background class 0, gamma of the others). The mean divides by the number of
     counted positions (``normalize="elements"``) or, with weights, by the sum of their ``w_t``;
-    it is 0 when nothing is counted.
+    it is 0 when nothing is counted. ``check_finite_logits``: a non-finite logit is an error in eager
+    mode, found from the sum the op takes as it reads them (the caller skipped that check).
     """
     if gammas[0] != gammas[1] and label_smoothing:
         raise ValueError("label smoothing is not supported with a class-dependent gamma")
     if valid is not None:  # positions already masked by the caller: mark them with a label no class has
         t = torch.where(valid, t, -1)
         ignore_index = -1
-    value, counts, n_bad = torch.ops.medloss.softmax_focal(
-        x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing), reduction == "none"
+    checks = value_checks_active()
+    value, counts, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_focal(
+        x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing), reduction == "none",
+        _ops.keeps_softmax(x), checks and check_finite_logits,
     )
-    if value_checks_active() and bool(n_bad):
-        check_class_indices(t, "target", x.shape[1], ignore_index)  # raises, naming the labels found
+    if checks:
+        bad, logits_total = torch.stack([n_bad.to(torch.float64), logits_sum.detach().to(torch.float64)]).tolist()
+        if not math.isfinite(logits_total):
+            check_finite(x, "input")  # raises, counting the NaN and Inf (a finite sum's overflow passes)
+        if bad:
+            check_class_indices(t, "target", x.shape[1], ignore_index)  # raises, naming the labels found
     if reduction != "mean":
         return finish_reduction(value, None, reduction, distributed, 1.0)
     counts = counts.detach()

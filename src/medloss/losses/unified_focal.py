@@ -172,20 +172,21 @@ class SymmetricFocalLoss(_UnifiedBase):
         distributed_flag(self)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         if self.mode == "multiclass" and self.from_logits:
-            # labels counted by the op as it reads them (one pass fewer)
-            x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=self.ignore_index, check_labels=False)
-            x, valid, ignore_index = upcast(x), None, self.ignore_index
+            # labels counted and logits summed by the op as it reads them (a pass fewer each)
+            x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=self.ignore_index, check_labels=False,
+                                       check_input_finite=False)
+            x, valid, ignore_index, checked = upcast(x), None, self.ignore_index, False
         else:
             x, t, valid, _ = prepare_segmentation(
                 input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
                 binary_as_two_classes=True,
             )
-            ignore_index = None
+            ignore_index, checked = None, True
         alpha = _delta_weights(self.delta, x.shape[1], x.dtype, x.device)
         with fp32_island():
             return softmax_focal_loss(
                 x, t, valid, ignore_index=ignore_index, weight=alpha, gammas=gammas, label_smoothing=0.0,
-                reduction=self.reduction, distributed=self.distributed,
+                reduction=self.reduction, distributed=self.distributed, check_finite_logits=not checked,
             )
 
 
