@@ -10,9 +10,9 @@ Each op is registered with :mod:`torch.library`, so the dispatcher, autograd, ``
   This is the one place where that choice is made;
 - a backward registered with ``register_autograd`` that is itself an op and recomputes the
   softmax / sigmoid from the saved logits (nothing logits-sized is stored by the forward beyond
-  one byte of label per pixel), except ``softmax_stats`` on the PyTorch path, which keeps the
-  softmax instead (``keep_softmax``: one logits-sized tensor, and the labels in half bytes below 15
-  classes; recomputing it costs as much as the rest of that backward). On the CPU that path works through the batch in
+  one byte of label per pixel), except ``softmax_stats`` and ``softmax_focal`` (images) on the
+  PyTorch path, which keep the softmax instead (``keep_softmax``: one logits-sized tensor, and the
+  labels in half bytes below 15 classes; recomputing it costs as much as the rest of that backward). On the CPU that path works through the batch in
   cache-sized blocks of images. When autograd must differentiate the backward once more
   (``create_graph=True``) the gradient comes from the defining formula in plain PyTorch
   operations instead (:func:`medloss.losses._common.second_order_grads`).
