@@ -12,10 +12,11 @@ Each op is registered with :mod:`torch.library`, so the dispatcher, autograd, ``
   softmax / sigmoid from the saved logits (nothing logits-sized is stored by the forward beyond
   one byte of label per pixel), except ``softmax_stats`` and ``softmax_focal`` (images) on the
   PyTorch path, which keep the softmax instead (``keep_softmax``: one logits-sized tensor, and the
-  labels in half bytes below 15 classes; recomputing it costs as much as the rest of that backward). On the CPU that path works through the batch in
-  cache-sized blocks of images. When autograd must differentiate the backward once more
-  (``create_graph=True``) the gradient comes from the defining formula in plain PyTorch
-  operations instead (:func:`medloss.losses._common.second_order_grads`).
+  labels in half bytes below 15 classes; recomputing it costs as much as the rest of that
+  backward). On the CPU that path works through the batch in cache-sized blocks of images. When
+  autograd must differentiate the backward once more (``create_graph=True``) the gradient comes
+  from the defining formula in plain PyTorch operations instead
+  (:func:`medloss.losses._common.second_order_grads`).
 
 Data never drives Python control flow outside the implementations (which run eagerly even inside
 a compiled graph), and nothing here moves a device tensor to the host.
