@@ -590,7 +590,7 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
         for s in blocks
     ]
     stats = torch.cat([q[0] for q in parts])
-    labels8 = torch.cat([_saved_labels(q[3], c, keep_softmax) for q in parts])
+    labels8 = _saved_labels(torch.cat([q[3] for q in parts]), c, keep_softmax)
     value, n_bad, total = (torch.stack([q[i] for q in parts]).sum() for i in (1, 2, 5))
     return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0), total
 
@@ -740,6 +740,8 @@ def _softmax_stats_backward_torch(x, target, labels8, ignore_index, term, weight
     t = target.reshape(b, -1)
     kept = softmax is not None and softmax.numel() > 0
     p = softmax.view(xv.shape) if kept else None
+    if kept and labels8.shape[-1]:  # the forward's half bytes, unpacked once for every block
+        labels8 = _unpack_nibbles(labels8, xv.shape[-1])
     u, v, g = g_sum_p.to(x.dtype), g_tp.to(x.dtype), g_term.to(x.dtype)
     return _gradient_by_blocks(x, lambda s, out: _softmax_stats_backward_block(
         xv.narrow(0, *s), t.narrow(0, *s), labels8.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg,
@@ -763,7 +765,7 @@ def _gradient_by_blocks(x: Tensor, block_grad) -> Tensor:
 
 def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, v, u, g,
                                   p, out):
-    """The backward of one block (logits ``[b, C, N]``, labels ``[b, N]``, incoming ``v = dL/dTP`` and
+    """The backward of one block (logits ``[b, C, N]``, byte labels ``[b, N]`` or none, incoming ``v = dL/dTP`` and
     ``u = dL/dsum_p`` ``[b, C]``, ``g = dL/dterm``) into ``out`` ``[b, C, N]`` (a block of the CPU's), or
     a fresh tensor when ``out`` is None; returns it. ``p``: the kept softmax (read only: a retained graph
     may run backward again), or None (recomputed here, and then overwritten by the gradient)."""
@@ -771,9 +773,7 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     c, dtype = xv.shape[1], xv.dtype
     kept = p is not None
-    if labels8.shape[-1]:  # the labels of the forward: 8x (16x as half bytes) less to read than int64 targets
-        if kept:
-            labels8 = _unpack_nibbles(labels8, xv.shape[-1])
+    if labels8.shape[-1]:  # the labels of the forward: 8x less to read than int64 targets
         every = _every_counted(labels8, c)  # no masking needed (vf then None)
         onehot, vf = _onehot(labels8, c, None, dtype, valid=not every)
     elif c < LABEL_SKIP:  # not kept: made again from the target
@@ -1112,6 +1112,8 @@ def _softmax_focal_backward_torch(x, target, ignore_index, weight, gamma_bg, gam
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
     p = softmax.view(xv.shape) if softmax is not None and softmax.numel() else None
+    if p is not None and labels.shape[-1]:  # the forward's half bytes, unpacked once for every block
+        labels = _unpack_nibbles(labels, xv.shape[-1])
     return _gradient_by_blocks(x, lambda s, out: _softmax_focal_backward_block(
         xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
         g.narrow(0, *s) if g.dim() else g, out,
@@ -1123,11 +1125,11 @@ def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_f
                                   labels=None, p=None):
     """The backward of one block (``[b, C, N]``; ``g`` ``[b, N]`` or 0-dim) into ``out`` when given (a block
     of the CPU's), else a fresh tensor; returns the gradient. ``p``: the forward's kept softmax (read only),
-    with its ``labels`` (:func:`_saved_labels`); else the softmax is recomputed into ``out`` and the gradient
-    computed there in place."""
+    with its byte ``labels`` (unpacked from :func:`_saved_labels`; none from 15 classes up); else the softmax
+    is recomputed into ``out`` and the gradient computed there in place."""
     c = xv.shape[1]
-    if p is not None and labels.shape[-1]:  # the forward's half-byte labels
-        labels8 = _unpack_nibbles(labels, xv.shape[-1])
+    if p is not None and labels.shape[-1]:  # the forward's labels
+        labels8 = labels
         every = _every_counted(labels8, c)
         onehot, vf = _onehot(labels8, c, None, xv.dtype, valid=not every)
     else:
