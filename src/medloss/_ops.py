@@ -278,8 +278,9 @@ def _wce_value_cpu(p: Tensor, onehot: Tensor, vf: Tensor, every: bool, on_target
 def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
     """``sum log v`` over every element of ``v`` (values in ``[lowest, 1]``, ``lowest`` a normal
     float), taking one log per block of ``k`` values multiplied together: a log costs ~10 products
-    here. ``k`` keeps every block's product ``>= lowest^k`` far above the float range's floor."""
-    floor_exponent = 0.5 * math.log2(torch.finfo(v.dtype).tiny)  # -63 (float32), -511 (float64)
+    here. ``k`` keeps every block's product ``>= lowest^k`` among the normal floats (``>= 2^-120`` in float32)."""
+    # products stay normal floats (2^-120 for float32, 2^-1016 for float64), where they keep every digit
+    floor_exponent = math.log2(torch.finfo(v.dtype).tiny) + 6.0
     k = max(1, min(_LOG_BLOCK, int(floor_exponent / min(math.log2(lowest), -1.0))))
     flat = v.reshape(-1)
     m = flat.numel() // k * k
