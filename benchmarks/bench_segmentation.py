@@ -161,8 +161,9 @@ def main() -> None:
         "torch.compile achieves on CPU without medloss's ops. \"saved for bwd\" is the memory the autograd "
         "graph keeps between forward and backward (for medloss: the logits and target themselves, and one byte "
         "of label per pixel with the kernel, or on the PyTorch path the softmax itself, which it keeps rather than "
-        "recompute, and half a byte of label per pixel), the part of peak memory a loss controls. On the CPU the PyTorch path works through the "
-        "batch in blocks of about 4 MB of logits (cache-sized; one block on other devices).\n\n"
+        "recompute, and half a byte of label per pixel), the part of peak memory a loss controls. On the CPU "
+        "the PyTorch path works through the batch in blocks of about 4 MB of logits (cache-sized; one block "
+        "on other devices).\n\n"
         + table + "\n\n" + "\n".join(verdicts)
         + "\n\nTargets (issue 3): every loss within 1.5x of `F.cross_entropy` and at least 2x faster than the "
         "nearest MONAI loss (DiceLoss, TverskyLoss, DiceCELoss, FocalLoss, DiceFocalLoss for the unified losses). "
