@@ -390,6 +390,26 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep)
     torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("in_place", [True, False], ids=["in the gradient's block", "in a fresh tensor"])
+def test_combo_gradient_with_and_without_the_in_place_softmax_backward(monkeypatch, in_place):
+    """Combo's fused backward writes dL/dp into the gradient's own block and lets the softmax's backward
+    overwrite it there when this torch build is checked to allow it, else into a fresh tensor: both equal
+    float64 autograd (one image per block, so that every block has its own slice of the gradient)."""
+    monkeypatch.setattr(_ops, "_softmax_backward_in_place_ok", lambda: in_place)
+    monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
+    x, t = _images(seed=21, c=4)
+    x = torch.cat([x, 3.0 * x])  # 4 images: moderate and confident logits
+    t = torch.cat([t, t.clamp(min=0)])
+    g_stats = torch.randn(4, 3, 4, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
+    xa = x.clone().requires_grad_(True)
+    with medloss.native_kernels(False):
+        stats, term, *_ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.6, True)
+        ((stats * g_stats).sum() + 0.3 * term).backward()
+    xr = x.clone().requires_grad_(True)
+    ((_reference_stats(xr, t) * g_stats).sum() + 0.3 * _reference_wce(xr, t, 0.6)).backward()
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
 def test_weighted_ce_gradient_of_a_confident_wrong_class(keep):
     """A wrong class 60 logits ahead (``1 - p`` ~ 1e-26, ``dL/dp`` ~ 1e26): the fused form (which

@@ -28,6 +28,7 @@ in eager mode.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -290,8 +291,8 @@ def _sum_of_logs(v: Tensor, lowest: float) -> Tensor:
     return total if m == flat.numel() else total + flat[m:].log().sum()
 
 
-def _wce_softmax_weights(p: Tensor, onehot: Tensor, g: Tensor, beta: float, u: Tensor,
-                         v: Tensor) -> tuple[Tensor, float] | None:
+def _wce_softmax_weights(p: Tensor, onehot: Tensor, g: Tensor, beta: float, u: Tensor, v: Tensor,
+                         buffer: Tensor | None = None) -> tuple[Tensor, float] | None:
     """Combo's gradient on the CPU in two parts, or None where it does not apply (the caller then takes
     the per-class formulas): ``(w, c)`` with ``w`` ``[B, C, N]`` the ``dL/dp`` of the counts' ``U + y V``
     (``u``, ``v`` ``[B, C]``) and of ``g (1 - beta)`` times the ``log(1 - p_c)`` part, shifted by a
@@ -303,10 +304,11 @@ def _wce_softmax_weights(p: Tensor, onehot: Tensor, g: Tensor, beta: float, u: T
     probabilities (exact for a confident class). The shift subtracts the largest off-target entry at each
     pixel: a confident wrong class's entry, which may reach ``2^100 g``, is then exactly 0 and the others'
     ``p_k (w_k - sum)`` stay within rounding of their true size (a product ``p_k / (1 - p_big) <= 1``).
-    Applies while every off-target ``1 - p_j`` is at least ``2^-100`` (one host read)."""
+    Applies while every off-target ``1 - p_j`` is at least ``2^-100`` (one host read). ``w`` is written into
+    ``buffer`` when given (shaped as ``p``), else into a fresh tensor."""
     if not _few_pass_wce(p):
         return None
-    complement = _leave_one_out_sums(p, torch.empty_like(p))
+    complement = _leave_one_out_sums(p, torch.empty_like(p) if buffer is None else buffer)
     # 1 / (1 - p_j) off the target (>= 1), 1 at it: the largest entry is the largest off-target one
     inv = torch.maximum(complement, onehot, out=complement).reciprocal_()
     top = inv.amax(1, keepdim=True)
@@ -790,7 +792,11 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
         w = torch.addcmul(u.unsqueeze(-1), onehot, v.unsqueeze(-1), out=onehot)
         return _softmax_backward_into(w, p, out, None if every else vf)
     if term == TERM_WCE:
-        fused = _wce_softmax_weights(p, onehot, g, beta, u, v)
+        # on the CPU the leave-one-out sums, and then dL/dp, go into the block of the gradient itself, which the
+        # softmax's backward then overwrites in place (one block-sized tensor fewer: ~0.1x CE), where this torch
+        # build's kernel is checked to allow it
+        in_out = out is not None and _softmax_backward_in_place_ok()
+        fused = _wce_softmax_weights(p, onehot, g, beta, u, v, out if in_out else None)
         if fused is not None:  # dL/dp = U + y V + the log(1 - p) part's, through the softmax's fused backward
             w, ce = fused
             grad = _softmax_backward_into(w, p, out, None if every else vf)
@@ -831,10 +837,32 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     return out
 
 
+@functools.cache
+def _softmax_backward_in_place_ok() -> bool:
+    """Whether this torch build's CPU ``_softmax_backward_data.out`` gives the same result with its gradient
+    output written over its incoming gradient (it reads each entry before writing it; the op does not
+    promise so, hence the check, once per process, bit for bit, in both float types and channel counts on
+    both sides of the vector width)."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        for shape in ((2, 3, 37), (3, 19, 130)):
+            p = torch.softmax(torch.randn(shape, generator=g, dtype=dtype), 1)
+            w = torch.randn(shape, generator=g, dtype=dtype)
+            expected = torch._softmax_backward_data(w, p, 1, dtype)
+            try:
+                got = torch.ops.aten._softmax_backward_data.out(w, p, 1, dtype, grad_input=w)
+            except RuntimeError:  # a build that refuses the overlap
+                return False
+            if not torch.equal(got, expected):
+                return False
+    return True
+
+
 def _softmax_backward_into(w: Tensor, p: Tensor, out: Tensor | None, vf: Tensor | None) -> Tensor:
     """``p (w - sum_c p_c w_c)`` over dim 1 (the softmax's fused backward) of ``dL/dp = w``, zeroed first
-    where ``vf`` is 0 (pixels counted nowhere; None: every pixel counts), into ``out`` (a CPU block), or
-    a fresh tensor when ``out`` is None; returns it."""
+    where ``vf`` is 0 (pixels counted nowhere; None: every pixel counts), into ``out`` (a CPU block, which
+    may be ``w`` itself: see :func:`_softmax_backward_in_place_ok`), or a fresh tensor when ``out`` is None;
+    returns it."""
     if vf is not None:
         w.mul_(vf.unsqueeze(1))
     if out is None:
