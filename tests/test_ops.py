@@ -297,11 +297,15 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
 
 @pytest.mark.parametrize("scale", [1.0, 10.0, 30.0, 300.0], ids=lambda s: f"logits x{s:g}")
 @pytest.mark.parametrize("keep", [False, True], ids=["softmax recomputed", "softmax kept"])
-def test_softmax_stats_focal_gradient_when_target_probabilities_vanish(scale, keep):
+@pytest.mark.parametrize("per_image", [False, True], ids=["one block", "a block per image"])
+def test_softmax_stats_focal_gradient_when_target_probabilities_vanish(monkeypatch, scale, keep, per_image):
     """The focal term's gradient on the PyTorch path against float64 autograd of log-softmax: x1 and
     x10 (smallest p_t 0.016 and 4e-16, above 2^-100) go through the softmax's fused backward with
     ``dL/dp_t = -w s / p_t``; x30 and x300 (smallest p_t 7e-47 and an underflow to 0) through the
-    per-class formula that needs no division."""
+    per-class formula that needs no division (in blocks, the one-hot made in the gradient's block is
+    copied out first)."""
+    if per_image:
+        monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     x, t = _images(seed=16)
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)

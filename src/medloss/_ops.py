@@ -55,17 +55,20 @@ def _compact_labels(t: Tensor, n_classes: int, ignore_index: int | None) -> Tens
 
 
 def _onehot(labels: Tensor, n_classes: int, ignore_index: int | None, dtype: torch.dtype, *,
-            valid: bool = True) -> tuple[Tensor, Tensor | None]:
+            valid: bool = True, out: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """``(onehot, valid)`` of labels ``[B, N]``: ``[B, C, N]`` and ``[B, N]`` in ``dtype``, zero at
     positions that count nowhere (``ignore_index``, or any label outside ``[0, C)``: a comparison
     with each class index matches none of them, so no label needs clamping before a gather).
-    ``valid=False``: byte labels known to count everywhere need no mask (None).
+    ``valid=False``: byte labels known to count everywhere need no mask (None). ``out``: where to write the
+    one-hot of byte labels (``[B, C, N]`` in ``dtype``), else a fresh tensor.
 
     Byte labels (:func:`_compact_labels`, :func:`_unpack_nibbles`: any value from ``C`` up counts nowhere)
     are compared class by class straight into the float output (3-5x faster on CPU than a broadcast
     comparison and a conversion)."""
     if labels.dtype == torch.uint8:
-        onehot = torch.empty(labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device)
+        onehot = out if out is not None else torch.empty(
+            labels.shape[0], n_classes, labels.shape[1], dtype=dtype, device=labels.device
+        )
         for c, column in enumerate(onehot.unbind(1)):
             torch.eq(labels, c, out=column)
         if not valid:
@@ -776,9 +779,14 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
     # plus the term's w (p_j - [j = t]) (focal: w its slope times the class weight); 0 at uncounted pixels
     c, dtype = xv.shape[1], xv.dtype
     kept = p is not None
+    # on the CPU, with the softmax kept, the counts' and focal term's one-hot is made in the gradient's own block
+    # and turned into dL/dp there, which the softmax's backward overwrites in place (one block-sized tensor
+    # fewer), where this torch build's kernel is checked to allow it (Combo's term needs its one-hot beside)
+    onehot_in_out = (out is not None and kept and term != TERM_WCE and labels8.shape[-1] > 0
+                     and _softmax_backward_in_place_ok())
     if labels8.shape[-1]:  # the labels of the forward: 8x less to read than int64 targets
         every = _every_counted(labels8, c)  # no masking needed (vf then None)
-        onehot, vf = _onehot(labels8, c, None, dtype, valid=not every)
+        onehot, vf = _onehot(labels8, c, None, dtype, valid=not every, out=out if onehot_in_out else None)
     elif c < LABEL_SKIP:  # not kept: made again from the target
         labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, dtype, count_bad=False, lazy_valid=True)
         every = vf is None or _every_counted(labels8, c)
@@ -815,6 +823,8 @@ def _softmax_stats_backward_block(xv, t, labels8, ignore_index, term, weight, ga
                 v_t = _channel_dot(onehot, v).sub_(slope.div_(q))
                 w = torch.addcmul(u.unsqueeze(-1), onehot, v_t.unsqueeze(1), out=onehot)
                 return _softmax_backward_into(w, p, out, None if every else vf)
+        if onehot_in_out:  # the per-class formulas below write the gradient channel by channel into out
+            onehot = onehot.clone()
         slope = _weighted_focal_slope(p_t, onehot, gamma_bg, gamma_fg, weight, vf, every, g)
     on_target = p_t * _channel_dot(onehot, v)  # p_t V_t
     pixel = _channel_dot(p, u).add_(on_target).neg_()  # -S
