@@ -1170,13 +1170,13 @@ def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_f
     if p is not None and labels.shape[-1]:  # the forward's labels
         labels8 = labels
         every = _every_counted(labels8, c)
-        onehot, vf = _onehot(labels8, c, None, xv.dtype, valid=not every)
+        onehot, vf = _onehot(labels8, c, None, xv.dtype, valid=not every, out=out)  # made in the gradient's block
     else:
         labels8, onehot, vf, _ = _labels_onehot(t, c, ignore_index, xv.dtype, count_bad=False)
         every = _every_counted(labels8, c)
     if p is not None:  # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), over the spent one-hot or into out
         s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf, every, g)
-        grad = torch.sub(p, onehot, out=onehot if out is None else out)
+        grad = torch.sub(p, onehot, out=onehot if out is None or onehot is out else out)
         return grad.mul_(s.unsqueeze(1))
     p = torch.softmax(xv, 1) if out is None else torch.ops.aten._softmax.out(xv, 1, False, out=out)
     if label_smoothing == 0.0:
