@@ -394,6 +394,14 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep)
     torch.testing.assert_close(xa.grad.double(), xr.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_the_in_place_check_runs_on_the_cpu_whatever_the_default_device():
+    """The once-per-process check behind the in-place softmax backward builds its own CPU tensors: a user's
+    default device (here ``meta``, as ``cuda`` would be) neither breaks it nor changes its answer."""
+    on_cpu = _ops._softmax_backward_in_place_ok.__wrapped__()
+    with torch.device("meta"):
+        assert _ops._softmax_backward_in_place_ok.__wrapped__() == on_cpu
+
+
 @pytest.mark.parametrize("in_place", [True, False], ids=["in the gradient's block", "in a fresh tensor"])
 def test_combo_gradient_with_and_without_the_in_place_softmax_backward(monkeypatch, in_place):
     """Combo's fused backward writes dL/dp into the gradient's own block and lets the softmax's backward

@@ -856,8 +856,8 @@ def _softmax_backward_in_place_ok() -> bool:
     g = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64):
         for shape in ((2, 3, 37), (3, 19, 130)):
-            p = torch.softmax(torch.randn(shape, generator=g, dtype=dtype), 1)
-            w = torch.randn(shape, generator=g, dtype=dtype)
+            p = torch.softmax(torch.randn(shape, generator=g, dtype=dtype, device="cpu"), 1)
+            w = torch.randn(shape, generator=g, dtype=dtype, device="cpu")
             expected = torch._softmax_backward_data(w, p, 1, dtype)
             try:
                 got = torch.ops.aten._softmax_backward_data.out(w, p, 1, dtype, grad_input=w)
