@@ -601,6 +601,16 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0), total
 
 
+def _block_softmax(xv: Tensor, softmax_out: Tensor | None, sum_logits: bool) -> tuple[Tensor, Tensor]:
+    """``softmax(xv)`` over dim 1 (written into ``softmax_out`` when given: a block of the kept softmax) and
+    the sum of ``xv`` with ``sum_logits`` (else 0), taken while the logits are in the cache."""
+    if softmax_out is None:
+        p = torch.softmax(xv, 1)
+    else:
+        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
+    return p, xv.sum() if sum_logits else xv.new_zeros(())
+
+
 def _saved_labels(labels8: Tensor, n_classes: int, keep_softmax: bool) -> Tensor:
     """The labels ``softmax_stats`` returns for its backward, from its byte labels ``[B, N]``: those
     bytes (the softmax is recomputed), or with the softmax kept half bytes ``[B, ceil(N / 2)]``
@@ -628,11 +638,7 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
     c = xv.shape[1]
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype, lazy_valid=True)
     every = vf is None or _every_counted(labels8, c)  # no masking needed (CPU, nothing ignored; vf None)
-    if softmax_out is None:
-        p = torch.softmax(xv, 1)
-    else:
-        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
-    total = xv.sum() if sum_logits else xv.new_zeros(())  # while the logits are in the cache
+    p, total = _block_softmax(xv, softmax_out, sum_logits)
     sum_p = p.sum(-1) if every else _masked_class_sums(p, vf)
     sum_y = onehot.sum(-1)
     # p at the target class: its class sums are TP, its pixel sums p_t. On the CPU it overwrites the one-hot
@@ -1050,11 +1056,7 @@ def _softmax_focal_block(xv, t, ignore_index, weight, gamma_bg, gamma_fg, label_
     is written into ``softmax_out`` when given (kept for the backward: read, never written, from then on)."""
     c = xv.shape[1]
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype)
-    if softmax_out is None:
-        p = torch.softmax(xv, 1)
-    else:
-        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
-    total = xv.sum() if sum_logits else xv.new_zeros(())  # while the logits are in the cache
+    p, total = _block_softmax(xv, softmax_out, sum_logits)
     if label_smoothing == 0.0:
         lt, p_t = _log_p_target(xv, p, onehot, vf, _every_counted(labels8, c))  # 0 wherever nothing is counted
         if per_position:

@@ -225,6 +225,21 @@ def check_class_indices(
     return ignored
 
 
+def check_op_findings(
+    x: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None, n_bad: torch.Tensor,
+    logits_sum: torch.Tensor,
+) -> None:
+    """The eager value checks of ``x`` (logits) and ``target`` from what a fused op found as it read them: its
+    count of labels outside ``[0, C)`` and ``ignore_index``, and its sum of the logits (finite whenever every
+    logit is). One host read; the exact checks run, and raise naming the argument, only when either finds
+    something (a finite sum's overflow passes). The sum's dtype carries both numbers (MPS has no float64)."""
+    bad, total = torch.stack([n_bad.to(logits_sum.dtype), logits_sum.detach()]).tolist()
+    if not math.isfinite(total):
+        check_finite(x, "input")  # raises, counting the NaN and Inf
+    if bad:
+        check_class_indices(target, "target", num_classes, ignore_index)  # raises, naming the labels found
+
+
 def check_binary_target(
     target: torch.Tensor, name: str, ignore_index: int | None = None
 ) -> torch.Tensor | None:

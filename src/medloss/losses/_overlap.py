@@ -10,16 +10,13 @@ or wider whatever the input dtype: fp16 sums of a 96^3 volume overflow (MONAI an
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from .. import _ops
 from .._validation import (
     canonical_inputs,
-    check_class_indices,
-    check_finite,
+    check_op_findings,
     check_probabilities,
     check_simplex,
     value_checks_active,
@@ -199,11 +196,7 @@ def softmax_statistics(
         x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x), check_logits
     )
     if checks:
-        bad, logits_total = torch.stack([n_bad.to(torch.float64), logits_sum.detach().to(torch.float64)]).tolist()
-        if not math.isfinite(logits_total):
-            check_finite(x, "input")  # raises, counting the NaN and Inf (a finite sum's overflow passes)
-        if bad:
-            check_class_indices(t, "target", n_classes, ignore_index)  # raises, naming the labels found
+        check_op_findings(x, t, n_classes, ignore_index, n_bad, logits_sum)
     tp, sum_p, sum_y = stats.unbind(1)
     sum_y = sum_y.detach()
     term_total = term_count = None

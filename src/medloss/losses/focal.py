@@ -14,11 +14,10 @@ from .._distributed import all_reduce_sum, distributed_flag, require_process_gro
 from .._validation import (
     canonical_inputs,
     check_choice,
-    check_class_indices,
     check_class_vector,
-    check_finite,
     check_mode,
     check_number,
+    check_op_findings,
     check_probabilities,
     check_reduction,
     check_simplex,
@@ -231,11 +230,7 @@ def softmax_focal_loss(
         _ops.keeps_softmax(x), checks and check_finite_logits,
     )
     if checks:
-        bad, logits_total = torch.stack([n_bad.to(torch.float64), logits_sum.detach().to(torch.float64)]).tolist()
-        if not math.isfinite(logits_total):
-            check_finite(x, "input")  # raises, counting the NaN and Inf (a finite sum's overflow passes)
-        if bad:
-            check_class_indices(t, "target", x.shape[1], ignore_index)  # raises, naming the labels found
+        check_op_findings(x, t, x.shape[1], ignore_index, n_bad, logits_sum)
     if reduction != "mean":
         return finish_reduction(value, None, reduction, distributed, 1.0)
     counts = counts.detach()
