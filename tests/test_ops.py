@@ -402,6 +402,25 @@ def test_the_in_place_check_runs_on_the_cpu_whatever_the_default_device():
         assert _ops._softmax_backward_in_place_ok.__wrapped__() == on_cpu
 
 
+@pytest.mark.parametrize("contiguous", [True, False], ids=["contiguous out", "strided out"])
+def test_softmax_helpers_write_any_out_correctly(contiguous):
+    """aten's softmax ``out=`` overloads write a non-contiguous ``out`` wrongly on the CPU (pytorch#75923): the
+    helpers that write a block's softmax and its backward into a given tensor equal ``torch.softmax`` and
+    ``torch._softmax_backward_data`` (into a fresh tensor) for either kind of ``out``."""
+    g = torch.Generator().manual_seed(31)
+    x = torch.randn(2, 3, 40, generator=g)
+    w = torch.randn(2, 3, 40, generator=g)
+    width = 40 if contiguous else 80
+    out = torch.full((2, 3, width), float("nan")).narrow(2, 0, 40)
+    assert out.is_contiguous() == contiguous
+    p = _ops._softmax_into(x, out)
+    assert p.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(out, torch.softmax(x, 1), rtol=0, atol=0)
+    grad = torch.full((2, 3, width), float("nan")).narrow(2, 0, 40)
+    _ops._softmax_backward_into(w.clone(), p, grad, None)
+    torch.testing.assert_close(grad, torch._softmax_backward_data(w, torch.softmax(x, 1), 1, x.dtype), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("in_place", [True, False], ids=["in the gradient's block", "in a fresh tensor"])
 def test_combo_gradient_with_and_without_the_in_place_softmax_backward(monkeypatch, in_place):
     """Combo's fused backward writes dL/dp into the gradient's own block and lets the softmax's backward

@@ -604,11 +604,19 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
 def _block_softmax(xv: Tensor, softmax_out: Tensor | None, sum_logits: bool) -> tuple[Tensor, Tensor]:
     """``softmax(xv)`` over dim 1 (written into ``softmax_out`` when given: a block of the kept softmax) and
     the sum of ``xv`` with ``sum_logits`` (else 0), taken while the logits are in the cache."""
-    if softmax_out is None:
-        p = torch.softmax(xv, 1)
-    else:
-        p = torch.ops.aten._softmax.out(xv, 1, False, out=softmax_out)
-    return p, xv.sum() if sum_logits else xv.new_zeros(())
+    return _softmax_into(xv, softmax_out), xv.sum() if sum_logits else xv.new_zeros(())
+
+
+def _softmax_into(xv: Tensor, out: Tensor | None) -> Tensor:
+    """``softmax(xv)`` over dim 1, written into ``out`` when given (else a fresh tensor); returns it.
+
+    aten's ``out=`` overloads of the softmax ops write wrong values, silently, into an ``out`` that is not
+    contiguous (pytorch/pytorch#75923, still so in torch 2.13 on the CPU): such an ``out`` gets a copy."""
+    if out is None:
+        return torch.softmax(xv, 1)
+    if out.is_contiguous():
+        return torch.ops.aten._softmax.out(xv, 1, False, out=out)
+    return out.copy_(torch.softmax(xv, 1))
 
 
 def _saved_labels(labels8: Tensor, n_classes: int, keep_softmax: bool) -> Tensor:
@@ -883,6 +891,8 @@ def _softmax_backward_into(w: Tensor, p: Tensor, out: Tensor | None, vf: Tensor 
         w.mul_(vf.unsqueeze(1))
     if out is None:
         return torch._softmax_backward_data(w, p, 1, p.dtype)
+    if not out.is_contiguous():  # the out= overload writes a strided out wrongly (see _softmax_into)
+        return out.copy_(torch._softmax_backward_data(w, p, 1, p.dtype))
     return torch.ops.aten._softmax_backward_data.out(w, p, 1, p.dtype, grad_input=out)
 
 
@@ -1180,7 +1190,7 @@ def _softmax_focal_backward_block(xv, t, ignore_index, weight, gamma_bg, gamma_f
         s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf, every, g)
         grad = torch.sub(p, onehot, out=onehot if out is None or onehot is out else out)
         return grad.mul_(s.unsqueeze(1))
-    p = torch.softmax(xv, 1) if out is None else torch.ops.aten._softmax.out(xv, 1, False, out=out)
+    p = _softmax_into(xv, out)
     if label_smoothing == 0.0:
         # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t]), written into p channel by channel
         s = _weighted_focal_slope(_channel_dot(p, onehot), onehot, gamma_bg, gamma_fg, weight, vf, every, g)
