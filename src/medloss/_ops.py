@@ -582,23 +582,26 @@ def _softmax_stats_torch(x, target, ignore_index, term, weight, gamma_bg, gamma_
     b, c = x.shape[:2]
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    blocks = _batch_blocks(x)
-    if len(blocks) == 1:
-        stats, value, n_bad, labels8, p, total = _softmax_stats_block(
-            xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, None, sum_logits
-        )
-        return (stats, value, n_bad, _saved_labels(labels8, c, keep_softmax), p if keep_softmax else x.new_empty(0),
-                total)
-    softmax = xv.new_empty(xv.shape)  # the blocks' softmax written in place: no concatenation
-    parts = [
-        _softmax_stats_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg, beta,
-                             softmax.narrow(0, *s), sum_logits)
-        for s in blocks
-    ]
-    stats = torch.cat([q[0] for q in parts])
-    labels8 = _saved_labels(torch.cat([q[3] for q in parts]), c, keep_softmax)
-    value, n_bad, total = (torch.stack([q[i] for q in parts]).sum() for i in (1, 2, 5))
-    return stats, value, n_bad, labels8, softmax if keep_softmax else x.new_empty(0), total
+    parts, softmax = _forward_by_blocks(xv, keep_softmax, lambda s, softmax_out: _softmax_stats_block(
+        xv.narrow(0, *s), t.narrow(0, *s), ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out,
+        sum_logits,
+    ))
+    if len(parts) == 1:
+        stats, value, n_bad, labels8, total = parts[0]
+    else:
+        stats, labels8 = (torch.cat([q[i] for q in parts]) for i in (0, 3))
+        value, n_bad, total = (torch.stack([q[i] for q in parts]).sum() for i in (1, 2, 4))
+    return (stats, value, n_bad, _saved_labels(labels8, c, keep_softmax),
+            x.new_empty(0) if softmax is None else softmax, total)
+
+
+def _forward_by_blocks(xv: Tensor, keep_softmax: bool, block_forward) -> tuple[list, Tensor | None]:
+    """The results of ``block_forward((start, length), softmax_out)`` for each block of the images of ``xv``
+    ``[B, C, N]`` (:func:`_batch_blocks`), and with ``keep_softmax`` the softmax ``[B, C, N]`` the blocks wrote
+    into (``softmax_out``, a block of it: no concatenation), else None (``softmax_out`` None: each block's own)."""
+    softmax = xv.new_empty(xv.shape) if keep_softmax else None
+    parts = [block_forward(s, None if softmax is None else softmax.narrow(0, *s)) for s in _batch_blocks(xv)]
+    return parts, softmax
 
 
 def _block_softmax(xv: Tensor, softmax_out: Tensor | None, sum_logits: bool) -> tuple[Tensor, Tensor]:
@@ -641,8 +644,9 @@ def _saved_label_width(n: int, n_classes: int, keep_softmax: bool) -> int:
 
 
 def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, beta, softmax_out, sum_logits):
-    """``softmax_stats`` of logits ``[b, C, N]`` and labels ``[b, N]``, and the softmax, written into
-    ``softmax_out`` when given (a block of the CPU's; read, never written, from then on)."""
+    """``softmax_stats`` of logits ``[b, C, N]`` and labels ``[b, N]``: the counts ``[b, 3, C]``, the term's
+    sum, ``n_bad``, the byte labels and the logits' sum (0 without ``sum_logits``); the softmax is written into
+    ``softmax_out`` when given (kept for the backward: read, never written, from then on)."""
     c = xv.shape[1]
     labels8, onehot, vf, n_bad = _labels_onehot(t, c, ignore_index, xv.dtype, lazy_valid=True)
     every = vf is None or _every_counted(labels8, c)  # no masking needed (CPU, nothing ignored; vf None)
@@ -669,7 +673,7 @@ def _softmax_stats_block(xv, t, ignore_index, term, weight, gamma_bg, gamma_fg, 
             v, _ = _wce_terms(_log_softmax_from(xv, p), p, onehot, beta, need_grad=False)
             assert v is not None
             value = v.sum() if every else (v * vf).sum()
-    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, p, total
+    return torch.stack([tp, sum_p, sum_y], 1), value, n_bad, labels8, total
 
 
 @softmax_stats.register_fake
@@ -1040,13 +1044,10 @@ def _softmax_focal_torch(x, target, ignore_index, weight, gamma_bg, gamma_fg, la
     keep = _focal_keeps(x, keep_softmax, label_smoothing)
     xv = x.reshape(b, c, -1)
     t = target.reshape(b, -1)
-    softmax = xv.new_empty(xv.shape) if keep else None  # the blocks' softmax written in place
-    parts = [
-        _softmax_focal_block(xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg,
-                             label_smoothing, per_position, None if softmax is None else softmax.narrow(0, *s),
-                             sum_logits)
-        for s in _batch_blocks(x)
-    ]
+    parts, softmax = _forward_by_blocks(xv, keep, lambda s, softmax_out: _softmax_focal_block(
+        xv.narrow(0, *s), t.narrow(0, *s), ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position,
+        softmax_out, sum_logits,
+    ))
     if len(parts) == 1:
         value, counts, n_bad, labels8, total = parts[0]
     else:
