@@ -67,7 +67,11 @@ def test_a_run_that_appears_meanwhile_is_not_replaced(tmp_path):
         mine.commit()
     assert (out / "metrics.json").read_text() == '{"who": "early run"}'
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the hidden folder is gone too
-    # --force does replace it
+    # --force replaces it once it is a run folder medloss wrote
+    import shutil
+
+    shutil.rmtree(out)
+    RunDirectory(out).commit()
     forced = RunDirectory(out, force=True)
     forced.write_json("metrics.json", {"who": "forced run"})
     forced.commit()

@@ -87,6 +87,8 @@ def test_predict_never_overwrites_without_force(run, capsys):
     out.write_text("mine")
     err = _error(capsys, ["--run", str(run / "run"), "--data", str(run / "new.csv"), "--out", str(out)])
     assert "--force" in err and out.read_text() == "mine"
+    out.unlink()  # --force replaces only medloss's own predictions (tests/test_output_safety.py)
+    assert main(["predict", "--run", str(run / "run"), "--data", str(run / "new.csv"), "--out", str(out)]) == 0
     assert main(["predict", "--run", str(run / "run"), "--data", str(run / "new.csv"), "--out", str(out),
                  "--force"]) == 0
     assert out.read_text().startswith("id,prob_")

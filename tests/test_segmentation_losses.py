@@ -419,7 +419,32 @@ def test_mcc_matches_the_soft_count_formula():
     tp, fp = (p * y).sum(-1), (p * (1 - y)).sum(-1)
     fn, tn = ((1 - p) * y).sum(-1), ((1 - p) * (1 - y)).sum(-1)
     mcc = (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + 1e-5)
+    # a class absent from an image's ground truth: MCC's limits (1 with no error, -1 all wrong), linear in FP
+    absent = y.sum(-1) == 0
+    assert absent.any()  # the case is exercised (image 2, class 3)
+    mcc = torch.where(absent, 1 - 2 * fp / 6, mcc)
     torch.testing.assert_close(MCCLoss(reduction="none")(x, t), 1 - mcc)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mcc_on_an_empty_mask_scores_the_false_positives(dtype):
+    """An empty ground truth: a confident empty prediction scores ~0, false positives raise the loss towards
+    2 (MCC = -1 when every pixel is wrong) and always get a gradient (2 mean(p) in closed form)."""
+    empty = torch.zeros(1, 1, 4, 4, dtype=dtype)
+    for logit in (-20.0, -5.0, 0.0, 5.0, 20.0):
+        x = torch.full((1, 1, 4, 4), logit, dtype=dtype, requires_grad=True)
+        loss = MCCLoss(mode="binary")(x, empty)
+        loss.backward()
+        p = torch.sigmoid(torch.tensor(logit, dtype=torch.float64))
+        assert loss.item() == pytest.approx(2 * p.item(), rel=1e-5, abs=1e-12)
+        # d/dx 2 mean(sigmoid(x)) = 2 p (1 - p) / 16 per pixel
+        expected = (2 * p * torch.sigmoid(-torch.tensor(logit, dtype=torch.float64)) / 16).item()
+        assert x.grad.min().item() == pytest.approx(expected, rel=1e-4)
+        assert x.grad.min() > 0
+    # an all-foreground ground truth mirrors it: 2 FN / N
+    x = torch.full((1, 1, 4, 4), -1.0, dtype=dtype)
+    assert MCCLoss(mode="binary")(x, torch.ones(1, 1, 4, 4, dtype=dtype)).item() == pytest.approx(
+        2 * torch.sigmoid(torch.tensor(1.0)).item(), rel=1e-5)
 
 
 def test_generalized_dice_weights_by_inverse_squared_volume():
@@ -468,3 +493,52 @@ def test_lambda_renaming_keeps_values_and_warns():
     with pytest.warns(FutureWarning, match="focal_alpha"):
         hybrid_old = HybridFocalLoss(focal_alpha=w)
     assert hybrid_old(x, t).item() == pytest.approx(HybridFocalLoss(weight=w)(x, t).item(), rel=1e-12)
+
+
+_PER_IMAGE_LOSSES = [
+    lambda m: DiceLoss(mode=m), lambda m: DiceLoss(mode=m, squared_pred=True), lambda m: DiceLoss(mode=m, average="micro"),
+    lambda m: JaccardLoss(mode=m), lambda m: TverskyLoss(mode=m), lambda m: FocalTverskyLoss(mode=m),
+    lambda m: GeneralizedDiceLoss(mode=m), lambda m: MCCLoss(mode=m), lambda m: DiceLoss(mode=m, from_logits=False),
+    lambda m: ComboLoss(mode=m),
+]
+_UNIFIED_LOSSES = [SymmetricFocalTverskyLoss, AsymmetricFocalTverskyLoss, SymmetricUnifiedFocalLoss,
+                   AsymmetricUnifiedFocalLoss, HybridFocalLoss]
+
+
+def _with_one_ignored_image(mode, from_logits=True):
+    g = torch.Generator().manual_seed(3)
+    c = {"multiclass": 3, "multilabel": 3, "binary": 1}[mode]
+    x = torch.randn(3, c, 5, 5, generator=g, dtype=torch.float64)
+    if mode == "multiclass":
+        t = torch.randint(0, 3, (3, 5, 5), generator=g)
+    else:
+        t = torch.randint(0, 2, (3, c, 5, 5), generator=g).double()
+    t[0] = -100
+    return x, t
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("make", _PER_IMAGE_LOSSES + [lambda m, cls=cls: cls(mode=m) for cls in _UNIFIED_LOSSES])
+def test_an_image_with_every_pixel_ignored_counts_in_no_mean(make, mode):
+    """The mean runs over the images that have a counted pixel: a fully ignored image changes neither the
+    loss (= the loss of the other images alone) nor their gradients, and gets none itself."""
+    try:
+        loss = make(mode)
+    except ValueError:
+        pytest.skip("mode not offered by this loss")
+    x, t = _with_one_ignored_image(mode)
+    if not loss.__dict__.get("from_logits", getattr(getattr(loss, "dice", None), "from_logits", True)):
+        x = torch.sigmoid(x) if mode != "multiclass" else x.softmax(1)
+    x = x.requires_grad_(True)
+    out = loss(x, t)
+    out.backward()
+    rest = x[1:].detach().clone().requires_grad_(True)
+    ref = loss(rest, t[1:])
+    ref.backward()
+    assert out.item() == pytest.approx(ref.item(), rel=1e-10, abs=1e-12)
+    torch.testing.assert_close(x.grad[1:], rest.grad, rtol=1e-9, atol=1e-12)
+    assert x.grad[0].abs().max() == 0
+    # every image ignored: nothing counted, loss 0
+    if not isinstance(loss, (ComboLoss, SymmetricUnifiedFocalLoss, HybridFocalLoss)):
+        t_all = torch.full_like(t, -100)
+        assert loss(x.detach(), t_all).item() == 0.0

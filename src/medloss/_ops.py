@@ -1299,13 +1299,13 @@ def _(x, y, valid):
 
 @torch.library.custom_op("medloss::sigmoid_stats_backward", mutates_args=())
 def sigmoid_stats_backward(x: Tensor, y: Tensor, valid: Tensor | None, g_tp: Tensor, g_sum_p: Tensor) -> Tensor:
-    """Gradient of ``sigmoid_stats``: ``p (1 - p) (y dL/dTP + dL/dsum_p)`` at counted positions."""
+    """Gradient of ``sigmoid_stats``: ``p (1 - p) (y dL/dTP + dL/dsum_p)`` at counted positions, with
+    ``1 - p`` as ``sigmoid(-x)``: a saturated prediction (``p`` rounds to 1 in fp32 past x ~ 17) keeps its gradient."""
     xv, yv, m = _sigmoid_views(x, y, valid)
-    p = torch.sigmoid(xv)
     grad = (yv * g_tp.to(x.dtype).unsqueeze(-1)).add_(g_sum_p.to(x.dtype).unsqueeze(-1))
     if m is not None:
         grad.mul_(m)
-    return grad.mul_(p).mul_(1.0 - p).view_as(x)
+    return grad.mul_(torch.sigmoid(xv)).mul_(torch.sigmoid(-xv)).view_as(x)
 
 
 @sigmoid_stats_backward.register_fake

@@ -137,7 +137,7 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
     report.paragraph("Every run: stratified 60/20/20 split, preprocessing fitted on train, early stopping on the "
                      "validation loss, temperature scaling fitted on validation only, metrics on test.", note=True)
     summary: dict[str, Any] = {"binary": [], "ordinal": [], "segmentation": []}
-    with RunDirectory(out, force=force) as run:
+    with RunDirectory(out, force=force) as run:  # checked before any work
         df = breast_cancer_frame()
         jobs = [("binary", spec, w) for spec, w in BINARY_LOSSES] + [("ordinal", s, None) for s in ORDINAL_LOSSES]
         for task, spec, weights in tqdm(jobs, desc="medloss demo", unit="run", disable=not progress):

@@ -59,6 +59,15 @@ def probabilities_and_targets(
     return probs, onehot, mask
 
 
+def counted_entries(valid: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
+    """Per image (and channel, where ``valid`` has one per channel) whether any position is counted,
+    expanded to ``shape`` (``[B, C]``); None when nothing is ignored."""
+    if valid is None:
+        return None
+    any_counted = valid.reshape(valid.shape[0], valid.shape[1] if valid.ndim > 2 else 1, -1).any(-1)
+    return any_counted.expand(shape)
+
+
 def soft_confusion(
     probs: torch.Tensor,
     onehot: torch.Tensor,
@@ -93,10 +102,22 @@ class SoftmaxStats:
     """Output of :func:`softmax_statistics`: per-class soft counts and the optional per-pixel term,
     kept as its sum ``term_total`` over ``term_count`` counted units (so that ranks can add both)."""
 
-    def __init__(self, tp, sum_p, sum_y, term_total=None, n=None, term_count=None):
+    def __init__(self, tp, sum_p, sum_y, term_total=None, n=None, term_count=None, counted=None):
         self.tp, self.sum_p, self.sum_y = tp, sum_p, sum_y
         self.term_total, self.term_count = term_total, term_count
         self.n = n  # counted positions, when a loss needs true negatives (MCCLoss)
+        # per-image counts: True where the (image, class) entry has at least one counted position, [B, C]
+        # (None: every entry has). An image whose every pixel is ignored counts in no mean.
+        self.counted = counted
+
+    def present(self, ignore_empty: bool = False) -> torch.Tensor | None:
+        """The per-image entries a mean runs over (``[B, C]`` bool, or None for all of them): those with a
+        counted position, and with ``ignore_empty`` only those whose ground truth is not empty."""
+        present = self.counted
+        if ignore_empty:
+            nonempty = self.sum_y > 0
+            present = nonempty if present is None else present & nonempty
+        return present
 
     @property
     def focal(self) -> torch.Tensor | None:

@@ -30,7 +30,14 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import fp32_island, safe_pow, upcast
-from ._overlap import SoftmaxStats, probabilities_and_targets, sigmoid_statistics, soft_confusion, softmax_statistics
+from ._overlap import (
+    SoftmaxStats,
+    counted_entries,
+    probabilities_and_targets,
+    sigmoid_statistics,
+    soft_confusion,
+    softmax_statistics,
+)
 from .focal import probabilities_to_logits
 
 AVERAGES = ("macro", "micro")
@@ -98,7 +105,8 @@ def probability_statistics(
     dims = tuple(range(2, probs.ndim))
     with fp32_island():
         tp, fp, fn = soft_confusion(probs, onehot, (0, *dims) if batch else dims, mask)
-    return SoftmaxStats(tp, tp + fp, (tp + fn).detach(), None)
+    s = SoftmaxStats(tp, tp + fp, (tp + fn).detach(), None)
+    return with_counted_images(s, mask, softmax=mode == "multiclass" or binary_as_two_classes, batch=batch)
 
 
 def segmentation_statistics(
@@ -144,15 +152,25 @@ def segmentation_statistics(
             input, target, mode, ignore_index=ignore_index, check_labels=False, check_input_finite=False
         )
         with fp32_island():
-            return softmax_statistics(
+            s = softmax_statistics(
                 upcast(x), t, None, batch=batch, focal=focal, weighted_ce=weighted_ce, ignore_index=ignore_index,
                 check_finite_logits=True,
             )
+        return with_counted_images(s, None, softmax=True, batch=batch)
     prepared = prepare_segmentation(
         input, target, mode, from_logits=from_logits, ignore_index=ignore_index,
         binary_as_two_classes=binary_as_two_classes,
     )
     return statistics_of_prepared(*prepared, batch=batch, focal=focal, weighted_ce=weighted_ce)
+
+
+def with_counted_images(s: SoftmaxStats, valid: torch.Tensor | None, *, softmax: bool, batch: bool) -> SoftmaxStats:
+    """Mark in ``s.counted`` the per-image entries with at least one counted position (not with ``batch``).
+    Softmax counts: an image's label counts add up to its counted pixels; per-channel sigmoids: from ``valid``."""
+    if not batch:
+        s.counted = (s.sum_y.sum(-1, keepdim=True) > 0).expand_as(s.sum_y) if softmax else counted_entries(
+            valid, s.sum_y.shape)
+    return s
 
 
 def statistics_of_prepared(
@@ -168,8 +186,10 @@ def statistics_of_prepared(
     """:func:`segmentation_statistics` of inputs already validated by :func:`prepare_segmentation`."""
     with fp32_island():
         if not softmax:
-            return sigmoid_statistics(x, t, valid, batch=batch)
-        return softmax_statistics(x, t, valid, batch=batch, focal=focal, weighted_ce=weighted_ce)
+            s = sigmoid_statistics(x, t, valid, batch=batch)
+        else:
+            s = softmax_statistics(x, t, valid, batch=batch, focal=focal, weighted_ce=weighted_ce)
+    return with_counted_images(s, valid, softmax=softmax, batch=batch)
 
 
 class _RegionLoss(nn.Module):
@@ -223,14 +243,16 @@ class _RegionLoss(nn.Module):
             s = all_reduce_statistics(s)  # the whole distributed batch's counts, then one ratio
         if self.average == "micro":
             # one ratio of the counts summed over the (weighted, included) classes, per image
+            counted = None if s.counted is None else s.counted.any(-1)
             s = micro_statistics(s, weight=self.weight, include_background=self.include_background, mode=self.mode)
+            s.counted = counted
             loss = self.per_class(s).unsqueeze(-1)
-            present = (s.sum_y > 0).unsqueeze(-1) if self.ignore_empty else None
-            kwargs: dict[str, Any] = {"mode": self.mode, "present": present}
+            present = s.present(self.ignore_empty)
+            kwargs: dict[str, Any] = {"mode": self.mode, "present": None if present is None else present.unsqueeze(-1)}
         else:
             loss = self.per_class(s)
             kwargs = {"weight": self.weight, "include_background": self.include_background, "mode": self.mode,
-                      "present": (s.sum_y > 0) if self.ignore_empty else None}
+                      "present": s.present(self.ignore_empty)}
         if self.distributed and not self.batch and self.reduction != "none":
             return global_reduction(loss, self.reduction, **kwargs)  # per image: the mean over every rank's images
         out = reduce_classes(loss, reduction=self.reduction, **kwargs)
@@ -270,6 +292,7 @@ def region_and_term_means(
     ``s`` (focal / weighted CE), over this rank's batch or, with ``distributed``, over the whole
     distributed batch: the counts (``batch``) or the per-image sums, and the term's sum and count,
     travel in one all-reduce."""
+    kwargs.setdefault("present", s.present())  # images with no counted pixel count in no mean
     if not distributed:
         return reduce_classes(per_class(s), reduction="mean", **kwargs), s.focal
     if batch:
@@ -344,7 +367,8 @@ _REGION_ARGS = """
             always runs over every channel.
         from_logits: logits (default) or probabilities (validated; the counts use them as given,
             so an empty prediction of an empty class scores exactly 0).
-        ignore_index: target value whose pixels count in no TP / FP / FN (default -100).
+        ignore_index: target value whose pixels count in no TP / FP / FN (default -100). An image
+            with no counted pixel counts in no mean (and is 0 with ``reduction="none"``).
         batch: sum the counts over the whole batch before the ratio (default False: per image).
         weight: per-class weights ``[C]``; the mean becomes ``sum w_c L_c / sum w_c``.
         smooth_nr, smooth_dr: added to numerator and denominator (default 1e-5 each).
@@ -396,7 +420,8 @@ class DiceLoss(_RegionLoss):
         dims = (0, *dims) if self.batch else dims
         with fp32_island():
             p = probs if mask is None else probs * mask
-            return SoftmaxStats((p * onehot).sum(dims), (p * p).sum(dims), (onehot * onehot).sum(dims), None)
+            counts = SoftmaxStats((p * onehot).sum(dims), (p * p).sum(dims), (onehot * onehot).sum(dims), None)
+        return with_counted_images(counts, mask, softmax=self.mode == "multiclass", batch=self.batch)
 
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:
         # 2 TP + FP + FN = sum p + sum y: the same ratio with fewer operations to differentiate
@@ -491,11 +516,11 @@ class GeneralizedDiceLoss(_RegionLoss):
             w = generalized_dice_weights(sum_y, self.w_type)
             numerator = 2.0 * (w * tp).sum(-1) + self.smooth_nr
             loss = 1.0 - numerator / ((w * (sum_p + sum_y)).sum(-1) + self.smooth_dr)
-        if self.reduction == "none":
-            return loss.reshape(-1)
-        if self.distributed and not self.batch:  # the mean over every rank's images
-            return global_reduction(loss.reshape(-1, 1), self.reduction, mode=self.mode)
-        return loss.mean() if self.reduction == "mean" else loss.sum()
+        counted = None if s.counted is None else s.counted.any(-1, keepdim=True)  # images with a counted pixel
+        if self.distributed and not self.batch and self.reduction != "none":  # the mean over every rank's images
+            return global_reduction(loss.reshape(-1, 1), self.reduction, mode=self.mode, present=counted)
+        out = reduce_classes(loss.reshape(-1, 1), reduction=self.reduction, mode=self.mode, present=counted)
+        return out.reshape(-1) if self.reduction == "none" else out
 
     def extra_repr(self) -> str:
         return f"w_type={self.w_type!r}, mode={self.mode!r}, batch={self.batch}, reduction={self.reduction!r}"
@@ -555,7 +580,14 @@ class MCCLoss(_RegionLoss):
         tn = s.n - s.sum_p - s.sum_y + s.tp
         numerator = s.tp * tn - fp * fn + self.smooth_nr
         denominator = torch.sqrt((s.tp + fp) * (s.tp + fn) * (tn + fp) * (tn + fn) + self.smooth_dr)
-        return torch.where((fp == 0) & (fn == 0), 0.0, 1.0 - numerator / denominator)
+        loss = torch.where((fp == 0) & (fn == 0), 0.0, 1.0 - numerator / denominator)
+        # A ground truth with no positive (or no negative) leaves MCC undefined; the formula above would
+        # give 1 with a zero gradient whatever the prediction. Chicco & Jurman's limits instead: MCC = 1
+        # for a prediction with no error, -1 for all wrong, here linearly between: 1 - MCC = 2 FP / N
+        # (no positive) or 2 FN / N (no negative), so false positives on an empty mask get a gradient.
+        n = s.n.clamp_min(torch.finfo(s.n.dtype).tiny)
+        loss = torch.where(s.sum_y == 0, 2.0 * fp / n, loss)
+        return torch.where(s.sum_y == s.n, 2.0 * fn / n, loss)
 
 
 class TverskyLoss(_RegionLoss):

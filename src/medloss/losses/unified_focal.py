@@ -233,9 +233,10 @@ class SymmetricFocalTverskyLoss(_UnifiedBase):
         if self.distributed and self.batch:
             s = all_reduce_statistics(s)  # the whole distributed batch's counts
         terms = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric)
+        present = s.present()  # images with no counted pixel count in no mean
         if self.distributed and not self.batch and self.reduction != "none":
-            return global_reduction(terms, self.reduction)  # over every rank's images
-        return reduce_classes(terms, reduction=self.reduction)
+            return global_reduction(terms, self.reduction, present=present)  # over every rank's images
+        return reduce_classes(terms, reduction=self.reduction, present=present)
 
 
 class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):

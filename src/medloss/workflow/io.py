@@ -67,18 +67,93 @@ def current_umask() -> int:
     return mask
 
 
+#: the file every run folder medloss writes holds: ``--force`` replaces only a folder that has it
+RUN_MARKER = ".medloss-run"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies below it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def check_output(out: str | os.PathLike, *, force: bool, inputs: tuple[str | os.PathLike | None, ...] = (),
+                 kind: str = "folder") -> Path:
+    """Refuse an ``--out`` that would destroy what medloss did not write, before any work is done.
+
+    Whatever ``force`` says, ``--out`` may not be the current folder or one of its parents, nor hold
+    (or be) an input file. An existing ``--out`` needs ``force``, and then it must be something
+    medloss wrote: a run folder with its marker file and no file the run did not write, or (``kind``
+    "file") a predictions CSV. Returns ``out`` resolved.
+    """
+    path = Path(out).resolve()
+    cwd = Path.cwd().resolve()
+    if kind == "folder" and _inside(cwd, path):
+        where = "the current folder" if path == cwd else "a parent of the current folder"
+        raise UserError(f"--out {path} is {where}: give a new folder, e.g. --out runs/a")
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if _inside(source, path):
+            raise UserError(f"--out {path} holds the input {source}: write the run somewhere else")
+    if not path.exists():
+        return path
+    if not force:
+        noun = "output directory" if kind == "folder" else "output file"
+        raise UserError(f"{noun} {path} already exists: pass --force to overwrite it")
+    if kind == "file":
+        if path.is_dir():
+            raise UserError(f"--out {path} is a folder; give a file name such as predictions.csv")
+        if not is_predictions_file(path):
+            raise UserError(f"--force replaces only a predictions file that medloss wrote; {path} is not one (its "
+                            "header has no prob_* and predicted columns): remove it yourself or pick another --out")
+        return path
+    if not path.is_dir():
+        raise UserError(f"output path {path} exists and is not a directory")
+    foreign = files_not_written_by_medloss(path)
+    if foreign is None:
+        raise UserError(f"--force replaces only a run folder that medloss wrote (it holds {RUN_MARKER}); {path} is "
+                        "not one: remove it yourself or pick another --out")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UserError(f"--force would delete {len(foreign)} file(s) in {path} that medloss did not write "
+                        f"({shown}): move them out or pick another --out")
+    return path
+
+
+def files_not_written_by_medloss(folder: Path) -> list[str] | None:
+    """The files below ``folder`` that its run marker does not list (``None``: no marker, so not a run folder)."""
+    marker = folder / RUN_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        written = set(json.loads(marker.read_text()).get("files", []))
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return None
+    present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+    return [name for name in present if name not in written and name != RUN_MARKER]
+
+
+def is_predictions_file(path: Path) -> bool:
+    """``path``'s first line is the header of a ``medloss predict`` output (``prob_*`` columns and ``predicted``)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            header = fh.readline().rstrip("\r\n").split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return "predicted" in header and any(c.startswith("prob_") for c in header)
+
+
 class RunDirectory:
     """Build a run's outputs in a temporary folder next to ``out`` and move it into place at the
     end, so an interrupted or failed run never leaves half-written output. An existing ``out``
-    is only replaced with ``force=True``."""
+    is only replaced with ``force=True``, and only when medloss wrote it (see :func:`check_output`):
+    every run folder holds a marker file listing the files the run wrote."""
 
-    def __init__(self, out: str | os.PathLike, *, force: bool = False) -> None:
-        self.out = Path(out).resolve()
+    def __init__(self, out: str | os.PathLike, *, force: bool = False,
+                 inputs: tuple[str | os.PathLike | None, ...] = ()) -> None:
+        self.out = check_output(out, force=force, inputs=inputs)
         self.force = force
-        if self.out.exists() and not force:
-            raise UserError(f"output directory {self.out} already exists: pass --force to overwrite it")
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"output path {self.out} exists and is not a directory")
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
         self.tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it 0700; the run folder follows the umask
@@ -91,11 +166,25 @@ class RunDirectory:
         target.write_text(json.dumps(to_jsonable(data), indent=2, allow_nan=False))
         return target
 
+    def _write_marker(self) -> None:
+        from .. import __version__
+
+        files = sorted(str(p.relative_to(self.tmp)) for p in self.tmp.rglob("*") if not p.is_dir())
+        (self.tmp / RUN_MARKER).write_text(json.dumps({"written_by": f"medloss {__version__}", "files": files},
+                                                      indent=1))
+
     def commit(self) -> Path:
         """Move the finished run into place. Without ``force`` a run that appeared at ``out`` while
         this one was working (another process) is never replaced: ``rename`` fails on a non-empty
-        directory, atomically, so there is no window between a check and the move."""
+        directory, atomically, so there is no window between a check and the move. With ``force`` the
+        folder is checked again just before it is replaced."""
+        self._write_marker()
         if self.force and self.out.exists():
+            try:
+                check_output(self.out, force=True)
+            except UserError:
+                self.abort()
+                raise
             shutil.rmtree(self.out)
         try:
             os.rename(self.tmp, self.out)

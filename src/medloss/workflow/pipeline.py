@@ -279,8 +279,8 @@ def finish(report: Report, run: RunDirectory, metrics: dict[str, Any], command: 
 
 
 def run_train(cfg: TrainConfig) -> Path:
-    df = read_table(cfg.data)
-    with RunDirectory(cfg.out, force=cfg.force) as run:
+    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.data,)) as run:  # checked before any work
+        df = read_table(cfg.data)
         report = Report(f"medloss train: {Path(cfg.data).name}")
         metrics = train_on_frame(df, cfg, run, report)
         return finish(report, run, metrics, cfg.command or command_line())
@@ -439,6 +439,11 @@ class CalibrateConfig:
 
 
 def run_calibrate(cfg: CalibrateConfig) -> Path:
+    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.predictions, cfg.val)) as run:  # before any work
+        return _calibrate_into(run, cfg)
+
+
+def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     values, labels, kind, split, sub = read_predictions(cfg.predictions, cfg.subgroup)
     if cfg.subgroup is not None and values.ndim == 2 and values.shape[1] > 2:
         raise UserError("--subgroup reports the clinical calibration of binary predictions (one value, or two "
@@ -501,47 +506,46 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
     task = "binary" if values.ndim == 1 else "multiclass"  # two logit columns: a 2-class softmax
     before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
     after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
-    with RunDirectory(cfg.out, force=cfg.force) as run:
-        report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
-        report.heading("Input")
-        report.facts([["predictions", cfg.predictions], ["values", kind], ["classes", k],
-                                ["rows used to fit / to evaluate", f"{len(fit_y)} / {len(test_y)}"],
-                                ["calibrator", _describe_calibrator(calibrator)]])
-        for n in notes:
-            report.paragraph(n, note=True)
-        check = calibration_check(before, after)
-        add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
-        add_clinical(report, before, after, class_names, cfg.calibrator)
-        subgroups = None
-        if sub is not None:
-            p_sub = p_after if p_after.ndim == 1 else p_after[:, 1]
-            subgroups = clinical_calibration_by_subgroup(p_sub, test_y, sub[test_rows], n_boot=cfg.n_boot,
-                                                         seed=cfg.seed)
-            add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
-        if conformal is not None:
-            add_conformal(report, conformal, class_names)
-        report.heading("Figures")
-        report.figure("reliability.png", plot_reliability_diagram(
-            _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
-            title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
-        _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
-                         class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
-        cm = np.asarray(after["classification"]["confusion_matrix"])
-        report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
-                      "Confusion matrix on the evaluation rows (rows: truth).")
-        calibrator.save(run.path("calibrator.json"))
-        out = pd.DataFrame(p_after.numpy() if p_after.ndim == 2 else p_after.numpy()[:, None],
-                           columns=[f"prob_{i}" for i in range(k)] if p_after.ndim == 2 else ["prob"])
-        out.insert(0, "label", test_y)
-        if sets is not None:
-            out["prediction_set"] = ["|".join(str(c) for c in np.flatnonzero(row)) for row in sets.numpy()]
-        out.to_csv(run.path("calibrated_predictions.csv"), index=False)
-        metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
-                   "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
-                   "uncalibrated": before, "calibrated": after, "calibration_check": check,
-                   **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
-                   **({"conformal": conformal} if conformal is not None else {})}
-        return finish(report, run, metrics, cfg.command or command_line())
+    report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
+    report.heading("Input")
+    report.facts([["predictions", cfg.predictions], ["values", kind], ["classes", k],
+                            ["rows used to fit / to evaluate", f"{len(fit_y)} / {len(test_y)}"],
+                            ["calibrator", _describe_calibrator(calibrator)]])
+    for n in notes:
+        report.paragraph(n, note=True)
+    check = calibration_check(before, after)
+    add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
+    add_clinical(report, before, after, class_names, cfg.calibrator)
+    subgroups = None
+    if sub is not None:
+        p_sub = p_after if p_after.ndim == 1 else p_after[:, 1]
+        subgroups = clinical_calibration_by_subgroup(p_sub, test_y, sub[test_rows], n_boot=cfg.n_boot,
+                                                     seed=cfg.seed)
+        add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
+    if conformal is not None:
+        add_conformal(report, conformal, class_names)
+    report.heading("Figures")
+    report.figure("reliability.png", plot_reliability_diagram(
+        _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
+        title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
+    _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
+                     class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
+    cm = np.asarray(after["classification"]["confusion_matrix"])
+    report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
+                  "Confusion matrix on the evaluation rows (rows: truth).")
+    calibrator.save(run.path("calibrator.json"))
+    out = pd.DataFrame(p_after.numpy() if p_after.ndim == 2 else p_after.numpy()[:, None],
+                       columns=[f"prob_{i}" for i in range(k)] if p_after.ndim == 2 else ["prob"])
+    out.insert(0, "label", test_y)
+    if sets is not None:
+        out["prediction_set"] = ["|".join(str(c) for c in np.flatnonzero(row)) for row in sets.numpy()]
+    out.to_csv(run.path("calibrated_predictions.csv"), index=False)
+    metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
+               "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+               "uncalibrated": before, "calibrated": after, "calibration_check": check,
+               **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
+               **({"conformal": conformal} if conformal is not None else {})}
+    return finish(report, run, metrics, cfg.command or command_line())
 
 
 __all__ = ["CalibrateConfig", "TrainConfig", "esc", "run_calibrate", "run_train", "train_on_frame"]

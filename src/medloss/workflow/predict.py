@@ -15,7 +15,7 @@ import torch
 
 from ..calibration import load_calibrator
 from .data import Preprocessor
-from .io import UserError, current_umask, read_table
+from .io import UserError, check_output, current_umask, read_table
 from .train import MLP, build_loss, predict_log_probabilities
 
 RUN_FILES = ("metrics.json", "model.pt", "calibrator.json")
@@ -91,12 +91,10 @@ def _write_csv(frame: pd.DataFrame, out: Path, force: bool) -> None:
 
 
 def run_predict(cfg: PredictConfig) -> Path:
-    meta, folder = load_run(cfg.run)
+    run_files = tuple(Path(cfg.run) / name for name in RUN_FILES)
+    check_output(cfg.out, force=cfg.force, inputs=(cfg.data, *run_files), kind="file")  # before any work
     out = Path(cfg.out)
-    if out.exists() and not cfg.force:
-        raise UserError(f"{out} already exists: pass --force to overwrite it")
-    if out.exists() and out.is_dir():
-        raise UserError(f"--out {out} is a folder; give a file name such as predictions.csv")
+    meta, folder = load_run(cfg.run)
     df = read_table(cfg.data)
     pre = Preprocessor.from_dict(meta["preprocessing"])
     id_column = cfg.id
