@@ -92,6 +92,56 @@ def _reject_probabilities(z: torch.Tensor) -> None:
         warnings.warn("`logits` all lie in [0, 1]: are these probabilities? Calibrators expect logits.", stacklevel=3)
 
 
+# ------------------------------------------------------------------ reading saved calibrators back
+def saved_field(d: Any, key: str, owner: str) -> Any:
+    """``d[key]`` of a saved calibrator, or a ValueError naming the missing field (not a KeyError)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"a saved {owner} must be a JSON object; got {type(d).__name__}")
+    if key not in d:
+        raise ValueError(f"the saved {owner} lacks the field {key!r}")
+    return d[key]
+
+
+def saved_number(d: Any, key: str, owner: str, *, positive: bool = False) -> float:
+    """A finite (``positive``: > 0) number of a saved calibrator: a tampered or corrupt file is an error,
+    never a calibrator that silently reverses or flattens the predictions."""
+    value = saved_field(d, key, owner)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (positive and value <= 0):
+        kind = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"the saved {owner} has an invalid {key!r}: expected {kind}, got {value!r}")
+    return float(value)
+
+
+def saved_flag(d: Any, key: str, owner: str) -> bool:
+    value = saved_field(d, key, owner)
+    if not isinstance(value, bool):
+        raise ValueError(f"the saved {owner} has an invalid {key!r}: expected true or false, got {value!r}")
+    return value
+
+
+def saved_array(value: Any, key: str, owner: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A finite float64 array of a saved calibrator, of ``shape`` when given."""
+    try:
+        t = torch.tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"the saved {owner} has an invalid {key!r}: expected an array of numbers") from None
+    if shape is not None and tuple(t.shape) != tuple(shape):
+        raise ValueError(f"the saved {owner} has an invalid {key!r}: expected shape {list(shape)}, got {list(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"the saved {owner} has an invalid {key!r}: it holds NaN or Inf")
+    return t
+
+
+def saved_n_classes(d: Any, owner: str, *, required: bool = True) -> int | None:
+    if not required and d.get("n_classes") is None:
+        return None
+    value = saved_field(d, "n_classes", owner)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(f"the saved {owner} has an invalid 'n_classes': expected an integer >= 2, got {value!r}")
+    return value
+
+
 class _Calibrator:
     """Shared plumbing: probabilities from calibrated logits, JSON persistence."""
 
@@ -298,9 +348,13 @@ class TemperatureScaler(_Calibrator):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TemperatureScaler:
+        """The calibrator saved by :meth:`to_dict`; ``ValueError`` for a missing or invalid parameter
+        (a temperature <= 0 would reverse or flatten the predictions)."""
         obj = cls()
-        obj.temperature_, obj.binary_ = float(d["temperature"]), bool(d["binary"])
-        obj.n_classes_ = d.get("n_classes")  # files of medloss 0.1.0 do not record it
+        owner = "TemperatureScaler"
+        obj.temperature_ = saved_number(d, "temperature", owner, positive=True)
+        obj.binary_ = saved_flag(d, "binary", owner)
+        obj.n_classes_ = saved_n_classes(d, owner, required=False)  # files of medloss 0.1.0 do not record it
         obj.nll_before_, obj.nll_after_ = d.get("nll_before"), d.get("nll_after")
         obj.n_passes_ = d.get("n_passes")
         obj.fitted_ = True
@@ -394,8 +448,10 @@ class PlattScaler(_Calibrator):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlattScaler:
-        obj = cls(smooth_targets=bool(d.get("smooth_targets", True)))
-        obj.a_, obj.b_ = float(d["a"]), float(d["b"])
+        """The calibrator saved by :meth:`to_dict`; ``ValueError`` for a missing or non-finite parameter."""
+        a, b = saved_number(d, "a", "PlattScaler"), saved_number(d, "b", "PlattScaler")
+        obj = cls(smooth_targets=saved_flag(d, "smooth_targets", "PlattScaler") if "smooth_targets" in d else True)
+        obj.a_, obj.b_ = a, b
         obj.binary_ = obj.fitted_ = True
         return obj
 
@@ -466,9 +522,27 @@ class IsotonicCalibrator(_Calibrator):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> IsotonicCalibrator:
+        """The calibrator saved by :meth:`to_dict`; ``ValueError`` unless every step function has
+        increasing thresholds in [0, 1] and non-decreasing values in [0, 1]."""
+        owner = "IsotonicCalibrator"
         obj = cls()
-        obj.binary_ = bool(d["binary"])
-        obj.thresholds_ = [(t["x"], t["y"]) for t in d["thresholds"]]
+        obj.binary_ = saved_flag(d, "binary", owner)
+        steps = saved_field(d, "thresholds", owner)
+        if not isinstance(steps, list) or (len(steps) != 1 if obj.binary_ else len(steps) < 2):
+            raise ValueError(f"the saved {owner} has an invalid 'thresholds': expected one step function (binary) or "
+                             "one per class")
+        obj.thresholds_ = []
+        for k, step in enumerate(steps):
+            xs = saved_array(saved_field(step, "x", owner), f"thresholds[{k}].x", owner)
+            ys = saved_array(saved_field(step, "y", owner), f"thresholds[{k}].y", owner)
+            if xs.ndim != 1 or xs.shape != ys.shape or xs.numel() == 0:
+                raise ValueError(f"the saved {owner} has an invalid 'thresholds[{k}]': x and y must be equal-length "
+                                 "non-empty lists")
+            if bool((xs.diff() < 0).any() | (ys.diff() < 0).any()) or not bool(
+                    ((xs >= 0) & (xs <= 1) & (ys >= 0) & (ys <= 1)).all()):
+                raise ValueError(f"the saved {owner} has an invalid 'thresholds[{k}]': x and y must be non-decreasing "
+                                 "and lie in [0, 1]")
+            obj.thresholds_.append((xs.tolist(), ys.tolist()))
         obj.n_classes_ = 2 if obj.binary_ else len(obj.thresholds_)
         obj.fitted_ = True
         return obj
@@ -496,8 +570,14 @@ def load_calibrator(path: str | os.PathLike) -> _Calibrator:
         True
     """
     with open(path) as fh:
-        d = json.load(fh)
-    kind = d.get("type")
+        try:
+            d = json.load(fh)
+        except ValueError as err:
+            raise ValueError(f"{os.fspath(path)!r} is not a medloss calibrator file (not JSON: {err})") from None
+    kind = d.get("type") if isinstance(d, dict) else None
     if kind not in _KINDS:
         raise ValueError(f"{os.fspath(path)!r} is not a medloss calibrator file (type={kind!r})")
-    return _KINDS[kind].from_dict(d)
+    try:
+        return _KINDS[kind].from_dict(d)
+    except ValueError as err:
+        raise ValueError(f"{os.fspath(path)!r}: {err}") from None

@@ -31,6 +31,10 @@ from .calibrators import (
     _logits_labels,
     _reject_probabilities,
     register_calibrator,
+    saved_array,
+    saved_field,
+    saved_flag,
+    saved_n_classes,
 )
 
 
@@ -176,9 +180,24 @@ class _LinearLogitCalibrator(_Calibrator):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> _LinearLogitCalibrator:
-        obj = cls(**d.get("config", {}))
-        obj.binary_, obj.n_classes_ = bool(d["binary"]), int(d["n_classes"])
-        obj.params_ = {k: torch.tensor(v, dtype=torch.float64) for k, v in d["params"].items()}
+        """The calibrator saved by :meth:`to_dict`; ``ValueError`` for a missing field, an unknown
+        setting, or parameters of the wrong shape or with NaN / Inf."""
+        owner = cls.__name__
+        config = d.get("config", {}) if isinstance(d, dict) else None
+        try:
+            obj = cls(**config) if isinstance(config, dict) else None
+        except TypeError:
+            obj = None
+        if obj is None:
+            raise ValueError(f"the saved {owner} has an invalid 'config': {config!r}")
+        obj.binary_, obj.n_classes_ = saved_flag(d, "binary", owner), saved_n_classes(d, owner)
+        if (cls.binary_only and not (obj.binary_ and obj.n_classes_ == 2)) or (cls.multiclass_only and obj.binary_):
+            raise ValueError(f"the saved {owner} has 'binary' = {obj.binary_} with 'n_classes' = {obj.n_classes_}")
+        expected = obj._init_params(obj.n_classes_)
+        params = saved_field(d, "params", owner)
+        if not isinstance(params, dict) or set(params) != set(expected):
+            raise ValueError(f"the saved {owner} has an invalid 'params': expected {sorted(expected)}")
+        obj.params_ = {k: saved_array(v, f"params.{k}", owner, tuple(expected[k].shape)) for k, v in params.items()}
         obj.nll_before_, obj.nll_after_, obj.grad_norm_ = d.get("nll_before"), d.get("nll_after"), d.get("grad_norm")
         obj.fitted_ = True
         return obj

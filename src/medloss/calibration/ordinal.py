@@ -11,7 +11,15 @@ import torch
 
 from .._validation import as_tensor, check_choice, check_float_tensor, check_int, fmt_shape
 from ..losses.ordinal import LINKS, log_interval_probability
-from .calibrators import _Calibrator, _check_fit_labels, fit_inverse_temperature, register_calibrator
+from .calibrators import (
+    _Calibrator,
+    _check_fit_labels,
+    fit_inverse_temperature,
+    register_calibrator,
+    saved_array,
+    saved_field,
+    saved_number,
+)
 from .metrics import BINNINGS, NORMS, expected_calibration_error
 
 
@@ -175,8 +183,10 @@ class OrdinalTemperatureScaler(_Calibrator):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OrdinalTemperatureScaler:
-        obj = cls(d["cutpoints"], link=d["link"])
-        obj.temperature_ = float(d["temperature"])
+        owner = cls.__name__
+        cutpoints = saved_array(saved_field(d, "cutpoints", owner), "cutpoints", owner)
+        obj = cls(cutpoints, link=saved_field(d, "link", owner))  # the constructor checks order and link
+        obj.temperature_ = saved_number(d, "temperature", owner, positive=True)
         obj.nll_before_, obj.nll_after_, obj.n_passes_ = d.get("nll_before"), d.get("nll_after"), d.get("n_passes")
         obj.fitted_ = True
         return obj

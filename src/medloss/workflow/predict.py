@@ -117,7 +117,11 @@ def run_predict(cfg: PredictConfig) -> Path:
     setup.loss.load_state_dict(state["loss"])
     model.eval()
     logits = predict_log_probabilities(setup, model, x)
-    probs = load_calibrator(folder / "calibrator.json").predict_proba(logits).double()
+    try:
+        calibrator = load_calibrator(folder / "calibrator.json")
+    except ValueError as err:  # a corrupt or edited file: one line naming the field
+        raise UserError(str(err)) from None
+    probs = calibrator.predict_proba(logits).double()
     if probs.ndim == 1:  # binary: P(positive), the second class name
         probs = torch.stack([1.0 - probs, probs], 1)
     table = pd.DataFrame(probs.numpy(), columns=[f"prob_{name}" for name in class_names])
