@@ -42,6 +42,13 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _grades(text: str) -> tuple[str, ...]:
+    grades = tuple(g.strip() for g in text.split(","))
+    if len(grades) < 2 or "" in grades or len(set(grades)) != len(grades):
+        raise argparse.ArgumentTypeError(f"expected at least 2 distinct comma-separated grades in order; got {text!r}")
+    return grades
+
+
 def _positive(cast: type, kind: str):
     """argparse type: a number > 0 of type ``cast``, with an error that shows what was given."""
 
@@ -94,7 +101,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=args.data, target=args.target, out=args.out, task=args.task, binarize=args.binarize,
-        num_classes=args.num_classes, loss=args.loss, class_weights=args.class_weights, calibrator=args.calibrator,
+        num_classes=args.num_classes, grades=args.grades, loss=args.loss, class_weights=args.class_weights,
+        calibrator=args.calibrator,
         hidden=args.hidden, dropout=args.dropout, batch_norm=not args.no_batch_norm, epochs=args.epochs,
         patience=args.patience,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
@@ -184,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "grades 0..K-1, evaluated with QWK, MAE, ...) (default binary)")
     p.add_argument("--binarize", metavar="median|VALUE", help="binary task from a continuous target: y > threshold")
     p.add_argument("--num-classes", type=_positive_int, help="declared number of classes / grades (labels 0..K-1)")
+    p.add_argument("--grades", type=_grades, metavar="G1,G2,...",
+                   help="--task ordinal: the grades in order, e.g. 1,2,3,4 or mild,moderate,severe (default: the "
+                   "sorted distinct integer values of the target; a grade named here that never occurs keeps its "
+                   "place)")
     p.add_argument("--loss", default="ce", help="a registered loss (see `medloss losses`) or a weighted sum "
                    "such as '0.5*ce+0.5*soft_f1' (default ce)")
     p.add_argument("--class-weights", choices=("balanced", "inverse", "effective_number"),

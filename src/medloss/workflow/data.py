@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,8 +54,10 @@ def prepare_target(
     *,
     binarize: str | None = None,
     num_classes: int | None = None,
+    grades: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame, Target]:
-    """Validate the target column and turn it into integer labels; rows without a target are dropped."""
+    """Validate the target column and turn it into integer labels; rows without a target are dropped.
+    Ordinal grades: see :func:`ordinal_target`."""
     if column not in df.columns:
         shown = ", ".join(map(str, list(df.columns)[:20]))
         raise UserError(f"target column {column!r} not found; the file has columns: {shown}")
@@ -70,6 +74,8 @@ def prepare_target(
     if raw.nunique() < 2:
         raise UserError(f"target column {column!r} is constant ({raw.iloc[0]!r}): nothing to learn")
 
+    if grades is not None and task != "ordinal":
+        raise UserError("--grades names the grades of --task ordinal")
     if binarize is not None:
         if task != "binary":
             raise UserError("--binarize only applies to --task binary")
@@ -91,17 +97,7 @@ def prepare_target(
         return df, Target(y, [f"{column} <= {threshold:g}", f"{column} > {threshold:g}"], task, notes)
 
     if task == "ordinal":
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(values).any() or not _is_integer_valued(values):
-            bad = raw[~np.isfinite(values) | (values != np.round(values))].iloc[0]
-            raise UserError(f"ordinal target {column!r} must hold integer grades 0..K-1; found {bad!r}")
-        y = values.astype(np.int64)
-        k = int(y.max()) + 1 if num_classes is None else int(num_classes)
-        if y.min() < 0 or y.max() >= k:
-            raise UserError(
-                f"ordinal grades must lie in [0, {k - 1}] (--num-classes {k}); found {int(y.min())}..{int(y.max())}"
-            )
-        return df, Target(y, [f"grade {g}" for g in range(k)], task, notes)
+        return df, ordinal_target(raw, column, num_classes=num_classes, grades=grades, notes=notes)
 
     # binary / multiclass: any labels; integers keep their order, strings are sorted
     numeric = pd.to_numeric(raw, errors="coerce")
@@ -127,6 +123,58 @@ def prepare_target(
         raise UserError(f"--task binary needs exactly 2 target values; {column!r} has {len(names)} "
                         "(use --binarize median|VALUE for a continuous target, or --task multiclass)")
     return df, Target(y, names, task, notes)
+
+
+def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = None,
+                   grades: Sequence[str] | None = None, notes: list[str] | None = None) -> Target:
+    """Ordered grades as labels ``0..K-1``.
+
+    ``grades`` names them in order (``--grades 1,2,3,4`` or ``mild,moderate,severe``): every value must
+    be one of them, and a named grade that never occurs keeps its place. ``num_classes`` K declares the
+    grades ``0..K-1``. Otherwise the grades are the sorted distinct integer values of the column (1-based
+    grades train a model of their own K classes, not K + 1 with an empty grade 0), and an integer missing
+    between two observed grades is a warning: it is left out, unless ``--grades`` names it.
+    """
+    notes = [] if notes is None else notes
+    if grades is not None and num_classes is not None:
+        raise UserError("pass either --grades (the grades by name) or --num-classes (grades 0..K-1), not both")
+    if grades is not None:
+        names = [str(g).strip() for g in grades]
+        if len(names) < 2 or len(set(names)) != len(names) or "" in names:
+            raise UserError(f"--grades must name at least 2 distinct grades in order; got {','.join(names)!r}")
+        text = raw.astype(str).str.strip()
+        numeric = pd.to_numeric(raw, errors="coerce")
+        if numeric.notna().all() and _is_integer_valued(numeric.to_numpy(dtype=np.float64)):
+            text = numeric.astype(np.int64).astype(str)  # 2.0 in a CSV is grade "2"
+        mapping = {g: i for i, g in enumerate(names)}
+        unknown = sorted(set(text) - set(names))
+        if unknown:
+            raise UserError(f"target {column!r} holds value(s) {', '.join(map(repr, unknown[:5]))} that --grades "
+                            f"({','.join(names)}) does not name")
+        return Target(text.map(mapping).to_numpy(dtype=np.int64), [f"grade {g}" for g in names], "ordinal", notes)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isnan(values).any() or not _is_integer_valued(values):
+        bad = raw[~np.isfinite(values) | (values != np.round(values))].iloc[0]
+        raise UserError(f"ordinal target {column!r} must hold integer grades (or pass --grades to name them in "
+                        f"order); found {bad!r}")
+    labels = values.astype(np.int64)
+    if num_classes is not None:
+        k = int(num_classes)
+        if labels.min() < 0 or labels.max() >= k:
+            raise UserError(f"ordinal grades must lie in [0, {k - 1}] (--num-classes {k}); found "
+                            f"{int(labels.min())}..{int(labels.max())}")
+        return Target(labels, [f"grade {g}" for g in range(k)], "ordinal", notes)
+    observed = sorted(set(labels.tolist()))
+    gaps = sorted(set(range(observed[0], observed[-1] + 1)) - set(observed))
+    if gaps:
+        message = (f"ordinal target {column!r}: grade(s) {', '.join(map(str, gaps))} between the observed grades "
+                   f"{observed[0]}..{observed[-1]} never occur and are left out; if they exist, name every grade "
+                   f"with --grades {','.join(map(str, range(observed[0], observed[-1] + 1)))}")
+        warnings.warn(message, UserWarning, stacklevel=2)
+        notes.append(message)
+    index = {g: i for i, g in enumerate(observed)}
+    return Target(np.array([index[v] for v in labels.tolist()], dtype=np.int64), [f"grade {g}" for g in observed],
+                  "ordinal", notes)
 
 
 @dataclass

@@ -49,6 +49,7 @@ class TrainConfig:
     task: str = "binary"
     binarize: str | None = None
     num_classes: int | None = None
+    grades: tuple[str, ...] | None = None
     loss: str = "ce"
     class_weights: str | None = None
     calibrator: str = "temperature"
@@ -78,7 +79,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     """Everything after reading the file: target, splits, preprocessing, training, calibration,
     evaluation; adds its sections to ``report`` and returns the metrics. ``section`` prefixes the file
     names (a slug), ``label`` titles the report's sections (e.g. the loss spec as written)."""
-    df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes)
+    df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes,
+                                grades=cfg.grades)
     if cfg.subgroup is not None:
         if cfg.subgroup not in df.columns or cfg.subgroup == cfg.target:
             raise UserError(f"--subgroup {cfg.subgroup!r} is not a feature column of {cfg.data}")
