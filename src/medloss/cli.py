@@ -42,6 +42,13 @@ def _hidden(text: str) -> tuple[int, ...]:
     return widths
 
 
+def _columns(text: str) -> tuple[str, ...]:
+    columns = tuple(c.strip() for c in text.split(","))
+    if "" in columns:
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names; got {text!r}")
+    return columns
+
+
 def _grades(text: str) -> tuple[str, ...]:
     grades = tuple(g.strip() for g in text.split(","))
     if len(grades) < 2 or "" in grades or len(set(grades)) != len(grades):
@@ -101,7 +108,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         data=args.data, target=args.target, out=args.out, task=args.task, binarize=args.binarize,
-        num_classes=args.num_classes, grades=args.grades, loss=args.loss, class_weights=args.class_weights,
+        num_classes=args.num_classes, grades=args.grades, features=args.features, exclude=args.exclude or (),
+        id_column=args.id_column, loss=args.loss, class_weights=args.class_weights,
         calibrator=args.calibrator,
         hidden=args.hidden, dropout=args.dropout, batch_norm=not args.no_batch_norm, epochs=args.epochs,
         patience=args.patience,
@@ -196,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--task ordinal: the grades in order, e.g. 1,2,3,4 or mild,moderate,severe (default: the "
                    "sorted distinct integer values of the target; a grade named here that never occurs keeps its "
                    "place)")
+    p.add_argument("--features", type=_columns, metavar="COL1,COL2,...",
+                   help="the feature columns (default: every column but the target, --exclude, --id-column and "
+                   "identifier-like columns, each excluded with a notice)")
+    p.add_argument("--exclude", type=_columns, metavar="COL1,COL2,...", help="columns that are not features")
+    p.add_argument("--id-column", metavar="COL", help="the row identifier: not a feature, carried to `medloss "
+                   "predict`'s output (default: the first identifier-like column: named id, *_id, uuid, ..., "
+                   "text unique per row, or integers numbering the rows)")
     p.add_argument("--loss", default="ce", help="a registered loss (see `medloss losses`) or a weighted sum "
                    "such as '0.5*ce+0.5*soft_f1' (default ce)")
     p.add_argument("--class-weights", choices=("balanced", "inverse", "effective_number"),
@@ -231,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "column, if present, is ignored)")
     p.add_argument("--out", required=True, help="CSV to write: one row per input row, calibrated probabilities "
                    "prob_<class> and the predicted class (must not exist unless --force)")
-    p.add_argument("--id", help="column to carry through to the output (default: a column named 'id', if the "
-                   "model did not use it as a feature)")
+    p.add_argument("--id", "--id-column", dest="id", help="column to carry through to the output (default: the "
+                   "run's id column, else a column named 'id' that the model did not use as a feature)")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_predict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,75 @@ def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = Non
     index = {g: i for i, g in enumerate(observed)}
     return Target(np.array([index[v] for v in labels.tolist()], dtype=np.int64), [f"grade {g}" for g in observed],
                   "ordinal", notes)
+
+
+#: column names that say "identifier": id, ID, patient_id, case-id, id_number, uuid, mrn, ...
+_ID_NAME = re.compile(r"^(id|uuid|guid|mrn|index)$|(^|[_\s.-])(id|uuid)$|^(id|uuid)([_\s.-])", re.IGNORECASE)
+
+
+def identifier_like(df: pd.DataFrame, column: str) -> str | None:
+    """Why ``column`` looks like a row identifier rather than a feature, or None: named like one, text
+    unique per row, or integers numbering the rows (unique and consecutive)."""
+    if _ID_NAME.search(str(column)):
+        return "named like an identifier"
+    values = df[column].dropna()
+    if len(values) < 20 or values.nunique() != len(df):
+        return None
+    numeric = pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+    parsed = values if numeric else pd.to_numeric(values.astype(str).str.strip(), errors="coerce")
+    if parsed.notna().mean() <= 0.5:  # text (a mostly numeric column with garbage is reported as such later)
+        return "text unique per row"
+    numbers = parsed.to_numpy(dtype=np.float64)
+    if _is_integer_valued(numbers) and numbers.max() - numbers.min() + 1 == len(df):
+        return "integers numbering the rows"
+    return None
+
+
+@dataclass
+class FeatureSelection:
+    columns: list[str]
+    id_column: str | None
+    notes: list[str]
+
+
+def select_features(df: pd.DataFrame, target: str, *, features: Sequence[str] | None = None,
+                    exclude: Sequence[str] = (), id_column: str | None = None) -> FeatureSelection:
+    """The model's input columns: ``features`` as given, else every column but the target, ``exclude``,
+    ``id_column`` and the columns that look like identifiers (:func:`identifier_like`; each said in a
+    note). The id column is the one named, else the first identifier-like column, carried to predictions."""
+    columns = [str(c) for c in df.columns]
+    for flag, names in (("--features", features or ()), ("--exclude", exclude),
+                        ("--id-column", [id_column] if id_column else [])):
+        absent = [n for n in names if n not in columns]
+        if absent:
+            raise UserError(f"{flag}: no column {', '.join(map(repr, absent))}; the file has {', '.join(columns[:20])}")
+        if target in names:
+            raise UserError(f"{flag} names the target column {target!r}")
+    notes = []
+    if features is not None:
+        chosen = list(dict.fromkeys(features))
+        clash = [c for c in chosen if c in exclude or c == id_column]
+        if clash:
+            raise UserError(f"--features and --exclude / --id-column both name {', '.join(map(repr, clash))}")
+        return FeatureSelection(chosen, id_column, notes)
+    chosen, ids = [], []
+    for col in columns:
+        if col == target or col in exclude:
+            continue
+        if col == id_column:
+            ids.append(col)
+            continue
+        reason = identifier_like(df, col)
+        if reason is not None:
+            ids.append(col)
+            notes.append(f"column {col!r} is not used as a feature ({reason}); pass --features to choose the "
+                         "features yourself")
+            continue
+        chosen.append(col)
+    if not chosen:
+        raise UserError("no feature columns besides the target" + (" and the identifier-like columns "
+                        f"({', '.join(map(repr, ids))}): pass --features" if ids else ""))
+    return FeatureSelection(chosen, id_column or (ids[0] if ids else None), notes)
 
 
 @dataclass

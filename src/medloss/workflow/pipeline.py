@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ..calibration import clinical_calibration_by_subgroup, plot_clinical_calibration, plot_reliability_diagram
-from .data import Preprocessor, prepare_target, stratified_splits
+from .data import Preprocessor, prepare_target, select_features, stratified_splits
 from .evaluate import (
     N_BINS,
     calibration_check,
@@ -50,6 +50,9 @@ class TrainConfig:
     binarize: str | None = None
     num_classes: int | None = None
     grades: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()
+    id_column: str | None = None
     loss: str = "ce"
     class_weights: str | None = None
     calibrator: str = "temperature"
@@ -89,7 +92,12 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         if df[cfg.subgroup].isna().any():
             raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
     splits = stratified_splits(target.y, seed=cfg.seed)
-    features = df.drop(columns=[cfg.target])
+    df.columns = [str(c) for c in df.columns]
+    selection = select_features(df, cfg.target, features=cfg.features, exclude=cfg.exclude, id_column=cfg.id_column)
+    for note in selection.notes:
+        print(f"medloss train: notice: {note}", file=sys.stderr)
+    target.notes.extend(selection.notes)
+    features = df[selection.columns]
     pre = Preprocessor().fit(features.iloc[splits.train], schema=features)
     x = {name: pre.transform(features.iloc[idx]) for name, idx in
          (("train", splits.train), ("val", splits.val), ("test", splits.test))}
@@ -195,7 +203,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
                      "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
         "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
         **({"conformal": conformal} if conformal is not None else {}),
-        "preprocessing": pre.to_dict(),
+        "preprocessing": pre.to_dict(), "id_column": selection.id_column,
         # what `medloss predict` needs to rebuild the network and its output head
         "model": {"task": cfg.task, "loss": cfg.loss, "class_weights": cfg.class_weights, "hidden": list(cfg.hidden),
                   "dropout": cfg.dropout, "batch_norm": cfg.batch_norm, "n_features": len(pre.feature_names())},

@@ -100,8 +100,10 @@ def run_predict(cfg: PredictConfig) -> Path:
     id_column = cfg.id
     if id_column is not None and id_column not in df.columns:
         raise UserError(f"--id column {id_column!r} not found; found {', '.join(map(str, df.columns[:20]))}")
-    if id_column is None and "id" in df.columns and "id" not in pre.numeric + pre.categorical:
-        id_column = "id"
+    features = pre.numeric + pre.categorical
+    for candidate in (meta.get("id_column"), "id"):  # the run's id column, else a column named id
+        if id_column is None and candidate is not None and candidate in df.columns and candidate not in features:
+            id_column = candidate
     x = pre.transform(_check_features(df, pre))
 
     model_meta = meta["model"]
