@@ -28,7 +28,7 @@ def run(tmp_path_factory):
     return tmp
 
 
-def _manual_probabilities(run_dir, new):
+def _manual_probabilities(run_dir, new, calibrated=True):
     """The same prediction from the saved artefacts with plain tensor arithmetic: standardise with the
     saved means / stds, one-hot the text column, Linear -> ReLU -> Linear, divide by T, sigmoid."""
     meta = json.loads((run_dir / "metrics.json").read_text())
@@ -43,7 +43,7 @@ def _manual_probabilities(run_dir, new):
     state = torch.load(run_dir / "model.pt", weights_only=True)["model"]
     h = torch.relu(x @ state["net.0.weight"].T + state["net.0.bias"])
     z = (h @ state["net.3.weight"].T + state["net.3.bias"])[:, 0].double()
-    temperature = json.loads((run_dir / "calibrator.json").read_text())["temperature"]
+    temperature = json.loads((run_dir / "calibrator.json").read_text())["temperature"] if calibrated else 1.0
     return torch.sigmoid(z / temperature).numpy(), meta["class_names"]
 
 
@@ -97,3 +97,60 @@ def test_predict_never_overwrites_without_force(run, capsys):
 def test_predict_needs_a_train_run_folder(run, capsys):
     err = _error(capsys, ["--run", str(run), "--data", str(run / "new.csv"), "--out", str(run / "z.csv")])
     assert "is not a `medloss train` run folder: metrics.json, model.pt, calibrator.json missing" in err
+
+
+def test_predict_follows_the_run_recommendation_and_says_which(run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(run / "run", run_dir)
+    meta = json.loads((run_dir / "metrics.json").read_text())
+    assert meta["calibrator"]["temperature"] != pytest.approx(1.0, abs=1e-3)  # the two answers differ
+    new = pd.read_csv(run / "new.csv")
+    args = ["predict", "--run", str(run_dir), "--data", str(run / "new.csv")]
+    for recommended in ("uncalibrated", "calibrated"):
+        meta["calibration_check"].update(recommended=recommended, nll_before=0.088, nll_after=0.102)
+        (run_dir / "metrics.json").write_text(json.dumps(meta))
+        out = tmp_path / f"{recommended}.csv"
+        assert main([*args, "--out", str(out)]) == 0
+        said = capsys.readouterr().out
+        assert f"({recommended} probabilities, as the run's report recommends" in said
+        expected, names = _manual_probabilities(run_dir, new, calibrated=recommended == "calibrated")
+        np.testing.assert_allclose(pd.read_csv(out)[f"prob_{names[1]}"], expected, rtol=1e-5, atol=1e-6)
+    # --probabilities overrides the recommendation
+    out = tmp_path / "forced.csv"
+    assert main([*args, "--out", str(out), "--probabilities", "uncalibrated"]) == 0
+    assert "(uncalibrated probabilities, as requested" in capsys.readouterr().out
+    expected, names = _manual_probabilities(run_dir, new, calibrated=False)
+    np.testing.assert_allclose(pd.read_csv(out)[f"prob_{names[1]}"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_predict_writes_the_conformal_sets_the_run_fitted(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    n = 300
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    df["y"] = np.digitize(df.a + rng.normal(0, 0.6, n), [-0.5, 0.5])
+    df.to_csv(tmp_path / "d.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--task", "multiclass", "--conformal",
+                 "0.1", "--conformal-method", "lac", "--out", str(tmp_path / "run"), "--epochs", "10", "--n-boot",
+                 "20", "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    q = meta["conformal"]["quantile"]
+    assert main(["predict", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "d.csv"), "--out",
+                 str(tmp_path / "p.csv"), "--sets", "--probabilities", "calibrated"]) == 0
+    got = pd.read_csv(tmp_path / "p.csv", dtype={"prediction_set": str})
+    probs = got[[f"prob_{c}" for c in meta["class_names"]]].to_numpy()
+    # LAC: a class is in the set when 1 - p <= q (p: the calibrated probabilities written beside it)
+    for row, written in zip(probs, got["prediction_set"].fillna(""), strict=True):
+        expected = "|".join(c for c, p in zip(meta["class_names"], row, strict=True) if 1 - p <= q + 1e-9)
+        assert written == expected
+    # a run without conformal sets: a one-line error
+    assert main(["predict", "--run", str(tmp_path / "run"), "--data", str(tmp_path / "d.csv"), "--out",
+                 str(tmp_path / "q.csv"), "--sets"]) == 0
+    run2 = tmp_path / "run2"
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--task", "multiclass", "--out",
+                 str(run2), "--epochs", "3", "--n-boot", "20", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--run", str(run2), "--data", str(tmp_path / "d.csv"), "--out",
+                 str(tmp_path / "r.csv"), "--sets"]) == 2
+    assert "fitted no conformal sets" in capsys.readouterr().err

@@ -150,8 +150,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .workflow.predict import PredictConfig, run_predict
 
-    path = run_predict(PredictConfig(run=args.run, data=args.data, out=args.out, id=args.id, force=args.force))
-    print(f"predictions: {path}")
+    result = run_predict(PredictConfig(run=args.run, data=args.data, out=args.out, id=args.id, force=args.force,
+                                       probabilities=args.probabilities, sets=args.sets))
+    print(f"predictions: {result.path} ({result.probabilities} probabilities, {result.reason})")
     return 0
 
 
@@ -244,11 +245,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="a folder written by `medloss train`")
     p.add_argument("--data", required=True, help="CSV or Parquet with the training feature columns (a target "
                    "column, if present, is ignored)")
-    p.add_argument("--out", required=True, help="CSV to write: one row per input row, calibrated probabilities "
+    p.add_argument("--out", required=True, help="CSV to write: one row per input row, the probabilities "
                    "prob_<class> and the predicted class (must not exist unless --force)")
     p.add_argument("--id", "--id-column", dest="id", help="column to carry through to the output (default: the "
                    "run's id column, else a column named 'id' that the model did not use as a feature)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--probabilities", choices=("auto", "calibrated", "uncalibrated"), default="auto",
+                   help="which probabilities to write (default auto: those the run's report recommends, calibrated "
+                   "unless the calibrator made the test NLL worse); the choice is printed")
+    p.add_argument("--sets", action="store_true", help="also write the conformal prediction set of each row "
+                   "(column prediction_set, class names joined by |), for a run trained with --conformal")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file (a predictions file "
+                   "medloss wrote)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")

@@ -15,10 +15,14 @@ import torch
 
 from ..calibration import load_calibrator
 from .data import Preprocessor
+from .evaluate import probabilities
 from .io import UserError, check_output, current_umask, read_table
 from .train import MLP, build_loss, predict_log_probabilities
 
 RUN_FILES = ("metrics.json", "model.pt", "calibrator.json")
+
+
+PROBABILITIES = ("auto", "calibrated", "uncalibrated")
 
 
 @dataclass
@@ -28,6 +32,44 @@ class PredictConfig:
     out: str
     id: str | None = None
     force: bool = False
+    #: "auto": what the run's report recommends (its calibration check on the test split)
+    probabilities: str = "auto"
+    #: also write the conformal prediction sets the run fitted (``medloss train --conformal``)
+    sets: bool = False
+
+
+@dataclass
+class PredictResult:
+    path: Path
+    probabilities: str  # "calibrated" or "uncalibrated"
+    reason: str  # why those
+
+
+def choose_probabilities(meta: dict[str, Any], requested: str) -> tuple[str, str]:
+    """Which probabilities to write, and why: ``requested``, or with "auto" the run's recommendation."""
+    if requested not in PROBABILITIES:
+        raise UserError(f"--probabilities must be one of {', '.join(PROBABILITIES)}; got {requested!r}")
+    if requested != "auto":
+        return requested, "as requested (--probabilities)"
+    check = meta.get("calibration_check") or {}
+    if check.get("recommended") == "uncalibrated":
+        return "uncalibrated", (f"as the run's report recommends: the calibrator made the test NLL worse "
+                                f"({check['nll_before']:.4g} -> {check['nll_after']:.4g})")
+    return "calibrated", "as the run's report recommends"
+
+
+def conformal_sets(meta: dict[str, Any], calibrated: torch.Tensor) -> torch.Tensor:
+    """The prediction sets of the run's conformal predictor (fitted on calibrated probabilities)."""
+    from ..calibration import ConformalClassifier, ConformalOrdinal
+
+    conformal = meta.get("conformal")
+    if not conformal:
+        raise UserError("--sets: this run fitted no conformal sets (train it with --conformal ALPHA)")
+    method, alpha = conformal["method"], conformal["alpha"]
+    cp = ConformalOrdinal(alpha) if method == "ordinal" else ConformalClassifier(alpha, method)
+    cp.quantile_ = torch.tensor(float(conformal["quantile"]), dtype=torch.float64)
+    cp.n_classes_ = 2 if calibrated.ndim == 1 else calibrated.shape[1]
+    return cp.predict_sets(calibrated)
 
 
 def load_run(run: str | os.PathLike) -> tuple[dict[str, Any], Path]:
@@ -90,11 +132,14 @@ def _write_csv(frame: pd.DataFrame, out: Path, force: bool) -> None:
             os.remove(tmp)
 
 
-def run_predict(cfg: PredictConfig) -> Path:
+def run_predict(cfg: PredictConfig) -> PredictResult:
+    """Apply a ``medloss train`` run to ``cfg.data`` and write ``cfg.out``: the probabilities the run
+    recommends (or those ``cfg.probabilities`` names), the predicted class and optionally the conformal sets."""
     run_files = tuple(Path(cfg.run) / name for name in RUN_FILES)
     check_output(cfg.out, force=cfg.force, inputs=(cfg.data, *run_files), kind="file")  # before any work
     out = Path(cfg.out)
     meta, folder = load_run(cfg.run)
+    which, reason = choose_probabilities(meta, cfg.probabilities)
     df = read_table(cfg.data)
     pre = Preprocessor.from_dict(meta["preprocessing"])
     id_column = cfg.id
@@ -123,15 +168,19 @@ def run_predict(cfg: PredictConfig) -> Path:
         calibrator = load_calibrator(folder / "calibrator.json")
     except ValueError as err:  # a corrupt or edited file: one line naming the field
         raise UserError(str(err)) from None
-    probs = calibrator.predict_proba(logits).double()
+    calibrated = calibrator.predict_proba(logits).double()
+    probs = calibrated if which == "calibrated" else probabilities(logits).double()
     if probs.ndim == 1:  # binary: P(positive), the second class name
         probs = torch.stack([1.0 - probs, probs], 1)
     table = pd.DataFrame(probs.numpy(), columns=[f"prob_{name}" for name in class_names])
     table["predicted"] = [class_names[i] for i in probs.argmax(1).tolist()]
+    if cfg.sets:
+        sets = conformal_sets(meta, calibrated)
+        table["prediction_set"] = ["|".join(class_names[i] for i in np.flatnonzero(row)) for row in sets.numpy()]
     if id_column is not None:
         table.insert(0, id_column, df[id_column].to_numpy())
     _write_csv(table, out, cfg.force)
-    return out
+    return PredictResult(out, which, reason)
 
 
-__all__ = ["PredictConfig", "load_run", "run_predict"]
+__all__ = ["PredictConfig", "PredictResult", "choose_probabilities", "load_run", "run_predict"]
