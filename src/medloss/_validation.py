@@ -39,7 +39,12 @@ def value_checks(enabled: bool) -> Iterator[None]:
 
     Off, a training step makes no host round trip for validation (like torchmetrics'
     ``validate_args=False``); bad labels then count nowhere and non-finite logits give a NaN loss,
-    as in PyTorch's own losses. For example::
+    as in PyTorch's own losses.
+
+    **Under** ``torch.compile`` **the value checks are always off**, whatever this says: a compiled
+    loss does not raise for an out-of-range label (it counts nowhere) or a non-finite logit (the
+    loss is NaN). Run a step eagerly (or validate your data loader) to catch such data; shape, dtype
+    and argument checks run in both modes. For example::
 
         with medloss.value_checks(False):
             loss = criterion(logits, target)
