@@ -152,3 +152,14 @@ def test_functional_twins_compile_without_graph_break(entry, mode, twin):
     torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(got[1], expected[1], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(expected[0], _build(entry, mode)(x, t))
+
+
+@pytest.mark.parametrize("entry,mode", CASES)
+def test_meta_tensors_give_the_output_shape(entry, mode):
+    """Meta tensors (shape inference, e.g. deferred initialisation) have no values: the value checks are
+    skipped for them and every loss returns a meta result of the eager result's shape."""
+    x, t = _inputs(entry, mode)
+    loss = _build(entry, mode)
+    expected = loss(x, t)
+    out = loss(x.to("meta"), t.to("meta"))
+    assert out.device.type == "meta" and out.shape == expected.shape and out.dtype == expected.dtype

@@ -46,3 +46,15 @@ def test_coral_predict_and_probabilities():
     torch.testing.assert_close(p[:, 0], 1 - s[:, 0])
     torch.testing.assert_close(p[:, 4], s[:, 3])
     torch.testing.assert_close(p.sum(1), torch.ones(3))
+
+
+def test_coral_without_num_classes_as_coral_pytorch_writes_it():
+    # coral-pytorch's coral_loss takes no K: it is the logits' width + 1 (here 4 + 1), same expected values
+    none = CORALLoss(reduction="none")(LOGITS, GRADES)
+    torch.testing.assert_close(none, torch.tensor([0.5370, 0.8951, 0.6441]), rtol=1e-3, atol=1e-5)
+    assert coral_loss(LOGITS, GRADES).item() == pytest.approx(0.6920, rel=1e-3, abs=1e-5)
+    assert CORALLoss().predict(LOGITS).tolist() == [2, 1, 4]
+    w = torch.tensor([1.0, 0.5, 2.0, 0.0])  # K from the importance weights
+    assert CORALLoss(importance_weights=w).num_classes == 5
+    with pytest.raises(ValueError, match=r"in \[0, 4\]"):
+        CORALLoss()(LOGITS, torch.tensor([2, 1, 5]))  # a grade above K - 1 = 4

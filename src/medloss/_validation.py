@@ -23,13 +23,17 @@ REDUCTIONS = ("mean", "sum", "none")
 _value_checks = os.environ.get("MEDLOSS_VALUE_CHECKS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def value_checks_active() -> bool:
-    """Whether checks that read tensor values (label ranges, probability ranges, finiteness) run now.
+def value_checks_active(*tensors: torch.Tensor) -> bool:
+    """Whether checks that read tensor values (label ranges, probability ranges, finiteness) run now
+    on ``tensors``.
 
     They run in eager mode unless turned off with :func:`value_checks` (or the environment variable
     ``MEDLOSS_VALUE_CHECKS=0``). Under ``torch.compile`` they are skipped: each needs the data on
-    the host, which would break the graph. Shape, dtype and argument checks always run.
+    the host, which would break the graph. Tensors on the ``meta`` device have no values to check
+    (shape inference): skipped too. Shape, dtype and argument checks always run.
     """
+    if any(t.device.type == "meta" for t in tensors):
+        return False
     return _value_checks and not torch.compiler.is_compiling()
 
 
@@ -66,6 +70,11 @@ def value_checks(enabled: bool) -> Iterator[None]:
 MODES = ("binary", "multiclass", "multilabel")
 
 
+def plain(value: Any) -> Any:
+    """A NumPy scalar as the Python number it holds, for messages (``2.5``, not ``np.float64(2.5)``)."""
+    return value.item() if type(value).__module__ == "numpy" and hasattr(value, "item") else value
+
+
 def fmt_shape(shape: Sequence[int]) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
@@ -80,6 +89,8 @@ def as_tensor(x: Any, name: str, *, dtype: torch.dtype | None = None) -> torch.T
             if x.dtype.kind in "USO":
                 hint = " (map labels to integers first, e.g. np.unique(x, return_inverse=True))"
             raise TypeError(f"`{name}` must be a numeric array, got a NumPy array of dtype {x.dtype}{hint}")
+        if not x.flags.writeable:  # pandas' .values / .to_numpy() may be read-only: torch would warn
+            x = np.array(x)
         return torch.from_numpy(np.ascontiguousarray(x)) if dtype is None else torch.as_tensor(x, dtype=dtype)
     if isinstance(x, (list, tuple)):
         try:
@@ -93,7 +104,7 @@ def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     choices = tuple(choices)
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"`{name}` must be one of {allowed}; got {value!r}")
+        raise ValueError(f"`{name}` must be one of {allowed}; got {plain(value)!r}")
     return value
 
 
@@ -116,7 +127,7 @@ def check_number(
 ) -> float:
     """Check a scalar hyper-parameter lies in an interval; returns it as ``float``."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} ({value!r})")
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} ({plain(value)!r})")
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"`{name}` must be finite, got {v}")
@@ -133,7 +144,7 @@ def check_number(
 
 def check_int(value: Any, name: str, *, low: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} ({value!r})")
+        raise TypeError(f"`{name}` must be an integer, got {type(value).__name__} ({plain(value)!r})")
     if low is not None and value < low:
         raise ValueError(f"`{name}` must be >= {low}; got {value}")
     return int(value)
@@ -157,7 +168,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     The sum is finite whenever every value is (40x cheaper than ``isfinite(x).all()`` on CPU); only
     a non-finite sum (which may also be an overflow of huge finite values) is looked at closely.
     """
-    if not torch.is_floating_point(x) or x.numel() == 0 or not value_checks_active():
+    if not torch.is_floating_point(x) or x.numel() == 0 or not value_checks_active(x):
         return x
     if bool(torch.isfinite(x.detach().sum())):
         return x
@@ -170,7 +181,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def check_probabilities(x: torch.Tensor, name: str) -> torch.Tensor:
     """Probabilities must be finite and lie in [0, 1]."""
-    if not value_checks_active():
+    if not value_checks_active(x):
         return x
     check_finite(x, name)
     lo, hi = torch.aminmax(x.detach())
@@ -218,7 +229,7 @@ def check_class_indices(
         raise TypeError(f"`{name}` must hold integer class indices (e.g. torch.long), got dtype {target.dtype}")
     if target.numel() == 0:
         return None
-    if not value_checks_active():
+    if not value_checks_active(target):
         return _ignored_mask(target, ignore_index)
     lo, hi, ignored = _range_and_ignored(target, ignore_index)
     if lo < 0 or hi >= num_classes:
@@ -254,7 +265,7 @@ def check_binary_target(
     """
     if target.numel() == 0:
         return None
-    if not value_checks_active():
+    if not value_checks_active(target):
         return _ignored_mask(target, ignore_index)
     if torch.is_floating_point(target) and not bool(torch.isfinite(target).all()):
         raise ValueError(f"`{name}` contains NaN or Inf")
@@ -385,7 +396,7 @@ def canonical_inputs(
 
 def check_simplex(p: torch.Tensor, name: str, dim: int = 1, atol: float = 1e-3) -> torch.Tensor:
     """Probabilities along ``dim`` must lie in [0, 1] and sum to one (within ``atol``)."""
-    if not value_checks_active():
+    if not value_checks_active(p):
         return p
     check_probabilities(p, name)
     total = p.detach().sum(dim, dtype=torch.float64)

@@ -125,7 +125,15 @@ class OrdinalTemperatureScaler(_Calibrator):
 
     @classmethod
     def from_loss(cls, loss: Any, **kwargs: Any) -> OrdinalTemperatureScaler:
-        """The scaler of a trained :class:`~medloss.losses.CumulativeLinkLoss` (its cutpoints and link)."""
+        """The scaler of a trained :class:`~medloss.losses.CumulativeLinkLoss` (its cutpoints and link).
+
+        Raises:
+            TypeError: ``loss`` is not a cumulative link loss (it has no cutpoints and link).
+        """
+        cutpoints, link = getattr(loss, "cutpoints", None), getattr(loss, "link", None)
+        if not (isinstance(cutpoints, torch.Tensor) and isinstance(link, str)):
+            raise TypeError(f"`loss` must be a CumulativeLinkLoss (cutpoints and a link function); got "
+                            f"{type(loss).__name__}: temperature-scale other models' logits with TemperatureScaler")
         return cls(loss.cutpoints.detach(), link=loss.link, **kwargs)
 
     def _scores(self, scores: Any) -> torch.Tensor:

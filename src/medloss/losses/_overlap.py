@@ -211,7 +211,7 @@ def softmax_statistics(
         weight = weight.to(dtype=x.dtype, device=x.device)
     elif weighted_ce is not None:
         term, beta = _ops.TERM_WCE, float(weighted_ce)
-    checks = value_checks_active()
+    checks = value_checks_active(x, t)
     check_logits = checks and check_finite_logits
     stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
         x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x), check_logits

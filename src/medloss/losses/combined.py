@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._validation import check_number
-from .registry import get_loss, loss_entry
+from .registry import OUTPUT_WORDS, get_loss, loss_entry
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]\w*)\s*$")
 
@@ -83,11 +83,20 @@ class CombinedLoss(nn.Module):
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> CombinedLoss:
         """Build from ``"0.5*ce+0.5*soft_f1"``; each keyword goes to every term that accepts it."""
+        parsed = [(weight, loss_entry(name)) for weight, name in parse_loss_spec(spec)]
+        outputs = {entry.output for _, entry in parsed}
+        if len(outputs) > 1:
+            said = ", ".join(f"{entry.name!r}: {OUTPUT_WORDS[entry.output]}" for _, entry in parsed)
+            raise ValueError(f"the terms of {spec!r} expect different network outputs ({said}): they cannot be "
+                             "added up")
         terms = {}
-        for weight, name in parse_loss_spec(spec):
-            entry = loss_entry(name)
+        for weight, entry in parsed:
             own = {k: v for k, v in kwargs.items() if entry.accepts(k)}
-            terms[name] = (get_loss(name, **own), weight)
+            try:
+                terms[entry.name] = (get_loss(entry.name, **own), weight)
+            except TypeError as err:  # say it as from_spec's caller writes it
+                raise TypeError(f"{err}".replace(f"get_loss({entry.name!r}, ", "CombinedLoss.from_spec(spec, ")) \
+                    from None
         return cls(terms)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

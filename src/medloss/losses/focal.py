@@ -224,7 +224,7 @@ def softmax_focal_loss(
     if valid is not None:  # positions already masked by the caller: mark them with a label no class has
         t = torch.where(valid, t, -1)
         ignore_index = -1
-    checks = value_checks_active()
+    checks = value_checks_active(x, t)
     value, counts, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_focal(
         x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing), reduction == "none",
         _ops.keeps_softmax(x), checks and check_finite_logits,

@@ -320,7 +320,7 @@ def _counted_targets(
     :func:`medloss.value_checks`) the mask is always built, and a label outside ``[0, K)`` counts
     nowhere, as in the segmentation losses."""
     y = _targets(target, batch, num_classes, ignore_index).long()
-    if value_checks_active():
+    if value_checks_active(y):
         if ignore_index is None:
             return y, None
         ignored = y == ignore_index
@@ -501,7 +501,8 @@ class CORALLoss(nn.Module):
     the integer grades where coral-pytorch takes the "levels" ``1[y > k]``).
 
     Args:
-        num_classes: K >= 2 (the input has K - 1 columns).
+        num_classes: K >= 2 (the input has K - 1 columns). Optional, as in coral-pytorch: without it
+            K is the input's width + 1 (or the length of ``importance_weights`` + 1).
         importance_weights: ``lambda_k``, one weight >= 0 per task ``[K - 1]`` (default: 1 each),
             as coral-pytorch.
         ignore_index: grade value whose samples count nowhere (default -100).
@@ -517,30 +518,42 @@ class CORALLoss(nn.Module):
         >>> logits = torch.tensor([[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]])
         >>> CORALLoss(5, reduction="none")(logits, torch.tensor([2, 1, 4]))  # coral-pytorch's test
         tensor([0.5370, 0.8951, 0.6441])
+        >>> CORALLoss(reduction="none")(logits, torch.tensor([2, 1, 4]))  # K = 4 columns + 1, as coral-pytorch
+        tensor([0.5370, 0.8951, 0.6441])
     """
 
     def __init__(
-        self, num_classes: int, *, importance_weights: torch.Tensor | None = None, ignore_index: int | None = -100,
-        reduction: str = "mean", distributed: bool = False,
+        self, num_classes: int | None = None, *, importance_weights: torch.Tensor | None = None,
+        ignore_index: int | None = -100, reduction: str = "mean", distributed: bool = False,
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
-        self.num_classes = check_int(num_classes, "num_classes", low=2)
+        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
         self.importance_weights: torch.Tensor | None
         if importance_weights is not None:
-            w = check_class_vector(importance_weights, "importance_weights", self.num_classes - 1, low=0.0)
+            n_tasks = None if self.num_classes is None else self.num_classes - 1
+            w = check_class_vector(importance_weights, "importance_weights", n_tasks, low=0.0)
+            self.num_classes = w.numel() + 1
             self.register_buffer("importance_weights", w)
         else:
             self.importance_weights = None
 
+    def _logits(self, input: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The ``[B, K - 1]`` logits and K (declared, or the input's width + 1)."""
+        k = self.num_classes
+        if k is None:
+            k = input.shape[1] + 1 if isinstance(input, torch.Tensor) and input.ndim == 2 and input.shape[1] else 2
+        return check_task_logits(input, k, "CORAL logits"), k
+
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = upcast(check_task_logits(input, self.num_classes, "CORAL logits"))
+        x, k = self._logits(input)
+        x = upcast(x)
         check_finite(x, "input")
-        y, valid = _counted_targets(target, x.shape[0], self.num_classes, self.ignore_index)
+        y, valid = _counted_targets(target, x.shape[0], k, self.ignore_index)
         with fp32_island():
-            tasks = torch.arange(self.num_classes - 1, device=x.device)
+            tasks = torch.arange(k - 1, device=x.device)
             levels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
             bce = F.binary_cross_entropy_with_logits(x, levels, reduction="none")
             if self.importance_weights is not None:
@@ -551,14 +564,14 @@ class CORALLoss(nn.Module):
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, as differences of ``P(y > k)`` (non-negative when the logits are
         ordered, as the CORAL layer's shared score and ordered biases make them)."""
-        survival = torch.sigmoid(upcast(check_task_logits(input, self.num_classes, "CORAL logits")))
+        survival = torch.sigmoid(upcast(self._logits(input)[0]))
         ones, zeros = torch.ones_like(survival[:, :1]), torch.zeros_like(survival[:, :1])
         return torch.cat([ones, survival], 1) - torch.cat([survival, zeros], 1)
 
     def predict(self, input: torch.Tensor) -> torch.Tensor:
         """Number of ``P(y > k) > 0.5``: coral-pytorch's ``proba_to_label``."""
         with torch.no_grad():
-            return (check_task_logits(input, self.num_classes, "CORAL logits") > 0).sum(1)
+            return (self._logits(input)[0] > 0).sum(1)
 
 
 class CORNLoss(nn.Module):

@@ -81,7 +81,7 @@ def prepare_segmentation(
 
 def check_hard_binary_target(t: torch.Tensor) -> None:
     """The two-class view ``[1 - p, p]`` of a binary input needs labels in {0, 1} (eager value check)."""
-    if value_checks_active() and torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
+    if value_checks_active(t) and torch.is_floating_point(t) and not bool(((t == 0) | (t == 1)).all()):
         raise ValueError("binary `target` must hold hard labels in {0, 1} for this loss (no soft labels)")
 
 

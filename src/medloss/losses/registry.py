@@ -11,6 +11,9 @@ from torch import nn
 
 #: what a network must output for a registered loss (see LossEntry.output)
 OUTPUTS = ("class_logits", "score", "conditional_logits", "coral_logits")
+#: the outputs in words, for error messages
+OUTPUT_WORDS = {"class_logits": "one logit per class", "score": "one score per sample (cumulative link)",
+                "conditional_logits": "K - 1 conditional logits (CORN)", "coral_logits": "K - 1 CORAL logits"}
 
 
 @dataclass(frozen=True)
@@ -111,4 +114,10 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
     unknown = [k for k in kwargs if not entry.accepts(k)]
     if unknown:
         raise TypeError(f"loss {name!r} takes no argument(s) {unknown}")
+    missing = [p.name for p in inspect.signature(entry.factory).parameters.values()
+               if p.default is p.empty and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in kwargs]
+    if missing:
+        example = ", ".join(f"{m}=..." for m in missing)
+        raise TypeError(f"loss {name!r} needs the argument(s) {', '.join(map(repr, missing))}: "
+                        f"get_loss({name!r}, {example})")
     return entry.factory(**kwargs)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from .._validation import plain
 from .io import UserError
 
 TASKS = ("binary", "multiclass", "ordinal")
@@ -83,7 +84,7 @@ def prepare_target(
         values = pd.to_numeric(raw, errors="coerce")
         if values.isna().any():
             bad = raw[values.isna()].iloc[0]
-            raise UserError(f"--binarize needs a numeric target; column {column!r} holds {bad!r}")
+            raise UserError(f"--binarize needs a numeric target; column {column!r} holds {plain(bad)!r}")
         if binarize == "median":
             threshold = float(values.median())
         else:
@@ -157,7 +158,7 @@ def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = Non
     if np.isnan(values).any() or not _is_integer_valued(values):
         bad = raw[~np.isfinite(values) | (values != np.round(values))].iloc[0]
         raise UserError(f"ordinal target {column!r} must hold integer grades (or pass --grades to name them in "
-                        f"order); found {bad!r}")
+                        f"order); found {plain(bad)!r}")
     labels = values.astype(np.int64)
     if num_classes is not None:
         k = int(num_classes)
@@ -277,7 +278,7 @@ class Preprocessor:
                 numeric.append(col)
             elif parsed.notna().mean() > 0.5:  # a numeric column with some garbage in it
                 bad = present[parsed.isna()].iloc[0]
-                raise UserError(f"feature column {col!r} is numeric but holds non-numeric value {bad!r}")
+                raise UserError(f"feature column {col!r} is numeric but holds non-numeric value {plain(bad)!r}")
             else:
                 categorical.append(col)
         return numeric, categorical

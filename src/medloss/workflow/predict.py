@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._validation import plain
 from ..calibration import load_calibrator
 from .data import Preprocessor
 from .evaluate import probabilities
@@ -102,7 +103,8 @@ def _check_features(df: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
         values = present if numeric else pd.to_numeric(present.astype(str).str.strip(), errors="coerce")
         if values.isna().any():
             bad = present[values.isna()].iloc[0]
-            raise UserError(f"feature column {col!r} was numeric in training but holds non-numeric value {bad!r}")
+            raise UserError(f"feature column {col!r} was numeric in training but holds non-numeric value "
+                            f"{plain(bad)!r}")
         infinite = np.isinf(values.to_numpy(dtype=np.float64))
         if infinite.any():
             first = values.index[np.argmax(infinite)]
