@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from medloss.cli import main
 from medloss.losses import available_losses
 
@@ -18,3 +20,14 @@ def test_console_script_and_help():
     for command in ("losses", "demo", "train", "calibrate"):
         assert command in r.stdout
     assert main([]) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["losses"], ["demo"], ["train", "--data", "d.csv", "--target", "y", "--out", "o"],
+    ["predict", "--run", "r", "--data", "d.csv", "--out", "p.csv"],
+    ["calibrate", "--predictions", "p.csv", "--out", "o"],
+])
+def test_every_command_accepts_no_progress(argv):
+    from medloss.cli import build_parser
+
+    assert build_parser().parse_args([*argv, "--no-progress"]).no_progress is True

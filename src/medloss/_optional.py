@@ -45,3 +45,26 @@ def progress_bar(iterable: Iterable[T], *, enabled: bool, **kwargs: Any) -> Iter
     except ImportError:
         return iterable
     return tqdm(iterable, **kwargs)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def progress_counter(total: int, *, enabled: bool, **kwargs: Any) -> Any:
+    """A tqdm bar of ``total`` steps advanced with ``.update(n)`` (a context manager), or a silent
+    stand-in when not ``enabled`` or tqdm is not installed."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return _NoBar()
+        return tqdm(total=total, **kwargs)
+    return _NoBar()

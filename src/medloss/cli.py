@@ -140,7 +140,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
                           n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line,
-                          subgroup=args.subgroup, conformal=args.conformal, conformal_method=args.conformal_method)
+                          subgroup=args.subgroup, conformal=args.conformal, conformal_method=args.conformal_method,
+                          progress=not args.no_progress)
     path = run_calibrate(cfg)
     _warn_if_calibration_hurt(args.command, path)
     print(f"report: {path / 'report.html'}")
@@ -183,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("losses", help="list the registered losses")
+    p.add_argument("--no-progress", action="store_true", help="accepted by every command (losses shows no bar)")
     p.set_defaults(func=_cmd_losses)
 
     p = sub.add_parser("demo", help="the whole workflow on data that ships with the install; writes a report")
@@ -256,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(column prediction_set, class names joined by |), for a run trained with --conformal")
     p.add_argument("--force", action="store_true", help="replace an existing --out file (a predictions file "
                    "medloss wrote)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (accepted by every command; "
+                   "predict shows none)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("calibrate", help="audit and calibrate predictions from any model (logits or probabilities)")
@@ -277,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "report adds calibration-in-the-large, slope and ICI per value, with intervals (binary predictions)")
     p.add_argument("--out", required=True, help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing --out folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_calibrate)
     return parser
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._optional import progress_bar
+from .._optional import progress_bar, progress_counter
 from .._validation import check_choice, check_int, check_number
 from ._inputs import as_probs_labels, top_label
 from .clinical import CLINICAL_METRICS
@@ -141,7 +141,9 @@ def bootstrap_ci(
         stats = _binned_bootstrap(fn, p, y, n_boot, rng, metric_kwargs)
         used = "binned"
     else:
-        stats = _row_bootstrap(fn, p, y, n_boot, rng, progress, metric_kwargs)
+        stats = _fast_row_bootstrap(fn, p, y, n_boot, rng, progress, metric_kwargs)
+        if stats is None:
+            stats = _row_bootstrap(fn, p, y, n_boot, rng, progress, metric_kwargs)
         used = "rows"
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
@@ -174,6 +176,7 @@ def bootstrap_clinical(
     groups: Any = None,
     ordinal: bool = False,
     progress: bool | None = None,
+    method: str = "auto",
 ) -> dict[Any, Any]:
     """Percentile bootstrap intervals for every number of
     :func:`medloss.calibration.clinical_calibration`, from one set of resamples.
@@ -183,6 +186,12 @@ def bootstrap_clinical(
         n_boot: resamples (default 1000); ``level``: coverage (default 0.95); ``seed`` seeds NumPy's
             generator (default 0). ``groups``: ``[N]`` cluster ids (e.g. patients) to resample
             whole clusters. ``progress``: a progress bar (default: more than 200 resamples).
+        method: ``"exact"`` refits every number on every resample of the rows (O(rows) per fit);
+            ``"binned"`` resamples the rows grouped on a fine grid of the predicted risk and fits on
+            the groups (O(grid) per fit; ``medloss.calibration._binned`` says how, and its intervals
+            move by less than the bootstrap's own noise); ``"auto"`` (default) is exact up to
+            ``BINNED_FROM`` rows (2,000) and binned above, and always exact with ``groups``. The point
+            estimates are exact either way.
 
     Returns:
         Binary input: a dict from each key of ``clinical_calibration`` except ``n`` / ``events`` to a
@@ -204,27 +213,24 @@ def bootstrap_clinical(
 
     n_boot = check_int(n_boot, "n_boot", low=1)
     level = check_number(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    method = check_choice(method, "method", ("auto", "exact", "binned"))
+    if method == "binned" and groups is not None:
+        raise ValueError("`method='binned'` resamples rows: use method='exact' (or 'auto') with `groups`")
     p, y = as_probs_labels(probs, labels)
     estimate = clinical_calibration(p, y, ordinal=ordinal)
     nested = p.ndim == 2
     keys = [k for k in CLINICAL_KEYS if k not in ("n", "events")]
     parts = list(estimate) if nested else [None]
-    samples = {(part, k): np.full(n_boot, np.nan) for part in parts for k in keys}
     cluster_rows = _cluster_rows(groups, p.shape[0]) if groups is not None else None
     rng = np.random.default_rng(seed)
     show = progress if progress is not None else n_boot > 200
+    binned = method == "binned" or (method == "auto" and groups is None and p.shape[0] > BINNED_FROM)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # per-resample repeats of the warnings given above
-        for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap (clinical)", leave=False):
-            t = _resample(rng, p.shape[0], cluster_rows)
-            try:
-                r = clinical_calibration(p[t], y[t], ordinal=ordinal)
-            except ValueError:  # a resample with one outcome or one distinct probability
-                continue
-            for part in parts:
-                values = r[part] if nested else r
-                for k in keys:
-                    samples[(part, k)][b] = values[k]
+        if binned:
+            samples = _binned_clinical_samples(p, y, parts, keys, n_boot, rng, ordinal, show)
+        else:
+            samples = _exact_clinical_samples(p, y, parts, keys, n_boot, rng, ordinal, show, cluster_rows)
     used = "clusters" if cluster_rows is not None else "rows"
     alpha = (1.0 - level) / 2.0
 
@@ -240,6 +246,53 @@ def bootstrap_clinical(
     if nested:
         return {part: {k: interval(part, k) for k in keys} for part in parts}
     return {k: interval(None, k) for k in keys}
+
+
+#: rows above which ``bootstrap_clinical(method="auto")`` resamples on the risk grid (exact below)
+BINNED_FROM = 2000
+
+
+def _exact_clinical_samples(p, y, parts, keys, n_boot, rng, ordinal, show, cluster_rows) -> dict:
+    """The hierarchy refitted on each resample of the rows (or clusters)."""
+    from .clinical import clinical_calibration
+
+    samples = {(part, k): np.full(n_boot, np.nan) for part in parts for k in keys}
+    for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap (clinical)", leave=False):
+        t = _resample(rng, p.shape[0], cluster_rows)
+        try:
+            r = clinical_calibration(p[t], y[t], ordinal=ordinal)
+        except ValueError:  # a resample with one outcome or one distinct probability
+            continue
+        for part in parts:
+            values = r[part] if part is not None else r
+            for k in keys:
+                samples[(part, k)][b] = values[k]
+    return samples
+
+
+def _binned_clinical_samples(p, y, parts, keys, n_boot, rng, ordinal, show) -> dict:
+    """The hierarchy of each binary curve (the positive class, each class one-vs-rest or each grade
+    threshold) on ``n_boot`` resamples drawn on the risk grid (:mod:`medloss.calibration._binned`).
+    Each curve is resampled on its own: its intervals are marginal, as reported."""
+    from ._binned import binned_bootstrap
+    from .clinical import _one_vs_rest
+
+    pn = p.detach().cpu().to(torch.float64).numpy()
+    yn = y.detach().cpu().numpy()
+    curves = {None: (pn, yn.astype(np.float64))} if pn.ndim == 1 else {
+        j: (pj, yj) for j, pj, yj in _one_vs_rest(pn, yn, ordinal)}
+    samples = {}
+    with progress_counter(n_boot * len(parts), enabled=show, desc="bootstrap (clinical)", leave=False) as bar:
+        for part in parts:
+            pj, yj = curves[part]
+            if 0 < yj.sum() < len(yj) and np.unique(pj).size > 1:
+                values = binned_bootstrap(pj, yj, n_boot, rng, keys, on_chunk=bar.update)
+            else:  # an absent class: its intervals are undefined, as the exact bootstrap leaves them
+                values = {k: np.full(n_boot, np.nan) for k in keys}
+                bar.update(n_boot)
+            for k in keys:
+                samples[(part, k)] = values[k]
+    return samples
 
 
 def clinical_calibration_by_subgroup(
@@ -294,6 +347,59 @@ def clinical_calibration_by_subgroup(
         except ValueError as err:
             entry["error"] = str(err)
         out[value] = entry
+    return out
+
+
+def _per_row_terms(fn, p: torch.Tensor, y: torch.Tensor, kwargs: dict) -> np.ndarray | None:
+    """The per-row terms whose mean is ``fn(p, y, **kwargs)`` (NLL, Brier), or None for other metrics."""
+    p64 = p.detach().cpu().to(torch.float64)
+    y = y.detach().cpu()
+    if fn is negative_log_likelihood and set(kwargs) <= {"eps"}:
+        eps = torch.finfo(p.dtype).eps if kwargs.get("eps") is None else float(kwargs["eps"])
+        py = torch.where(y == 1, p64, 1.0 - p64) if p64.ndim == 1 else p64.gather(1, y.unsqueeze(1)).squeeze(1)
+        return (-torch.log(py.clamp(eps, 1.0 - eps))).numpy()
+    if fn is brier_score and set(kwargs) <= {"scale_by_half"}:
+        half = kwargs.get("scale_by_half", "auto")
+        if p64.ndim == 1:
+            return (2.0 * (p64 - y.to(torch.float64)) ** 2 / (2.0 if half in ("auto", True) else 1.0)).numpy()
+        sq = (p64**2).sum(1) - 2.0 * p64.gather(1, y.unsqueeze(1)).squeeze(1) + 1.0
+        return (sq / (2.0 if half is True else 1.0)).numpy()
+    return None
+
+
+def _fast_row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray | None:
+    """The row bootstrap of the metrics that need no refit per resample, from the same resamples
+    (the same draws of ``rng``) as :func:`_row_bootstrap` and to rounding the same values, in O(rows)
+    NumPy work per resample: the mean of per-row terms (NLL, Brier), and the equal-mass ECE from the
+    rows sorted once, a resample being a count per row (no sort per resample). None for other metrics."""
+    n = p.shape[0]
+    show = progress if progress is not None else n * n_boot > 5e7
+    terms = _per_row_terms(fn, p, y, kwargs)
+    out = np.empty(n_boot)
+    if terms is not None:
+        for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap", leave=False):
+            out[b] = terms[rng.integers(0, n, size=n)].mean()
+        return out
+    quantile = (fn is adaptive_calibration_error and set(kwargs) <= {"n_bins", "norm"}) or (
+        fn is expected_calibration_error and kwargs.get("binning") == "quantile"
+        and set(kwargs) <= {"n_bins", "norm", "binning"})
+    if not quantile:
+        return None
+    n_bins, norm = int(kwargs.get("n_bins", 15)), kwargs.get("norm", "l1")
+    conf, correct = top_label(p, y)
+    conf = conf.detach().cpu().to(torch.float64).numpy()
+    order = np.argsort(conf, kind="stable")
+    s, hit = conf[order], correct.detach().cpu().numpy()[order].astype(np.float64)
+    sizes = np.full(n_bins, n // n_bins)
+    sizes[: n % n_bins] += 1
+    ends = np.clip(np.cumsum(sizes)[:-1] - 1, 0, n - 1)  # positions of the inner edges in a sorted resample
+    for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap", leave=False):
+        c = np.bincount(rng.integers(0, n, size=n), minlength=n)[order].astype(np.float64)
+        inner = s[np.searchsorted(np.cumsum(c), ends, side="right")]  # quantile_edges of the resample
+        bins = np.searchsorted(inner, s, side="left")
+        counts = np.bincount(bins, weights=c, minlength=n_bins)
+        out[b] = calibration_error_from_bins(counts, np.bincount(bins, weights=c * s, minlength=n_bins),
+                                             np.bincount(bins, weights=c * hit, minlength=n_bins), norm)
     return out
 
 

@@ -212,7 +212,8 @@ def plot_clinical_calibration(
         curves: ``(probs, labels)`` with binary ``[N]`` probabilities, or a mapping name ->
             ``(probs, labels)`` to overlay models or before / after calibration.
         n_boot: bootstrap resamples for the band (default 200; 0 draws no band). Rows are
-            resampled; the band is drawn for every curve.
+            resampled (above 2,000 rows on a fine grid of the risk, as :func:`bootstrap_clinical`'s
+            ``method="binned"``); the band is drawn for every curve.
         level: coverage of the band (default 0.95).
         seed: seeds the bootstrap (default 0).
         n_groups: groups of predicted risk for the observed proportions (default 10).
@@ -237,6 +238,8 @@ def plot_clinical_calibration(
     import warnings
 
     from .._validation import check_number
+    from ._binned import binned_smoothed_curves
+    from .bootstrap import BINNED_FROM
     from .clinical import _binary_arrays, _clinical
 
     rcParams = require("matplotlib", "plot_clinical_calibration").rcParams
@@ -267,7 +270,10 @@ def plot_clinical_calibration(
             warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 1 probabilities: the caller saw it elsewhere
             stats = _clinical(p, y)
         inside = (grid >= p.min()) & (grid <= p.max())
-        if n_boot:
+        if n_boot and len(p) > BINNED_FROM:  # many rows: resampled on the risk grid (bootstrap_clinical's "binned")
+            boot = np.full((n_boot, grid.size), np.nan)
+            boot[:, inside] = binned_smoothed_curves(p, y, grid[inside], n_boot, rng)
+        elif n_boot:
             boot = np.full((n_boot, grid.size), np.nan)
             for b in progress_bar(range(n_boot), enabled=show, desc=f"calibration band ({name})", leave=False):
                 idx = rng.integers(0, len(p), len(p))

@@ -81,7 +81,7 @@ def conformal_report(method: str, alpha: float, cal_probs: torch.Tensor, cal_lab
 
 
 def calibration_metrics(probs: torch.Tensor, labels: np.ndarray, *, n_boot: int, seed: int,
-                        n_bins: int = N_BINS) -> dict:
+                        n_bins: int = N_BINS, progress: bool | None = False) -> dict:
     y = torch.from_numpy(labels)
     out = {}
     for name, fn, kw in [
@@ -91,7 +91,7 @@ def calibration_metrics(probs: torch.Tensor, labels: np.ndarray, *, n_boot: int,
         ("brier", brier_score, {}),
         ("nll", negative_log_likelihood, {}),
     ]:
-        ci = bootstrap_ci(fn, probs, y, n_boot=n_boot, seed=seed, **kw)
+        ci = bootstrap_ci(fn, probs, y, n_boot=n_boot, seed=seed, progress=progress, **kw)
         out[name] = ci.to_dict()
     return out
 
@@ -141,7 +141,8 @@ CLINICAL_ROWS = [("calibration_in_the_large", "calibration-in-the-large (0 ideal
                  ("spiegelhalter_z", "Spiegelhalter z"), ("c_statistic", "C statistic (val.prob)")]
 
 
-def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_boot: int, seed: int) -> dict:
+def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_boot: int, seed: int,
+                     progress: bool | None = False) -> dict:
     """The clinical calibration hierarchy (R's rms::val.prob) with bootstrap intervals: for the positive
     class of a binary model (or class 1 of a two-column softmax), per class one-vs-rest for multiclass
     models, per threshold P(grade > k) for ordinal ones. Warnings (exact 0 / 1 probabilities, a class
@@ -157,7 +158,7 @@ def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_bo
         warnings.simplefilter("always", RuntimeWarning)
         try:
             ci = bootstrap_clinical(p, labels, n_boot=n_boot, seed=seed, ordinal=kind == "per_threshold",
-                                    progress=False)
+                                    progress=progress)
         except ValueError as err:  # one outcome in the test split, constant predictions
             return {"kind": kind, "metrics": None, "notes": [str(err)]}
     notes = sorted({str(w.message) for w in caught})
@@ -169,9 +170,11 @@ def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_bo
 
 
 def evaluate(probs: torch.Tensor, labels: np.ndarray, class_names: list[str], task: str, *, n_boot: int,
-             seed: int) -> dict[str, Any]:
-    out = {"calibration": calibration_metrics(probs, labels, n_boot=n_boot, seed=seed),
-           "clinical": clinical_metrics(probs, labels, task, n_boot=n_boot, seed=seed),
+             seed: int, progress: bool | None = False) -> dict[str, Any]:
+    """Calibration, clinical and classification metrics with bootstrap intervals. ``progress``: the
+    bootstraps' progress bars (None: where they are long; False: none)."""
+    out = {"calibration": calibration_metrics(probs, labels, n_boot=n_boot, seed=seed, progress=progress),
+           "clinical": clinical_metrics(probs, labels, task, n_boot=n_boot, seed=seed, progress=progress),
            "classification": classification_metrics(probs, labels, class_names)}
     if task == "ordinal":
         out["ordinal"] = ordinal_metrics(probs, labels, len(class_names))

@@ -141,8 +141,11 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     calibrator.save(run.path(f"{prefix}calibrator.json"))
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
-    before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
-    after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed)
+    bars = None if cfg.progress else False  # the bootstraps' bars where they are long
+    before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed,
+                      progress=bars)
+    after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed,
+                     progress=bars)
     check = calibration_check(before, after)
     conformal = None
     if cfg.conformal is not None:
@@ -446,6 +449,7 @@ class CalibrateConfig:
     subgroup: str | None = None
     conformal: float | None = None
     conformal_method: str = "aps"
+    progress: bool = True
 
 
 def run_calibrate(cfg: CalibrateConfig) -> Path:
@@ -514,8 +518,9 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
         except ValueError as err:
             raise UserError(f"--conformal: {err}") from None
     task = "binary" if values.ndim == 1 else "multiclass"  # two logit columns: a 2-class softmax
-    before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
-    after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed)
+    bars = None if cfg.progress else False  # the bootstraps' bars where they are long
+    before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed, progress=bars)
+    after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed, progress=bars)
     report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
     report.heading("Input")
     report.facts([["predictions", cfg.predictions], ["values", kind], ["classes", k],
