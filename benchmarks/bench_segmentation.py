@@ -107,14 +107,14 @@ def main() -> None:
             fns[name] = lambda z, loss=loss, t=t: loss(z, t)
 
             def without_kernel(z, loss=loss, t=t):  # what runs on a GPU, or where no C compiler was found
-                with medloss.native_kernels(False):
+                with medloss.implementation("pytorch"):
                     return loss(z, t)
 
             fns[name + " (PyTorch path)"] = without_kernel
             compiled = torch.compile(loss, fullgraph=True)
 
             def compiled_without_kernel(z, compiled=compiled, t=t):
-                with medloss.native_kernels(False):
+                with medloss.implementation("pytorch"):
                     return compiled(z, t)
 
             fns[name + " (compiled)"] = compiled_without_kernel

@@ -71,7 +71,7 @@ def test_no_graph_break(entry, mode, native):
     torch._dynamo.reset()
     loss = _build(entry, mode)
     x, t = _inputs(entry, mode)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         explanation = torch._dynamo.explain(loss)(x, t)
     assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
 
@@ -80,7 +80,7 @@ def _assert_compiled_matches_eager(entry, mode, native, **compile_kwargs):
     torch._dynamo.reset()
     loss = _build(entry, mode)
     x, t = _inputs(entry, mode)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         expected = _value_and_grad(loss, x, t)
         compiled = torch.compile(loss, fullgraph=True, **compile_kwargs)
         got = _value_and_grad(compiled, x, t)

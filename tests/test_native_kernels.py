@@ -47,7 +47,7 @@ def both_paths(loss, x, t):
     """(value, gradient) with the kernels on and off."""
     out = []
     for enabled in (True, False):
-        with _native.native_kernels(enabled):
+        with medloss.implementation("auto" if enabled else "pytorch"):
             leaf = x.detach().clone().requires_grad_(True)
             value = loss(leaf, t)
             # reduction="none": a weighted sum, so that each entry's gradient is checked
@@ -125,7 +125,7 @@ def test_combo_confident_mistake_matches_closed_form():
     x = torch.tensor([[[0.0], [30.0], [0.0]]])
     t = torch.tensor([[0]])
     loss = ComboLoss(alpha=1.0, beta=0.5)  # the weighted CE alone
-    with _native.native_kernels(True):
+    with medloss.implementation("auto"):
         value = loss(x, t)
     xd = x.double()[0, :, 0]
     logp = torch.log_softmax(xd, 0)
@@ -142,7 +142,7 @@ def test_gradcheck_through_kernels(cls):
     x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.randint(0, 3, (2, 4, 5), generator=g)
     t[1, 0] = -100
-    with _native.native_kernels(True):
+    with medloss.implementation("auto"):
         assert torch.autograd.gradcheck(lambda z: cls()(z, t), (x,))
 
 
@@ -205,7 +205,7 @@ def test_unsupported_inputs_use_the_pytorch_path():
     t = torch.randint(0, 33, (1, 4))
     value = DiceLoss()(x33, t)
     assert torch.isfinite(value)
-    with _native.native_kernels(False):
+    with medloss.implementation("pytorch"):
         assert not _native.usable(torch.randn(1, 3, 4))
 
 
@@ -233,7 +233,7 @@ def test_focal_loss_on_images_through_kernels(alpha, weight, normalize, gamma):
         assert_paths_agree(loss, x, t, rtol=1e-10, atol=1e-12)
     # gamma 0 with per-class weights and weights normalisation is PyTorch's weighted cross-entropy
     if gamma == 0.0 and normalize == "weights" and weight is not None and alpha is None:
-        with _native.native_kernels(True):
+        with medloss.implementation("auto"):
             ours = FocalLoss(weight=weight, gamma=0.0, normalize="weights")(x, t)
         expected = torch.nn.functional.cross_entropy(x, t, weight=weight.double(), ignore_index=-100)
         torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)

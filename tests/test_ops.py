@@ -58,7 +58,7 @@ def test_softmax_stats_opcheck(path, term):
     x, t = _images()
     x.requires_grad_(True)
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64) if term == _ops.TERM_FOCAL else None
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         opcheck(ops.softmax_stats, (x, t, -100, term, weight, 2.0, 0.5, 0.7, keep, True))
 
 
@@ -66,7 +66,7 @@ def test_softmax_stats_opcheck(path, term):
 def test_softmax_stats_values(native):
     x, t = _images()
     weight = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         stats, term, n_bad, labels8, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, weight, 2.0, 2.0, 0.5)
     torch.testing.assert_close(stats, _reference_stats(x, t))
     torch.testing.assert_close(term, _reference_focal(x, t, 2.0, weight))
@@ -96,7 +96,7 @@ def _op_and_reference_gradients(x, t, path, *, seed, term=_ops.TERM_NONE, beta=0
     native, keep = path
     g_stats = torch.randn(2, 3, x.shape[1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         stats, value, _, _, _, _ = ops.softmax_stats(xa, t, -100, term, None, 0.0, 0.0, beta, keep)
         ((stats * g_stats).sum() + 0.3 * value).backward()
     xr = x.clone().requires_grad_(True)
@@ -114,7 +114,7 @@ def test_kept_softmax_survives_a_second_backward(term):
     x, t = _images(seed=13)
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, value, _, _, kept, _ = ops.softmax_stats(xa, t, -100, term, None, 2.0, 2.0, 0.7, True)
     torch.testing.assert_close(kept, torch.softmax(x, 1).reshape(2, 3, -1), rtol=1e-14, atol=0)
     assert not kept.requires_grad  # for the backward only: differentiating it is an error, not a silent zero
@@ -147,7 +147,7 @@ def test_the_cpu_path_in_blocks_of_images(monkeypatch, term, keep, ignored):
     g_stats = torch.randn(3, 3, 3, generator=g, dtype=torch.float64)
     w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, value, n_bad, labels8, _, _ = ops.softmax_stats(xa, t, -100, term, w, 0.5, 0.0, 0.7, keep)
     xr = x.clone().requires_grad_(True)
     ref_stats = _reference_stats(xr, t)
@@ -175,7 +175,7 @@ def test_labels_packed_in_half_bytes():
 def test_labels_kept_beside_the_softmax(c, width):
     """With the softmax kept, the op hands its backward half-byte labels below 15 classes, none from 15 up."""
     x, t = _images(c=c)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         *_, labels, p, _ = ops.softmax_stats(x.requires_grad_(True), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, True)
     assert labels.shape == (2, width) and p.shape == (2, c, 20)
 
@@ -189,7 +189,7 @@ def test_softmax_stats_sums_the_logits_when_asked(monkeypatch, path, per_image):
         monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     native, keep = path
     x, t = _images()
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         *_, total = ops.softmax_stats(x.requires_grad_(keep), t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, keep, True)
         *_, nothing = ops.softmax_stats(x, t, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5, keep, False)
     torch.testing.assert_close(total, x.detach().sum(), rtol=1e-12, atol=1e-12)
@@ -213,15 +213,15 @@ def test_non_finite_logits_are_an_error_on_every_path(monkeypatch, native, name,
     t[1, 2, 2] = -100
     x[1, 0, 2, 2 if where == "ignored" else 1] = bad
     loss = getattr(losses, name)()
-    with medloss.native_kernels(native), pytest.raises(ValueError, match=r"`input` contains non-finite values"):
+    with medloss.implementation("auto" if native else "pytorch"), pytest.raises(ValueError, match=r"`input` contains non-finite values"):
         loss(x.requires_grad_(True), t)
-    with medloss.native_kernels(native), medloss.value_checks(False):
+    with medloss.implementation("auto" if native else "pytorch"), medloss.value_checks(False):
         value = loss(x, t)  # unchecked (as under torch.compile): no error from inside the op either
     if math.isnan(bad):
         assert torch.isnan(value)
     huge = torch.full((2, 2, 4, 4), 3e38)
     huge[:, 0] = -3e38
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         assert torch.isfinite(losses.DiceLoss()(huge.requires_grad_(True), torch.ones(2, 4, 4, dtype=torch.long)))
 
 
@@ -269,7 +269,7 @@ def test_softmax_stats_focal_term_and_gradient_pytorch_path(gammas, weight, igno
     w = torch.tensor(weight, dtype=torch.float64)
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, *gammas, 0.5, keep)
         ((stats * g_stats).sum() + 0.7 * term).backward()
     xr = x.clone().requires_grad_(True)
@@ -289,7 +289,7 @@ def test_softmax_stats_focal_term_float32_tiny_and_underflowing_p_t(native, scal
     x, t = _images(dtype=torch.float32, seed=4)
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6])
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_FOCAL, w, 0.5, 0.0, 0.5)
     expected = _reference_focal_by_class(x.double(), t, 0.5, 0.0, w.double())
     torch.testing.assert_close(term.double(), expected, rtol=2e-6, atol=0)
@@ -311,7 +311,7 @@ def test_softmax_stats_focal_gradient_when_target_probabilities_vanish(monkeypat
     w = torch.tensor([0.4, 0.6, 0.6], dtype=torch.float64)
     g_stats = torch.randn(2, 3, 3, generator=torch.Generator().manual_seed(17), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, w, 0.5, 2.0, 0.5, keep)
     (grad,) = torch.autograd.grad((stats * g_stats).sum() + 0.7 * term, xa)
     xr = x.clone().requires_grad_(True)
@@ -351,7 +351,7 @@ def test_softmax_stats_weighted_ce_term(native, dtype, scale, ignored, c, beta):
     x = x * scale
     if not ignored:
         t = t.clamp(min=0)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         _, term, _, _, _, _ = ops.softmax_stats(x, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, beta)
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     torch.testing.assert_close(term.double(), _reference_wce(x, t, beta), rtol=rtol, atol=0)
@@ -386,7 +386,7 @@ def test_softmax_stats_weighted_ce_gradient_float32_pytorch_path(scale, c, keep)
     x[0, 0, :8] += 5.0 * scale  # class 0 confident: right where t == 0, wrong elsewhere
     g_stats = torch.randn(2, 3, c, generator=g, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.7, keep)
         ((stats.double() * g_stats).sum() + 0.3 * term.double()).backward()
     xr = x.double().requires_grad_(True)
@@ -433,7 +433,7 @@ def test_combo_gradient_with_and_without_the_in_place_softmax_backward(monkeypat
     t = torch.cat([t, t.clamp(min=0)])
     g_stats = torch.randn(4, 3, 4, generator=torch.Generator().manual_seed(22), dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, term, *_ = ops.softmax_stats(xa, t, -100, _ops.TERM_WCE, None, 0.0, 0.0, 0.6, True)
         ((stats * g_stats).sum() + 0.3 * term).backward()
     xr = x.clone().requires_grad_(True)
@@ -460,7 +460,7 @@ def test_weighted_ce_gradient_of_a_confident_wrong_class(keep):
 
 @pytest.mark.skipif(not native_kernels_available(), reason="needs the compiled kernels (no C compiler at install)")
 def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
-    """A graph built inside ``native_kernels(False)`` is differentiated by the PyTorch path even when
+    """A graph built inside ``implementation("pytorch")`` is differentiated by the PyTorch path even when
     ``backward()`` runs after the block (as benchmarks and training loops do), and the other way round."""
     from medloss import _native
 
@@ -474,7 +474,7 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     monkeypatch.setattr(_native, "softmax_pass", counting)
     x, t = _images(dtype=torch.float32)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, term, _, _, _, _ = ops.softmax_stats(xa, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
         total, _, _, *_ = ops.softmax_focal(xa, t, -100, None, 2.0, 2.0, 0.0, False)
     (stats.sum() + term + total).backward()
@@ -482,7 +482,7 @@ def test_backward_follows_the_kernel_choice_of_its_forward(monkeypatch):
     xb = x.clone().requires_grad_(True)
     stats, term, _, _, _, _ = ops.softmax_stats(xb, t, -100, _ops.TERM_FOCAL, None, 2.0, 2.0, 0.5)
     total, _, _, *_ = ops.softmax_focal(xb, t, -100, None, 2.0, 2.0, 0.0, False)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         (stats.sum() + term + total).backward()
     assert calls == [False, False, True, True]  # both forwards, then both backwards, in the kernel
     torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-5, atol=1e-6)  # and the two paths agree
@@ -541,7 +541,7 @@ def test_softmax_stats_counts_bad_labels_and_counts_them_nowhere(native):
     bad[1, 2, 2], bad[1, 3, 3] = 3, -7  # out of range, not ignore_index
     ignored = bad.clone()
     ignored[1, 2, 2] = ignored[1, 3, 3] = -100
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         stats, _, n_bad, _, _, _ = ops.softmax_stats(x, bad, -100, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     assert int(n_bad) == 2
     torch.testing.assert_close(stats, _reference_stats(x, ignored))
@@ -551,7 +551,7 @@ def test_softmax_stats_ignore_index_inside_the_class_range():
     """ignore_index = 0 (ignore the background): those pixels count nowhere, class 0 has no TP."""
     x, t = _images()
     t = t.clamp(min=0)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         stats, _, n_bad, _, _, _ = ops.softmax_stats(x, t, 0, _ops.TERM_NONE, None, 0.0, 0.0, 0.5)
     masked = torch.where(t == 0, -100, t)
     torch.testing.assert_close(stats, _reference_stats(x, masked))
@@ -566,7 +566,7 @@ def test_softmax_focal_opcheck(native, per_position, smoothing, keep):
     x, t = _images()
     x.requires_grad_(True)
     gammas = (2.0, 2.0) if smoothing else (2.0, 0.0)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         opcheck(ops.softmax_focal, (x, t, -100, torch.tensor([0.3, 0.7, 0.7], dtype=torch.float64), *gammas,
                                     smoothing, per_position, keep, True))
 
@@ -574,7 +574,7 @@ def test_softmax_focal_opcheck(native, per_position, smoothing, keep):
 @pytest.mark.parametrize("native", NATIVE, ids=lambda n: "kernel" if n else "pytorch")
 def test_softmax_focal_values(native):
     x, t = _images()
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         total, counts, n_bad, *_ = ops.softmax_focal(x, t, -100, None, 1.5, 1.5, 0.0, False)
     torch.testing.assert_close(total, _reference_focal(x, t, 1.5))
     valid = t[t != -100]
@@ -600,7 +600,7 @@ def test_softmax_focal_value_and_gradient_pytorch_path(monkeypatch, gammas, weig
         t = t.clamp(min=0)
     w = None if weight is None else torch.tensor(weight, dtype=torch.float64)
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         out, _, _, labels, kept, _ = ops.softmax_focal(xa, t, -100, w, *gammas, 0.0, per_position, keep)
         assert labels.shape == ((2, 10) if keep else (2, 0)) and kept.shape == ((2, 3, 20) if keep else (0,))
         g_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
@@ -624,7 +624,7 @@ def test_softmax_focal_float32_tiny_and_underflowing_p_t(native, scale, keep):
     x = x * scale
     w = torch.tensor([0.4, 0.6, 0.6])
     xa = x.clone().requires_grad_(True)
-    with medloss.native_kernels(native):
+    with medloss.implementation("auto" if native else "pytorch"):
         total, _, _, *_ = ops.softmax_focal(xa, t, -100, w, 0.5, 0.0, 0.0, False, keep)
         total.backward()
     xr = x.double().requires_grad_(True)
@@ -640,7 +640,7 @@ def test_softmax_focal_with_smoothing_at_gamma_0_is_cross_entropy(monkeypatch, p
         monkeypatch.setattr(_ops, "_CPU_BLOCK_BYTES", 1)
     x, t = _images()
     xa, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    with medloss.native_kernels(False):
+    with medloss.implementation("pytorch"):
         total, counts, _, *_ = ops.softmax_focal(xa, t, -100, None, 0.0, 0.0, 0.1, False)
     expected = F.cross_entropy(xr, t, label_smoothing=0.1, reduction="sum")
     torch.testing.assert_close(total, expected)
@@ -838,7 +838,7 @@ def test_autograd_keeps_at_most_one_logits_sized_tensor_and_a_byte_per_pixel(nam
         return tensor
 
     loss_fn = get_loss(name, mode="multiclass")
-    with medloss.native_kernels(native), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with medloss.implementation("auto" if native else "pytorch"), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         loss = loss_fn(x, t)
     for ptr in (x.untyped_storage().data_ptr(), t.untyped_storage().data_ptr()):
         storages.pop(ptr, None)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+
+from .ops.switch import get_implementation, implementation
 
 MAX_CLASSES = 32
 TERM_NONE, TERM_FOCAL, TERM_WCE = 0, 1, 2
@@ -117,42 +120,50 @@ def _load() -> ctypes.CDLL | None:
 
 _LIB = _load()
 _GOMP_PARALLEL = _openmp_parallel() if _LIB is not None else None
-_enabled = os.environ.get("MEDLOSS_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+_ENV_ENABLED = os.environ.get("MEDLOSS_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def env_enabled() -> bool:
+    """False when ``MEDLOSS_NATIVE=0`` turned the compiled kernels off for the process."""
+    return _ENV_ENABLED
+
+
+def _selected() -> bool:
+    """The implementation switch lets the compiled kernels run (``"auto"`` or ``"cpu_kernel"``)."""
+    return _ENV_ENABLED and get_implementation() in ("auto", "cpu_kernel")
 
 
 def native_kernels_available() -> bool:
-    """True when the compiled kernels are installed and enabled (see :func:`native_kernels`).
+    """True when the compiled kernels are installed and the implementation switch lets them run
+    (:func:`medloss.implementation`).
 
     Examples:
         >>> import medloss
         >>> isinstance(medloss.native_kernels_available(), bool)  # False without a C compiler at install time
         True
     """
-    return _LIB is not None and _enabled
+    return _LIB is not None and _selected()
 
 
 @contextmanager
 def native_kernels(enabled: bool) -> Iterator[None]:
-    """Context manager turning the compiled kernels on or off (e.g. to compare both paths). The
-    backward of a loss computed inside the block takes the same path, even when ``backward()`` runs
-    after the block.
+    """Deprecated: ``medloss.implementation("auto")`` (enabled) or ``medloss.implementation("pytorch")``
+    (disabled) says the same for every implementation; this alias stays for one release.
 
     Examples:
-        >>> import medloss
-        >>> from medloss.losses import DiceLoss
-        >>> x, t = torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8))
-        >>> with medloss.native_kernels(False):  # the PyTorch path, what a GPU runs
-        ...     reference = DiceLoss()(x, t)
-        >>> torch.allclose(DiceLoss()(x, t), reference)
-        True
+        >>> import warnings, medloss
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     with medloss.native_kernels(False):
+        ...         medloss.get_implementation()
+        'pytorch'
+        >>> caught[0].category.__name__
+        'FutureWarning'
     """
-    global _enabled
-    previous = _enabled
-    _enabled = bool(enabled)
-    try:
+    warnings.warn("medloss.native_kernels(enabled) is deprecated: use medloss.implementation('auto') or "
+                  "medloss.implementation('pytorch')", FutureWarning, stacklevel=3)
+    with implementation("auto" if enabled else "pytorch"):
         yield
-    finally:
-        _enabled = previous
 
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -164,7 +175,7 @@ def usable(x: torch.Tensor, enabled: bool | None = None) -> bool:
     forward's)."""
     return (
         _LIB is not None
-        and (_enabled if enabled is None else enabled)
+        and (_selected() if enabled is None else enabled)
         and x.device.type == "cpu"
         and x.dtype in _KERNEL_DTYPES
         and x.ndim >= 2

@@ -750,7 +750,7 @@ def softmax_stats_backward(
     (``[B, C]``) and of the term (0-dim). ``softmax``: the forward's kept ``softmax(x)`` ``[B, C, N]``
     (read only), or empty: it is then recomputed from ``x``. ``native``: whether
     the compiled kernels were on when the forward ran: the backward follows that choice, whatever is
-    in force when it runs (a graph built inside ``native_kernels(False)`` is differentiated by the
+    in force when it runs (a graph built inside ``implementation("pytorch")`` is differentiated by the
     PyTorch path even if ``backward()`` runs after the block)."""
     return _softmax_stats_backward_torch(
         x, target, labels8, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_tp, g_sum_p, g_term, softmax

@@ -21,7 +21,11 @@ from .._validation import (
     check_simplex,
     value_checks_active,
 )
+from ..ops.switch import resolve as resolve_implementation
 from ._common import class_lookup, focal_modulated_log, log1mexp, upcast
+
+#: most classes the Triton statistics kernel takes (more run the PyTorch implementation)
+TRITON_MAX_CLASSES = 256
 
 
 def probabilities_and_targets(
@@ -213,6 +217,17 @@ def softmax_statistics(
         term, beta = _ops.TERM_WCE, float(weighted_ce)
     checks = value_checks_active(x, t)
     check_logits = checks and check_finite_logits
+    if term == _ops.TERM_NONE and resolve_implementation(x) == "triton" and n_classes <= TRITON_MAX_CLASSES:
+        from ..ops.triton_softmax_stats import softmax_stats_triton
+
+        stats, n_bad, logits_sum = softmax_stats_triton(x, t, -(2**62) if ignore_index is None else ignore_index)
+        if checks:
+            check_op_findings(x, t, n_classes, ignore_index, n_bad, logits_sum if check_logits else logits_sum * 0)
+        tp, sum_p, sum_y = stats.to(x.dtype).unbind(1)
+        sum_y = sum_y.detach()
+        if batch:
+            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
+        return SoftmaxStats(tp, sum_p, sum_y, None)
     stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
         x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x), check_logits
     )

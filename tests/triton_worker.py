@@ -1,0 +1,116 @@
+"""Run by tests/test_triton.py in a process of its own with TRITON_INTERPRET=1 (Triton's interpreter runs the
+kernels on CPU tensors): the Triton softmax statistics against the float64 reference formula, and the number
+of kernel launches of each loss that uses them. Prints one line per case; exits non-zero on a failure."""
+
+import itertools
+import os
+import sys
+
+assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+
+import torch  # noqa: E402
+import triton.runtime.interpreter as interpreter  # noqa: E402
+
+import medloss  # noqa: E402
+from medloss.losses import (  # noqa: E402
+    DiceLoss,
+    FocalTverskyLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    MCCLoss,
+    TverskyLoss,
+)
+from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
+from medloss.ops.triton_softmax_stats import softmax_stats_triton  # noqa: E402
+
+LAUNCHES = {"n": 0}
+_call = interpreter.GridExecutor.__call__
+
+
+def _counting_call(self, *args, **kwargs):
+    LAUNCHES["n"] += 1
+    return _call(self, *args, **kwargs)
+
+
+interpreter.GridExecutor.__call__ = _counting_call
+
+
+def case(spatial, c, dtype, ignored, absent, extreme, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c, *spatial, generator=g, dtype=torch.float64) * 3
+    if extreme:
+        x = x.sign() * 1e4
+    t = torch.randint(0, c, (2, *spatial), generator=g)
+    if absent:
+        t = t.clamp(max=max(0, c - 2))  # the last class absent from the target
+    if ignored:
+        t.view(2, -1)[:, ::3] = -100
+    return x.to(dtype), t
+
+
+def check(spatial, c, dtype, ignored, absent, extreme, seed):
+    x, t = case(spatial, c, dtype, ignored, absent, extreme, seed)
+    x64 = x.double().requires_grad_(True)
+    valid = t != -100
+    tp, sum_p, sum_y, _ = softmax_statistics_reference(x64, t, valid, False)
+    expected = torch.stack([tp, sum_p, sum_y], 1)
+    g = torch.Generator().manual_seed(seed + 1)
+    g_stats = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    (expected_grad,) = torch.autograd.grad((expected * g_stats).sum(), x64)
+    xt = x.clone().requires_grad_(True)
+    stats, n_bad, _ = softmax_stats_triton(xt, t, -100)
+    (grad,) = torch.autograd.grad((stats * g_stats.float()).sum(), xt)
+    torch.testing.assert_close(stats.double(), expected.detach(), rtol=2e-5, atol=2e-4)
+    scale = expected_grad.abs().max().item() + 1e-30
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=5e-3 if dtype == torch.bfloat16 else 2e-5,
+                               atol=(5e-3 if dtype == torch.bfloat16 else 2e-5) * scale)
+    assert grad.dtype == x.dtype and int(n_bad) == 0
+
+
+def main() -> int:
+    n = 0
+    grid = itertools.product([(9, 7), (4, 5, 3)], [2, 4, 13, 117], [torch.float32, torch.bfloat16],
+                             [False, True], [False, True], [False, True])
+    for seed, (spatial, c, dtype, ignored, absent, extreme) in enumerate(grid):
+        check(spatial, c, dtype, ignored, absent, extreme, seed)
+        n += 1
+    print(f"conformance: {n} cases equal the float64 reference")
+    # bad labels are counted, ignore_index is not
+    x, t = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
+    t[0, 0, :3] = torch.tensor([7, -100, -5])
+    assert int(softmax_stats_triton(x, t, -100)[1]) == 2
+    # determinism: the same bits twice
+    x, t = case((16, 16), 4, torch.float32, True, False, False, 0)
+    a, b = softmax_stats_triton(x, t, -100)[0], softmax_stats_triton(x, t, -100)[0]
+    assert torch.equal(a, b)
+    # launches per forward + backward of each loss running on the kernels
+    x, t = case((16, 16), 4, torch.float32, True, False, False, 1)
+    for loss in (DiceLoss(), JaccardLoss(), TverskyLoss(), FocalTverskyLoss(), GeneralizedDiceLoss(), MCCLoss(),
+                 DiceLoss(batch=True)):
+        xs = x.clone().requires_grad_(True)
+        with medloss.implementation("triton"):
+            LAUNCHES["n"] = 0
+            loss(xs, t).backward()
+            launches = LAUNCHES["n"]
+        with medloss.implementation("pytorch"):
+            xr = x.clone().requires_grad_(True)
+            expected = loss(xr, t)
+            expected.backward()
+        torch.testing.assert_close(xs.grad, xr.grad, rtol=1e-4, atol=1e-6)
+        assert launches == 2, (type(loss).__name__, launches)
+        print(f"launches: {type(loss).__name__} forward + backward = {launches}")
+    # second derivatives (create_graph=True) come from the defining formula, as on the other implementations
+    x64 = case((5, 4), 3, torch.float64, True, False, False, 2)[0].requires_grad_(True)
+    t = case((5, 4), 3, torch.float64, True, False, False, 2)[1]
+    second = {}
+    for name in ("triton", "pytorch"):
+        with medloss.implementation(name):
+            (g,) = torch.autograd.grad(DiceLoss()(x64, t), x64, create_graph=True)
+            (second[name],) = torch.autograd.grad((g * g).sum(), x64)
+    torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
+    print("second derivatives: equal the PyTorch implementation's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
