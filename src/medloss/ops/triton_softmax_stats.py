@@ -38,39 +38,12 @@ def _tile(c: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _stats_forward(x_ptr, t_ptr, part_ptr, bad_ptr, sum_ptr, C, N, n_tiles, ignore_index,
-                   C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+def _softmax_tile(x_ptr, t_ptr, C, N, ignore_index, C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    """One tile: all classes x ``BLOCK_N`` pixels of image ``program_id(0)``; its softmax in fp32 (0 at
+    pixels not counted: ignored, out of range or past the end)."""
     b = tl.program_id(0)
-    tile = tl.program_id(1)
     cls = tl.arange(0, C_PAD)
-    pix = tile * BLOCK_N + tl.arange(0, BLOCK_N)
-    in_c = cls < C
-    in_n = pix < N
-    mask = in_c[:, None] & in_n[None, :]
-    x = tl.load(x_ptr + b * C * N + cls[:, None] * N + pix[None, :], mask=mask, other=float("-inf")).to(tl.float32)
-    t = tl.load(t_ptr + b * N + pix, mask=in_n, other=ignore_index)
-    valid = in_n & (t >= 0) & (t < C)
-    bad = in_n & (t != ignore_index) & ~valid
-    peak = tl.where(in_n, tl.max(x, axis=0), 0.0)  # pixels past the end: no -inf - -inf
-    e = tl.where(mask, tl.exp(x - peak[None, :]), 0.0)
-    p = e / tl.where(in_n, tl.sum(e, axis=0), 1.0)[None, :]
-    p = tl.where(valid[None, :], p, 0.0)
-    hit = (cls[:, None] == t[None, :]) & valid[None, :]
-    base = part_ptr + (b * n_tiles + tile) * 3 * C
-    tl.store(base + cls, tl.sum(tl.where(hit, p, 0.0), axis=1), mask=in_c)
-    tl.store(base + C + cls, tl.sum(p, axis=1), mask=in_c)
-    tl.store(base + 2 * C + cls, tl.sum(hit.to(tl.float32), axis=1), mask=in_c)
-    tl.store(bad_ptr + b * n_tiles + tile, tl.sum(bad.to(tl.int32), axis=0))
-    tl.store(sum_ptr + b * n_tiles + tile, tl.sum(tl.sum(tl.where(mask, x, 0.0), axis=1), axis=0))
-
-
-@triton.jit
-def _stats_backward(x_ptr, t_ptr, g_tp_ptr, g_sp_ptr, grad_ptr, C, N, ignore_index,
-                    C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
-    tile = tl.program_id(1)
-    cls = tl.arange(0, C_PAD)
-    pix = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+    pix = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     in_c = cls < C
     in_n = pix < N
     mask = in_c[:, None] & in_n[None, :]
@@ -78,16 +51,39 @@ def _stats_backward(x_ptr, t_ptr, g_tp_ptr, g_sp_ptr, grad_ptr, C, N, ignore_ind
     x = tl.load(x_ptr + offsets, mask=mask, other=float("-inf")).to(tl.float32)
     t = tl.load(t_ptr + b * N + pix, mask=in_n, other=ignore_index)
     valid = in_n & (t >= 0) & (t < C)
-    peak = tl.where(in_n, tl.max(x, axis=0), 0.0)
+    peak = tl.where(in_n, tl.max(x, axis=0), 0.0)  # pixels past the end: no -inf - -inf
     e = tl.where(mask, tl.exp(x - peak[None, :]), 0.0)
     p = e / tl.where(in_n, tl.sum(e, axis=0), 1.0)[None, :]
+    p = tl.where(valid[None, :], p, 0.0)
+    hit = (cls[:, None] == t[None, :]) & valid[None, :]
+    return cls, in_c, in_n, mask, offsets, x, t, valid, p, hit
+
+
+@triton.jit
+def _stats_forward(x_ptr, t_ptr, part_ptr, bad_ptr, sum_ptr, C, N, n_tiles, ignore_index,
+                   C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    cls, in_c, in_n, mask, _, x, t, valid, p, hit = _softmax_tile(x_ptr, t_ptr, C, N, ignore_index, C_PAD, BLOCK_N)
+    bad = in_n & (t != ignore_index) & ~valid
+    part = tl.program_id(0) * n_tiles + tl.program_id(1)
+    base = part_ptr + part * 3 * C
+    tl.store(base + cls, tl.sum(tl.where(hit, p, 0.0), axis=1), mask=in_c)
+    tl.store(base + C + cls, tl.sum(p, axis=1), mask=in_c)
+    tl.store(base + 2 * C + cls, tl.sum(hit.to(tl.float32), axis=1), mask=in_c)
+    tl.store(bad_ptr + part, tl.sum(bad.to(tl.int32), axis=0))
+    tl.store(sum_ptr + part, tl.sum(tl.sum(tl.where(mask, x, 0.0), axis=1), axis=0))
+
+
+@triton.jit
+def _stats_backward(x_ptr, t_ptr, g_tp_ptr, g_sp_ptr, grad_ptr, C, N, ignore_index,
+                    C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+    cls, in_c, _, mask, offsets, _, _, valid, p, hit = _softmax_tile(x_ptr, t_ptr, C, N, ignore_index, C_PAD,
+                                                                     BLOCK_N)
+    b = tl.program_id(0)
     u = tl.load(g_sp_ptr + b * C + cls, mask=in_c, other=0.0).to(tl.float32)
     v = tl.load(g_tp_ptr + b * C + cls, mask=in_c, other=0.0).to(tl.float32)
-    hit = (cls[:, None] == t[None, :]) & valid[None, :]
     pv = tl.where(hit, p * v[:, None], 0.0)  # p_t V_t in the true class's row
     s = tl.sum(p * u[:, None], axis=0) + tl.sum(pv, axis=0)
-    grad = p * (u[:, None] - s[None, :]) + pv
-    grad = tl.where(valid[None, :], grad, 0.0)
+    grad = tl.where(valid[None, :], p * (u[:, None] - s[None, :]) + pv, 0.0)
     tl.store(grad_ptr + offsets, grad.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
