@@ -14,7 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import medloss
 from medloss import _native
-from medloss.losses import DiceLoss
+from medloss.losses import ComboLoss, DiceLoss
 from medloss.ops import switch
 
 HERE = Path(__file__).resolve().parent
@@ -73,14 +73,15 @@ def test_native_kernels_is_a_deprecated_alias():
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (pip install triton)")
 def test_triton_kernels_through_the_interpreter():
     """The conformance grid (2-D / 3-D, C in {2, 4, 13, 117}, ignored pixels, absent classes, fp32 / bf16,
-    logits at +-1e4) against the float64 reference, bad-label counts, determinism, 2 launches per forward +
-    backward of every loss on the kernels, and second derivatives: tests/triton_worker.py."""
+    logits at +-1e4; no term, the focal term with gamma in {0, 0.5, 2} and class weights, Combo's weighted
+    cross-entropy with two betas) against the float64 reference, bad-label counts, determinism, 2 launches
+    per forward + backward of every loss on the kernels, and second derivatives: tests/triton_worker.py."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     run = subprocess.run([sys.executable, str(HERE / "triton_worker.py")], env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "conformance: 128 cases equal the float64 reference" in run.stdout
-    assert run.stdout.count("forward + backward = 2") == 7
+    assert "conformance: 768 cases equal the float64 reference" in run.stdout
+    assert run.stdout.count("forward + backward = 2") == 13
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (pip install triton)")
@@ -93,8 +94,8 @@ def test_region_losses_on_cuda_take_the_triton_op_without_a_host_sync():
         x = torch.empty(2, 5, 8, 8, device="cuda")
         t = torch.empty(2, 8, 8, dtype=torch.long, device="cuda")
         assert switch.resolve(x) == "triton"
-        for loss in (DiceLoss(), DiceLoss(batch=True, reduction="none")):
+        for loss in (DiceLoss(), DiceLoss(batch=True, reduction="none"), ComboLoss()):
             out = loss(x, t)
             assert out.device.type == "cuda" and out.dtype == torch.float32
-        stats, n_bad, total = torch.ops.medloss.softmax_stats_triton(x, t, -100)
-        assert stats.shape == (2, 3, 5) and n_bad.dtype == torch.int64
+        stats, term, n_bad, total = torch.ops.medloss.softmax_stats_triton(x, t, -100, 1, None, 2.0, 2.0, 0.5)
+        assert stats.shape == (2, 3, 5) and term.shape == () and n_bad.dtype == torch.int64

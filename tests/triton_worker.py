@@ -13,11 +13,17 @@ import triton.runtime.interpreter as interpreter  # noqa: E402
 
 import medloss  # noqa: E402
 from medloss.losses import (  # noqa: E402
+    AsymmetricFocalTverskyLoss,
+    AsymmetricUnifiedFocalLoss,
+    ComboLoss,
     DiceLoss,
     FocalTverskyLoss,
     GeneralizedDiceLoss,
+    HybridFocalLoss,
     JaccardLoss,
     MCCLoss,
+    SymmetricFocalTverskyLoss,
+    SymmetricUnifiedFocalLoss,
     TverskyLoss,
 )
 from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
@@ -48,45 +54,73 @@ def case(spatial, c, dtype, ignored, absent, extreme, seed):
     return x.to(dtype), t
 
 
-def check(spatial, c, dtype, ignored, absent, extreme, seed):
+TERMS = [(0, 0.0, 0.0, 0.5, False), (1, 0.0, 0.0, 0.5, True), (1, 0.5, 0.5, 0.5, False), (1, 2.0, 0.0, 0.5, True),
+         (2, 0.0, 0.0, 0.5, False), (2, 0.0, 0.0, 0.3, False)]  # (term, gamma_bg, gamma_fg, beta, class weights)
+
+
+def check(spatial, c, dtype, ignored, absent, extreme, seed, term, gamma_bg, gamma_fg, beta, weighted):
     x, t = case(spatial, c, dtype, ignored, absent, extreme, seed)
     x64 = x.double().requires_grad_(True)
     valid = t != -100
-    tp, sum_p, sum_y, _ = softmax_statistics_reference(x64, t, valid, False)
+    weight = None
+    if weighted:
+        weight = torch.rand(c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.5
+    spec = None
+    if term == 1:
+        gammas = torch.full((c,), gamma_fg, dtype=torch.float64)
+        gammas[0] = gamma_bg
+        spec = ("focal", torch.ones(c, dtype=torch.float64) if weight is None else weight, gammas, 1.0)
+    elif term == 2:
+        spec = ("wce", beta, 1.0)
+    tp, sum_p, sum_y, value = softmax_statistics_reference(x64, t, valid, False, spec)
     expected = torch.stack([tp, sum_p, sum_y], 1)
     g = torch.Generator().manual_seed(seed + 1)
     g_stats = torch.randn(expected.shape, generator=g, dtype=torch.float64)
-    (expected_grad,) = torch.autograd.grad((expected * g_stats).sum(), x64)
+    g_value = float(torch.randn((), generator=g, dtype=torch.float64))
+    (expected_grad,) = torch.autograd.grad((expected * g_stats).sum() + g_value * value, x64)
+    if bool(expected_grad.isnan().any()):
+        # autograd of the formula is NaN where (1 - p_t)^gamma (gamma < 1) meets an exactly saturated p_t = 1;
+        # there the PyTorch implementation's hand-written gradient (its limit, 0) is the float64 reference
+        xp = x.double().requires_grad_(True)
+        with medloss.implementation("pytorch"):
+            out = torch.ops.medloss.softmax_stats(xp, t, -100, term, weight, gamma_bg, gamma_fg, beta, False, False)
+            (limit,) = torch.autograd.grad((out[0] * g_stats).sum() + g_value * out[1], xp)
+        expected_grad = torch.where(expected_grad.isnan(), limit, expected_grad)
     xt = x.clone().requires_grad_(True)
-    stats, n_bad, _ = softmax_stats_triton(xt, t, -100)
-    (grad,) = torch.autograd.grad((stats * g_stats.float()).sum(), xt)
+    stats, total, n_bad, _ = softmax_stats_triton(xt, t, -100, term, None if weight is None else weight.float(),
+                                                  gamma_bg, gamma_fg, beta)
+    (grad,) = torch.autograd.grad((stats * g_stats.float()).sum() + g_value * total, xt)
     torch.testing.assert_close(stats.double(), expected.detach(), rtol=2e-5, atol=2e-4)
+    if term:
+        torch.testing.assert_close(total.double(), value.detach(), rtol=2e-5, atol=2e-4)
     scale = expected_grad.abs().max().item() + 1e-30
-    torch.testing.assert_close(grad.double(), expected_grad, rtol=5e-3 if dtype == torch.bfloat16 else 2e-5,
-                               atol=(5e-3 if dtype == torch.bfloat16 else 2e-5) * scale)
+    tol = 5e-3 if dtype == torch.bfloat16 else 2e-5
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=tol, atol=tol * scale)
     assert grad.dtype == x.dtype and int(n_bad) == 0
 
 
 def main() -> int:
     n = 0
     grid = itertools.product([(9, 7), (4, 5, 3)], [2, 4, 13, 117], [torch.float32, torch.bfloat16],
-                             [False, True], [False, True], [False, True])
-    for seed, (spatial, c, dtype, ignored, absent, extreme) in enumerate(grid):
-        check(spatial, c, dtype, ignored, absent, extreme, seed)
+                             [False, True], [False, True], [False, True], TERMS)
+    for seed, (spatial, c, dtype, ignored, absent, extreme, term) in enumerate(grid):
+        check(spatial, c, dtype, ignored, absent, extreme, seed, *term)
         n += 1
     print(f"conformance: {n} cases equal the float64 reference")
     # bad labels are counted, ignore_index is not
     x, t = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
     t[0, 0, :3] = torch.tensor([7, -100, -5])
-    assert int(softmax_stats_triton(x, t, -100)[1]) == 2
+    assert int(softmax_stats_triton(x, t, -100, 0, None, 0.0, 0.0, 0.5)[2]) == 2
     # determinism: the same bits twice
     x, t = case((16, 16), 4, torch.float32, True, False, False, 0)
-    a, b = softmax_stats_triton(x, t, -100)[0], softmax_stats_triton(x, t, -100)[0]
-    assert torch.equal(a, b)
+    a = softmax_stats_triton(x, t, -100, 2, None, 0.0, 0.0, 0.7)
+    b = softmax_stats_triton(x, t, -100, 2, None, 0.0, 0.0, 0.7)
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     # launches per forward + backward of each loss running on the kernels
     x, t = case((16, 16), 4, torch.float32, True, False, False, 1)
     for loss in (DiceLoss(), JaccardLoss(), TverskyLoss(), FocalTverskyLoss(), GeneralizedDiceLoss(), MCCLoss(),
-                 DiceLoss(batch=True)):
+                 DiceLoss(batch=True), ComboLoss(), SymmetricFocalTverskyLoss(), AsymmetricFocalTverskyLoss(),
+                 SymmetricUnifiedFocalLoss(), AsymmetricUnifiedFocalLoss(), HybridFocalLoss()):
         xs = x.clone().requires_grad_(True)
         with medloss.implementation("triton"):
             LAUNCHES["n"] = 0

@@ -173,7 +173,13 @@ def softmax_statistics_reference(
             per_pixel = class_lookup(alpha.to(x), tt) * focal_modulated_log(lt, class_lookup(gamma.to(x), tt))
         else:
             _, beta, scale = term
-            others = (log1mexp(logp.clamp(max=-torch.finfo(x.dtype).tiny)) * (1.0 - onehot)).sum(1)
+            # log(1 - p_c) = log1mexp(log p_c), except for each pixel's most likely class, whose log p may
+            # round to 0: there the log-sum-exp of the other logits minus that of all (exact for any logit)
+            xr = x.reshape(b, c, -1)
+            top = F.one_hot(xr.argmax(1), c).transpose(1, 2).bool()
+            log_q_top = torch.logsumexp(xr.masked_fill(top, float("-inf")), 1) - torch.logsumexp(xr, 1)
+            log_q = torch.where(top, log_q_top.unsqueeze(1), log1mexp(torch.where(top, -1.0, logp)))
+            others = (log_q * (1.0 - onehot)).sum(1)
             per_pixel = -(beta * lt + (1.0 - beta) * others)
         value = (per_pixel if m is None else per_pixel * m).sum() * scale
     return tp, sum_p, sum_y, value
@@ -217,20 +223,20 @@ def softmax_statistics(
         term, beta = _ops.TERM_WCE, float(weighted_ce)
     checks = value_checks_active(x, t)
     check_logits = checks and check_finite_logits
-    if term == _ops.TERM_NONE and resolve_implementation(x) == "triton" and n_classes <= TRITON_MAX_CLASSES:
+    if resolve_implementation(x) == "triton" and n_classes <= TRITON_MAX_CLASSES:
         from ..ops.triton_softmax_stats import softmax_stats_triton
 
-        stats, n_bad, logits_sum = softmax_stats_triton(x, t, -(2**62) if ignore_index is None else ignore_index)
-        if checks:
-            check_op_findings(x, t, n_classes, ignore_index, n_bad, logits_sum if check_logits else logits_sum * 0)
-        tp, sum_p, sum_y = stats.to(x.dtype).unbind(1)
-        sum_y = sum_y.detach()
-        if batch:
-            tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-        return SoftmaxStats(tp, sum_p, sum_y, None)
-    stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
-        x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x), check_logits
-    )
+        stats, total, n_bad, logits_sum = softmax_stats_triton(
+            x, t, -(2**62) if ignore_index is None else ignore_index, term, weight, float(gamma_bg), float(gamma_fg),
+            beta)
+        if not check_logits:  # as the other implementations: the sum only where the finiteness check reads it
+            logits_sum = torch.zeros_like(logits_sum)
+        stats, total = stats.to(x.dtype), total.to(x.dtype)
+    else:
+        stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
+            x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x),
+            check_logits
+        )
     if checks:
         check_op_findings(x, t, n_classes, ignore_index, n_bad, logits_sum)
     tp, sum_p, sum_y = stats.unbind(1)

@@ -58,9 +58,9 @@ UNIFIED_MODES = ("binary", "multiclass")
 
 
 def _delta_weights(delta: float, n_classes: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    w = torch.full((n_classes,), delta, dtype=dtype, device=device)
-    w[0] = 1.0 - delta
-    return w
+    # no indexed write: a factory and a where run on every device, fake CUDA included
+    background = torch.arange(n_classes, device=device) == 0
+    return torch.full((n_classes,), delta, dtype=dtype, device=device).masked_fill(background, 1.0 - delta)
 
 
 def lambda_from_weight(weight: Any, lambda_: float, name: str, *, per_class: bool) -> tuple[float, Any]:
