@@ -13,21 +13,25 @@ import triton.runtime.interpreter as interpreter  # noqa: E402
 
 import medloss  # noqa: E402
 from medloss.losses import (  # noqa: E402
+    AsymmetricFocalLoss,
     AsymmetricFocalTverskyLoss,
     AsymmetricUnifiedFocalLoss,
     ComboLoss,
+    CrossEntropyLoss,
     DiceLoss,
+    FocalLoss,
     FocalTverskyLoss,
     GeneralizedDiceLoss,
     HybridFocalLoss,
     JaccardLoss,
     MCCLoss,
+    SymmetricFocalLoss,
     SymmetricFocalTverskyLoss,
     SymmetricUnifiedFocalLoss,
     TverskyLoss,
 )
 from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
-from medloss.ops.triton_softmax_stats import softmax_stats_triton  # noqa: E402
+from medloss.ops.triton_softmax_stats import softmax_focal_triton, softmax_stats_triton  # noqa: E402
 
 LAUNCHES = {"n": 0}
 _call = interpreter.GridExecutor.__call__
@@ -99,6 +103,47 @@ def check(spatial, c, dtype, ignored, absent, extreme, seed, term, gamma_bg, gam
     assert grad.dtype == x.dtype and int(n_bad) == 0
 
 
+def check_focal(shape, c, dtype, ignored, extreme, gammas, weighted, per_position, seed):
+    """The focal rows / images op against ``-w_t (1 - p_t)^gamma_t log p_t`` in float64 (formula written out here)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    if extreme:
+        x = x.sign() * 1e4
+    t = torch.randint(0, c, (shape[0], *shape[2:]), generator=g)
+    if ignored:
+        t.view(-1)[::4] = -100
+    x = x.to(dtype)
+    w = torch.rand(c, generator=g, dtype=torch.float64) + 0.5 if weighted else torch.ones(c, dtype=torch.float64)
+    valid = t != -100
+    tt = torch.where(valid, t, 0)
+    x64 = x.double().requires_grad_(True)
+    lt = torch.log_softmax(x64, 1).gather(1, tt.unsqueeze(1)).squeeze(1)
+    gamma = torch.where(tt == 0, gammas[0], gammas[1]).double()
+    q = -torch.expm1(lt)
+    factor = torch.where(gamma == 0, 1.0, torch.where(q > 0, q, 1.0) ** gamma * (q > 0))
+    value = w[tt] * -factor * lt * valid
+    expected = value if per_position else value.sum()
+    g_out = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    (expected_grad,) = torch.autograd.grad((expected * g_out).sum(), x64)
+    if bool(expected_grad.isnan().any()):  # (1 - p)^gamma (gamma < 1) at an exactly saturated p: the limit 0
+        with medloss.implementation("pytorch"):
+            xp = x.double().requires_grad_(True)
+            out = torch.ops.medloss.softmax_focal(xp, t, -100, w if weighted else None, float(gammas[0]),
+                                                  float(gammas[1]), 0.0, per_position, False, False)[0]
+            (limit,) = torch.autograd.grad((out * g_out).sum(), xp)
+        expected_grad = torch.where(expected_grad.isnan(), limit, expected_grad)
+    xt = x.clone().requires_grad_(True)
+    got, counts, n_bad, _ = softmax_focal_triton(xt, t, -100, w.float() if weighted else None, float(gammas[0]),
+                                                 float(gammas[1]), per_position)
+    (grad,) = torch.autograd.grad((got * g_out.float()).sum(), xt)
+    torch.testing.assert_close(got.double(), expected.detach(), rtol=2e-5, atol=2e-4)
+    torch.testing.assert_close(counts.double(), torch.bincount(t[valid], minlength=c).double())
+    scale = expected_grad.abs().max().item() + 1e-30
+    tol = 5e-3 if dtype == torch.bfloat16 else 2e-5
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=tol, atol=tol * scale)
+    assert grad.shape == x.shape and int(n_bad) == 0
+
+
 def main() -> int:
     n = 0
     grid = itertools.product([(9, 7), (4, 5, 3)], [2, 4, 13, 117], [torch.float32, torch.bfloat16],
@@ -107,6 +152,14 @@ def main() -> int:
         check(spatial, c, dtype, ignored, absent, extreme, seed, *term)
         n += 1
     print(f"conformance: {n} cases equal the float64 reference")
+    n = 0
+    grid = itertools.product([(2, 4, 9, 7), (1, 13, 4, 5, 3), (37, 5), (6, 117)], [torch.float32, torch.bfloat16],
+                             [False, True], [False, True], [(0.0, 0.0), (2.0, 2.0), (0.5, 0.5), (2.0, 0.0)],
+                             [False, True], [False, True])
+    for seed, (shape, dtype, ignored, extreme, gammas, weighted, per_position) in enumerate(grid):
+        check_focal(shape, shape[1], dtype, ignored, extreme, gammas, weighted, per_position, seed)
+        n += 1
+    print(f"focal conformance: {n} cases equal the float64 formula")
     # bad labels are counted, ignore_index is not
     x, t = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
     t[0, 0, :3] = torch.tensor([7, -100, -5])
@@ -120,7 +173,8 @@ def main() -> int:
     x, t = case((16, 16), 4, torch.float32, True, False, False, 1)
     for loss in (DiceLoss(), JaccardLoss(), TverskyLoss(), FocalTverskyLoss(), GeneralizedDiceLoss(), MCCLoss(),
                  DiceLoss(batch=True), ComboLoss(), SymmetricFocalTverskyLoss(), AsymmetricFocalTverskyLoss(),
-                 SymmetricUnifiedFocalLoss(), AsymmetricUnifiedFocalLoss(), HybridFocalLoss()):
+                 SymmetricUnifiedFocalLoss(), AsymmetricUnifiedFocalLoss(), HybridFocalLoss(), FocalLoss(),
+                 CrossEntropyLoss(), SymmetricFocalLoss(), AsymmetricFocalLoss()):
         xs = x.clone().requires_grad_(True)
         with medloss.implementation("triton"):
             LAUNCHES["n"] = 0
@@ -136,12 +190,13 @@ def main() -> int:
     # second derivatives (create_graph=True) come from the defining formula, as on the other implementations
     x64 = case((5, 4), 3, torch.float64, True, False, False, 2)[0].requires_grad_(True)
     t = case((5, 4), 3, torch.float64, True, False, False, 2)[1]
-    second = {}
-    for name in ("triton", "pytorch"):
-        with medloss.implementation(name):
-            (g,) = torch.autograd.grad(DiceLoss()(x64, t), x64, create_graph=True)
-            (second[name],) = torch.autograd.grad((g * g).sum(), x64)
-    torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
+    for loss in (DiceLoss(), ComboLoss(), AsymmetricUnifiedFocalLoss(), FocalLoss(gamma=2.0)):
+        second = {}
+        for name in ("triton", "pytorch"):
+            with medloss.implementation(name):
+                (g,) = torch.autograd.grad(loss(x64, t), x64, create_graph=True)
+                (second[name],) = torch.autograd.grad((g * g).sum(), x64)
+        torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
     print("second derivatives: equal the PyTorch implementation's")
     return 0
 

@@ -23,7 +23,9 @@ from .._validation import (
     check_simplex,
     value_checks_active,
 )
+from ..ops.switch import resolve as resolve_implementation
 from ._common import fp32_island, upcast
+from ._overlap import TRITON_MAX_CLASSES
 
 NORMALIZERS = ("elements", "weights")
 
@@ -225,10 +227,20 @@ def softmax_focal_loss(
         t = torch.where(valid, t, -1)
         ignore_index = -1
     checks = value_checks_active(x, t)
-    value, counts, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_focal(
-        x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing), reduction == "none",
-        _ops.keeps_softmax(x), checks and check_finite_logits,
-    )
+    if not label_smoothing and x.shape[1] <= TRITON_MAX_CLASSES and resolve_implementation(x) == "triton":
+        from ..ops.triton_softmax_stats import softmax_focal_triton
+
+        value, counts, n_bad, logits_sum = softmax_focal_triton(
+            x, t, -(2**62) if ignore_index is None else ignore_index, weight, float(gammas[0]), float(gammas[1]),
+            reduction == "none")
+        value = value.to(x.dtype)
+        if not (checks and check_finite_logits):
+            logits_sum = torch.zeros_like(logits_sum)
+    else:
+        value, counts, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_focal(
+            x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing),
+            reduction == "none", _ops.keeps_softmax(x), checks and check_finite_logits,
+        )
     if checks:
         check_op_findings(x, t, x.shape[1], ignore_index, n_bad, logits_sum)
     if reduction != "mean":

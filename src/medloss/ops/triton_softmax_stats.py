@@ -106,8 +106,9 @@ def _wce_parts(x, p, mask, hit, valid, peak, log_s):
 
 
 @triton.jit
-def _stats_forward(x_ptr, t_ptr, w_ptr, part_ptr, term_ptr, bad_ptr, sum_ptr, C, N, n_tiles, ignore_index,
-                   gamma_bg, gamma_fg, beta, TERM: tl.constexpr, C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
+def _stats_forward(x_ptr, t_ptr, w_ptr, part_ptr, term_ptr, pos_ptr, bad_ptr, sum_ptr, C, N, n_tiles, ignore_index,
+                   gamma_bg, gamma_fg, beta, TERM: tl.constexpr, PER_POS: tl.constexpr, C_PAD: tl.constexpr,
+                   BLOCK_N: tl.constexpr):
     cls, in_c, in_n, mask, _, x, t, valid, p, hit, peak, e = _softmax_tile(x_ptr, t_ptr, C, N, ignore_index, C_PAD,
                                                                            BLOCK_N)
     bad = in_n & (t != ignore_index) & ~valid
@@ -127,14 +128,19 @@ def _stats_forward(x_ptr, t_ptr, w_ptr, part_ptr, term_ptr, bad_ptr, sum_ptr, C,
             log_s = tl.log(tl.where(valid, tl.sum(e, axis=0), 1.0))
             log_q_sum, _, _ = _wce_parts(x, p, mask, hit, valid, peak, log_s)
             value = -(beta * l_t + (1.0 - beta) * log_q_sum)
-        tl.store(term_ptr + part, tl.sum(tl.where(valid, value, 0.0), axis=0))
+        value = tl.where(valid, value, 0.0)
+        tl.store(term_ptr + part, tl.sum(value, axis=0))
+        if PER_POS:  # the term at each pixel (FocalLoss(reduction="none"))
+            pix = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+            tl.store(pos_ptr + tl.program_id(0) * N + pix, value, mask=in_n)
 
 
 @triton.jit
 def _stats_backward(x_ptr, t_ptr, w_ptr, g_tp_ptr, g_sp_ptr, g_term_ptr, grad_ptr, C, N, ignore_index, gamma_bg,
-                    gamma_fg, beta, TERM: tl.constexpr, C_PAD: tl.constexpr, BLOCK_N: tl.constexpr):
-    cls, in_c, _, mask, offsets, x, t, valid, p, hit, peak, e = _softmax_tile(x_ptr, t_ptr, C, N, ignore_index,
-                                                                              C_PAD, BLOCK_N)
+                    gamma_fg, beta, TERM: tl.constexpr, PER_POS: tl.constexpr, C_PAD: tl.constexpr,
+                    BLOCK_N: tl.constexpr):
+    cls, in_c, in_n, mask, offsets, x, t, valid, p, hit, peak, e = _softmax_tile(x_ptr, t_ptr, C, N, ignore_index,
+                                                                                 C_PAD, BLOCK_N)
     b = tl.program_id(0)
     u = tl.load(g_sp_ptr + b * C + cls, mask=in_c, other=0.0).to(tl.float32)
     v = tl.load(g_tp_ptr + b * C + cls, mask=in_c, other=0.0).to(tl.float32)
@@ -142,7 +148,11 @@ def _stats_backward(x_ptr, t_ptr, w_ptr, g_tp_ptr, g_sp_ptr, g_term_ptr, grad_pt
     s = tl.sum(p * u[:, None], axis=0) + tl.sum(pv, axis=0)
     grad = p * (u[:, None] - s[None, :]) + pv
     if TERM != 0:
-        g = tl.load(g_term_ptr).to(tl.float32)
+        if PER_POS:
+            pix = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+            g = tl.load(g_term_ptr + b * N + pix, mask=in_n, other=0.0).to(tl.float32)
+        else:
+            g = tl.load(g_term_ptr).to(tl.float32)
         y = hit.to(tl.float32)
         l_t = _log_target(x, peak, e, hit, valid)
         if TERM == 1:
@@ -192,8 +202,8 @@ def softmax_stats_triton(x: Tensor, target: Tensor, ignore_index: int, term: int
     total = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
     if b and n:
         wrap_triton(_stats_forward)[(b, n_tiles)](
-            xf, tf, _term_weight(weight, c, x), part, term_part, bad, total, c, n, n_tiles, ignore_index,
-            float(gamma_bg), float(gamma_fg), float(beta), TERM=term, C_PAD=c_pad, BLOCK_N=block_n)
+            xf, tf, _term_weight(weight, c, x), part, term_part, term_part, bad, total, c, n, n_tiles, ignore_index,
+            float(gamma_bg), float(gamma_fg), float(beta), TERM=term, PER_POS=False, C_PAD=c_pad, BLOCK_N=block_n)
     return part.sum(1), term_part.sum(), bad.sum().to(torch.int64), total.sum()
 
 
@@ -210,7 +220,7 @@ def softmax_stats_triton_backward(x: Tensor, target: Tensor, ignore_index: int, 
         wrap_triton(_stats_backward)[(b, triton.cdiv(n, block_n))](
             xf, tf, _term_weight(weight, c, x), g_tp.to(torch.float32).contiguous(),
             g_sum_p.to(torch.float32).contiguous(), g_term.to(torch.float32).reshape(1), grad, c, n, ignore_index,
-            float(gamma_bg), float(gamma_fg), float(beta), TERM=term, C_PAD=c_pad, BLOCK_N=block_n)
+            float(gamma_bg), float(gamma_fg), float(beta), TERM=term, PER_POS=False, C_PAD=c_pad, BLOCK_N=block_n)
     return grad.view(x.shape)
 
 
@@ -257,3 +267,85 @@ def _backward(ctx, g_stats: Tensor, g_term: Tensor, g_bad: Tensor, g_sum: Tensor
 
 
 softmax_stats_triton.register_autograd(_backward, setup_context=_setup)
+
+
+# ----------------------------------------------------------------------------------------- focal rows
+def _images(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows ``[N, C]`` (classification) as one image of ``N`` pixels; images as they are."""
+    return (x.t().unsqueeze(0), target.unsqueeze(0)) if x.ndim == 2 else (x, target)
+
+
+@triton_op("medloss::softmax_focal_triton", mutates_args={})
+def softmax_focal_triton(x: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None, gamma_bg: float,
+                         gamma_fg: float, per_position: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The focal loss ``-w_t (1 - p_t)^gamma_t log p_t`` of ``softmax(x)`` (``x`` ``[B, C, *]`` or rows
+    ``[N, C]``) as ``torch.ops.medloss.softmax_focal`` without label smoothing: ``(value, counts [C],
+    n_bad, logits_sum)``, ``value`` per position (``target``'s shape, 0 where nothing is counted) with
+    ``per_position``, else its sum; fp32. The same two kernels as the statistics (term 1)."""
+    xi, ti = _images(x, target)
+    xf, tf, b, c, n = _flat(xi, ti)
+    c_pad, block_n = _tile(c)
+    n_tiles = max(1, triton.cdiv(n, block_n))
+    part = torch.zeros((b, n_tiles, 3, c), dtype=torch.float32, device=x.device)
+    term_part = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
+    per_pixel = torch.zeros((b, n), dtype=torch.float32, device=x.device)
+    bad = torch.zeros((b, n_tiles), dtype=torch.int32, device=x.device)
+    total = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
+    if b and n:
+        wrap_triton(_stats_forward)[(b, n_tiles)](
+            xf, tf, _term_weight(weight, c, x), part, term_part, per_pixel, bad, total, c, n, n_tiles, ignore_index,
+            float(gamma_bg), float(gamma_fg), 0.5, TERM=1, PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
+    value = per_pixel.reshape(target.shape) if per_position else term_part.sum()
+    return value, part[:, :, 2].sum((0, 1)), bad.sum().to(torch.int64), total.sum()
+
+
+@triton_op("medloss::softmax_focal_triton_backward", mutates_args={})
+def softmax_focal_triton_backward(x: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None,
+                                  gamma_bg: float, gamma_fg: float, per_position: bool, g_value: Tensor) -> Tensor:
+    """Gradient of :func:`softmax_focal_triton` with respect to ``x``, from ``dL/dvalue`` (per position or 0-dim)."""
+    xi, ti = _images(x, target)
+    xf, tf, b, c, n = _flat(xi, ti)
+    c_pad, block_n = _tile(c)
+    grad = torch.empty_like(xf)
+    zeros = torch.zeros((b, c), dtype=torch.float32, device=x.device)
+    g = g_value.to(torch.float32).reshape(b, n).contiguous() if per_position else g_value.to(torch.float32).reshape(1)
+    if b and n:
+        wrap_triton(_stats_backward)[(b, triton.cdiv(n, block_n))](
+            xf, tf, _term_weight(weight, c, x), zeros, zeros, g, grad, c, n, ignore_index, float(gamma_bg),
+            float(gamma_fg), 0.5, TERM=1, PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
+    grad = grad.view(xi.shape)
+    return grad[0].t() if x.ndim == 2 else grad
+
+
+def _focal_setup(ctx, inputs, output) -> None:
+    x, target, ignore_index, weight, gamma_bg, gamma_fg, per_position = inputs
+    ctx.save_for_backward(x, target, weight)
+    ctx.args = (ignore_index, gamma_bg, gamma_fg, per_position)
+
+
+def _focal_backward(ctx, g_value: Tensor, g_counts: Tensor, g_bad: Tensor, g_sum: Tensor):
+    x, target, weight = ctx.saved_tensors
+    ignore_index, gamma_bg, gamma_fg, per_position = ctx.args
+    none = (None,) * 6
+    if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
+        from ..losses._common import class_lookup, focal_modulated_log, second_order_grads
+
+        c = x.shape[1]
+        valid = (target != ignore_index) & (target >= 0) & (target < c)
+        t = torch.where(valid, target, 0)
+        gammas = torch.full((c,), gamma_fg, dtype=x.dtype, device=x.device)
+        gammas[0] = gamma_bg
+        w = torch.ones(c, dtype=x.dtype, device=x.device) if weight is None else weight.to(x)
+
+        def reference(x_: Tensor) -> Tensor:
+            lt = torch.log_softmax(x_, 1).gather(1, t.unsqueeze(1)).squeeze(1)
+            value = class_lookup(w, t) * focal_modulated_log(lt, class_lookup(gammas, t)) * valid
+            return value if per_position else value.sum()
+
+        (grad,) = second_order_grads(reference, (x,), (g_value,))
+        return (grad, *none)
+    return (softmax_focal_triton_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, per_position, g_value),
+            *none)
+
+
+softmax_focal_triton.register_autograd(_focal_backward, setup_context=_focal_setup)
