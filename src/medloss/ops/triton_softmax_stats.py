@@ -186,6 +186,26 @@ def _term_weight(weight: Tensor | None, c: int, like: Tensor) -> Tensor:
         weight.to(device=like.device, dtype=torch.float32).contiguous())
 
 
+def _forward(x: Tensor, target: Tensor, ignore_index: int, term: int, weight: Tensor | None, gamma_bg: float,
+             gamma_fg: float, beta: float, per_position: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One launch of the forward kernel: per tile the statistics ``[B, tiles, 3, C]``, the term's sum, the
+    bad-label count and the logits' sum; the term per pixel ``[B, N]`` with ``per_position``."""
+    xf, tf, b, c, n = _flat(x, target)
+    c_pad, block_n = _tile(c)
+    n_tiles = max(1, triton.cdiv(n, block_n))
+    part = torch.zeros((b, n_tiles, 3, c), dtype=torch.float32, device=x.device)
+    term_part = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
+    per_pixel = torch.zeros((b, n if per_position else 0), dtype=torch.float32, device=x.device)
+    bad = torch.zeros((b, n_tiles), dtype=torch.int32, device=x.device)
+    total = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
+    if b and n:
+        wrap_triton(_stats_forward)[(b, n_tiles)](
+            xf, tf, _term_weight(weight, c, x), part, term_part, per_pixel if per_position else term_part, bad, total,
+            c, n, n_tiles, ignore_index, float(gamma_bg), float(gamma_fg), float(beta), TERM=term,
+            PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
+    return part, term_part, per_pixel, bad, total
+
+
 @triton_op("medloss::softmax_stats_triton", mutates_args={})
 def softmax_stats_triton(x: Tensor, target: Tensor, ignore_index: int, term: int, weight: Tensor | None,
                          gamma_bg: float, gamma_fg: float, beta: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -193,17 +213,7 @@ def softmax_stats_triton(x: Tensor, target: Tensor, ignore_index: int, term: int
     ``softmax(x)`` against the class indices ``target`` ``[B, *]``; pixels labelled ``ignore_index`` or
     outside ``[0, C)`` count nowhere (the latter are counted in ``n_bad``). ``term``, ``weight`` (the focal
     term's ``w`` per class), ``gamma_bg``, ``gamma_fg``, ``beta``: as ``torch.ops.medloss.softmax_stats``."""
-    xf, tf, b, c, n = _flat(x, target)
-    c_pad, block_n = _tile(c)
-    n_tiles = max(1, triton.cdiv(n, block_n))
-    part = torch.zeros((b, n_tiles, 3, c), dtype=torch.float32, device=x.device)
-    term_part = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
-    bad = torch.zeros((b, n_tiles), dtype=torch.int32, device=x.device)
-    total = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
-    if b and n:
-        wrap_triton(_stats_forward)[(b, n_tiles)](
-            xf, tf, _term_weight(weight, c, x), part, term_part, term_part, bad, total, c, n, n_tiles, ignore_index,
-            float(gamma_bg), float(gamma_fg), float(beta), TERM=term, PER_POS=False, C_PAD=c_pad, BLOCK_N=block_n)
+    part, term_part, _, bad, total = _forward(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, False)
     return part.sum(1), term_part.sum(), bad.sum().to(torch.int64), total.sum()
 
 
@@ -283,18 +293,8 @@ def softmax_focal_triton(x: Tensor, target: Tensor, ignore_index: int, weight: T
     n_bad, logits_sum)``, ``value`` per position (``target``'s shape, 0 where nothing is counted) with
     ``per_position``, else its sum; fp32. The same two kernels as the statistics (term 1)."""
     xi, ti = _images(x, target)
-    xf, tf, b, c, n = _flat(xi, ti)
-    c_pad, block_n = _tile(c)
-    n_tiles = max(1, triton.cdiv(n, block_n))
-    part = torch.zeros((b, n_tiles, 3, c), dtype=torch.float32, device=x.device)
-    term_part = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
-    per_pixel = torch.zeros((b, n), dtype=torch.float32, device=x.device)
-    bad = torch.zeros((b, n_tiles), dtype=torch.int32, device=x.device)
-    total = torch.zeros((b, n_tiles), dtype=torch.float32, device=x.device)
-    if b and n:
-        wrap_triton(_stats_forward)[(b, n_tiles)](
-            xf, tf, _term_weight(weight, c, x), part, term_part, per_pixel, bad, total, c, n, n_tiles, ignore_index,
-            float(gamma_bg), float(gamma_fg), 0.5, TERM=1, PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
+    part, term_part, per_pixel, bad, total = _forward(xi, ti, ignore_index, 1, weight, gamma_bg, gamma_fg, 0.5,
+                                                      per_position)
     value = per_pixel.reshape(target.shape) if per_position else term_part.sum()
     return value, part[:, :, 2].sum((0, 1)), bad.sum().to(torch.int64), total.sum()
 
