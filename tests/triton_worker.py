@@ -31,6 +31,7 @@ from medloss.losses import (  # noqa: E402
     TverskyLoss,
 )
 from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
+from medloss.ops.triton_sigmoid_stats import sigmoid_stats_triton  # noqa: E402
 from medloss.ops.triton_softmax_stats import softmax_focal_triton, softmax_stats_triton  # noqa: E402
 
 LAUNCHES = {"n": 0}
@@ -144,6 +145,34 @@ def check_focal(shape, c, dtype, ignored, extreme, gammas, weighted, per_positio
     assert grad.shape == x.shape and int(n_bad) == 0
 
 
+def check_sigmoid(shape, per_channel_valid, soft, extreme, dtype, seed):
+    """The sigmoid statistics op against ``sum p y``, ``sum p``, ``sum y`` over counted positions in float64."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
+    if extreme:
+        x = x.sign() * 1e4
+    y = torch.rand(*shape, generator=g, dtype=torch.float64) if soft else torch.randint(0, 2, shape, generator=g)
+    y = y.to(dtype).double()  # the labels the op reads
+    valid_shape = shape if per_channel_valid else (shape[0], 1, *shape[2:])
+    valid = torch.rand(*valid_shape, generator=g) > 0.3
+    x = x.to(dtype)
+    x64 = x.double().requires_grad_(True)
+    m = valid.expand(shape).double()
+    prob = torch.sigmoid(x64) * m
+    ym = y * m
+    dims = tuple(range(2, len(shape)))
+    expected = torch.stack([(prob * ym).sum(dims), prob.sum(dims), ym.sum(dims)], 1)
+    g_stats = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+    (expected_grad,) = torch.autograd.grad((expected * g_stats).sum(), x64)
+    xt = x.clone().requires_grad_(True)
+    stats = sigmoid_stats_triton(xt, y.to(dtype), valid)
+    (grad,) = torch.autograd.grad((stats * g_stats.float()).sum(), xt)
+    torch.testing.assert_close(stats.double(), expected.detach(), rtol=2e-5, atol=1e-4)
+    tol = 5e-3 if dtype == torch.bfloat16 else 2e-5
+    scale = expected_grad.abs().max().item() + 1e-30
+    torch.testing.assert_close(grad.double(), expected_grad, rtol=tol, atol=tol * scale)
+
+
 def main() -> int:
     n = 0
     grid = itertools.product([(9, 7), (4, 5, 3)], [2, 4, 13, 117], [torch.float32, torch.bfloat16],
@@ -160,6 +189,14 @@ def main() -> int:
         check_focal(shape, shape[1], dtype, ignored, extreme, gammas, weighted, per_position, seed)
         n += 1
     print(f"focal conformance: {n} cases equal the float64 formula")
+    n = 0
+    grid = itertools.product([(2, 1, 9, 7), (2, 3, 4, 5, 3), (3, 1, 2000)], [False, True], [False, True],
+                             [False, True], [torch.float32, torch.bfloat16])
+    for seed, (shape, per_channel, soft, extreme, dtype) in enumerate(grid):
+        if per_channel or shape[1] == 1:
+            check_sigmoid(shape, per_channel, soft, extreme, dtype, seed)
+            n += 1
+    print(f"sigmoid conformance: {n} cases equal the float64 formula")
     # bad labels are counted, ignore_index is not
     x, t = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
     t[0, 0, :3] = torch.tensor([7, -100, -5])
@@ -197,7 +234,25 @@ def main() -> int:
                 (g,) = torch.autograd.grad(loss(x64, t), x64, create_graph=True)
                 (second[name],) = torch.autograd.grad((g * g).sum(), x64)
         torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
+    xb64 = torch.randn(2, 1, 5, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64).requires_grad_(True)
+    tb64 = (torch.rand(2, 1, 5, 4, generator=torch.Generator().manual_seed(8)) > 0.5).double()
+    second = {}
+    for name in ("triton", "pytorch"):
+        with medloss.implementation(name):
+            (g,) = torch.autograd.grad(DiceLoss(mode="binary")(xb64, tb64), xb64, create_graph=True)
+            (second[name],) = torch.autograd.grad((g * g).sum(), xb64)
+    torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
     print("second derivatives: equal the PyTorch implementation's")
+    xb = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    tb = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(6)) > 0.5).float()
+    for loss in (DiceLoss(mode="binary"), TverskyLoss(mode="multilabel"), MCCLoss(mode="binary")):
+        xs = xb.clone().requires_grad_(True)
+        with medloss.implementation("triton"):
+            LAUNCHES["n"] = 0
+            loss(xs, tb).backward()
+            launches = LAUNCHES["n"]
+        assert launches == 2, (type(loss).__name__, launches)
+        print(f"launches: {type(loss).__name__}({loss.mode}) forward + backward = {launches}")
     return 0
 
 

@@ -1278,6 +1278,15 @@ def _sigmoid_views(x: Tensor, y: Tensor, valid: Tensor | None) -> tuple[Tensor, 
     return xv, yv, m
 
 
+def sigmoid_stats_reference(x: Tensor, y: Tensor, valid: Tensor | None) -> Tensor:
+    """The defining formula of ``sigmoid_stats`` in plain differentiable operations (second derivatives)."""
+    xv, yv, m = _sigmoid_views(x, y, valid)
+    p = torch.sigmoid(xv)
+    if m is not None:
+        p, yv = p * m, yv * m
+    return torch.stack([(p * yv).sum(-1), p.sum(-1), yv.sum(-1)], 1)
+
+
 @torch.library.custom_op("medloss::sigmoid_stats", mutates_args=())
 def sigmoid_stats(x: Tensor, y: Tensor, valid: Tensor | None) -> Tensor:
     """Per image and channel soft TP / sum p / sum y ``[B, 3, C]`` of ``sigmoid(x)`` against ``y``
@@ -1322,14 +1331,7 @@ def _sigmoid_stats_grad(ctx, g_stats):
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
         from .losses._common import second_order_grads
 
-        def reference(x_: Tensor) -> Tensor:
-            xv, yv, m = _sigmoid_views(x_, y, valid)
-            p = torch.sigmoid(xv)
-            if m is not None:
-                p, yv = p * m, yv * m
-            return torch.stack([(p * yv).sum(-1), p.sum(-1), yv.sum(-1)], 1)
-
-        (grad,) = second_order_grads(reference, (x,), (g_stats,))
+        (grad,) = second_order_grads(lambda x_: sigmoid_stats_reference(x_, y, valid), (x,), (g_stats,))
     else:
         grad = sigmoid_stats_backward(x, y, valid, g_stats.select(1, 0).contiguous(), g_stats.select(1, 1).contiguous())
     return grad, None, None

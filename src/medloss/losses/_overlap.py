@@ -255,7 +255,13 @@ def sigmoid_statistics(
 ) -> SoftmaxStats:
     """Per-channel soft TP / sum_p / sum_y of ``sigmoid(x)`` against ``y`` in [0, 1]
     (``torch.ops.medloss.sigmoid_stats``: one pass forward, one backward)."""
-    tp, sum_p, sum_y = torch.ops.medloss.sigmoid_stats(x, y, valid).unbind(1)
+    if resolve_implementation(x) == "triton":
+        from ..ops.triton_sigmoid_stats import sigmoid_stats_triton
+
+        stats = sigmoid_stats_triton(x, y, valid).to(x.dtype)
+    else:
+        stats = torch.ops.medloss.sigmoid_stats(x, y, valid)
+    tp, sum_p, sum_y = stats.unbind(1)
     sum_y = sum_y.detach()
     if batch:
         tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
