@@ -31,7 +31,7 @@ from medloss.losses import (  # noqa: E402
     TverskyLoss,
 )
 from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
-from medloss.ops.triton_sigmoid_stats import sigmoid_stats_triton  # noqa: E402
+from medloss.ops.triton_sigmoid_stats import sigmoid_focal_triton, sigmoid_stats_triton  # noqa: E402
 from medloss.ops.triton_softmax_stats import softmax_focal_triton, softmax_stats_triton  # noqa: E402
 
 LAUNCHES = {"n": 0}
@@ -161,7 +161,11 @@ def check_sigmoid(shape, per_channel_valid, soft, extreme, dtype, seed):
     prob = torch.sigmoid(x64) * m
     ym = y * m
     dims = tuple(range(2, len(shape)))
-    expected = torch.stack([(prob * ym).sum(dims), prob.sum(dims), ym.sum(dims)], 1)
+
+    def total(v):  # over the positions of each (image, channel); rows [N, C] have one position each
+        return v.sum(dims) if dims else v
+
+    expected = torch.stack([total(prob * ym), total(prob), total(ym)], 1)
     g_stats = torch.randn(expected.shape, generator=g, dtype=torch.float64)
     (expected_grad,) = torch.autograd.grad((expected * g_stats).sum(), x64)
     xt = x.clone().requires_grad_(True)
@@ -171,6 +175,38 @@ def check_sigmoid(shape, per_channel_valid, soft, extreme, dtype, seed):
     tol = 5e-3 if dtype == torch.bfloat16 else 2e-5
     scale = expected_grad.abs().max().item() + 1e-30
     torch.testing.assert_close(grad.double(), expected_grad, rtol=tol, atol=tol * scale)
+
+
+def check_sigmoid_focal(shape, per_channel_valid, soft, extreme, dtype, seed):
+    """The sigmoid focal op against ``-a+ y (1 - p)^g log p - a- (1 - y) p^g log(1 - p)`` in float64."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(*shape, generator=g, dtype=torch.float64) * 3)
+    if extreme:
+        x = x.sign() * 40  # past fp32's sigmoid saturation (exp(-40) underflows 1 - p)
+    y = torch.rand(*shape, generator=g, dtype=torch.float64) if soft else torch.randint(0, 2, shape, generator=g)
+    x, y = x.to(dtype), y.to(dtype)
+    valid = torch.rand(*(shape if per_channel_valid else (shape[0], 1, *shape[2:])), generator=g) > 0.3
+    c = shape[1]
+    a_pos = torch.rand(c, generator=g, dtype=torch.float64) + 0.2
+    a_neg = torch.rand(c, generator=g, dtype=torch.float64) + 0.2
+    for gamma, smoothing, per_position in ((2.0, 0.0, False), (0.5, 0.1, True), (0.0, 0.0, True)):
+        x64 = x.double().requires_grad_(True)
+        ys = y.double() * (1 - smoothing) + 0.5 * smoothing
+        view = (1, c) + (1,) * (len(shape) - 2)
+        m = valid.expand(shape).double()
+        lp, lq = torch.nn.functional.logsigmoid(x64), torch.nn.functional.logsigmoid(-x64)
+        q, p = torch.sigmoid(-x64), torch.sigmoid(x64)
+        value = m * (ys * a_pos.view(view) * -(q**gamma) * lp + (1 - ys) * a_neg.view(view) * -(p**gamma) * lq)
+        expected = value if per_position else value.sum()
+        g_out = torch.randn(expected.shape, generator=g, dtype=torch.float64)
+        (expected_grad,) = torch.autograd.grad((expected * g_out).sum(), x64)
+        xt = x.clone().requires_grad_(True)
+        got = sigmoid_focal_triton(xt, y, valid, a_pos.float(), a_neg.float(), gamma, smoothing, per_position)
+        (grad,) = torch.autograd.grad((got * g_out.float()).sum(), xt)
+        torch.testing.assert_close(got.double(), expected.detach(), rtol=2e-5, atol=1e-4)
+        tol = 5e-3 if dtype == torch.bfloat16 else 2e-5
+        scale = expected_grad.abs().max().item() + 1e-30
+        torch.testing.assert_close(grad.double(), expected_grad, rtol=tol, atol=tol * scale)
 
 
 def main() -> int:
@@ -190,13 +226,14 @@ def main() -> int:
         n += 1
     print(f"focal conformance: {n} cases equal the float64 formula")
     n = 0
-    grid = itertools.product([(2, 1, 9, 7), (2, 3, 4, 5, 3), (3, 1, 2000)], [False, True], [False, True],
+    grid = itertools.product([(2, 1, 9, 7), (2, 3, 4, 5, 3), (3, 1, 2000), (11, 4)], [False, True], [False, True],
                              [False, True], [torch.float32, torch.bfloat16])
     for seed, (shape, per_channel, soft, extreme, dtype) in enumerate(grid):
         if per_channel or shape[1] == 1:
             check_sigmoid(shape, per_channel, soft, extreme, dtype, seed)
+            check_sigmoid_focal(shape, per_channel, soft, extreme, dtype, seed)
             n += 1
-    print(f"sigmoid conformance: {n} cases equal the float64 formula")
+    print(f"sigmoid conformance: {n} x 2 cases equal the float64 formulas")
     # bad labels are counted, ignore_index is not
     x, t = torch.randn(1, 3, 4, 4), torch.randint(0, 3, (1, 4, 4))
     t[0, 0, :3] = torch.tensor([7, -100, -5])
@@ -245,11 +282,12 @@ def main() -> int:
     print("second derivatives: equal the PyTorch implementation's")
     xb = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     tb = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(6)) > 0.5).float()
-    for loss in (DiceLoss(mode="binary"), TverskyLoss(mode="multilabel"), MCCLoss(mode="binary")):
+    for loss in (DiceLoss(mode="binary"), TverskyLoss(mode="multilabel"), MCCLoss(mode="binary"),
+                 FocalLoss(mode="binary"), FocalLoss(mode="multilabel", reduction="none")):
         xs = xb.clone().requires_grad_(True)
         with medloss.implementation("triton"):
             LAUNCHES["n"] = 0
-            loss(xs, tb).backward()
+            loss(xs, tb).sum().backward()
             launches = LAUNCHES["n"]
         assert launches == 2, (type(loss).__name__, launches)
         print(f"launches: {type(loss).__name__}({loss.mode}) forward + backward = {launches}")

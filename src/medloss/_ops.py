@@ -1355,6 +1355,16 @@ def _sigmoid_focal_weights(x: Tensor, y: Tensor, valid: Tensor | None, a_pos: Te
     return xv, c_pos, c_neg, yv
 
 
+def sigmoid_focal_reference(x: Tensor, y: Tensor, valid: Tensor | None, a_pos: Tensor, a_neg: Tensor, gamma: float,
+                            label_smoothing: float, per_position: bool) -> Tensor:
+    """The defining formula of ``sigmoid_focal`` in plain differentiable operations (second derivatives)."""
+    from .losses._common import focal_modulated_log
+
+    xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
+    raw = c_pos * focal_modulated_log(F.logsigmoid(xv), gamma) + c_neg * focal_modulated_log(F.logsigmoid(-xv), gamma)
+    return raw.view_as(x) if per_position else raw.sum()
+
+
 @torch.library.custom_op("medloss::sigmoid_focal", mutates_args=())
 def sigmoid_focal(
     x: Tensor,
@@ -1424,13 +1434,10 @@ def _sigmoid_focal_grad(ctx, grad_out):
     x, y, valid, a_pos, a_neg = ctx.saved_tensors
     gamma, label_smoothing = ctx.args
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        from .losses._common import focal_modulated_log, second_order_grads
+        from .losses._common import second_order_grads
 
         def reference(x_: Tensor) -> Tensor:
-            xv, c_pos, c_neg, _ = _sigmoid_focal_weights(x_, y, valid, a_pos, a_neg, label_smoothing)
-            raw = (c_pos * focal_modulated_log(F.logsigmoid(xv), gamma)
-                   + c_neg * focal_modulated_log(F.logsigmoid(-xv), gamma))
-            return raw.view_as(x) if grad_out.dim() else raw.sum()
+            return sigmoid_focal_reference(x_, y, valid, a_pos, a_neg, gamma, label_smoothing, grad_out.dim() > 0)
 
         (grad,) = second_order_grads(reference, (x,), (grad_out,))
     else:

@@ -270,9 +270,15 @@ def _sigmoid_focal(
     if not weighted:
         a_pos = a_neg = x.new_ones(1)
     y = t if valid is None else t.masked_fill(~valid, 0)  # ignore_index values never reach the arithmetic
-    value = torch.ops.medloss.sigmoid_focal(
-        x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing), reduction == "none"
-    )
+    if resolve_implementation(x) == "triton":
+        from ..ops.triton_sigmoid_stats import sigmoid_focal_triton
+
+        value = sigmoid_focal_triton(x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing),
+                                     reduction == "none").to(x.dtype)
+    else:
+        value = torch.ops.medloss.sigmoid_focal(
+            x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing), reduction == "none"
+        )
     if reduction != "mean":
         return finish_reduction(value, None, reduction, distributed, 1.0)
     if normalize == "weights" and weighted:
