@@ -198,7 +198,7 @@ def main() -> None:
         + "\n\n".join(parts)
         + "\n\n"
         + "\n".join(verdicts)
-        + "\n\nTargets (issue 5): ECE identical to torchmetrics (1e-6), >= 2x faster than torchmetrics, >= 10x "
+        + "\n\nTargets: ECE identical to torchmetrics (1e-6), >= 2x faster than torchmetrics, >= 10x "
         "faster than netcal, within 1.5x of one `probs.max(dim=1)` pass; temperature at the optimum (relative "
         "gradient < 1e-6) in <= 10 passes; 1000-resample bootstrap of ECE on 10^6 samples < 5 s."
     )

@@ -1,4 +1,4 @@
-"""Calibrators (issue 13): fit time and iterations on 10^6 x 10 logits, and validation / test NLL and
+"""Calibrators: fit time and iterations on 10^6 x 10 logits, and validation / test NLL and
 ECE of each on a class-wise miscalibrated set (fit on validation, evaluated on test).
 
 Run: python benchmarks/bench_calibrators.py [--n 1000000]

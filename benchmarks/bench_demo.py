@@ -27,12 +27,12 @@ def main() -> None:
             target = targets[" ".join(args)]
             rows.append(["medloss demo " + " ".join(args), f"{seconds:.1f}",
                          f"<= {target:g} s: {'met' if seconds <= target else 'MISSED'}"])
-    table = markdown_table(["command", "wall time (s), process start to report written", "target (issue 15)"],
+    table = markdown_table(["command", "wall time (s), process start to report written", "target"],
                            rows)
     print(table)
     write_section("demo", "## `medloss demo` wall time\n\n"
                   f"Command: `python benchmarks/bench_demo.py` ({machine_line()})\n\n" + table
-                  + "\n\nTargets (issue 15): the demo within 30 s and `--quick` within 10 s on 2 idle cores "
+                  + "\n\nTargets: the demo within 30 s and `--quick` within 10 s on 2 idle cores "
                   "(`--quick` is a smoke test: 15 epochs, 30 bootstrap resamples, 80-dpi figures).")
 
 

@@ -1,4 +1,4 @@
-"""What ``distributed=True`` costs (issue 11): forward + backward of a loss per rank with and without
+"""What ``distributed=True`` costs: forward + backward of a loss per rank with and without
 it, and the latency of one all-reduce of a few numbers, on 2 CPU processes with the gloo backend.
 
 Run: python benchmarks/bench_distributed.py   (spawns its own 2 ranks; no GPU needed)

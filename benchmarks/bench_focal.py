@@ -58,7 +58,7 @@ def main() -> None:
         + table
         + "\n\n"
         + "\n".join(verdicts)
-        + "\n\nTargets (issue 2): within 1.5x of `F.cross_entropy`, at least 2x faster than MONAI's FocalLoss."
+        + "\n\nTargets: within 1.5x of `F.cross_entropy`, at least 2x faster than MONAI's FocalLoss."
     )
     print(table)
     if not args.no_write:

@@ -1,5 +1,5 @@
 """Import cost of the core: `import medloss.losses` (and the calibration metrics) against
-`import monai.losses`, in fresh interpreters (issue 16).
+`import monai.losses`, in fresh interpreters.
 
 Run: python benchmarks/bench_import.py   (needs the `bench` extra for MONAI)
 

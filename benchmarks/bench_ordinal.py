@@ -62,7 +62,7 @@ def main() -> None:
         "## Ordinal: cumulative link loss, forward + backward, fp32 CPU\n\n"
         f"Command: `python benchmarks/bench_ordinal.py` ({args.repeats} runs, median; {machine_line()})\n\n"
         + table + "\n\n" + "\n".join(verdicts)
-        + "\n\nTargets (issue 4): no slower than `F.cross_entropy` on the same number of samples, at least 2x "
+        + "\n\nTargets: no slower than `F.cross_entropy` on the same number of samples, at least 2x "
         "faster than spacecutter."
     )
     if not args.no_write:

@@ -1,4 +1,4 @@
-"""Metric state under torchmetrics / DDP (issue 11): memory of the state after 10^7 samples (and so
+"""Metric state under torchmetrics / DDP: memory of the state after 10^7 samples (and so
 the bytes each rank sends when the states are synchronised) for medloss's CalibrationError and
 torchmetrics' MulticlassCalibrationError, and the update time.
 

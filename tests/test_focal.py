@@ -391,7 +391,7 @@ def test_focal_terms_value_and_slope_against_autograd_of_the_closed_form(gamma, 
     """value = -(1 - p)^gamma log p and slope = -d value / d log p, against float64 autograd of
     the closed form, from confident mistakes to p = 1 - 1e-12 (where the slope tends to 0 for
     gamma > 0), whether 1 - p comes from log p or from p itself (the ops' backward)."""
-    from medloss.losses._common import focal_terms, focal_value
+    from medloss.ops._terms import focal_terms, focal_value
 
     logp = -torch.logspace(-12, 1.5, 41, dtype=torch.float64)
     p = logp.exp() if with_p else None

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import medloss
-from medloss import _native
 from medloss.losses import (
     AsymmetricFocalLoss,
     AsymmetricFocalTverskyLoss,
@@ -22,6 +21,7 @@ from medloss.losses import (
     SymmetricUnifiedFocalLoss,
     TverskyLoss,
 )
+from medloss.ops import cpu_kernel as _native
 
 needs_kernels = pytest.mark.skipif(
     not _native.native_kernels_available(),
@@ -285,7 +285,7 @@ def test_kernel_runs_on_small_thread_stacks():
     (lambda x, t: (x[:, :1].contiguous(), t), "2-32 classes"),
 ])
 def test_kernel_boundary_checks_its_arguments(bad, message):
-    from medloss import _native
+    from medloss.ops import cpu_kernel as _native
 
     x = torch.randn(2, 3, 4, 4)
     t = torch.randint(0, 3, (2, 16))
@@ -299,7 +299,7 @@ def test_loader_refuses_a_kernel_whose_field_layout_differs(monkeypatch):
     """Same total size and field count, one field of another type: the size check alone would accept it."""
     import ctypes
 
-    from medloss import _native
+    from medloss.ops import cpu_kernel as _native
 
     lib = ctypes.CDLL(_native._LIB._name)
     assert _native.layout_matches(lib)

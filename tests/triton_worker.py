@@ -30,7 +30,7 @@ from medloss.losses import (  # noqa: E402
     SymmetricUnifiedFocalLoss,
     TverskyLoss,
 )
-from medloss.losses._overlap import softmax_statistics_reference  # noqa: E402
+from medloss.ops.reference import softmax_stats_reference  # noqa: E402
 from medloss.ops.triton_sigmoid_stats import sigmoid_focal_triton, sigmoid_stats_triton  # noqa: E402
 from medloss.ops.triton_softmax_stats import softmax_focal_triton, softmax_stats_triton  # noqa: E402
 
@@ -66,19 +66,10 @@ TERMS = [(0, 0.0, 0.0, 0.5, False), (1, 0.0, 0.0, 0.5, True), (1, 0.5, 0.5, 0.5,
 def check(spatial, c, dtype, ignored, absent, extreme, seed, term, gamma_bg, gamma_fg, beta, weighted):
     x, t = case(spatial, c, dtype, ignored, absent, extreme, seed)
     x64 = x.double().requires_grad_(True)
-    valid = t != -100
     weight = None
     if weighted:
         weight = torch.rand(c, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.5
-    spec = None
-    if term == 1:
-        gammas = torch.full((c,), gamma_fg, dtype=torch.float64)
-        gammas[0] = gamma_bg
-        spec = ("focal", torch.ones(c, dtype=torch.float64) if weight is None else weight, gammas, 1.0)
-    elif term == 2:
-        spec = ("wce", beta, 1.0)
-    tp, sum_p, sum_y, value = softmax_statistics_reference(x64, t, valid, False, spec)
-    expected = torch.stack([tp, sum_p, sum_y], 1)
+    expected, value = softmax_stats_reference(x64, t, -100, term, weight, gamma_bg, gamma_fg, beta)
     g = torch.Generator().manual_seed(seed + 1)
     g_stats = torch.randn(expected.shape, generator=g, dtype=torch.float64)
     g_value = float(torch.randn((), generator=g, dtype=torch.float64))
@@ -88,7 +79,7 @@ def check(spatial, c, dtype, ignored, absent, extreme, seed, term, gamma_bg, gam
         # there the PyTorch implementation's hand-written gradient (its limit, 0) is the float64 reference
         xp = x.double().requires_grad_(True)
         with medloss.implementation("pytorch"):
-            out = torch.ops.medloss.softmax_stats(xp, t, -100, term, weight, gamma_bg, gamma_fg, beta, False, False)
+            out = torch.ops.medloss.softmax_stats(xp, t, -100, term, weight, gamma_bg, gamma_fg, beta)
             (limit,) = torch.autograd.grad((out[0] * g_stats).sum() + g_value * out[1], xp)
         expected_grad = torch.where(expected_grad.isnan(), limit, expected_grad)
     xt = x.clone().requires_grad_(True)
@@ -130,7 +121,7 @@ def check_focal(shape, c, dtype, ignored, extreme, gammas, weighted, per_positio
         with medloss.implementation("pytorch"):
             xp = x.double().requires_grad_(True)
             out = torch.ops.medloss.softmax_focal(xp, t, -100, w if weighted else None, float(gammas[0]),
-                                                  float(gammas[1]), 0.0, per_position, False, False)[0]
+                                                  float(gammas[1]), 0.0, per_position)[0]
             (limit,) = torch.autograd.grad((out * g_out).sum(), xp)
         expected_grad = torch.where(expected_grad.isnan(), limit, expected_grad)
     xt = x.clone().requires_grad_(True)

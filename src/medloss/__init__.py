@@ -2,10 +2,10 @@
 
 from importlib import metadata as _metadata
 
-from . import _ops  # noqa: F401  (registers torch.ops.medloss.*)
-from ._native import native_kernels, native_kernels_available
+from . import ops  # noqa: F401  (registers torch.ops.medloss.*)
 from ._validation import value_checks
 from .ops import get_implementation, implementation, set_implementation
+from .ops.cpu_kernel import native_kernels, native_kernels_available
 
 try:  # one source of truth: the installed distribution's metadata (pyproject.toml)
     __version__ = _metadata.version("medloss")

@@ -1,7 +1,7 @@
 /* Fused CPU kernels behind medloss's segmentation losses.
  *
  * A plain C library (no Python or PyTorch headers: it builds in a second with any C compiler and
- * does not depend on the PyTorch ABI), loaded with ctypes by medloss/_native.py, which passes
+ * does not depend on the PyTorch ABI), loaded with ctypes by medloss/ops/cpu_kernel.py, which passes
  * tensor data pointers. It is an optional speed-up: when it is missing (no compiler when the
  * package was built) medloss runs the same mathematics with PyTorch operations.
  *

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import _ops
 from .._validation import (
     canonical_inputs,
     check_op_findings,
@@ -21,8 +20,9 @@ from .._validation import (
     check_simplex,
     value_checks_active,
 )
+from ..ops.reference import TERM_FOCAL, TERM_NONE, TERM_WCE
 from ..ops.switch import resolve as resolve_implementation
-from ._common import class_lookup, focal_modulated_log, log1mexp, upcast
+from ._common import upcast
 
 #: most classes the Triton statistics kernel takes (more run the PyTorch implementation)
 TRITON_MAX_CLASSES = 256
@@ -90,7 +90,7 @@ def soft_confusion(
 
 
 # ---------------------------------------------------------------------------------------------
-# Fused statistics for logits: the ops torch.ops.medloss.softmax_stats / sigmoid_stats (medloss/_ops.py),
+# Fused statistics for logits: the ops torch.ops.medloss.softmax_stats / sigmoid_stats (medloss/ops/),
 # one softmax / sigmoid pass forward and one backward that recomputes it.
 #
 # A loss L(TP, sum_p) of the per-class counts has dL/dp_c = dL/dsum_p[c] + y_c dL/dTP[c] at every
@@ -98,7 +98,7 @@ def soft_confusion(
 # autograd supplies the chain rule for any formula). Through the softmax this gives
 #     dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t,   U = dL/dsum_p, V = dL/dTP, S = sum_k p_k U_k + p_t V_t,
 # two full passes over p. The optional per-pixel focal term -alpha_t (1 - p_t)^gamma log p_t adds
-# w (p_j - [j = t]) with w its slope (see focal_terms), in the same passes.
+# w (p_j - [j = t]) with w its slope (see medloss.ops._terms.focal_terms), in the same passes.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -139,52 +139,6 @@ class SoftmaxStats:
         return self.sum_y - self.tp
 
 
-def softmax_statistics_reference(
-    x: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None, batch: bool, term: tuple | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What the fused softmax statistics compute, in plain differentiable PyTorch operations:
-    ``(TP, sum_p, sum_y, term)``. The op's registered backward differentiates it when a second
-    derivative is asked for (``create_graph=True``).
-
-    ``t``: class indices ``[B, *]`` (any value where ``valid`` is False); ``term``: None,
-    ``("focal", alpha [C], gamma [C], scale)`` (``scale * sum alpha_t * -(1 - p_t)^gamma_t log p_t``)
-    or ``("wce", beta, scale)`` (``scale * sum -(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``),
-    both over the counted pixels.
-    """
-    b, c = x.shape[:2]
-    logp = torch.log_softmax(x.reshape(b, c, -1), 1)
-    p = logp.exp()
-    tt = t.reshape(b, -1).long()
-    m = None if valid is None else valid.reshape(b, -1).to(p.dtype)
-    if m is not None:
-        tt = tt * (m > 0)
-    onehot = F.one_hot(tt, c).transpose(1, 2).to(p.dtype)
-    if m is not None:
-        onehot = onehot * m.unsqueeze(1)
-        p = p * m.unsqueeze(1)
-    tp, sum_p, sum_y = (p * onehot).sum(-1), p.sum(-1), onehot.sum(-1)
-    if batch:
-        tp, sum_p, sum_y = tp.sum(0), sum_p.sum(0), sum_y.sum(0)
-    value = x.new_zeros(())
-    if term is not None:
-        lt = logp.gather(1, tt.unsqueeze(1)).squeeze(1)
-        if term[0] == "focal":
-            _, alpha, gamma, scale = term
-            per_pixel = class_lookup(alpha.to(x), tt) * focal_modulated_log(lt, class_lookup(gamma.to(x), tt))
-        else:
-            _, beta, scale = term
-            # log(1 - p_c) = log1mexp(log p_c), except for each pixel's most likely class, whose log p may
-            # round to 0: there the log-sum-exp of the other logits minus that of all (exact for any logit)
-            xr = x.reshape(b, c, -1)
-            top = F.one_hot(xr.argmax(1), c).transpose(1, 2).bool()
-            log_q_top = torch.logsumexp(xr.masked_fill(top, float("-inf")), 1) - torch.logsumexp(xr, 1)
-            log_q = torch.where(top, log_q_top.unsqueeze(1), log1mexp(torch.where(top, -1.0, logp)))
-            others = (log_q * (1.0 - onehot)).sum(1)
-            per_pixel = -(beta * lt + (1.0 - beta) * others)
-        value = (per_pixel if m is None else per_pixel * m).sum() * scale
-    return tp, sum_p, sum_y, value
-
-
 def softmax_statistics(
     x: torch.Tensor,
     t: torch.Tensor,
@@ -208,19 +162,19 @@ def softmax_statistics(
     nowhere; in eager mode (value checks on) any other label outside ``[0, C)`` is an error, and so
     is a non-finite logit with ``check_finite_logits`` (from the sum the op takes as it reads them).
 
-    One op, ``torch.ops.medloss.softmax_stats`` (see ``medloss._ops``): the compiled kernel on CPU
-    when it is installed, PyTorch operations elsewhere; one pass forward, one backward.
+    One op, ``torch.ops.medloss.softmax_stats`` (:mod:`medloss.ops.softmax_stats`), or its Triton twin on
+    CUDA: the compiled kernel on CPU when it is installed, PyTorch operations elsewhere.
     """
     n_classes = x.shape[1]
     if valid is not None:  # positions already masked by the caller: mark them with a label no class has
         t = torch.where(valid, t, -1)
         ignore_index = -1
-    term, weight, gamma_bg, gamma_fg, beta = _ops.TERM_NONE, None, 0.0, 0.0, 0.5
+    term, weight, gamma_bg, gamma_fg, beta = TERM_NONE, None, 0.0, 0.0, 0.5
     if focal is not None:
-        term, (weight, gamma_bg, gamma_fg) = _ops.TERM_FOCAL, focal
+        term, (weight, gamma_bg, gamma_fg) = TERM_FOCAL, focal
         weight = weight.to(dtype=x.dtype, device=x.device)
     elif weighted_ce is not None:
-        term, beta = _ops.TERM_WCE, float(weighted_ce)
+        term, beta = TERM_WCE, float(weighted_ce)
     checks = value_checks_active(x, t)
     check_logits = checks and check_finite_logits
     if resolve_implementation(x) == "triton" and n_classes <= TRITON_MAX_CLASSES:
@@ -233,10 +187,8 @@ def softmax_statistics(
             logits_sum = torch.zeros_like(logits_sum)
         stats, total = stats.to(x.dtype), total.to(x.dtype)
     else:
-        stats, total, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_stats(
-            x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, _ops.keeps_softmax(x),
-            check_logits
-        )
+        stats, total, n_bad, _, logits_sum = torch.ops.medloss.softmax_stats(
+            x, t, ignore_index, term, weight, float(gamma_bg), float(gamma_fg), beta, check_logits)
     if checks:
         check_op_findings(x, t, n_classes, ignore_index, n_bad, logits_sum)
     tp, sum_p, sum_y = stats.unbind(1)

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import _ops
 from .._distributed import all_reduce_sum, distributed_flag, require_process_group
 from .._validation import (
     canonical_inputs,
@@ -237,9 +236,9 @@ def softmax_focal_loss(
         if not (checks and check_finite_logits):
             logits_sum = torch.zeros_like(logits_sum)
     else:
-        value, counts, n_bad, _, _, logits_sum = torch.ops.medloss.softmax_focal(
+        value, counts, n_bad, logits_sum = torch.ops.medloss.softmax_focal(
             x, t, ignore_index, weight, float(gammas[0]), float(gammas[1]), float(label_smoothing),
-            reduction == "none", _ops.keeps_softmax(x), checks and check_finite_logits,
+            reduction == "none", checks and check_finite_logits,
         )
     if checks:
         check_op_findings(x, t, x.shape[1], ignore_index, n_bad, logits_sum)

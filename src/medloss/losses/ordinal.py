@@ -23,7 +23,8 @@ from .._validation import (
     fmt_shape,
     value_checks_active,
 )
-from ._common import fp32_island, log1mexp, upcast
+from ..ops.reference import log1mexp
+from ._common import fp32_island, upcast
 from .focal import finish_reduction
 
 LINKS = ("logit", "probit", "cloglog")

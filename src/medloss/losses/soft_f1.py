@@ -40,7 +40,7 @@ def soft_f1_loss(
         require_process_group("soft_f1_loss")
     with fp32_island():
         # the whole batch: F1 is not a per-sample quantity
-        if mode == "multiclass" and input.ndim > 2:  # images: the statistics op (one pass; what it keeps: medloss._ops)
+        if mode == "multiclass" and input.ndim > 2:  # images: the statistics op (medloss.ops.softmax_stats)
             s = segmentation_statistics(
                 input, target, mode, from_logits=from_logits, ignore_index=ignore_index, batch=True
             )

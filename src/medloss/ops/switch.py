@@ -132,9 +132,9 @@ def resolve(x: torch.Tensor) -> str:
 
 
 def _cpu_kernel_built() -> bool:
-    from .. import _native
+    from . import cpu_kernel
 
-    return _native._LIB is not None and _native.env_enabled()
+    return cpu_kernel._LIB is not None and cpu_kernel.env_enabled()
 
 
 __all__ = ["IMPLEMENTATIONS", "get_implementation", "implementation", "resolve", "set_implementation"]

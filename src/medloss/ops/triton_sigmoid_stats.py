@@ -8,7 +8,7 @@ in PyTorch finishes the reduction (no atomics, the same bits every run). Backwar
 ``dL/dx = sigmoid(x) sigmoid(-x) (y dL/dTP + dL/dsum_p)`` at counted positions, ``sigmoid(-x)`` rather
 than ``1 - sigmoid(x)`` so that a saturated logit keeps its gradient.
 
-The reference: ``torch.ops.medloss.sigmoid_stats``'s defining formula (:mod:`medloss._ops`).
+The references: :func:`medloss.ops.reference.sigmoid_stats_reference` and ``sigmoid_focal_reference``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
+
+from .reference import second_order_grads, sigmoid_focal_reference, sigmoid_stats_reference
 
 BLOCK = 1024
 
@@ -67,7 +69,7 @@ def _rows(x: Tensor, y: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, T
     yf = y.reshape(b * c, -1).contiguous()
     if valid is None:
         return xf, yf, xf, b, c, 1, n
-    cv = valid.numel() // max(1, b * n)  # [B, 1, *] (binary) or [B, C, *] (multilabel), as _ops' views
+    cv = valid.numel() // max(1, b * n)  # [B, 1, *] (binary) or [B, C, *] (multilabel), as the reference's views
     return xf, yf, valid.reshape(b * cv, -1).to(torch.uint8).contiguous(), b, c, cv, n
 
 
@@ -103,9 +105,6 @@ def _setup(ctx, inputs, output) -> None:
 def _backward(ctx, g_stats: Tensor):
     x, y, valid = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        from .._ops import sigmoid_stats_reference
-        from ..losses._common import second_order_grads
-
         (grad,) = second_order_grads(lambda x_: sigmoid_stats_reference(x_, y, valid), (x,), (g_stats,))
         return grad, None, None
     return sigmoid_stats_triton_backward(x, y, valid, g_stats.select(1, 0), g_stats.select(1, 1)), None, None
@@ -220,9 +219,6 @@ def _focal_backward(ctx, grad_out: Tensor):
     gamma, label_smoothing = ctx.args
     none = (None,) * 7
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        from .._ops import sigmoid_focal_reference
-        from ..losses._common import second_order_grads
-
         def reference(x_: Tensor) -> Tensor:
             return sigmoid_focal_reference(x_, y, valid, a_pos, a_neg, gamma, label_smoothing, grad_out.dim() > 0)
 

@@ -15,13 +15,13 @@ Registered with ``torch.library.triton_op`` + ``wrap_triton``, so ``torch.compil
   ``dL/dx_j = p_j (U_j - S) + [j = t] p_t V_t`` plus the term's gradient once, with ``U = dL/dsum_p``,
   ``V = dL/dTP`` and ``S = sum_k p_k U_k + p_t V_t`` (counted pixels; 0 elsewhere).
 
-Terms (``TERM``, as :mod:`medloss._ops`): 0 none; 1 focal, ``sum w_t -(1 - p_t)^gamma_t log p_t`` with
+Terms (``TERM``, as :mod:`medloss.ops.reference`): 0 none; 1 focal, ``sum w_t -(1 - p_t)^gamma_t log p_t`` with
 ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, ``1 - p_t`` as the sum of the other
 probabilities (exact for a confident pixel); 2 Combo's weighted cross-entropy
 ``sum -(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``, the log of the one class with
 ``p > 1/2`` taken from the log-sum-exp of the others (finite for any logit).
 
-The reference these are tested against: :func:`medloss.losses._overlap.softmax_statistics_reference`.
+The reference these are tested against: :mod:`medloss.ops.reference`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 from torch.library import triton_op, wrap_triton
+
+from .reference import second_order_grads, softmax_focal_reference, softmax_stats_second_order
 
 #: elements of one tile (classes x pixels): bounds the registers a program uses whatever C is
 TILE = 4096
@@ -240,36 +242,14 @@ def _setup(ctx, inputs, output) -> None:
     ctx.args = (ignore_index, term, gamma_bg, gamma_fg, beta)
 
 
-def _reference_spec(term: int, weight: Tensor | None, gamma_bg: float, gamma_fg: float, beta: float, like: Tensor):
-    """The term as :func:`softmax_statistics_reference` takes it."""
-    if term == 1:
-        c = like.shape[1]
-        gammas = torch.full((c,), gamma_fg, dtype=like.dtype, device=like.device)
-        gammas[0] = gamma_bg
-        w = torch.ones(c, dtype=like.dtype, device=like.device) if weight is None else weight.to(like)
-        return ("focal", w, gammas, 1.0)
-    if term == 2:
-        return ("wce", beta, 1.0)
-    return None
-
-
 def _backward(ctx, g_stats: Tensor, g_term: Tensor, g_bad: Tensor, g_sum: Tensor):
     x, target, weight = ctx.saved_tensors
     ignore_index, term, gamma_bg, gamma_fg, beta = ctx.args
     g_stats = x.new_zeros(x.shape[0], 3, x.shape[1]) if g_stats is None else g_stats
     g_term = x.new_zeros(()) if g_term is None else g_term
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        from ..losses._common import second_order_grads
-        from ..losses._overlap import softmax_statistics_reference
-
-        spec = _reference_spec(term, weight, gamma_bg, gamma_fg, beta, x)
-        valid = (target != ignore_index) & (target >= 0) & (target < x.shape[1])
-
-        def reference(x_: Tensor):
-            tp, sum_p, sum_y, value = softmax_statistics_reference(x_, target, valid, False, spec)
-            return torch.stack([tp, sum_p, sum_y], 1), value
-
-        (grad,) = second_order_grads(reference, (x,), (g_stats, g_term))
+        grad = softmax_stats_second_order(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, g_stats,
+                                          g_term)
         return grad, None, None, None, None, None, None, None
     grad = softmax_stats_triton_backward(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta,
                                          g_stats.select(1, 0), g_stats.select(1, 1), g_term)
@@ -328,19 +308,8 @@ def _focal_backward(ctx, g_value: Tensor, g_counts: Tensor, g_bad: Tensor, g_sum
     ignore_index, gamma_bg, gamma_fg, per_position = ctx.args
     none = (None,) * 6
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        from ..losses._common import class_lookup, focal_modulated_log, second_order_grads
-
-        c = x.shape[1]
-        valid = (target != ignore_index) & (target >= 0) & (target < c)
-        t = torch.where(valid, target, 0)
-        gammas = torch.full((c,), gamma_fg, dtype=x.dtype, device=x.device)
-        gammas[0] = gamma_bg
-        w = torch.ones(c, dtype=x.dtype, device=x.device) if weight is None else weight.to(x)
-
         def reference(x_: Tensor) -> Tensor:
-            lt = torch.log_softmax(x_, 1).gather(1, t.unsqueeze(1)).squeeze(1)
-            value = class_lookup(w, t) * focal_modulated_log(lt, class_lookup(gammas, t)) * valid
-            return value if per_position else value.sum()
+            return softmax_focal_reference(x_, target, ignore_index, weight, gamma_bg, gamma_fg, 0.0, per_position)
 
         (grad,) = second_order_grads(reference, (x,), (g_value,))
         return (grad, *none)

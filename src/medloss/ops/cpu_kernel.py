@@ -1,11 +1,11 @@
-"""The optional fused C kernels (``_kernels.c``), reached through ctypes.
+"""The CPU kernel: the optional fused C kernels (``medloss/_kernels.c``), reached through ctypes.
 
 The extension is compiled when medloss is installed (``setup.py``; optional, so a machine without
-a C compiler still installs medloss). When it is present, the CPU implementations of the ops in
-``medloss._ops`` run their per-pixel work in it (float32 / float64, 2-32 classes); everything else,
-and every GPU tensor, uses the ops' PyTorch implementation of the same formulas. Both paths are
-tested against each other. ``MEDLOSS_NATIVE=0`` in the environment, or
-``native_kernels(False)``, turns the kernels off.
+a C compiler still installs medloss). When it is present, the CPU implementations of the softmax ops
+(:mod:`medloss.ops.softmax_stats`, :mod:`medloss.ops.softmax_focal`) run their per-pixel work in it
+(float32 / float64, 2-32 classes); everything else runs the ops' PyTorch implementation of the same
+formulas. Both are tested against the reference (:mod:`medloss.ops.reference`).
+``MEDLOSS_NATIVE=0`` in the environment, or ``medloss.implementation("pytorch")``, turns the kernels off.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from contextlib import contextmanager
 
 import torch
 
-from .ops.switch import get_implementation, implementation
+from .reference import TERM_FOCAL, TERM_NONE, TERM_WCE
+from .switch import get_implementation, implementation
 
 MAX_CLASSES = 32
-TERM_NONE, TERM_FOCAL, TERM_WCE = 0, 1, 2
 
 
 
@@ -102,7 +102,7 @@ def layout_matches(lib: ctypes.CDLL) -> bool:
 
 def _load() -> ctypes.CDLL | None:
     try:
-        from . import _kernels  # type: ignore[attr-defined]
+        from .. import _kernels  # type: ignore[attr-defined]
     except ImportError:
         return None
     try:
