@@ -3,19 +3,27 @@ gradients against the op's float64 reference (:mod:`medloss.ops.reference`).
 
 The grid: 2-D and 3-D images and [N, C] rows, C in {2, 4, 13, 117}, ignored pixels and absent classes,
 class weights (the Unified family's delta: ``[1 - delta, delta, ...]``), gamma (one, and per class as the
-asymmetric losses), Combo's beta, label smoothing, fp32 and bf16 logits, logits at +-1e4. bf16 logits reach
-the PyTorch implementation and the C kernel as the losses pass them (upcast to fp32); the reference takes
-the same bf16-rounded values in float64. Implementations: ``"pytorch"`` and, when it is built,
-``"cpu_kernel"`` (which hands what it does not take, e.g. 117 classes, to the PyTorch implementation). The
-Triton kernels run the same references in their own process under Triton's interpreter
-(``tests/triton_worker.py``, from ``tests/test_implementation.py``).
+asymmetric losses), Combo's beta, label smoothing, fp32 and bf16 logits, logits at +-1e4. The reference takes
+the bf16-rounded values in float64; bf16 logits reach the PyTorch implementation and the C kernel as the
+losses pass them (upcast to fp32), and the Triton kernels as bf16 (they read bf16 and accumulate in fp32).
+
+Implementations: ``"pytorch"`` and, when it is built, ``"cpu_kernel"`` (which hands what it does not take,
+e.g. 117 classes, to the PyTorch implementation), in this process; ``"triton"`` in a process of its own under
+Triton's interpreter (``TRITON_INTERPRET=1`` must be set before Triton is imported), which runs this same
+module with ``MEDLOSS_CONFORMANCE=triton`` (:func:`test_triton_through_the_interpreter`). The Triton kernels
+take no label smoothing (those cases run the PyTorch implementation on a GPU) and the ordinal op has none.
 
 The references themselves are checked against PyTorch's own losses in ``test_reference_*`` below.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,7 +35,12 @@ from medloss.ops.cpu_kernel import native_kernels_available
 from medloss.ops.reference import TERM_FOCAL, TERM_NONE, TERM_WCE
 
 ops = torch.ops.medloss
-IMPLEMENTATIONS = ["pytorch", "cpu_kernel"] if native_kernels_available() else ["pytorch"]
+HERE = Path(__file__).resolve().parent
+TRITON = os.environ.get("MEDLOSS_CONFORMANCE") == "triton"
+if TRITON:
+    IMPLEMENTATIONS = ["triton"]
+else:
+    IMPLEMENTATIONS = ["pytorch", "cpu_kernel"] if native_kernels_available() else ["pytorch"]
 CLASSES = [2, 4, 13, 117]
 SPATIAL = [(5, 6), (3, 4, 5)]
 DTYPES = [torch.float32, torch.bfloat16]
@@ -35,14 +48,14 @@ IGNORE = -100
 
 
 def _logits(shape, dtype, extreme, seed):
-    """Logits of ``shape`` rounded to ``dtype`` and handed over as the losses hand them (bf16 -> fp32), and
-    the same values in float64 for the reference."""
+    """Logits of ``shape`` rounded to ``dtype`` and handed over as the losses hand them to the implementation
+    (bf16 -> fp32, except to Triton), and the same values in float64 for the reference."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=g, dtype=torch.float64) * 3
     if extreme:
         x = x.sign() * 1e4
     x = x.to(dtype)
-    given = x.float() if dtype == torch.bfloat16 else x
+    given = x.float() if dtype == torch.bfloat16 and not TRITON else x
     return given, x.double()
 
 
@@ -67,10 +80,12 @@ def _weights(c, kind):
     return None
 
 
-def _tolerance(expected):
-    """fp32 arithmetic: 2e-5 relative to each entry, and 2e-5 of the largest entry absolute."""
+def _tolerance(expected, dtype=torch.float32):
+    """fp32 arithmetic: 2e-5 relative to each entry, and 2e-5 of the largest entry absolute; a bf16 result
+    (Triton's gradient of bf16 logits) 4e-3, its rounding."""
     scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
-    return dict(rtol=2e-5, atol=2e-5 * max(scale, 1e-6))
+    tol = 4e-3 if dtype == torch.bfloat16 else 2e-5
+    return dict(rtol=tol, atol=tol * max(scale, 1e-6))
 
 
 def _check(implementation, run, ref, inputs, ref_inputs, n_outputs):
@@ -90,7 +105,7 @@ def _check(implementation, run, ref, inputs, ref_inputs, n_outputs):
     (grad,) = torch.autograd.grad(sum((o * w.to(o.dtype)).sum() for o, w in zip(got, weights, strict=False)), x)
     (expected_grad,) = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights, strict=False)), x64)
     assert grad.dtype == x.dtype
-    torch.testing.assert_close(grad.double(), expected_grad, **_tolerance(expected_grad))
+    torch.testing.assert_close(grad.double(), expected_grad, **_tolerance(expected_grad, grad.dtype))
 
 
 # (term, weights, gamma_bg, gamma_fg, beta): none; focal with the Unified family's weights; the asymmetric
@@ -109,8 +124,12 @@ def test_softmax_stats(implementation, case):
     w = _weights(c, kind)
 
     def run(x_, t_):
-        stats, value, n_bad, _, _ = ops.softmax_stats(x_, t_, IGNORE, term, None if w is None else w.float(),
-                                                      gamma_bg, gamma_fg, beta)
+        w32 = None if w is None else w.float()
+        if TRITON:
+            stats, value, n_bad, _ = triton_softmax.softmax_stats_triton(x_, t_, IGNORE, term, w32, gamma_bg,
+                                                                         gamma_fg, beta)
+        else:
+            stats, value, n_bad, _, _ = ops.softmax_stats(x_, t_, IGNORE, term, w32, gamma_bg, gamma_fg, beta)
         assert int(n_bad) == 0
         return stats, value
 
@@ -122,7 +141,8 @@ def test_softmax_stats(implementation, case):
 
 # (weights, gamma_bg, gamma_fg, label_smoothing)
 FOCAL_TERMS = [("delta", 2.0, 2.0, 0.0), ("random", 0.5, 0.0, 0.0), ("random", 0.0, 0.0, 0.1), (None, 2.0, 2.0, 0.1)]
-FOCAL_CASES = list(itertools.product(SPATIAL + [()], CLASSES, DTYPES, [False, True], FOCAL_TERMS, [False, True]))
+FOCAL_CASES = [case for case in itertools.product(SPATIAL + [()], CLASSES, DTYPES, [False, True], FOCAL_TERMS,
+                                                 [False, True]) if not (TRITON and case[4][3])]
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -135,8 +155,13 @@ def test_softmax_focal(implementation, case):
     w = _weights(c, kind)
 
     def run(x_, t_):
-        value, counts, n_bad, _ = ops.softmax_focal(x_, t_, IGNORE, None if w is None else w.float(), gamma_bg,
-                                                    gamma_fg, smoothing, per_position)
+        w32 = None if w is None else w.float()
+        if TRITON:
+            value, counts, n_bad, _ = triton_softmax.softmax_focal_triton(x_, t_, IGNORE, w32, gamma_bg, gamma_fg,
+                                                                          per_position)
+        else:
+            value, counts, n_bad, _ = ops.softmax_focal(x_, t_, IGNORE, w32, gamma_bg, gamma_fg, smoothing,
+                                                        per_position)
         counted = t_[(t_ >= 0) & (t_ < c)]
         torch.testing.assert_close(counts.double(), torch.bincount(counted, minlength=c).double())
         assert int(n_bad) == 0
@@ -159,6 +184,7 @@ def _sigmoid_inputs(case):
     g = torch.Generator().manual_seed(case + 7)
     y = torch.rand(x.shape, generator=g, dtype=torch.float64)
     y = torch.where(torch.rand(x.shape, generator=g) < 0.5, y.round(), y)  # hard and soft labels
+    y = y.to(torch.bfloat16).double()  # soft labels the bf16 logits' dtype holds exactly (Triton reads y as x's)
     valid = None
     if mask != "none":
         valid = torch.rand(n, 1 if mask == "shared" else c, *spatial, generator=g) > 0.3
@@ -169,7 +195,8 @@ def _sigmoid_inputs(case):
 @pytest.mark.parametrize("case", range(len(SIGMOID_CASES)))
 def test_sigmoid_stats(implementation, case):
     x, x64, y, valid = _sigmoid_inputs(case)
-    _check(implementation, lambda x_, y_: ops.sigmoid_stats(x_, y_.to(x_.dtype), valid),
+    op = triton_sigmoid.sigmoid_stats_triton if TRITON else ops.sigmoid_stats
+    _check(implementation, lambda x_, y_: op(x_, y_.to(x_.dtype), valid),
            lambda x_, y_: reference.sigmoid_stats_reference(x_, y_, valid), (x, y), (x64, y), 1)
 
 
@@ -179,10 +206,12 @@ def test_sigmoid_stats(implementation, case):
 def test_sigmoid_focal(implementation, case, gamma, smoothing, per_position):
     x, x64, y, valid = _sigmoid_inputs(case)
     c = x.shape[1]
-    a_pos = torch.linspace(0.25, 0.75, c, dtype=torch.float64)
+    a_pos = (torch.arange(c, dtype=torch.float64) + 1) / 8  # exact in bf16 too
+
+    op = triton_sigmoid.sigmoid_focal_triton if TRITON else ops.sigmoid_focal
 
     def run(x_, y_):
-        return ops.sigmoid_focal(x_, y_.to(x_.dtype), valid, a_pos.to(x_.dtype), (1 - a_pos).to(x_.dtype), gamma,
+        return op(x_, y_.to(x_.dtype), valid, a_pos.to(x_.dtype), (1 - a_pos).to(x_.dtype), gamma,
                                  smoothing, per_position)
 
     def ref(x_, y_):
@@ -191,6 +220,7 @@ def test_sigmoid_focal(implementation, case, gamma, smoothing, per_position):
     _check(implementation, run, ref, (x, y), (x64, y), 1)
 
 
+@pytest.mark.skipif(TRITON, reason="the ordinal op has no Triton kernel: CUDA runs its PyTorch implementation")
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("k", [2, 4, 13])
 @pytest.mark.parametrize("extreme", [False, True])
@@ -206,6 +236,26 @@ def test_logit_link_nll(implementation, k, extreme):
     _check(implementation, lambda f_, c_, w_, y_: ops.logit_link_nll(f_, c_, w_, y_)[0],
            reference.logit_link_nll_reference, (f64.float(), c_ext.float(), width.float(), y),
            (f64, c_ext, width, y), 1)
+
+
+if TRITON:
+    from medloss.ops import triton_sigmoid_stats as triton_sigmoid
+    from medloss.ops import triton_softmax_stats as triton_softmax
+
+
+@pytest.mark.skipif(TRITON, reason="this is the Triton process")
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (pip install triton)")
+def test_triton_through_the_interpreter():
+    """This module's grid on the Triton kernels, in a process of its own under Triton's interpreter: every
+    case collected there passes, none is skipped."""
+    expected = len(STATS_CASES) + len([c for c in FOCAL_CASES if not c[4][3]]) + len(SIGMOID_CASES) * 4
+    env = {**os.environ, "TRITON_INTERPRET": "1", "MEDLOSS_CONFORMANCE": "triton"}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
+         "-k", "not reference and not logit_link and not interpreter"],
+        env=env, capture_output=True, text=True, timeout=900, cwd=HERE.parent)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert f"{expected} passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
 
 
 # ---------------------------------------------------------------- the references against PyTorch's losses

@@ -72,20 +72,15 @@ def test_native_kernels_is_a_deprecated_alias():
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (pip install triton)")
 def test_triton_kernels_through_the_interpreter():
-    """The conformance grid (2-D / 3-D, C in {2, 4, 13, 117}, ignored pixels, absent classes, fp32 / bf16,
-    logits at +-1e4; no term, the focal term with gamma in {0, 0.5, 2} and class weights, Combo's weighted
-    cross-entropy with two betas; the focal / cross-entropy rows of images and of [N, C] rows, per position or
-    summed; the sigmoid statistics and the sigmoid focal loss of binary / multilabel masks and rows with soft
-    labels) against the float64 formulas, bad-label counts, determinism, 2 launches per forward + backward of
-    every loss on the kernels, and second derivatives: tests/triton_worker.py."""
+    """Bad-label counts, determinism (the same bits twice), 2 launches per forward + backward of every loss on
+    the kernels (softmax and sigmoid; gradients equal the PyTorch implementation's) and second derivatives:
+    tests/triton_worker.py. Values and gradients against the float64 references: tests/test_conformance.py."""
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     run = subprocess.run([sys.executable, str(HERE / "triton_worker.py")], env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "conformance: 768 cases equal the float64 reference" in run.stdout
-    assert "focal conformance: 512 cases equal the float64 formula" in run.stdout
-    assert "sigmoid conformance: 48 x 2 cases equal the float64 formulas" in run.stdout
     assert run.stdout.count("forward + backward = 2") == 22
+    assert "second derivatives: equal the PyTorch implementation's" in run.stdout
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (pip install triton)")

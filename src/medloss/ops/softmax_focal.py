@@ -15,14 +15,13 @@ from torch import Tensor
 from . import cpu_kernel
 from ._terms import (
     check_logits,
-    class_weight_at,
     count_bad,
     focal_by_class,
     focal_terms,
     onehot_and_valid,
     smoothed_target,
 )
-from .reference import TERM_FOCAL, second_order_grads, softmax_focal_reference
+from .reference import TERM_FOCAL, counted_labels, second_order_grads, softmax_focal_reference
 from .softmax_stats import kernel_term
 
 _NAME = "medloss::softmax_focal"
@@ -53,24 +52,41 @@ def softmax_focal(
 
 
 def _logp_and_labels(x: Tensor, target: Tensor, ignore_index: int | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(log_softmax [B, C, N], onehot [B, C, N], counted [B, N], target [B, N])``; rows ``[N, C]`` are ``N``
-    images of one position."""
+    """``(log_softmax [B, C, N], labels [B, N] (0 where nothing counts), counted [B, N] in x.dtype, target
+    [B, N])``; rows ``[N, C]`` are ``N`` images of one position."""
     b, c = x.shape[:2]
     t = target.reshape(b, -1)
-    onehot, counted = onehot_and_valid(t, c, ignore_index, x.dtype)
-    return torch.log_softmax(x.reshape(b, c, -1), 1), onehot, counted, t
+    labels, counted = counted_labels(x, target, ignore_index)
+    if x.dim() == 2:  # rows: torch's CPU log_softmax over a short last dim is 3x slower than its steps
+        shifted = x - x.amax(1, keepdim=True)  # exact, as log_softmax's own shift (x - logsumexp is not at 1e4)
+        logp = shifted - shifted.exp().sum(1, keepdim=True).log()
+    else:
+        logp = torch.log_softmax(x, 1)
+    return logp.reshape(b, c, -1), labels, counted.to(x.dtype), t
+
+
+def _focal_at_target(logp: Tensor, labels: Tensor, counted: Tensor, weight: Tensor | None, gamma_bg: float,
+                     gamma_fg: float, value: bool) -> tuple[Tensor | None, Tensor]:
+    """The focal value and slope at each position's target ``[B, N]``, times ``w_t`` (0 where nothing
+    counts): ``log p_t`` gathered, no one-hot."""
+    lt = logp.gather(1, labels.unsqueeze(1)).squeeze(1) * counted
+    v, slope = focal_by_class(lt, labels == 0, gamma_bg, gamma_fg, value=value)
+    w_t = counted if weight is None else weight.to(logp).gather(0, labels.reshape(-1)).view_as(counted) * counted
+    return (None if v is None else v * w_t), slope * w_t
 
 
 def _pytorch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position, sum_logits):
     check_logits(x, target, _NAME)
-    logp, onehot, counted, t = _logp_and_labels(x, target, ignore_index)
+    logp, labels, counted, t = _logp_and_labels(x, target, ignore_index)
     if label_smoothing == 0.0:
-        value, _ = focal_by_class((logp * onehot).sum(1), onehot.select(1, 0), gamma_bg, gamma_fg)
-        value = value * class_weight_at(weight, onehot, counted)
+        value, _ = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, True)
     else:
         value_c, _ = focal_terms(logp, gamma_fg)
-        value = (smoothed_target(onehot, counted, weight, label_smoothing) * value_c).sum(1)
-    return ((value.view(target.shape) if per_position else value.sum()), onehot.sum((0, 2)),
+        onehot, _ = onehot_and_valid(labels, x.shape[1], None, x.dtype)
+        value = (smoothed_target(onehot * counted.unsqueeze(1), counted, weight, label_smoothing) * value_c).sum(1)
+    counts = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels.reshape(-1),
+                                                                                 counted.reshape(-1))
+    return ((value.view(target.shape) if per_position else value.sum()), counts,
             count_bad(t, counted, ignore_index), x.sum() if sum_logits else x.new_zeros(()))
 
 
@@ -125,16 +141,19 @@ def softmax_focal_backward(
 
 def _pytorch_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, grad_out):
     b = x.shape[0]
-    logp, onehot, counted, _ = _logp_and_labels(x, target, ignore_index)
+    logp, labels, counted, _ = _logp_and_labels(x, target, ignore_index)
     p = logp.exp()
     g = grad_out.to(x.dtype)
-    g = g.reshape(b, 1, -1) if g.dim() else g
+    g = g.reshape(b, -1) if g.dim() else g
     if label_smoothing == 0.0:  # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t])
-        _, slope = focal_by_class((logp * onehot).sum(1), onehot.select(1, 0), gamma_bg, gamma_fg, value=False)
-        grad = (slope * class_weight_at(weight, onehot, counted)).unsqueeze(1) * g * (p - onehot)
+        _, s = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, False)
+        s = (s * g).unsqueeze(1)
+        grad = (p * s).scatter_add_(1, labels.unsqueeze(1), -s)  # one entry per position: no two writes meet
     else:  # sum_c q_c w_c slope_c (p_j - [j = c])
         _, slope_c = focal_terms(logp, gamma_fg, value=False)
-        wq = smoothed_target(onehot, counted, weight, label_smoothing) * slope_c * g
+        onehot, _ = onehot_and_valid(labels, x.shape[1], None, x.dtype)
+        wq = smoothed_target(onehot * counted.unsqueeze(1), counted, weight, label_smoothing) * slope_c
+        wq = wq * (g.unsqueeze(1) if g.dim() else g)
         grad = p * wq.sum(1, keepdim=True) - wq
     return grad.view_as(x)
 
