@@ -12,23 +12,14 @@ import torch  # noqa: E402
 import triton.runtime.interpreter as interpreter  # noqa: E402
 
 import medloss  # noqa: E402
-from medloss.losses import (  # noqa: E402
-    AsymmetricFocalLoss,
-    AsymmetricFocalTverskyLoss,
+from medloss.losses import (  # noqa: E402  # noqa: E402
     AsymmetricUnifiedFocalLoss,
     ComboLoss,
     CrossEntropyLoss,
     DiceLoss,
     FocalLoss,
-    FocalTverskyLoss,
-    GeneralizedDiceLoss,
-    HybridFocalLoss,
-    JaccardLoss,
-    MCCLoss,
-    SymmetricFocalLoss,
-    SymmetricFocalTverskyLoss,
-    SymmetricUnifiedFocalLoss,
-    TverskyLoss,
+    available_losses,
+    get_loss,
 )
 from medloss.ops.triton_softmax_stats import softmax_stats_triton  # noqa: E402
 
@@ -67,24 +58,39 @@ def main() -> int:
     a = softmax_stats_triton(x, t, -100, 2, None, 0.0, 0.0, 0.7)
     b = softmax_stats_triton(x, t, -100, 2, None, 0.0, 0.0, 0.7)
     assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
-    # launches per forward + backward of each loss running on the kernels
+    # the launch budget: every segmentation loss of the registry, in every mode it takes, forward + backward
+    # in at most 4 kernel launches (the statistics / focal kernels one each way, Combo's sigmoid modes both),
+    # its gradient equal to the PyTorch implementation's; plus the focal losses' label smoothing
     x, t = case((16, 16), 4, torch.float32, True, False, False, 1)
-    for loss in (DiceLoss(), JaccardLoss(), TverskyLoss(), FocalTverskyLoss(), GeneralizedDiceLoss(), MCCLoss(),
-                 DiceLoss(batch=True), ComboLoss(), SymmetricFocalTverskyLoss(), AsymmetricFocalTverskyLoss(),
-                 SymmetricUnifiedFocalLoss(), AsymmetricUnifiedFocalLoss(), HybridFocalLoss(), FocalLoss(),
-                 CrossEntropyLoss(), SymmetricFocalLoss(), AsymmetricFocalLoss()):
-        xs = x.clone().requires_grad_(True)
+    xb = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    tb = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(6)) > 0.5).float()
+    inputs = {"multiclass": (x, t), "binary": (xb[:, :1], tb[:, :1]), "multilabel": (xb, tb)}
+    cases = []
+    for entry in available_losses():
+        if "segmentation" in entry.tasks and entry.accepts("mode"):
+            for mode in inputs:
+                try:
+                    cases.append((f"{entry.name}({mode})", get_loss(entry.name, mode=mode), *inputs[mode]))
+                except ValueError:  # a mode the loss does not take
+                    pass
+    cases += [("dice(multiclass, batch)", DiceLoss(batch=True), x, t),
+              ("focal(label_smoothing=0.1)", FocalLoss(label_smoothing=0.1), x, t),
+              ("ce(label_smoothing=0.1)", CrossEntropyLoss(label_smoothing=0.1), x, t)]
+    most = 0
+    for name, loss, xi, ti in cases:
+        xs = xi.clone().requires_grad_(True)
         with medloss.implementation("triton"):
             LAUNCHES["n"] = 0
-            loss(xs, t).backward()
+            loss(xs, ti).sum().backward()
             launches = LAUNCHES["n"]
         with medloss.implementation("pytorch"):
-            xr = x.clone().requires_grad_(True)
-            expected = loss(xr, t)
-            expected.backward()
+            xr = xi.clone().requires_grad_(True)
+            loss(xr, ti).sum().backward()
         torch.testing.assert_close(xs.grad, xr.grad, rtol=1e-4, atol=1e-6)
-        assert launches == 2, (type(loss).__name__, launches)
-        print(f"launches: {type(loss).__name__} forward + backward = {launches}")
+        assert 2 <= launches <= 4, (name, launches)
+        most = max(most, launches)
+        print(f"launches: {name} forward + backward = {launches}")
+    print(f"launch budget: {len(cases)} losses x modes, at most {most} launches each")
     # second derivatives (create_graph=True) come from the defining formula, as on the other implementations
     x64 = case((5, 4), 3, torch.float64, True, False, False, 2)[0].requires_grad_(True)
     t = case((5, 4), 3, torch.float64, True, False, False, 2)[1]
@@ -104,17 +110,6 @@ def main() -> int:
             (second[name],) = torch.autograd.grad((g * g).sum(), xb64)
     torch.testing.assert_close(second["triton"], second["pytorch"], rtol=1e-5, atol=1e-8)
     print("second derivatives: equal the PyTorch implementation's")
-    xb = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(5))
-    tb = (torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(6)) > 0.5).float()
-    for loss in (DiceLoss(mode="binary"), TverskyLoss(mode="multilabel"), MCCLoss(mode="binary"),
-                 FocalLoss(mode="binary"), FocalLoss(mode="multilabel", reduction="none")):
-        xs = xb.clone().requires_grad_(True)
-        with medloss.implementation("triton"):
-            LAUNCHES["n"] = 0
-            loss(xs, tb).sum().backward()
-            launches = LAUNCHES["n"]
-        assert launches == 2, (type(loss).__name__, launches)
-        print(f"launches: {type(loss).__name__}({loss.mode}) forward + backward = {launches}")
     return 0
 
 

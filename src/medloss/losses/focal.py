@@ -145,7 +145,7 @@ def focal_loss(
         weight = None if weight is None else weight[1:]
     a_pos, a_neg = _sigmoid_weights(alpha_scalar, alpha_vec, weight, x)
     with fp32_island():
-        value = _sigmoid_focal(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize, distributed)
+        value = sigmoid_focal_loss(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize, distributed)
     if not include_background and mode == "multilabel" and reduction == "none" and input.shape[1] > 1:
         return torch.cat([torch.zeros_like(value[:, :1]), value], 1)  # channel 0 counts nowhere: zeros
     # binary input [B] or [B, *] was given a channel dim for the arithmetic; per-element losses keep the input's shape
@@ -226,12 +226,12 @@ def softmax_focal_loss(
         t = torch.where(valid, t, -1)
         ignore_index = -1
     checks = value_checks_active(x, t)
-    if not label_smoothing and x.shape[1] <= TRITON_MAX_CLASSES and resolve_implementation(x) == "triton":
+    if x.shape[1] <= TRITON_MAX_CLASSES and resolve_implementation(x) == "triton":
         from ..ops.triton_softmax_stats import softmax_focal_triton
 
         value, counts, n_bad, logits_sum = softmax_focal_triton(
             x, t, -(2**62) if ignore_index is None else ignore_index, weight, float(gammas[0]), float(gammas[1]),
-            reduction == "none")
+            float(label_smoothing), reduction == "none")
         value = value.to(x.dtype)
         if not (checks and check_finite_logits):
             logits_sum = torch.zeros_like(logits_sum)
@@ -251,7 +251,7 @@ def softmax_focal_loss(
     return finish_reduction(value, counts.sum(), reduction, distributed, 1.0)
 
 
-def _sigmoid_focal(
+def sigmoid_focal_loss(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._distributed import all_reduce_sum, all_reduce_sums, distributed_flag
@@ -38,7 +37,7 @@ from ._overlap import (
     soft_confusion,
     softmax_statistics,
 )
-from .focal import probabilities_to_logits
+from .focal import probabilities_to_logits, sigmoid_focal_loss
 
 AVERAGES = ("macro", "micro")
 
@@ -728,8 +727,9 @@ class ComboLoss(nn.Module):
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index
         )
         with fp32_island():
-            wce = -(self.beta * y * F.logsigmoid(x) + (1.0 - self.beta) * (1.0 - y) * F.logsigmoid(-x))
-            if valid is None:
-                return wce.sum(), wce.new_tensor(float(wce.numel()))
-            m = valid.to(wce.dtype).expand_as(wce)
-            return (wce * m).sum(), m.sum()
+            # -(beta y log p + (1 - beta)(1 - y) log(1 - p)): the sigmoid focal op at gamma 0 (one op, one kernel
+            # each way on every implementation)
+            beta = x.new_tensor([self.beta])
+            total = sigmoid_focal_loss(x, y, valid, beta, 1.0 - beta, 0.0, 0.0, "sum", "elements")
+            count = valid.expand_as(x).sum() if valid is not None else x.new_tensor(float(x.numel()))
+            return total, count.to(total.dtype)

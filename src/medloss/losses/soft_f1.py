@@ -40,12 +40,12 @@ def soft_f1_loss(
         require_process_group("soft_f1_loss")
     with fp32_island():
         # the whole batch: F1 is not a per-sample quantity
-        if mode == "multiclass" and input.ndim > 2:  # images: the statistics op (medloss.ops.softmax_stats)
+        if input.ndim > 2:  # images: the statistics ops (medloss.ops.softmax_stats / sigmoid_stats)
             s = segmentation_statistics(
                 input, target, mode, from_logits=from_logits, ignore_index=ignore_index, batch=True
             )
             tp, fp, fn = s.tp, s.fp, s.fn
-        else:  # rows and sigmoid modes: plain operations (an op per row of a few classes costs more)
+        else:  # rows: plain operations (an op per row of a few classes costs more)
             probs, onehot, mask = probabilities_and_targets(
                 input, target, mode, from_logits=from_logits, ignore_index=ignore_index
             )

@@ -19,7 +19,9 @@ Terms (``TERM``, as :mod:`medloss.ops.reference`): 0 none; 1 focal, ``sum w_t -(
 ``gamma_bg`` for class 0 and ``gamma_fg`` for the others, ``1 - p_t`` as the sum of the other
 probabilities (exact for a confident pixel); 2 Combo's weighted cross-entropy
 ``sum -(beta log p_t + (1 - beta) sum_{c != t} log(1 - p_c))``, the log of the one class with
-``p > 1/2`` taken from the log-sum-exp of the others (finite for any logit).
+``p > 1/2`` taken from the log-sum-exp of the others (finite for any logit); 3 the focal loss with label
+smoothing ``eps`` (passed as ``beta``), ``sum_c q_c w_c -(1 - p_c)^gamma log p_c`` with
+``q_c = eps / C + (1 - eps) [c = t]`` and one gamma (``gamma_fg``).
 
 The reference these are tested against: :mod:`medloss.ops.reference`.
 """
@@ -108,6 +110,25 @@ def _wce_parts(x, p, mask, hit, valid, peak, log_s):
 
 
 @triton.jit
+def _smoothed_focal(x, p, mask, hit, valid, peak, e, cls, w_ptr, C, gamma, eps):
+    """Term 3, per class and pixel: the smoothed, weighted target ``q_c w_c`` (0 where nothing counts), the
+    focal value ``-(1 - p_c)^gamma log p_c`` and its slope ``-d value / d log p_c``. ``1 - p`` of the one
+    class with ``p > 1/2`` is the sum of the others (exact for a confident class)."""
+    s = tl.where(valid, tl.sum(e, axis=0), 1.0)
+    lp = tl.where(mask, (x - peak[None, :]) - tl.log(s)[None, :], 0.0)
+    big = (p > 0.5) & mask
+    rest = tl.sum(tl.where(big, 0.0, p), axis=0)
+    q = tl.where(big, rest[None, :], 1.0 - p)
+    mod = tl.where(gamma == 0.0, 1.0, tl.exp(gamma * tl.log(tl.maximum(q, 1e-30))))
+    mod = tl.where(q > 0.0, mod, tl.where(gamma == 0.0, 1.0, 0.0))
+    ratio = tl.where(q > 1e-3, lp / tl.maximum(q, 1e-30), -1.0 + 0.5 * lp)
+    slope = mod * (1.0 - gamma * p * ratio)
+    w = tl.load(w_ptr + cls, mask=cls < C, other=0.0).to(tl.float32)
+    qw = tl.where(mask & valid[None, :], (eps / C + (1.0 - eps) * hit.to(tl.float32)) * w[:, None], 0.0)
+    return qw, -mod * lp, slope
+
+
+@triton.jit
 def _stats_forward(x_ptr, t_ptr, w_ptr, part_ptr, term_ptr, pos_ptr, bad_ptr, sum_ptr, C, N, n_tiles, ignore_index,
                    gamma_bg, gamma_fg, beta, TERM: tl.constexpr, PER_POS: tl.constexpr, C_PAD: tl.constexpr,
                    BLOCK_N: tl.constexpr):
@@ -126,6 +147,9 @@ def _stats_forward(x_ptr, t_ptr, w_ptr, part_ptr, term_ptr, pos_ptr, bad_ptr, su
         if TERM == 1:
             w, gamma, p_t, q, mod = _focal_factors(p, hit, valid, t, w_ptr, l_t, gamma_bg, gamma_fg)
             value = -w * mod * l_t
+        elif TERM == 3:
+            qw, focal, _ = _smoothed_focal(x, p, mask, hit, valid, peak, e, cls, w_ptr, C, gamma_fg, beta)
+            value = tl.sum(qw * focal, axis=0)
         else:
             log_s = tl.log(tl.where(valid, tl.sum(e, axis=0), 1.0))
             log_q_sum, _, _ = _wce_parts(x, p, mask, hit, valid, peak, log_s)
@@ -164,6 +188,10 @@ def _stats_backward(x_ptr, t_ptr, w_ptr, g_tp_ptr, g_sp_ptr, g_term_ptr, grad_pt
             ratio = tl.where(q > 1e-3, l_t / tl.maximum(q, 1e-30), -1.0 + 0.5 * l_t)
             slope = mod * (1.0 - gamma * p_t * ratio)
             grad += (g * w * slope)[None, :] * (p - y)
+        elif TERM == 3:  # sum_c q_c w_c slope_c (p_j - [j = c])
+            qw, _, slope_c = _smoothed_focal(x, p, mask, hit, valid, peak, e, cls, w_ptr, C, gamma_fg, beta)
+            wq = qw * slope_c * g
+            grad += p * tl.sum(wq, axis=0)[None, :] - wq
         else:
             log_s = tl.log(tl.where(valid, tl.sum(e, axis=0), 1.0))
             _, big, others = _wce_parts(x, p, mask, hit, valid, peak, log_s)
@@ -265,15 +293,23 @@ def _images(x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return (x.t().unsqueeze(0), target.unsqueeze(0)) if x.ndim == 2 else (x, target)
 
 
+def _focal_term(label_smoothing: float) -> tuple[int, float]:
+    """The kernels' term and its ``beta`` argument: 1 (focal) or 3 (focal with smoothing ``eps``)."""
+    return (3, float(label_smoothing)) if label_smoothing else (1, 0.5)
+
+
 @triton_op("medloss::softmax_focal_triton", mutates_args={})
 def softmax_focal_triton(x: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None, gamma_bg: float,
-                         gamma_fg: float, per_position: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                         gamma_fg: float, label_smoothing: float,
+                         per_position: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The focal loss ``-w_t (1 - p_t)^gamma_t log p_t`` of ``softmax(x)`` (``x`` ``[B, C, *]`` or rows
-    ``[N, C]``) as ``torch.ops.medloss.softmax_focal`` without label smoothing: ``(value, counts [C],
-    n_bad, logits_sum)``, ``value`` per position (``target``'s shape, 0 where nothing is counted) with
-    ``per_position``, else its sum; fp32. The same two kernels as the statistics (term 1)."""
+    ``[N, C]``) as ``torch.ops.medloss.softmax_focal`` (with ``label_smoothing``, one gamma: ``gamma_fg``):
+    ``(value, counts [C], n_bad, logits_sum)``, ``value`` per position (``target``'s shape, 0 where nothing is
+    counted) with ``per_position``, else its sum; fp32. The same two kernels as the statistics (term 1, or 3
+    with smoothing)."""
     xi, ti = _images(x, target)
-    part, term_part, per_pixel, bad, total = _forward(xi, ti, ignore_index, 1, weight, gamma_bg, gamma_fg, 0.5,
+    term, eps = _focal_term(label_smoothing)
+    part, term_part, per_pixel, bad, total = _forward(xi, ti, ignore_index, term, weight, gamma_bg, gamma_fg, eps,
                                                       per_position)
     value = per_pixel.reshape(target.shape) if per_position else term_part.sum()
     return value, part[:, :, 2].sum((0, 1)), bad.sum().to(torch.int64), total.sum()
@@ -281,7 +317,8 @@ def softmax_focal_triton(x: Tensor, target: Tensor, ignore_index: int, weight: T
 
 @triton_op("medloss::softmax_focal_triton_backward", mutates_args={})
 def softmax_focal_triton_backward(x: Tensor, target: Tensor, ignore_index: int, weight: Tensor | None,
-                                  gamma_bg: float, gamma_fg: float, per_position: bool, g_value: Tensor) -> Tensor:
+                                  gamma_bg: float, gamma_fg: float, label_smoothing: float, per_position: bool,
+                                  g_value: Tensor) -> Tensor:
     """Gradient of :func:`softmax_focal_triton` with respect to ``x``, from ``dL/dvalue`` (per position or 0-dim)."""
     xi, ti = _images(x, target)
     xf, tf, b, c, n = _flat(xi, ti)
@@ -289,32 +326,35 @@ def softmax_focal_triton_backward(x: Tensor, target: Tensor, ignore_index: int, 
     grad = torch.empty_like(xf)
     zeros = torch.zeros((b, c), dtype=torch.float32, device=x.device)
     g = g_value.to(torch.float32).reshape(b, n).contiguous() if per_position else g_value.to(torch.float32).reshape(1)
+    term, eps = _focal_term(label_smoothing)
     if b and n:
         wrap_triton(_stats_backward)[(b, triton.cdiv(n, block_n))](
             xf, tf, _term_weight(weight, c, x), zeros, zeros, g, grad, c, n, ignore_index, float(gamma_bg),
-            float(gamma_fg), 0.5, TERM=1, PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
+            float(gamma_fg), eps, TERM=term, PER_POS=per_position, C_PAD=c_pad, BLOCK_N=block_n)
     grad = grad.view(xi.shape)
     return grad[0].t() if x.ndim == 2 else grad
 
 
 def _focal_setup(ctx, inputs, output) -> None:
-    x, target, ignore_index, weight, gamma_bg, gamma_fg, per_position = inputs
+    x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position = inputs
     ctx.save_for_backward(x, target, weight)
-    ctx.args = (ignore_index, gamma_bg, gamma_fg, per_position)
+    ctx.args = (ignore_index, gamma_bg, gamma_fg, label_smoothing, per_position)
 
 
 def _focal_backward(ctx, g_value: Tensor, g_counts: Tensor, g_bad: Tensor, g_sum: Tensor):
     x, target, weight = ctx.saved_tensors
-    ignore_index, gamma_bg, gamma_fg, per_position = ctx.args
-    none = (None,) * 6
+    ignore_index, gamma_bg, gamma_fg, label_smoothing, per_position = ctx.args
+    none = (None,) * 7
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
         def reference(x_: Tensor) -> Tensor:
-            return softmax_focal_reference(x_, target, ignore_index, weight, gamma_bg, gamma_fg, 0.0, per_position)
+            return softmax_focal_reference(x_, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
+                                           per_position)
 
         (grad,) = second_order_grads(reference, (x,), (g_value,))
         return (grad, *none)
-    return (softmax_focal_triton_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, per_position, g_value),
-            *none)
+    grad = softmax_focal_triton_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing,
+                                         per_position, g_value)
+    return (grad, *none)
 
 
 softmax_focal_triton.register_autograd(_focal_backward, setup_context=_focal_setup)
