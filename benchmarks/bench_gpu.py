@@ -1,5 +1,6 @@
 """Segmentation losses on a GPU: forward + backward time and peak memory against `F.cross_entropy`, MONAI's
-nearest loss and the plain formula compiled by inductor (SPEC section 13), in one process.
+nearest loss and the plain formula compiled by inductor (SPEC section 13), and the cumulative link loss against
+`F.cross_entropy` on as many samples, in one process.
 
 Run on a machine with a GPU:  python benchmarks/bench_gpu.py [--json out.json] [--no-write]
 Smoke test anywhere (tiny shapes, CPU):  python benchmarks/bench_gpu.py --device cpu --quick --no-write
@@ -98,6 +99,22 @@ def _step(loss_fn, x: torch.Tensor, t: torch.Tensor, bf16: bool, device: str) ->
     return run
 
 
+def _ordinal_rows(device: str, repeats: int, n: int) -> list[dict]:
+    """``CumulativeLinkLoss`` (5 grades, learned cutpoints) on ``n`` scores against ``F.cross_entropy`` on
+    ``[n, 5]`` logits, fp32 eager."""
+    g = torch.Generator(device=device).manual_seed(1)
+    scores = torch.randn(n, 1, device=device, generator=g)
+    logits = torch.randn(n, 5, device=device, generator=g)
+    y = torch.randint(0, 5, (n,), device=device, generator=g)
+    ce, _ = _timed(_step(F.cross_entropy, logits, y, False, device), device, repeats)
+    loss = L.CumulativeLinkLoss(num_classes=5).to(device)
+    seconds, mem = _timed(_step(loss, scores, y, False, device), device, repeats)
+    row = {"shape": f"[{n}] scores, 5 grades", "dtype": "fp32", "mode": "eager", "loss": "CumulativeLink",
+           "implementation": medloss.ops.resolve(scores), "ms": 1e3 * seconds, "vs_ce": seconds / ce, "peak_mib": mem}
+    print(row, flush=True)
+    return [row]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -139,6 +156,7 @@ def main() -> None:
                              "implementation": medloss.ops.resolve(x), "ms": 1e3 * seconds, "vs_ce": seconds / ce_fp32,
                              "peak_mib": mem, "plain_dice_compiled_ms": 1e3 * plain})
                 print(rows[-1], flush=True)
+    rows += _ordinal_rows(device, repeats, 2**10 if args.quick else 2**20)
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     if args.json:
         with open(args.json, "w") as fh:

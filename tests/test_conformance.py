@@ -10,8 +10,7 @@ losses pass them (upcast to fp32), and the Triton kernels as bf16 (they read bf1
 Implementations: ``"pytorch"`` and, when it is built, ``"cpu_kernel"`` (which hands what it does not take,
 e.g. 117 classes, to the PyTorch implementation), in this process; ``"triton"`` in a process of its own under
 Triton's interpreter (``TRITON_INTERPRET=1`` must be set before Triton is imported), which runs this same
-module with ``MEDLOSS_CONFORMANCE=triton`` (:func:`test_triton_through_the_interpreter`). The ordinal op has
-no Triton kernel (a GPU runs its PyTorch implementation).
+module with ``MEDLOSS_CONFORMANCE=triton`` (:func:`test_triton_through_the_interpreter`).
 
 The references themselves are checked against PyTorch's own losses in ``test_reference_*`` below.
 """
@@ -88,24 +87,27 @@ def _tolerance(expected, dtype=torch.float32):
     return dict(rtol=tol, atol=tol * max(scale, 1e-6))
 
 
-def _check(implementation, run, ref, inputs, ref_inputs, n_outputs):
+def _check(implementation, run, ref, inputs, ref_inputs, n_outputs, n_differentiable=1):
     """``run(*inputs)`` under ``implementation`` and ``ref(*ref_inputs)`` in float64: the first ``n_outputs``
-    outputs, and the gradient of a random combination of them with respect to the first input."""
-    x = inputs[0].clone().requires_grad_(True)
-    x64 = ref_inputs[0].clone().requires_grad_(True)
+    outputs, and the gradients of a random combination of them with respect to the first ``n_differentiable``
+    inputs."""
+    leaves = [v.clone().requires_grad_(True) for v in inputs[:n_differentiable]]
+    leaves64 = [v.clone().requires_grad_(True) for v in ref_inputs[:n_differentiable]]
     with medloss.implementation(implementation):
-        got = run(x, *inputs[1:])
+        got = run(*leaves, *inputs[n_differentiable:])
     got = got if isinstance(got, tuple) else (got,)
-    expected = ref(x64, *ref_inputs[1:])
+    expected = ref(*leaves64, *ref_inputs[n_differentiable:])
     expected = expected if isinstance(expected, tuple) else (expected,)
     g = torch.Generator().manual_seed(99)
     weights = [torch.randn(e.shape, generator=g, dtype=torch.float64) for e in expected[:n_outputs]]
     for out, exp in zip(got[:n_outputs], expected, strict=False):
         torch.testing.assert_close(out.double(), exp.detach(), **_tolerance(exp))
-    (grad,) = torch.autograd.grad(sum((o * w.to(o.dtype)).sum() for o, w in zip(got, weights, strict=False)), x)
-    (expected_grad,) = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights, strict=False)), x64)
-    assert grad.dtype == x.dtype
-    torch.testing.assert_close(grad.double(), expected_grad, **_tolerance(expected_grad, grad.dtype))
+    grads = torch.autograd.grad(sum((o * w.to(o.dtype)).sum() for o, w in zip(got, weights, strict=False)), leaves)
+    expected_grads = torch.autograd.grad(sum((e * w).sum() for e, w in zip(expected, weights, strict=False)),
+                                         leaves64)
+    for leaf, grad, expected_grad in zip(leaves, grads, expected_grads, strict=True):
+        assert grad.dtype == leaf.dtype
+        torch.testing.assert_close(grad.double(), expected_grad, **_tolerance(expected_grad, grad.dtype))
 
 
 # (term, weights, gamma_bg, gamma_fg, beta): none; focal with the Unified family's weights; the asymmetric
@@ -219,7 +221,6 @@ def test_sigmoid_focal(implementation, case, gamma, smoothing, per_position):
     _check(implementation, run, ref, (x, y), (x64, y), 1)
 
 
-@pytest.mark.skipif(TRITON, reason="the ordinal op has no Triton kernel: CUDA runs its PyTorch implementation")
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("k", [2, 4, 13])
 @pytest.mark.parametrize("extreme", [False, True])
@@ -232,12 +233,14 @@ def test_logit_link_nll(implementation, k, extreme):
     width = torch.cat([torch.zeros(1, dtype=torch.float64), reference.log1mexp(-(cut[1:] - cut[:-1])),
                        torch.zeros(1, dtype=torch.float64)]) if k > 2 else torch.zeros(2, dtype=torch.float64)
     y = torch.randint(0, k, (40,), generator=g)
-    _check(implementation, lambda f_, c_, w_, y_: ops.logit_link_nll(f_, c_, w_, y_)[0],
+    op = triton_logit_link.logit_link_nll_triton if TRITON else ops.logit_link_nll
+    _check(implementation, lambda f_, c_, w_, y_: op(f_, c_, w_, y_)[0],
            reference.logit_link_nll_reference, (f64.float(), c_ext.float(), width.float(), y),
-           (f64, c_ext, width, y), 1)
+           (f64, c_ext, width, y), 1, n_differentiable=3)
 
 
 if TRITON:
+    from medloss.ops import triton_logit_link
     from medloss.ops import triton_sigmoid_stats as triton_sigmoid
     from medloss.ops import triton_softmax_stats as triton_softmax
 
@@ -247,11 +250,11 @@ if TRITON:
 def test_triton_through_the_interpreter():
     """This module's grid on the Triton kernels, in a process of its own under Triton's interpreter: every
     case collected there passes, none is skipped."""
-    expected = len(STATS_CASES) + len(FOCAL_CASES) + len(SIGMOID_CASES) * 4
+    expected = len(STATS_CASES) + len(FOCAL_CASES) + len(SIGMOID_CASES) * 4 + 6  # and the ordinal op's 6
     env = {**os.environ, "TRITON_INTERPRET": "1", "MEDLOSS_CONFORMANCE": "triton"}
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(Path(__file__)),
-         "-k", "not reference and not logit_link and not interpreter"],
+         "-k", "not reference and not interpreter"],
         env=env, capture_output=True, text=True, timeout=900, cwd=HERE.parent)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert f"{expected} passed" in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]

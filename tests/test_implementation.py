@@ -82,6 +82,7 @@ def test_triton_kernels_through_the_interpreter():
                          timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "launch budget: 47 losses x modes, at most 4 launches each" in run.stdout, run.stdout
+    assert "launches: cumulative_link forward + backward = 2" in run.stdout
     assert "second derivatives: equal the PyTorch implementation's" in run.stdout
 
 

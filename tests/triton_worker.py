@@ -12,10 +12,11 @@ import torch  # noqa: E402
 import triton.runtime.interpreter as interpreter  # noqa: E402
 
 import medloss  # noqa: E402
-from medloss.losses import (  # noqa: E402  # noqa: E402
+from medloss.losses import (  # noqa: E402
     AsymmetricUnifiedFocalLoss,
     ComboLoss,
     CrossEntropyLoss,
+    CumulativeLinkLoss,
     DiceLoss,
     FocalLoss,
     available_losses,
@@ -91,6 +92,23 @@ def main() -> int:
         most = max(most, launches)
         print(f"launches: {name} forward + backward = {launches}")
     print(f"launch budget: {len(cases)} losses x modes, at most {most} launches each")
+    # the ordinal op: CumulativeLinkLoss with learned cutpoints, one launch each way
+    f = torch.randn(50, 1, generator=torch.Generator().manual_seed(9))
+    grades = torch.randint(0, 5, (50,), generator=torch.Generator().manual_seed(10))
+    grads = {}
+    for name in ("triton", "pytorch"):
+        loss = CumulativeLinkLoss(num_classes=5)
+        fs = f.clone().requires_grad_(True)
+        with medloss.implementation(name):
+            LAUNCHES["n"] = 0
+            loss(fs, grades).backward()
+            launches = LAUNCHES["n"]
+        grads[name] = (fs.grad, *(p.grad for p in loss.parameters()))
+        if name == "triton":
+            assert launches == 2, launches
+            print(f"launches: cumulative_link forward + backward = {launches}")
+    for a, b in zip(grads["triton"], grads["pytorch"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
     # second derivatives (create_graph=True) come from the defining formula, as on the other implementations
     x64 = case((5, 4), 3, torch.float64, True, False, False, 2)[0].requires_grad_(True)
     t = case((5, 4), 3, torch.float64, True, False, False, 2)[1]

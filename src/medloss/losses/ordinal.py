@@ -24,6 +24,7 @@ from .._validation import (
     value_checks_active,
 )
 from ..ops.reference import log1mexp
+from ..ops.switch import resolve as resolve_implementation
 from ._common import fp32_island, upcast
 from .focal import finish_reduction
 
@@ -273,7 +274,12 @@ class CumulativeLinkLoss(nn.Module):
                 inf = c.new_full((1,), math.inf)
                 c_ext = torch.cat([-inf, c[1:-1], inf])
                 log_width = torch.cat([c.new_zeros(1), log1mexp(-width[1:-1]), c.new_zeros(1)])
-                nll = torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)[0]
+                if resolve_implementation(f) == "triton":
+                    from ..ops.triton_logit_link import logit_link_nll_triton
+
+                    nll = logit_link_nll_triton(f, c_ext, log_width, yi)[0].to(f.dtype)
+                else:
+                    nll = torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)[0]
             else:
                 # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
                 a = c.gather(0, yi) - f

@@ -10,7 +10,8 @@ recomputes the softmax / sigmoid from the saved logits, and, for a second deriva
   :mod:`~medloss.ops.sigmoid_focal`, :mod:`~medloss.ops.logit_link_nll`: one module per op;
 - :mod:`~medloss.ops.reference`: the defining formula of each op and term, once;
 - :mod:`~medloss.ops.cpu_kernel`: the compiled C kernel (CPU tensors, the softmax ops);
-- ``triton_softmax_stats``, ``triton_sigmoid_stats``: Triton kernels (CUDA / ROCm tensors), imported lazily;
+- ``triton_softmax_stats``, ``triton_sigmoid_stats``, ``triton_logit_link``: Triton kernels (CUDA / ROCm
+  tensors), imported lazily;
 - :mod:`~medloss.ops.switch`: which implementation runs (:func:`medloss.implementation`).
 
 Nothing here reads a device tensor's value on the host: labels that are neither in ``[0, C)`` nor

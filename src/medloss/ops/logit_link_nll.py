@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .reference import logit_link_nll_reference, second_order_grads
+from .reference import logit_link_nll_second_order
 
 
 def _class_sum(y: Tensor, weights: Tensor, size: int) -> Tensor:
@@ -65,10 +65,7 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, grad, _g_sig_a, _g_sig_neg_b):
     f, cutpoints_ext, log_width, y, sig_a, sig_neg_b = ctx.saved_tensors
     if torch.is_grad_enabled():  # create_graph=True: differentiate the defining formula
-        def reference(f_: Tensor, c_: Tensor, w_: Tensor) -> Tensor:
-            return logit_link_nll_reference(f_, c_, w_, y)
-
-        return (*second_order_grads(reference, (f, cutpoints_ext, log_width), (grad,)), None)
+        return (*logit_link_nll_second_order(f, cutpoints_ext, log_width, y, grad), None)
     grad_f, grad_c, grad_w = logit_link_nll_backward(sig_a, sig_neg_b, y, cutpoints_ext.shape[0], grad)
     return grad_f, grad_c.to(cutpoints_ext.dtype), grad_w.to(log_width.dtype), None
 

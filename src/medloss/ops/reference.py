@@ -221,3 +221,11 @@ def logit_link_nll_reference(f: Tensor, cutpoints_ext: Tensor, log_width: Tensor
     a = cutpoints_ext.gather(0, y) - f
     b = cutpoints_ext.gather(0, y + 1) - f
     return -(F.logsigmoid(b) + F.logsigmoid(-a) + log_width.gather(0, y))
+
+
+def logit_link_nll_second_order(f: Tensor, cutpoints_ext: Tensor, log_width: Tensor, y: Tensor,
+                                grad: Tensor) -> tuple[Tensor | None, ...]:
+    """The gradients of ``logit_link_nll`` for the scores, cutpoints and log-widths, with a graph: what every
+    implementation's backward returns when autograd differentiates it again."""
+    return second_order_grads(lambda f_, c_, w_: logit_link_nll_reference(f_, c_, w_, y),
+                              (f, cutpoints_ext, log_width), (grad,))
