@@ -456,7 +456,7 @@ class GeneralizedDiceLoss(_RegionLoss):
     r"""Generalized Dice loss (Sudre et al., "Generalised Dice overlap as a deep learning loss
     function for highly unbalanced segmentations", DLMIA 2017), per image:
 
-    .. math:: \mathcal{L} = 1 - rac{2 \sum_c w_c TP_c + s_{nr}}{\sum_c w_c (\sum p_c + \sum y_c) + s_{dr}},
+    .. math:: \mathcal{L} = 1 - \frac{2 \sum_c w_c TP_c + s_{nr}}{\sum_c w_c (\sum p_c + \sum y_c) + s_{dr}},
         \quad w_c = 1 / (\sum y_c)^2
 
     ``w_type``: ``"square"`` (default, the paper), ``"simple"`` (``1 / sum y_c``) or ``"uniform"``
