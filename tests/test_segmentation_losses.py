@@ -495,6 +495,27 @@ def test_lambda_renaming_keeps_values_and_warns():
     assert hybrid_old(x, t).item() == pytest.approx(HybridFocalLoss(weight=w)(x, t).item(), rel=1e-12)
 
 
+def test_unified_family_smoothing_is_smooth_nr_and_smooth_dr():
+    """mTI = (TP + s_nr) / (TP + delta FN + (1 - delta) FP + s_dr), the two terms apart as in every region loss
+    (checked by hand at gamma = 0, where the Focal Tversky loss is the mean of 1 - mTI); `smooth` is the
+    deprecated spelling of both."""
+    p = torch.tensor([[[0.9, 0.2, 0.6, 0.1], [0.1, 0.8, 0.4, 0.9]]], dtype=torch.float64)  # [1, 2 classes, 4]
+    t = torch.tensor([[0, 1, 1, 1]])
+    y = torch.nn.functional.one_hot(t, 2).movedim(-1, 1).double()
+    tp, fn, fp = (p * y).sum(-1), ((1 - p) * y).sum(-1), (p * (1 - y)).sum(-1)
+    delta, nr, dr = 0.6, 0.3, 0.7
+    expected = (1 - (tp + nr) / (tp + delta * fn + (1 - delta) * fp + dr)).mean()
+    loss = SymmetricFocalTverskyLoss(delta=delta, gamma=0.0, from_logits=False, smooth_nr=nr, smooth_dr=dr)
+    assert loss(p, t).item() == pytest.approx(expected.item(), rel=1e-12)
+    with pytest.warns(FutureWarning, match="smooth_nr= and smooth_dr="):
+        old = SymmetricFocalTverskyLoss(delta=delta, gamma=0.0, from_logits=False, smooth=0.5)
+    new = SymmetricFocalTverskyLoss(delta=delta, gamma=0.0, from_logits=False, smooth_nr=0.5, smooth_dr=0.5)
+    assert old(p, t).item() == new(p, t).item()
+    with pytest.warns(FutureWarning, match="smooth_nr"):
+        hybrid_old = HybridFocalLoss(smooth=0.5)
+    assert (hybrid_old.smooth_nr, hybrid_old.smooth_dr) == (0.5, 0.5)
+
+
 _PER_IMAGE_LOSSES = [
     lambda m: DiceLoss(mode=m), lambda m: DiceLoss(mode=m, squared_pred=True), lambda m: DiceLoss(mode=m, average="micro"),
     lambda m: JaccardLoss(mode=m), lambda m: TverskyLoss(mode=m), lambda m: FocalTverskyLoss(mode=m),

@@ -6,9 +6,9 @@ Definitions follow the official implementation (github.com/mlyg/unified-focal-lo
 from binary to C classes, with ``p`` the softmax (binary mode: the softmax of ``[0, x]``, i.e.
 ``[1 - sigmoid(x), sigmoid(x)]``) and ``CE_c = -y_c log p_c`` from ``log_softmax`` (the official
 code clips probabilities to [1e-7, 1 - 1e-7] first, which freezes the gradient of confident
-mistakes). Per image and class, with ``e = smooth`` (official 1e-7):
+mistakes). Per image and class, with ``s_nr = smooth_nr`` and ``s_dr = smooth_dr`` (official 1e-7 each):
 
-    mTI_c = (TP_c + e) / (TP_c + delta FN_c + (1 - delta) FP_c + e)
+    mTI_c = (TP_c + s_nr) / (TP_c + delta FN_c + (1 - delta) FP_c + s_dr)
 
 - Symmetric Focal:   mean over pixels of (1-delta)(1-p_0)^gamma CE_0 + sum_{c>=1} delta (1-p_c)^gamma CE_c
 - Asymmetric Focal:  the same without the focal factor on the rare classes (delta CE_c)
@@ -81,15 +81,16 @@ def lambda_from_weight(weight: Any, lambda_: float, name: str, *, per_class: boo
     return lambda_, weight
 
 
-def modified_tversky_index(s: SoftmaxStats, delta: float, smooth: float) -> torch.Tensor:
+def modified_tversky_index(s: SoftmaxStats, delta: float, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``(TP + e) / (TP + delta FN + (1 - delta) FP + e)`` per image and class, its denominator formed as
     ``delta sum y + (1 - delta) sum p + e`` (TP's share cancels: fewer operations, no difference taken)."""
-    return (s.tp + smooth) / (s.sum_y * delta + s.sum_p * (1.0 - delta) + smooth)
+    return (s.tp + smooth_nr) / (s.sum_y * delta + s.sum_p * (1.0 - delta) + smooth_dr)
 
 
-def focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth: float, asymmetric: bool) -> torch.Tensor:
+def focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth_nr: float, smooth_dr: float,
+                        asymmetric: bool) -> torch.Tensor:
     """Per image and class ``(1 - mTI)^(1 - gamma)``; the background unmodulated if ``asymmetric``."""
-    d = 1.0 - modified_tversky_index(s, delta, smooth)
+    d = 1.0 - modified_tversky_index(s, delta, smooth_nr, smooth_dr)
     terms = safe_pow(d, 1.0 - gamma)
     if asymmetric:
         terms = torch.cat([d[..., :1], terms[..., 1:]], -1)
@@ -106,9 +107,11 @@ class _ChannelZeroBackground(nn.Module):
         from_logits: bool = True,
         ignore_index: int | None = -100,
         batch: bool = False,
-        smooth: float = 1e-7,
+        smooth_nr: float = 1e-7,
+        smooth_dr: float = 1e-7,
         reduction: str = "mean",
         distributed: bool = False,
+        smooth: float | None = None,
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
@@ -116,7 +119,13 @@ class _ChannelZeroBackground(nn.Module):
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
         self.batch = bool(batch)
-        self.smooth = check_number(smooth, "smooth", low=0.0)
+        if smooth is not None:
+            warnings.warn(f"{type(self).__name__}(smooth=...) is deprecated and will be removed in medloss 0.3; pass "
+                          "smooth_nr= and smooth_dr= (the numerator's and the denominator's term, as every region "
+                          "loss)", FutureWarning, stacklevel=3)
+            smooth_nr = smooth_dr = smooth
+        self.smooth_nr = check_number(smooth_nr, "smooth_nr", low=0.0)
+        self.smooth_dr = check_number(smooth_dr, "smooth_dr", low=0.0)
         self.reduction = check_reduction(reduction)
 
     def _stats(self, input, target, focal=None) -> SoftmaxStats:
@@ -208,9 +217,10 @@ _FT_ARGS = """
         gamma: the exponent is ``1 - gamma`` (default 0.75, exponent 0.25).
         mode, from_logits, ignore_index: as :class:`SymmetricFocalLoss`.
         batch: counts over the whole batch instead of per image (default False).
-        smooth: ``e`` of mTI (default 1e-7, the official value). An image with no pixel of a class
-            and no predicted mass for it has mTI = 1 (loss 0); predicted mass on an empty class
-            gives mTI ~ 0 (loss ~ 1, false positives penalised).
+        smooth_nr, smooth_dr: ``s_nr`` and ``s_dr`` of mTI (default 1e-7 each, the official value; ``smooth``
+            is the deprecated spelling of both). An image with no pixel of a class and no predicted mass for it
+            has mTI = 1 (loss 0); predicted mass on an empty class gives mTI ~ 0 (loss ~ 1, false positives
+            penalised).
         reduction: ``"mean"`` over images and classes (default), ``"sum"``, ``"none"`` (``[B, C]``).
         distributed: under ``torch.distributed`` (DDP), the loss of the whole distributed batch on
             every rank (default False); see ``docs/distributed.md``.
@@ -232,7 +242,7 @@ class SymmetricFocalTverskyLoss(_UnifiedBase):
         s = self._stats(input, target)
         if self.distributed and self.batch:
             s = all_reduce_statistics(s)  # the whole distributed batch's counts
-        terms = focal_tversky_terms(s, self.delta, self.gamma, self.smooth, self.asymmetric)
+        terms = focal_tversky_terms(s, self.delta, self.gamma, self.smooth_nr, self.smooth_dr, self.asymmetric)
         present = s.present()  # images with no counted pixel count in no mean
         if self.distributed and not self.batch and self.reduction != "none":
             return global_reduction(terms, self.reduction, present=present)  # over every rank's images
@@ -244,7 +254,8 @@ class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):
                "background.\n" + _FT_ARGS + """
     Examples:
         >>> half = torch.full((1, 2, 4), 0.5)  # mTI = 1/2 for both: (1/2 + (1/2) ** 0.25) / 2 = 0.67045
-        >>> AsymmetricFocalTverskyLoss(from_logits=False, smooth=0.0)(half, torch.tensor([[0, 0, 1, 1]]))
+        >>> loss = AsymmetricFocalTverskyLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0)
+        >>> loss(half, torch.tensor([[0, 0, 1, 1]]))
         tensor(0.6704)
 """)
     asymmetric = True
@@ -260,7 +271,7 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
             passed as ``weight`` is its deprecated spelling: FutureWarning.)
         delta: class / error weighting shared by both halves (default 0.6).
         gamma: focusing parameter shared by both halves (default 0.5).
-        mode, from_logits, ignore_index, batch, smooth, distributed: as the halves.
+        mode, from_logits, ignore_index, batch, smooth_nr, smooth_dr, distributed: as the halves.
         reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
 
     Examples:
@@ -285,7 +296,8 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1]))
         ft, focal = region_and_term_means(
-            s, lambda c: focal_tversky_terms(c, self.delta, self.gamma, self.smooth, self.asymmetric),
+            s,
+            lambda c: focal_tversky_terms(c, self.delta, self.gamma, self.smooth_nr, self.smooth_dr, self.asymmetric),
             batch=self.batch, distributed=self.distributed,
         )
         return self.lambda_ * ft + (1.0 - self.lambda_) * focal
@@ -303,9 +315,9 @@ class HybridFocalLoss(_ChannelZeroBackground):
     r"""Hybrid Focal loss (Yeung et al. 2021): ``lambda_ x Focal + (1 - lambda_) x FocalTversky``.
 
     The Focal half is the softmax focal loss ``-alpha_t (1 - p_t)^{gamma_f} log p_t`` (mean over
-    pixels) and the Focal Tversky half ``(1 - TI_c)^{gamma_t}`` with ``TI_c = (TP + e) / (TP +
-    alpha_t FP + beta_t FN + e)``, mean over images and classes, each with its own parameters.
-    One softmax pass; hand-written backward.
+    pixels) and the Focal Tversky half ``(1 - TI_c)^{gamma_t}`` with ``TI_c = (TP + s_nr) / (TP + alpha_t FP +
+    beta_t FN + s_dr)`` (``smooth_nr``, ``smooth_dr``), mean over images and classes, each with its own
+    parameters. One softmax pass; hand-written backward.
 
     Args:
         lambda_: the share of the Focal half (default 0.5; a number passed as ``weight`` is its
@@ -315,7 +327,8 @@ class HybridFocalLoss(_ChannelZeroBackground):
         focal_gamma: gamma of the Focal half (default 2.0).
         tversky_alpha, tversky_beta: weights of FP and FN (default 0.3, 0.7).
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
-        mode, from_logits, ignore_index, batch, smooth, distributed: as :class:`SymmetricUnifiedFocalLoss`.
+        mode, from_logits, ignore_index, batch, smooth_nr, smooth_dr, distributed: as
+            :class:`SymmetricUnifiedFocalLoss`.
         reduction: ``"mean"`` only.
 
     Examples:
@@ -369,7 +382,7 @@ class HybridFocalLoss(_ChannelZeroBackground):
         return self.lambda_ * focal + (1.0 - self.lambda_) * ft
 
     def _focal_tversky_terms(self, s: SoftmaxStats) -> torch.Tensor:
-        ti = (s.tp + self.smooth) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth)
+        ti = (s.tp + self.smooth_nr) / (s.tp + self.tversky_alpha * s.fp + self.tversky_beta * s.fn + self.smooth_dr)
         return safe_pow(1.0 - ti, self.tversky_gamma)
 
 
