@@ -215,3 +215,25 @@ def test_corn_equals_coral_pytorch_formula_and_readout():
     # K = 2: a single logit
     assert CORNLoss(2)(x[:, 0], y.clamp(max=1)).item() == pytest.approx(
         F.binary_cross_entropy_with_logits(x[:, 0], y.clamp(max=1).double()).item(), rel=1e-12)
+
+
+def test_corn_reduction_none_is_each_samples_sum_over_its_tasks():
+    """CORN's reduction="none": sample i's binary cross-entropies summed over the tasks k <= y_i it takes part in
+    (written out task by task here), 0 for an ignored sample; "sum" is their sum, "mean" divides by the pairs."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64)  # K = 4 grades, 3 conditional tasks
+    y = torch.tensor([0, 1, 2, 3, -100, 2])
+    expected = torch.zeros(6, dtype=torch.float64)
+    pairs = 0
+    for i in range(6):
+        if y[i] < 0:
+            continue
+        for k in range(3):
+            if y[i] >= k:  # task k: P(y > k | y > k - 1), trained on samples with y > k - 1
+                label = torch.tensor(float(y[i] > k), dtype=torch.float64)
+                expected[i] += F.binary_cross_entropy_with_logits(x[i, k], label)
+                pairs += 1
+    got = CORNLoss(4, reduction="none")(x, y)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+    assert CORNLoss(4, reduction="sum")(x, y).item() == pytest.approx(expected.sum().item(), rel=1e-12)
+    assert CORNLoss(4)(x, y).item() == pytest.approx(expected.sum().item() / pairs, rel=1e-12)

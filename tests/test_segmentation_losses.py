@@ -333,7 +333,8 @@ BAD = [
     ("multilabel unified", lambda: SymmetricUnifiedFocalLoss(mode="multilabel"), ValueError, r"mode.*'binary', 'multiclass'"),
     ("soft labels unified", lambda: AsymmetricFocalLoss(mode="binary")(torch.zeros(1, 1, 2), torch.full((1, 1, 2), 0.5)), ValueError, r"hard labels"),
     ("weight length", lambda: DiceLoss(weight=torch.ones(2))(torch.zeros(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long)), ValueError, r"weight.*\(3\)"),
-    ("composite reduction none", lambda: SymmetricUnifiedFocalLoss(reduction="none"), ValueError, r"reduction.*'mean'"),
+    ("composite reduction none with batch", lambda: SymmetricUnifiedFocalLoss(reduction="none", batch=True), ValueError,
+     r"reduction='none'.*batch=True"),
     ("delta above 1", lambda: AsymmetricFocalTverskyLoss(delta=1.5), ValueError, r"delta"),
     ("negative alpha", lambda: TverskyLoss(alpha=-0.1), ValueError, r"alpha"),
     ("probabilities out of range", lambda: DiceLoss(from_logits=False)(torch.full((1, 2, 2, 2), 0.9), torch.zeros(1, 2, 2, dtype=torch.long)), ValueError, r"sum to 1"),
@@ -564,3 +565,42 @@ def test_an_image_with_every_pixel_ignored_counts_in_no_mean(make, mode):
     if not isinstance(loss, (ComboLoss, SymmetricUnifiedFocalLoss, HybridFocalLoss)):
         t_all = torch.full_like(t, -100)
         assert loss(x.detach(), t_all).item() == 0.0
+
+
+_PER_IMAGE_COMBINATIONS = [
+    ("ComboLoss", "multiclass"), ("ComboLoss", "binary"), ("ComboLoss", "multilabel"),
+    ("SymmetricUnifiedFocalLoss", "multiclass"), ("AsymmetricUnifiedFocalLoss", "multiclass"),
+    ("AsymmetricUnifiedFocalLoss", "binary"), ("HybridFocalLoss", "multiclass"), ("HybridFocalLoss", "binary"),
+]
+
+
+@pytest.mark.parametrize("name, mode", _PER_IMAGE_COMBINATIONS)
+def test_region_plus_pixel_losses_reduce_per_image(name, mode):
+    """reduction="none" gives the loss of each image [B] (its pixel term averaged within the image): each entry
+    equals the default loss of that image alone, values and gradients, ignored pixels included; "sum" is their
+    sum; batch=True has no per-image losses (a clear error)."""
+    import medloss.losses as losses
+
+    g = torch.Generator().manual_seed(31)
+    c = 1 if mode == "binary" else 3
+    x = torch.randn(3, c, 5, 6, generator=g, dtype=torch.float64)
+    if mode == "multiclass":
+        t = torch.randint(0, c, (3, 5, 6), generator=g)
+        t[1, 0, :4] = -100
+    else:
+        t = (torch.rand(3, c, 5, 6, generator=g) > 0.5).double()
+    cls = getattr(losses, name)
+    xa = x.clone().requires_grad_(True)
+    per_image = cls(mode=mode, reduction="none")(xa, t)
+    assert per_image.shape == (3,)
+    per_image.sum().backward()
+    for b in range(3):
+        xb = x[b:b + 1].clone().requires_grad_(True)
+        alone = cls(mode=mode)(xb, t[b:b + 1])
+        alone.backward()
+        assert per_image[b].item() == pytest.approx(alone.item(), rel=1e-10, abs=1e-12)
+        torch.testing.assert_close(xa.grad[b:b + 1], xb.grad, rtol=1e-9, atol=1e-12)
+    total = cls(mode=mode, reduction="sum")(x, t)
+    assert total.item() == pytest.approx(per_image.sum().item(), rel=1e-12)
+    with pytest.raises(ValueError, match="batch=True"):
+        cls(mode=mode, reduction="none", batch=True)

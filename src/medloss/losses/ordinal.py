@@ -595,7 +595,8 @@ class CORNLoss(nn.Module):
     Args:
         num_classes: K >= 2 (the input has K - 1 columns).
         ignore_index: grade value whose samples count in no task (default -100, as PyTorch).
-        reduction: ``"mean"`` (default) or ``"sum"`` over (sample, task) pairs.
+        reduction: ``"mean"`` (default) or ``"sum"`` over (sample, task) pairs, or ``"none"``: each sample's
+            sum over the tasks it takes part in ``[B]`` (0 for an ignored sample; their sum is ``"sum"``).
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
 
@@ -614,7 +615,7 @@ class CORNLoss(nn.Module):
         self.distributed = bool(distributed)
         self.num_classes = check_int(num_classes, "num_classes", low=2)
         self.ignore_index = ignore_index
-        self.reduction = check_choice(reduction, "reduction", ("mean", "sum"))
+        self.reduction = check_reduction(reduction)
 
     def _check(self, input: torch.Tensor) -> torch.Tensor:
         return check_task_logits(input, self.num_classes, "conditional logits")
@@ -630,8 +631,10 @@ class CORNLoss(nn.Module):
                 used = used & valid.unsqueeze(1)
             labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
             bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
-            total = (bce * used).sum()
-        return finish_reduction(total, used.sum(), self.reduction, distributed_flag(self), 1.0)
+            per_sample = (bce * used).sum(1)
+        if self.reduction == "none":
+            return per_sample
+        return finish_reduction(per_sample.sum(), used.sum(), self.reduction, distributed_flag(self), 1.0)
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, from the cumulative products of the conditionals."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._distributed import all_reduce_sum, all_reduce_sums, distributed_flag
@@ -28,6 +29,7 @@ from .._validation import (
     check_reduction,
     value_checks_active,
 )
+from ..ops.reference import weighted_ce_reference
 from ._common import fp32_island, safe_pow, upcast
 from ._overlap import (
     SoftmaxStats,
@@ -303,6 +305,31 @@ def region_and_term_means(
         )
         region = loss_total / loss_count.clamp_min(torch.finfo(loss_count.dtype).tiny)
     return region, total / count.detach().clamp_min(1.0)  # nothing counted anywhere: 0
+
+
+def region_per_image(s: SoftmaxStats, per_class: Callable[[SoftmaxStats], torch.Tensor], **kwargs: Any) -> torch.Tensor:
+    """A per-class region loss averaged over the classes of each image ``[B]`` (``reduce_classes``'s weights,
+    background and ``present`` rules; 0 for an image with no class counted)."""
+    kwargs.setdefault("present", s.present())
+    loss = per_class(s)
+    total = reduce_classes(loss, reduction="none", **kwargs).sum(-1)
+    count = reduce_classes(torch.ones_like(loss), reduction="none", **kwargs).sum(-1).detach()
+    return total / count.clamp_min(torch.finfo(count.dtype).tiny)
+
+
+def check_per_image_reduction(reduction: str, batch: bool, name: str) -> None:
+    """A loss that adds a region and a pixel term reduces per image; ``batch=True`` pools the counts first."""
+    if batch and reduction != "mean":
+        raise ValueError(f"{name}(reduction={reduction!r}) reduces the per-image losses, and batch=True has none (its "
+                         "counts pool the whole batch): use batch=False, or reduction='mean'")
+
+
+def finish_per_image(values: torch.Tensor, reduction: str, distributed: bool) -> torch.Tensor:
+    """Per-image losses ``[B]`` -> ``"none"`` (this rank's, as every loss) or their ``"sum"`` (every rank's with
+    ``distributed``)."""
+    if reduction == "none":
+        return values
+    return all_reduce_sum(values.sum()) if distributed else values.sum()
 
 
 def micro_statistics(
@@ -666,9 +693,15 @@ class ComboLoss(nn.Module):
         beta: weight of the positive (foreground) part of the cross-entropy (default 0.5).
         mode, include_background, from_logits, ignore_index, batch, smooth_nr, smooth_dr: as
             :class:`DiceLoss` (they apply to the Dice term; the cross-entropy covers every channel).
-        reduction: ``"mean"`` only (a sum of a per-pixel and a per-class term has no per-element form).
+        reduction: ``"mean"`` (default: the cross-entropy's mean over every counted pixel and class, the Dice
+            term's over images and classes), ``"none"`` (the loss of each image ``[B]``, its cross-entropy
+            averaged within the image) or ``"sum"`` (of those).
         distributed: under ``torch.distributed`` (DDP), the loss of the whole distributed batch on
             every rank (default False); see :class:`DiceLoss` and ``docs/distributed.md``.
+
+    Raises:
+        ValueError: an argument out of range, or ``reduction`` other than ``"mean"`` with ``batch=True`` (no
+            per-image losses).
 
     Examples:
         >>> onehot = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: 0.5 * ~0 - 0.5 * 1
@@ -695,9 +728,8 @@ class ComboLoss(nn.Module):
         self.distributed = bool(distributed)
         self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
         self.beta = check_number(beta, "beta", low=0.0, high=1.0)
-        if check_reduction(reduction) != "mean":
-            raise ValueError(f"`reduction` must be 'mean' for ComboLoss; got {reduction!r}")
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
+        check_per_image_reduction(self.reduction, batch, "ComboLoss")
         self.dice = DiceLoss(
             mode=mode, include_background=include_background, from_logits=from_logits, ignore_index=ignore_index,
             batch=batch, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
@@ -712,6 +744,10 @@ class ComboLoss(nn.Module):
             weighted_ce=self.beta,
         )
         with fp32_island():
+            if self.reduction != "mean":  # per image: the Dice term over its classes, the cross-entropy within it
+                dice = region_per_image(s, d.per_class, include_background=d.include_background, mode=d.mode)
+                losses = self.alpha * self._weighted_ce_per_image(input, target) - (1.0 - self.alpha) * (1.0 - dice)
+                return finish_per_image(losses, self.reduction, self.distributed)
             if s.term_total is None:
                 s.term_total, s.term_count = self._weighted_ce(input, target)
             dice_loss, wce_mean = region_and_term_means(
@@ -733,3 +769,25 @@ class ComboLoss(nn.Module):
             total = sigmoid_focal_loss(x, y, valid, beta, 1.0 - beta, 0.0, 0.0, "sum", "elements")
             count = valid.expand_as(x).sum() if valid is not None else x.new_tensor(float(x.numel()))
             return total, count.to(total.dtype)
+
+    def _weighted_ce_per_image(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted cross-entropy's mean over the counted pixels and classes of each image ``[B]`` (0 for an
+        image with none): the sigmoid focal op at gamma 0 per element, or the softmax form per pixel."""
+        d = self.dice
+        sigmoid = d.mode != "multiclass"
+        x, t, valid, _ = prepare_segmentation(input, target, d.mode, from_logits=d.from_logits,
+                                              ignore_index=d.ignore_index)
+        b, c = x.shape[:2]
+        with fp32_island():
+            if sigmoid:
+                beta = x.new_tensor([self.beta])
+                values = sigmoid_focal_loss(x, t, valid, beta, 1.0 - beta, 0.0, 0.0, "none", "elements")
+                counted = torch.ones_like(x) if valid is None else valid.expand_as(x).to(x.dtype)
+            else:
+                xv = x.reshape(b, c, -1)
+                onehot = F.one_hot(t.reshape(b, -1), c).transpose(1, 2).to(x.dtype)
+                values = weighted_ce_reference(xv, torch.log_softmax(xv, 1), onehot, self.beta)
+                counted = torch.ones_like(values) if valid is None else valid.reshape(b, -1).to(x.dtype)
+                counted = counted * c  # the mean runs over pixels and classes
+            total = (values.reshape(b, -1) * (counted.reshape(b, -1) > 0)).sum(1)
+            return total / counted.reshape(b, -1).sum(1).clamp_min(1.0)

@@ -28,6 +28,7 @@ rank).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -47,10 +48,13 @@ from ._overlap import SoftmaxStats
 from .focal import softmax_focal_loss
 from .overlap import (
     all_reduce_statistics,
+    check_per_image_reduction,
+    finish_per_image,
     global_reduction,
     prepare_segmentation,
     reduce_classes,
     region_and_term_means,
+    region_per_image,
     segmentation_statistics,
 )
 
@@ -135,9 +139,40 @@ class _ChannelZeroBackground(nn.Module):
             batch=self.batch, binary_as_two_classes=True, focal=focal,
         )
 
-    def _require_mean(self) -> None:
-        if self.reduction != "mean":
-            raise ValueError(f"`reduction` must be 'mean' for {type(self).__name__}; got {self.reduction!r}")
+    def _softmax_focal(self, input: torch.Tensor, target: torch.Tensor, weight_of: Callable[..., torch.Tensor],
+                       gammas: tuple[float, float], reduction: str) -> torch.Tensor:
+        """The softmax focal loss of the two-channel (binary) or C-channel softmax with the class weights
+        ``weight_of(C, dtype, device)`` and ``gammas`` (background, others), reduced by ``reduction``."""
+        if self.mode == "multiclass" and self.from_logits:
+            # labels counted and logits summed by the op as it reads them (a pass fewer each)
+            x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=self.ignore_index, check_labels=False,
+                                       check_input_finite=False)
+            x, valid, ignore_index, checked = upcast(x), None, self.ignore_index, False
+        else:
+            x, t, valid, _ = prepare_segmentation(
+                input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
+                binary_as_two_classes=True,
+            )
+            ignore_index, checked = None, True
+        weight = weight_of(x.shape[1], x.dtype, x.device)
+        with fp32_island():
+            return softmax_focal_loss(
+                x, t, valid, ignore_index=ignore_index, weight=weight, gammas=gammas, label_smoothing=0.0,
+                reduction=reduction, distributed=self.distributed and reduction != "none",
+                check_finite_logits=not checked,
+            )
+
+    def _per_image(self, input: torch.Tensor, target: torch.Tensor, s: SoftmaxStats,
+                   per_class: Callable[[SoftmaxStats], torch.Tensor], weight_of: Callable[..., torch.Tensor],
+                   gammas: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(region, focal)`` of each image ``[B]``: the Focal Tversky terms averaged over its classes and the
+        focal term over its counted pixels (reduction "none" / "sum")."""
+        region = region_per_image(s, per_class)
+        focal = self._softmax_focal(input, target, weight_of, gammas, "none")
+        return region, focal.reshape(focal.shape[0], -1).sum(1) / s.sum_y.sum(-1).clamp_min(1.0)
+
+    def _finish(self, losses: torch.Tensor) -> torch.Tensor:
+        return finish_per_image(losses, self.reduction, self.distributed)
 
 
 class _UnifiedBase(_ChannelZeroBackground):
@@ -181,23 +216,8 @@ class SymmetricFocalLoss(_UnifiedBase):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         distributed_flag(self)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
-        if self.mode == "multiclass" and self.from_logits:
-            # labels counted and logits summed by the op as it reads them (a pass fewer each)
-            x, t, _ = canonical_inputs(input, target, "multiclass", ignore_index=self.ignore_index, check_labels=False,
-                                       check_input_finite=False)
-            x, valid, ignore_index, checked = upcast(x), None, self.ignore_index, False
-        else:
-            x, t, valid, _ = prepare_segmentation(
-                input, target, self.mode, from_logits=self.from_logits, ignore_index=self.ignore_index,
-                binary_as_two_classes=True,
-            )
-            ignore_index, checked = None, True
-        alpha = _delta_weights(self.delta, x.shape[1], x.dtype, x.device)
-        with fp32_island():
-            return softmax_focal_loss(
-                x, t, valid, ignore_index=ignore_index, weight=alpha, gammas=gammas, label_smoothing=0.0,
-                reduction=self.reduction, distributed=self.distributed, check_finite_logits=not checked,
-            )
+        return self._softmax_focal(input, target, lambda c, dtype, device: _delta_weights(self.delta, c, dtype, device),
+                                   gammas, self.reduction)
 
 
 class AsymmetricFocalLoss(SymmetricFocalLoss):
@@ -272,7 +292,9 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         delta: class / error weighting shared by both halves (default 0.6).
         gamma: focusing parameter shared by both halves (default 0.5).
         mode, from_logits, ignore_index, batch, smooth_nr, smooth_dr, distributed: as the halves.
-        reduction: ``"mean"`` only (a per-pixel plus a per-class term has no per-element form).
+        reduction: ``"mean"`` (default: the Focal Tversky half over images and classes, the Focal half over every
+            counted pixel), ``"none"`` (the loss of each image ``[B]``, its Focal half averaged within the image)
+            or ``"sum"`` (of those); with ``batch=True`` only ``"mean"`` (ValueError).
 
     Examples:
         >>> x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
@@ -288,18 +310,22 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         super().__init__(delta=delta, gamma=gamma, **kwargs)
         lambda_, _ = lambda_from_weight(weight, lambda_, type(self).__name__, per_class=False)
         self.lambda_ = check_number(lambda_, "lambda_", low=0.0, high=1.0)
-        self._require_mean()
+        check_per_image_reduction(self.reduction, self.batch, type(self).__name__)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         n_classes = 2 if self.mode == "binary" else input.shape[1]
         alpha = _delta_weights(self.delta, n_classes, torch.float64, input.device)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
         s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1]))
-        ft, focal = region_and_term_means(
-            s,
-            lambda c: focal_tversky_terms(c, self.delta, self.gamma, self.smooth_nr, self.smooth_dr, self.asymmetric),
-            batch=self.batch, distributed=self.distributed,
-        )
+
+        def per_class(c: SoftmaxStats) -> torch.Tensor:
+            return focal_tversky_terms(c, self.delta, self.gamma, self.smooth_nr, self.smooth_dr, self.asymmetric)
+
+        if self.reduction != "mean":
+            ft, focal = self._per_image(input, target, s, per_class,
+                                        lambda c, dtype, device: _delta_weights(self.delta, c, dtype, device), gammas)
+            return self._finish(self.lambda_ * ft + (1.0 - self.lambda_) * focal)
+        ft, focal = region_and_term_means(s, per_class, batch=self.batch, distributed=self.distributed)
         return self.lambda_ * ft + (1.0 - self.lambda_) * focal
 
     def extra_repr(self) -> str:
@@ -329,7 +355,7 @@ class HybridFocalLoss(_ChannelZeroBackground):
         tversky_gamma: exponent of the Focal Tversky half (default 0.75).
         mode, from_logits, ignore_index, batch, smooth_nr, smooth_dr, distributed: as
             :class:`SymmetricUnifiedFocalLoss`.
-        reduction: ``"mean"`` only.
+        reduction: as :class:`SymmetricUnifiedFocalLoss`.
 
     Examples:
         >>> x, t = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
@@ -353,7 +379,7 @@ class HybridFocalLoss(_ChannelZeroBackground):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self._require_mean()
+        check_per_image_reduction(self.reduction, self.batch, "HybridFocalLoss")
         lambda_, weight = lambda_from_weight(weight, lambda_, "HybridFocalLoss", per_class=True)
         if focal_alpha is not None:
             if weight is not None:
@@ -378,6 +404,11 @@ class HybridFocalLoss(_ChannelZeroBackground):
         if alpha.numel() != n_classes:
             raise ValueError(f"`weight` must have length {n_classes}; got {alpha.numel()}")
         s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma))
+        if self.reduction != "mean":
+            ft, focal = self._per_image(input, target, s, self._focal_tversky_terms,
+                                        lambda c, dtype, device: alpha.to(dtype=dtype, device=device),
+                                        (self.focal_gamma, self.focal_gamma))
+            return self._finish(self.lambda_ * focal + (1.0 - self.lambda_) * ft)
         ft, focal = region_and_term_means(s, self._focal_tversky_terms, batch=self.batch, distributed=self.distributed)
         return self.lambda_ * focal + (1.0 - self.lambda_) * ft
 
