@@ -77,6 +77,86 @@ def command_line() -> str:
     return "medloss " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _check_subgroup_column(df: pd.DataFrame, cfg: TrainConfig) -> None:
+    """``--subgroup`` names a complete feature column of a binary task."""
+    if cfg.subgroup is None:
+        return
+    if cfg.subgroup not in df.columns or cfg.subgroup == cfg.target:
+        raise UserError(f"--subgroup {cfg.subgroup!r} is not a feature column of {cfg.data}")
+    if cfg.task != "binary":
+        raise UserError("--subgroup reports the clinical calibration of binary models: use --task binary")
+    if df[cfg.subgroup].isna().any():
+        raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
+
+
+def _fit_on_validation(method: str, logits: torch.Tensor, labels: np.ndarray, notes: list[str]):
+    """The calibrator fitted on validation rows (never test); its warnings become notes. A validation split the
+    model separates perfectly has no finite NLL-optimal temperature (T -> 0 would make every prediction 0 % or
+    100 %): T stays 1 there, with a note."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            calibrator = fit_calibrator(method, logits, labels)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
+        calibrator.temperature_ = 1.0
+        notes.append("the validation split is perfectly separated by the model, so temperature scaling "
+                     "is not identifiable: T was left at 1 (no calibration)")
+    else:
+        notes.extend(f"calibrator: {w.message}" for w in caught)
+    return calibrator
+
+
+def _train_figures(report: Report, prefix: str, title: str, cfg: TrainConfig, p_before: torch.Tensor,
+                   p_after: torch.Tensor, y_test: np.ndarray, class_names: list[str], after: dict, result) -> None:
+    """The test split's reliability diagram, clinical calibration plot and confusion matrix, and the training
+    curves."""
+    report.heading("Figures")
+    report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
+        _reliability_curves(p_before, p_after, y_test, cfg.calibrator),
+        n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
+        "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
+    _clinical_figure(report, f"{prefix}clinical_calibration.png", p_before, p_after, y_test, cfg.task,
+                     cfg.calibrator, class_names, n_boot=cfg.n_boot, seed=cfg.seed,
+                     title=f"Calibration on the test split ({title})")
+    cm = np.asarray(after["classification"]["confusion_matrix"])
+    report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix (test)"),
+                  "Confusion matrix on the test split (rows: truth).")
+    report.figure(f"{prefix}training_curves.png", training_figure(result.history, result.best_epoch, "Loss"),
+                  "Training and validation loss; the dashed line marks the checkpoint kept.")
+
+
+def _validation_halves(val_logits: torch.Tensor, val_y: np.ndarray, cfg: TrainConfig, notes: list[str]):
+    """``(fit logits, fit labels, conformal logits, conformal labels)``: with ``--conformal`` the conformal quantile
+    needs validation rows the calibrator did not see, so the validation split is halved (seeded); else the
+    calibrator fits on all of it (no conformal rows)."""
+    if cfg.conformal is None:
+        return val_logits, val_y, None, None
+    rows = np.random.default_rng(cfg.seed).permutation(len(val_y))
+    half = len(rows) // 2
+    notes.append(f"conformal sets: the calibrator was fitted on {half} validation rows, the conformal "
+                 f"quantile computed on the other {len(rows) - half}")
+    fit, conf = torch.from_numpy(rows[:half]), torch.from_numpy(rows[half:])
+    return val_logits[fit], val_y[rows[:half]], val_logits[conf], val_y[rows[half:]]
+
+
+def _conformal_on_test(cfg: TrainConfig, calibrator, conformal_logits: torch.Tensor, conformal_y: np.ndarray,
+                       p_test: torch.Tensor, y_test: np.ndarray) -> dict:
+    """The conformal report of the test split (its quantile from the held-out validation rows)."""
+    try:
+        report, _ = conformal_report(cfg.conformal_method, cfg.conformal, calibrator.predict_proba(conformal_logits),
+                                     conformal_y, p_test, y_test)
+    except ValueError as err:
+        raise UserError(f"--conformal: {err}") from None
+    return report
+
+
+def _present(**entries: Any) -> dict[str, Any]:
+    """The entries that are not None (the optional parts of a run's metrics)."""
+    return {key: value for key, value in entries.items() if value is not None}
+
+
 def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report: Report,
                    *, section: str = "", label: str = "") -> dict[str, Any]:
     """Everything after reading the file: target, splits, preprocessing, training, calibration,
@@ -84,13 +164,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     names (a slug), ``label`` titles the report's sections (e.g. the loss spec as written)."""
     df, target = prepare_target(df, cfg.target, cfg.task, binarize=cfg.binarize, num_classes=cfg.num_classes,
                                 grades=cfg.grades)
-    if cfg.subgroup is not None:
-        if cfg.subgroup not in df.columns or cfg.subgroup == cfg.target:
-            raise UserError(f"--subgroup {cfg.subgroup!r} is not a feature column of {cfg.data}")
-        if cfg.task != "binary":
-            raise UserError("--subgroup reports the clinical calibration of binary models: use --task binary")
-        if df[cfg.subgroup].isna().any():
-            raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
+    _check_subgroup_column(df, cfg)
     splits = stratified_splits(target.y, seed=cfg.seed)
     df.columns = [str(c) for c in df.columns]
     selection = select_features(df, cfg.target, features=cfg.features, exclude=cfg.exclude, id_column=cfg.id_column)
@@ -115,29 +189,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     train_seconds = time.perf_counter() - t0
     val_logits = predict_log_probabilities(setup, result.model, x["val"])
     test_logits = predict_log_probabilities(setup, result.model, x["test"])
-    fit_logits, fit_y = val_logits, y["val"]
-    if cfg.conformal is not None:
-        # the conformal quantile needs validation rows the calibrator did not see: halve the validation split
-        rows = np.random.default_rng(cfg.seed).permutation(len(fit_y))
-        half = len(rows) // 2
-        conformal_logits, conformal_y = val_logits[torch.from_numpy(rows[half:])], fit_y[rows[half:]]
-        fit_logits, fit_y = val_logits[torch.from_numpy(rows[:half])], fit_y[rows[:half]]
-        target.notes.append(f"conformal sets: the calibrator was fitted on {half} validation rows, the conformal "
-                            f"quantile computed on the other {len(rows) - half}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            calibrator = fit_calibrator(cfg.calibrator, fit_logits, fit_y)  # validation only, never test
-        except ValueError as err:
-            raise UserError(str(err)) from None
-    if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
-        # a separable validation split has no finite NLL-optimal temperature (T -> 0 would make every
-        # prediction 0 % or 100 %); leave the model's probabilities as they are instead
-        calibrator.temperature_ = 1.0
-        target.notes.append("the validation split is perfectly separated by the model, so temperature scaling "
-                            "is not identifiable: T was left at 1 (no calibration)")
-    else:
-        target.notes.extend(f"calibrator: {w.message}" for w in caught)
+    fit_logits, fit_y, conformal_logits, conformal_y = _validation_halves(val_logits, y["val"], cfg, target.notes)
+    calibrator = _fit_on_validation(cfg.calibrator, fit_logits, fit_y, target.notes)
     calibrator.save(run.path(f"{prefix}calibrator.json"))
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
@@ -149,12 +202,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     check = calibration_check(before, after)
     conformal = None
     if cfg.conformal is not None:
-        try:
-            p_conformal = calibrator.predict_proba(conformal_logits)
-            conformal, _ = conformal_report(cfg.conformal_method, cfg.conformal, p_conformal, conformal_y, p_after,
-                                            y["test"])
-        except ValueError as err:
-            raise UserError(f"--conformal: {err}") from None
+        conformal = _conformal_on_test(cfg, calibrator, conformal_logits, conformal_y, p_after, y["test"])
     points = None
     if p_after.ndim == 1:  # binary: thresholds on the calibrated validation probabilities
         p_val = calibrator.predict_proba(val_logits).numpy()
@@ -185,19 +233,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         add_operating_points(report, points, target.class_names)
     if conformal is not None:
         add_conformal(report, conformal, target.class_names)
-    report.heading("Figures")
-    report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
-        _reliability_curves(p_before, p_after, y["test"], cfg.calibrator),
-        n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
-        "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
-    _clinical_figure(report, f"{prefix}clinical_calibration.png", p_before, p_after, y["test"], cfg.task,
-                     cfg.calibrator, target.class_names, n_boot=cfg.n_boot, seed=cfg.seed,
-                     title=f"Calibration on the test split ({title})")
-    cm = np.asarray(after["classification"]["confusion_matrix"])
-    report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, target.class_names, "Confusion matrix (test)"),
-                  "Confusion matrix on the test split (rows: truth).")
-    report.figure(f"{prefix}training_curves.png", training_figure(result.history, result.best_epoch, "Loss"),
-                  "Training and validation loss; the dashed line marks the checkpoint kept.")
+    _train_figures(report, prefix, title, cfg, p_before, p_after, y["test"], target.class_names, after, result)
     return {
         "data": cfg.data, "target": cfg.target, "task": cfg.task, "loss": cfg.loss,
         "class_names": target.class_names, "notes": target.notes,
@@ -205,14 +241,13 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         "training": {"epochs": len(result.history["train_loss"]), "best_epoch": result.best_epoch,
                      "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
         "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
-        **({"conformal": conformal} if conformal is not None else {}),
+        **_present(conformal=conformal),
         "preprocessing": pre.to_dict(), "id_column": selection.id_column,
         # what `medloss predict` needs to rebuild the network and its output head
         "model": {"task": cfg.task, "loss": cfg.loss, "class_weights": cfg.class_weights, "hidden": list(cfg.hidden),
                   "dropout": cfg.dropout, "batch_norm": cfg.batch_norm, "n_features": len(pre.feature_names())},
         "test_uncalibrated": before, "test_calibrated": after, "calibration_check": check,
-        **({"operating_points": points} if points is not None else {}),
-        **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
+        **_present(operating_points=points, subgroups=subgroups and _subgroups_json(subgroups)),
     }
 
 
@@ -300,97 +335,111 @@ def run_train(cfg: TrainConfig) -> Path:
 
 
 # ------------------------------------------------------------------------------------ calibrate
-def read_predictions(path: str, subgroup: str | None = None) -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None,
-                                                                     np.ndarray | None]:
+Predictions = tuple[np.ndarray, np.ndarray, str, "np.ndarray | None", "np.ndarray | None"]
+
+
+def read_predictions(path: str, subgroup: str | None = None) -> Predictions:
     """Read logits or probabilities plus labels from CSV / Parquet / NPZ.
 
-    Returns ``(values, labels, kind, split)`` with ``kind`` "logits" or "probs" and ``split`` the
+    Returns ``(values, labels, kind, split, subgroup values)`` with ``kind`` "logits" or "probs" and ``split`` the
     optional per-row "val" / "test" column. See docs/workflow.md for the formats.
     """
     p = Path(path)
     if not p.exists():
         raise UserError(f"file not found: {p}")
-    split = sub = None
-    if p.suffix.lower() == ".npz":
-        try:
-            data = np.load(p, allow_pickle=False)
-        except Exception as err:
-            raise UserError(f"cannot read {p}: {type(err).__name__}: {err}") from None
-        keys = set(data.files)
-        if "labels" not in keys or not ({"logits", "probs"} & keys):
-            raise UserError(f"{p} must hold arrays 'labels' and 'logits' or 'probs'; found {sorted(keys)}")
-        if {"logits", "probs"} <= keys:
-            raise UserError(f"{p} holds both 'logits' and 'probs': keep one of them")
-        kind = "logits" if "logits" in keys else "probs"
-        try:
-            values = np.asarray(data[kind], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise UserError(f"{p}: the array '{kind}' must be numeric; got dtype {data[kind].dtype}") from None
-        labels = np.asarray(data["labels"])
-        if values.ndim not in (1, 2):
-            raise UserError(f"{p}: '{kind}' must be [N] or [N, K]; got shape {list(values.shape)}")
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
-        if labels.ndim != 1 or labels.shape[0] != values.shape[0]:
-            raise UserError(
-                f"{p}: 'labels' must hold one label per row of '{kind}': '{kind}' has shape {list(values.shape)} "
-                f"({values.shape[0]} rows) but 'labels' has shape {list(labels.shape)}"
-            )
-        if subgroup is not None:
-            if subgroup not in keys:
-                raise UserError(f"{p} has no array {subgroup!r} for --subgroup; found {sorted(keys)}")
-            sub = np.asarray(data[subgroup]).astype(str)
-        if "split" in keys:
-            split = np.asarray(data["split"]).astype(str)
-            if split.shape != labels.shape:
-                raise UserError(f"{p}: 'split' must hold one entry per row ({labels.shape[0]}); got shape "
-                                f"{list(split.shape)}")
-    else:
-        df = read_table(p)
-        cols = [str(c) for c in df.columns]
-        df.columns = cols
-        if "label" not in cols:
-            raise UserError(f"{p} needs a 'label' column; found {', '.join(cols[:20])}")
-        found = {k: _value_columns(cols, k) for k in ("logit", "prob")}
-        if found["logit"] and found["prob"]:
-            raise UserError(
-                f"{p} has both logit and probability columns ({', '.join(found['logit'] + found['prob'])}): "
-                "keep one kind"
-            )
-        kind = "logits" if found["logit"] else "probs" if found["prob"] else None
-        if kind is None:
-            raise UserError(
-                f"{p} needs columns logit_0..logit_K-1 (or prob_0..), or a single 'logit' / 'prob' column; "
-                f"found {', '.join(cols[:20])}"
-            )
-        names = found[kind[:-1]]
-        values = df[names].to_numpy()
-        try:
-            values = np.asarray(values, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise UserError(f"{p}: the {kind} columns must be numeric") from None
-        labels = df["label"].to_numpy()
-        if subgroup is not None:
-            if subgroup not in cols:
-                raise UserError(f"{p} has no column {subgroup!r} for --subgroup; found {', '.join(cols[:20])}")
-            if df[subgroup].isna().any():
-                raise UserError(f"{p}: the --subgroup column {subgroup!r} has empty cells")
-            sub = df[subgroup].astype(str).str.strip().to_numpy()
-        if "split" in cols:
-            split = df["split"].astype(str).str.strip().str.lower().to_numpy()
+    read = _read_npz_predictions if p.suffix.lower() == ".npz" else _read_table_predictions
+    values, labels, kind, split, sub = read(p, subgroup)
+    values, labels = _checked_predictions(p, values, labels, kind)
+    if sub is not None and sub.shape != labels.shape:
+        raise UserError(f"{p}: --subgroup {subgroup!r} must hold one value per row ({labels.shape[0]})")
+    return values, labels, kind, split, sub
+
+
+def _read_npz_predictions(p: Path, subgroup: str | None) -> Predictions:
+    """The arrays ``labels``, ``logits`` or ``probs`` and the optional ``split`` / subgroup of an NPZ file."""
+    try:
+        data = np.load(p, allow_pickle=False)
+    except Exception as err:
+        raise UserError(f"cannot read {p}: {type(err).__name__}: {err}") from None
+    keys = set(data.files)
+    if "labels" not in keys or not ({"logits", "probs"} & keys):
+        raise UserError(f"{p} must hold arrays 'labels' and 'logits' or 'probs'; found {sorted(keys)}")
+    if {"logits", "probs"} <= keys:
+        raise UserError(f"{p} holds both 'logits' and 'probs': keep one of them")
+    kind = "logits" if "logits" in keys else "probs"
+    try:
+        values = np.asarray(data[kind], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{p}: the array '{kind}' must be numeric; got dtype {data[kind].dtype}") from None
+    labels = np.asarray(data["labels"])
+    if values.ndim not in (1, 2):
+        raise UserError(f"{p}: '{kind}' must be [N] or [N, K]; got shape {list(values.shape)}")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or labels.shape[0] != values.shape[0]:
+        raise UserError(
+            f"{p}: 'labels' must hold one label per row of '{kind}': '{kind}' has shape {list(values.shape)} "
+            f"({values.shape[0]} rows) but 'labels' has shape {list(labels.shape)}"
+        )
+    sub = split = None
+    if subgroup is not None:
+        if subgroup not in keys:
+            raise UserError(f"{p} has no array {subgroup!r} for --subgroup; found {sorted(keys)}")
+        sub = np.asarray(data[subgroup]).astype(str)
+    if "split" in keys:
+        split = np.asarray(data["split"]).astype(str)
+        if split.shape != labels.shape:
+            raise UserError(f"{p}: 'split' must hold one entry per row ({labels.shape[0]}); got shape "
+                            f"{list(split.shape)}")
+    return values, labels, kind, split, sub
+
+
+def _read_table_predictions(p: Path, subgroup: str | None) -> Predictions:
+    """The ``label`` column, the ``logit_*`` / ``prob_*`` (or single ``logit`` / ``prob``) columns and the optional
+    ``split`` / subgroup columns of a CSV / Parquet table."""
+    df = read_table(p)
+    cols = [str(c) for c in df.columns]
+    df.columns = cols
+    if "label" not in cols:
+        raise UserError(f"{p} needs a 'label' column; found {', '.join(cols[:20])}")
+    found = {k: _value_columns(cols, k) for k in ("logit", "prob")}
+    if found["logit"] and found["prob"]:
+        raise UserError(
+            f"{p} has both logit and probability columns ({', '.join(found['logit'] + found['prob'])}): "
+            "keep one kind"
+        )
+    kind = "logits" if found["logit"] else "probs" if found["prob"] else None
+    if kind is None:
+        raise UserError(
+            f"{p} needs columns logit_0..logit_K-1 (or prob_0..), or a single 'logit' / 'prob' column; "
+            f"found {', '.join(cols[:20])}"
+        )
+    try:
+        values = np.asarray(df[found[kind[:-1]]].to_numpy(), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{p}: the {kind} columns must be numeric") from None
+    sub = split = None
+    if subgroup is not None:
+        if subgroup not in cols:
+            raise UserError(f"{p} has no column {subgroup!r} for --subgroup; found {', '.join(cols[:20])}")
+        if df[subgroup].isna().any():
+            raise UserError(f"{p}: the --subgroup column {subgroup!r} has empty cells")
+        sub = df[subgroup].astype(str).str.strip().to_numpy()
+    if "split" in cols:
+        split = df["split"].astype(str).str.strip().str.lower().to_numpy()
+    return values, df["label"].to_numpy(), kind, split, sub
+
+
+def _checked_predictions(p: Path, values: np.ndarray, labels: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` (a single column as ``[N]``) and the labels as int64, after the checks every format shares: at
+    least 2 rows, finite values, integer labels in ``[0, K)``, probabilities in ``[0, 1]`` whose rows sum to 1."""
     if values.shape[0] < 2:
         raise UserError(f"{p} has {values.shape[0]} row(s): calibration needs at least 2 (better: hundreds)")
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if not np.all(np.isfinite(values)):
         raise UserError(f"{p}: the {kind} contain NaN or Inf")
-    try:
-        labels_f = np.asarray(labels, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UserError(f"{p}: labels must be integers 0..K-1") from None
-    if not np.all(np.isfinite(labels_f)) or not np.all(labels_f == np.round(labels_f)):
-        raise UserError(f"{p}: labels must be integers 0..K-1")
-    labels = labels_f.astype(np.int64)
+    labels = _integer_labels(p, labels)
     k = 2 if values.ndim == 1 else values.shape[1]
     if labels.min() < 0 or labels.max() >= k:
         raise UserError(
@@ -401,9 +450,18 @@ def read_predictions(path: str, subgroup: str | None = None) -> tuple[np.ndarray
             raise UserError(f"{p}: probabilities must lie in [0, 1]")
         if values.ndim == 2 and np.abs(values.sum(1) - 1).max() > 1e-3:
             raise UserError(f"{p}: probability rows must sum to 1")
-    if sub is not None and sub.shape != labels.shape:
-        raise UserError(f"{p}: --subgroup {subgroup!r} must hold one value per row ({labels.shape[0]})")
-    return values, labels, kind, split, sub
+    return values, labels
+
+
+def _integer_labels(p: Path, labels: np.ndarray) -> np.ndarray:
+    """Labels as int64, or a UserError unless every one is a finite whole number."""
+    try:
+        labels_f = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UserError(f"{p}: labels must be integers 0..K-1") from None
+    if not np.all(np.isfinite(labels_f)) or not np.all(labels_f == np.round(labels_f)):
+        raise UserError(f"{p}: labels must be integers 0..K-1")
+    return labels_f.astype(np.int64)
 
 
 def _value_columns(cols: list[str], kind: str) -> list[str]:
@@ -457,54 +515,86 @@ def run_calibrate(cfg: CalibrateConfig) -> Path:
         return _calibrate_into(run, cfg)
 
 
+def _fit_and_evaluation_rows(cfg: CalibrateConfig, values: np.ndarray, labels: np.ndarray, kind: str,
+                             split: np.ndarray | None, notes: list[str]):
+    """``(fit logits, fit labels, evaluation logits, evaluation labels, evaluation rows of the file)``: the
+    calibrator fits on ``--val``, on the rows marked ``split = val``, or on a stratified, seeded half (a note says
+    which)."""
+    if cfg.val is not None:
+        v_values, v_labels, v_kind, _, _ = read_predictions(cfg.val)
+        if (v_values.ndim, v_values.shape[1:]) != (values.ndim, values.shape[1:]):
+            raise UserError("--val and --predictions must hold the same number of classes")
+        notes.append(f"calibrator fitted on {cfg.val}, evaluated on {cfg.predictions}")
+        return _to_logits(v_values, v_kind), v_labels, _to_logits(values, kind), labels, np.arange(len(labels))
+    z = _to_logits(values, kind)
+    if split is not None:
+        if not set(np.unique(split)) <= {"val", "test"} or not {"val", "test"} <= set(np.unique(split)):
+            raise UserError("the 'split' column must hold 'val' and 'test' rows")
+        notes.append("calibrator fitted on the rows with split = val, evaluated on split = test")
+        fit, test = split == "val", split == "test"
+        return z[torch.from_numpy(fit)], labels[fit], z[torch.from_numpy(test)], labels[test], np.flatnonzero(test)
+    idx_fit, idx_test = _stratified_halves(labels, cfg.seed)
+    notes.append("no --val file and no split column: the rows were split 50/50 (stratified, seeded) into a "
+                 "calibration half and an evaluation half; pass --val to fit on your own validation split")
+    return z[idx_fit], labels[idx_fit], z[idx_test], labels[idx_test], idx_test
+
+
+def _stratified_halves(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two halves of the row indices, stratified by label where every present class has 2 rows, seeded."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(labels)
+    strat = labels if counts[counts > 0].min() >= 2 else None
+    return train_test_split(np.arange(len(labels)), test_size=0.5, stratify=strat, random_state=seed)
+
+
+def _conformal_rows(fit_x: torch.Tensor, fit_y: np.ndarray, seed: int, notes: list[str]):
+    """The conformal quantile needs rows the calibrator did not see: the fitting rows halved, ``(fit logits, fit
+    labels, conformal logits, conformal labels)``."""
+    idx_cal, idx_conf = _stratified_halves(fit_y, seed)
+    notes.append(f"--conformal: the calibrator was fitted on half of those rows ({len(idx_cal)}), the conformal "
+                 f"quantile computed on the other half ({len(idx_conf)})")
+    return (fit_x[torch.from_numpy(idx_cal)], fit_y[idx_cal], fit_x[torch.from_numpy(idx_conf)], fit_y[idx_conf])
+
+
+def _calibrate_figures(report: Report, p_before: torch.Tensor, p_after: torch.Tensor, test_y: np.ndarray, task: str,
+                       cfg: CalibrateConfig, class_names: list[str], after: dict) -> None:
+    """The reliability diagram, the clinical calibration plot and the confusion matrix of the evaluation rows."""
+    report.heading("Figures")
+    report.figure("reliability.png", plot_reliability_diagram(
+        _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
+        title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
+    _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
+                     class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
+    cm = np.asarray(after["classification"]["confusion_matrix"])
+    report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
+                  "Confusion matrix on the evaluation rows (rows: truth).")
+
+
+def _write_calibrated_predictions(path: Path, p_after: torch.Tensor, test_y: np.ndarray,
+                                  sets: torch.Tensor | None) -> None:
+    """``label``, ``prob`` (binary) or ``prob_0..prob_{K-1}``, and the conformal ``prediction_set`` if any."""
+    probs = p_after.numpy()
+    columns = [f"prob_{i}" for i in range(probs.shape[1])] if probs.ndim == 2 else ["prob"]
+    out = pd.DataFrame(probs if probs.ndim == 2 else probs[:, None], columns=columns)
+    out.insert(0, "label", test_y)
+    if sets is not None:
+        out["prediction_set"] = ["|".join(str(c) for c in np.flatnonzero(row)) for row in sets.numpy()]
+    out.to_csv(path, index=False)
+
+
 def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     values, labels, kind, split, sub = read_predictions(cfg.predictions, cfg.subgroup)
     if cfg.subgroup is not None and values.ndim == 2 and values.shape[1] > 2:
         raise UserError("--subgroup reports the clinical calibration of binary predictions (one value, or two "
                         f"columns); these have {values.shape[1]} classes")
-    notes = []
-    test_rows = np.arange(len(labels))
-    if cfg.val is not None:
-        v_values, v_labels, v_kind, _, _ = read_predictions(cfg.val)
-        if (v_values.ndim, v_values.shape[1:]) != (values.ndim, values.shape[1:]):
-            raise UserError("--val and --predictions must hold the same number of classes")
-        fit_x, fit_y, test_x, test_y = _to_logits(v_values, v_kind), v_labels, _to_logits(values, kind), labels
-        notes.append(f"calibrator fitted on {cfg.val}, evaluated on {cfg.predictions}")
-    elif split is not None:
-        if not set(np.unique(split)) <= {"val", "test"} or not {"val", "test"} <= set(np.unique(split)):
-            raise UserError("the 'split' column must hold 'val' and 'test' rows")
-        z = _to_logits(values, kind)
-        fit_x, fit_y = z[torch.from_numpy(split == "val")], labels[split == "val"]
-        test_x, test_y = z[torch.from_numpy(split == "test")], labels[split == "test"]
-        test_rows = np.flatnonzero(split == "test")
-        notes.append("calibrator fitted on the rows with split = val, evaluated on split = test")
-    else:
-        from sklearn.model_selection import train_test_split
-
-        counts = np.bincount(labels)
-        strat = labels if counts[counts > 0].min() >= 2 else None
-        idx_fit, idx_test = train_test_split(np.arange(len(labels)), test_size=0.5, stratify=strat,
-                                             random_state=cfg.seed)
-        z = _to_logits(values, kind)
-        fit_x, fit_y, test_x, test_y = z[idx_fit], labels[idx_fit], z[idx_test], labels[idx_test]
-        test_rows = idx_test
-        notes.append("no --val file and no split column: the rows were split 50/50 (stratified, seeded) into a "
-                     "calibration half and an evaluation half; pass --val to fit on your own validation split")
+    notes: list[str] = []
+    fit_x, fit_y, test_x, test_y, test_rows = _fit_and_evaluation_rows(cfg, values, labels, kind, split, notes)
     k = 2 if values.ndim == 1 else values.shape[1]
     class_names = [str(i) for i in range(k)]
     conformal_x = conformal_y = None
     if cfg.conformal is not None:
-        # the conformal quantile needs rows the calibrator did not see: the fitting rows are halved
-        from sklearn.model_selection import train_test_split
-
-        counts = np.bincount(fit_y)
-        strat = fit_y if counts[counts > 0].min() >= 2 else None
-        idx_cal, idx_conf = train_test_split(np.arange(len(fit_y)), test_size=0.5, stratify=strat,
-                                             random_state=cfg.seed)
-        conformal_x, conformal_y = fit_x[torch.from_numpy(idx_conf)], fit_y[idx_conf]
-        fit_x, fit_y = fit_x[torch.from_numpy(idx_cal)], fit_y[idx_cal]
-        notes.append(f"--conformal: the calibrator was fitted on half of those rows ({len(fit_y)}), the conformal "
-                     f"quantile computed on the other half ({len(conformal_y)})")
+        fit_x, fit_y, conformal_x, conformal_y = _conformal_rows(fit_x, fit_y, cfg.seed, notes)
     try:
         calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y)
     except ValueError as err:
@@ -539,22 +629,9 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
         add_subgroups(report, subgroups, cfg.subgroup, cfg.calibrator)
     if conformal is not None:
         add_conformal(report, conformal, class_names)
-    report.heading("Figures")
-    report.figure("reliability.png", plot_reliability_diagram(
-        _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
-        title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
-    _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
-                     class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
-    cm = np.asarray(after["classification"]["confusion_matrix"])
-    report.figure("confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix"),
-                  "Confusion matrix on the evaluation rows (rows: truth).")
+    _calibrate_figures(report, p_before, p_after, test_y, task, cfg, class_names, after)
     calibrator.save(run.path("calibrator.json"))
-    out = pd.DataFrame(p_after.numpy() if p_after.ndim == 2 else p_after.numpy()[:, None],
-                       columns=[f"prob_{i}" for i in range(k)] if p_after.ndim == 2 else ["prob"])
-    out.insert(0, "label", test_y)
-    if sets is not None:
-        out["prediction_set"] = ["|".join(str(c) for c in np.flatnonzero(row)) for row in sets.numpy()]
-    out.to_csv(run.path("calibrated_predictions.csv"), index=False)
+    _write_calibrated_predictions(run.path("calibrated_predictions.csv"), p_after, test_y, sets)
     metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
                "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
                "uncalibrated": before, "calibrated": after, "calibration_check": check,
