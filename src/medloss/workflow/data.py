@@ -81,27 +81,39 @@ def prepare_target(
     if binarize is not None:
         if task != "binary":
             raise UserError("--binarize only applies to --task binary")
-        values = pd.to_numeric(raw, errors="coerce")
-        if values.isna().any():
-            bad = raw[values.isna()].iloc[0]
-            raise UserError(f"--binarize needs a numeric target; column {column!r} holds {plain(bad)!r}")
-        if binarize == "median":
-            threshold = float(values.median())
-        else:
-            try:
-                threshold = float(binarize)
-            except ValueError:
-                raise UserError(f"--binarize must be 'median' or a number; got {binarize!r}") from None
-        y = (values.to_numpy() > threshold).astype(np.int64)
-        if y.min() == y.max():
-            raise UserError(f"--binarize {binarize} puts every row on one side of {threshold:g}")
-        notes.append(f"target binarized: {column} > {threshold:g} is the positive class")
-        return df, Target(y, [f"{column} <= {threshold:g}", f"{column} > {threshold:g}"], task, notes)
-
+        return df, _binarized_target(raw, column, binarize, notes)
     if task == "ordinal":
         return df, ordinal_target(raw, column, num_classes=num_classes, grades=grades, notes=notes)
+    y, names = _class_labels(raw, num_classes)
+    if task == "binary" and len(names) != 2:
+        raise UserError(f"--task binary needs exactly 2 target values; {column!r} has {len(names)} "
+                        "(use --binarize median|VALUE for a continuous target, or --task multiclass)")
+    return df, Target(y, names, task, notes)
 
-    # binary / multiclass: any labels; integers keep their order, strings are sorted
+
+def _binarized_target(raw: pd.Series, column: str, binarize: str, notes: list[str]) -> Target:
+    """``column > threshold`` as the positive class, the threshold the median or a number."""
+    values = pd.to_numeric(raw, errors="coerce")
+    if values.isna().any():
+        bad = raw[values.isna()].iloc[0]
+        raise UserError(f"--binarize needs a numeric target; column {column!r} holds {plain(bad)!r}")
+    if binarize == "median":
+        threshold = float(values.median())
+    else:
+        try:
+            threshold = float(binarize)
+        except ValueError:
+            raise UserError(f"--binarize must be 'median' or a number; got {binarize!r}") from None
+    y = (values.to_numpy() > threshold).astype(np.int64)
+    if y.min() == y.max():
+        raise UserError(f"--binarize {binarize} puts every row on one side of {threshold:g}")
+    notes.append(f"target binarized: {column} > {threshold:g} is the positive class")
+    return Target(y, [f"{column} <= {threshold:g}", f"{column} > {threshold:g}"], "binary", notes)
+
+
+def _class_labels(raw: pd.Series, num_classes: int | None) -> tuple[np.ndarray, list[str]]:
+    """Binary / multiclass labels ``0..K-1`` and the class names: integers keep their order (``0..num_classes-1``
+    when given), anything else is sorted as text."""
     numeric = pd.to_numeric(raw, errors="coerce")
     if not numeric.isna().any() and _is_integer_valued(numeric.to_numpy(dtype=np.float64)):
         labels = numeric.astype(np.int64).to_numpy()
@@ -113,18 +125,11 @@ def prepare_target(
         else:
             classes = sorted(set(labels.tolist()))
         mapping = {c: i for i, c in enumerate(classes)}
-        y = np.array([mapping[v] for v in labels], dtype=np.int64)
-        names = [str(c) for c in classes]
-    else:
-        labels = raw.astype(str).str.strip()
-        classes = sorted(labels.unique())
-        mapping = {c: i for i, c in enumerate(classes)}
-        y = labels.map(mapping).to_numpy(dtype=np.int64)
-        names = classes
-    if task == "binary" and len(names) != 2:
-        raise UserError(f"--task binary needs exactly 2 target values; {column!r} has {len(names)} "
-                        "(use --binarize median|VALUE for a continuous target, or --task multiclass)")
-    return df, Target(y, names, task, notes)
+        return np.array([mapping[v] for v in labels], dtype=np.int64), [str(c) for c in classes]
+    labels = raw.astype(str).str.strip()
+    names = sorted(labels.unique())
+    mapping = {c: i for i, c in enumerate(names)}
+    return labels.map(mapping).to_numpy(dtype=np.int64), names
 
 
 def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = None,
@@ -141,19 +146,7 @@ def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = Non
     if grades is not None and num_classes is not None:
         raise UserError("pass either --grades (the grades by name) or --num-classes (grades 0..K-1), not both")
     if grades is not None:
-        names = [str(g).strip() for g in grades]
-        if len(names) < 2 or len(set(names)) != len(names) or "" in names:
-            raise UserError(f"--grades must name at least 2 distinct grades in order; got {','.join(names)!r}")
-        text = raw.astype(str).str.strip()
-        numeric = pd.to_numeric(raw, errors="coerce")
-        if numeric.notna().all() and _is_integer_valued(numeric.to_numpy(dtype=np.float64)):
-            text = numeric.astype(np.int64).astype(str)  # 2.0 in a CSV is grade "2"
-        mapping = {g: i for i, g in enumerate(names)}
-        unknown = sorted(set(text) - set(names))
-        if unknown:
-            raise UserError(f"target {column!r} holds value(s) {', '.join(map(repr, unknown[:5]))} that --grades "
-                            f"({','.join(names)}) does not name")
-        return Target(text.map(mapping).to_numpy(dtype=np.int64), [f"grade {g}" for g in names], "ordinal", notes)
+        return _named_grades(raw, column, grades, notes)
     values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
     if np.isnan(values).any() or not _is_integer_valued(values):
         bad = raw[~np.isfinite(values) | (values != np.round(values))].iloc[0]
@@ -166,13 +159,35 @@ def ordinal_target(raw: pd.Series, column: str, *, num_classes: int | None = Non
             raise UserError(f"ordinal grades must lie in [0, {k - 1}] (--num-classes {k}); found "
                             f"{int(labels.min())}..{int(labels.max())}")
         return Target(labels, [f"grade {g}" for g in range(k)], "ordinal", notes)
+    return _observed_grades(labels, column, notes)
+
+
+def _named_grades(raw: pd.Series, column: str, grades: Sequence[str], notes: list[str]) -> Target:
+    """Grades named in order by ``--grades``: every value must be one of them (2.0 in a CSV is grade "2")."""
+    names = [str(g).strip() for g in grades]
+    if len(names) < 2 or len(set(names)) != len(names) or "" in names:
+        raise UserError(f"--grades must name at least 2 distinct grades in order; got {','.join(names)!r}")
+    text = raw.astype(str).str.strip()
+    numeric = pd.to_numeric(raw, errors="coerce")
+    if numeric.notna().all() and _is_integer_valued(numeric.to_numpy(dtype=np.float64)):
+        text = numeric.astype(np.int64).astype(str)
+    mapping = {g: i for i, g in enumerate(names)}
+    unknown = sorted(set(text) - set(names))
+    if unknown:
+        raise UserError(f"target {column!r} holds value(s) {', '.join(map(repr, unknown[:5]))} that --grades "
+                        f"({','.join(names)}) does not name")
+    return Target(text.map(mapping).to_numpy(dtype=np.int64), [f"grade {g}" for g in names], "ordinal", notes)
+
+
+def _observed_grades(labels: np.ndarray, column: str, notes: list[str]) -> Target:
+    """The sorted distinct integer grades as ``0..K-1``; an integer missing between two of them is a warning."""
     observed = sorted(set(labels.tolist()))
     gaps = sorted(set(range(observed[0], observed[-1] + 1)) - set(observed))
     if gaps:
         message = (f"ordinal target {column!r}: grade(s) {', '.join(map(str, gaps))} between the observed grades "
                    f"{observed[0]}..{observed[-1]} never occur and are left out; if they exist, name every grade "
                    f"with --grades {','.join(map(str, range(observed[0], observed[-1] + 1)))}")
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, UserWarning, stacklevel=3)
         notes.append(message)
     index = {g: i for i, g in enumerate(observed)}
     return Target(np.array([index[v] for v in labels.tolist()], dtype=np.int64), [f"grade {g}" for g in observed],
@@ -208,12 +223,9 @@ class FeatureSelection:
     notes: list[str]
 
 
-def select_features(df: pd.DataFrame, target: str, *, features: Sequence[str] | None = None,
-                    exclude: Sequence[str] = (), id_column: str | None = None) -> FeatureSelection:
-    """The model's input columns: ``features`` as given, else every column but the target, ``exclude``,
-    ``id_column`` and the columns that look like identifiers (:func:`identifier_like`; each said in a
-    note). The id column is the one named, else the first identifier-like column, carried to predictions."""
-    columns = [str(c) for c in df.columns]
+def _check_named_columns(columns: list[str], target: str, features: Sequence[str] | None, exclude: Sequence[str],
+                         id_column: str | None) -> None:
+    """Every column ``--features`` / ``--exclude`` / ``--id-column`` names exists and is not the target."""
     for flag, names in (("--features", features or ()), ("--exclude", exclude),
                         ("--id-column", [id_column] if id_column else [])):
         absent = [n for n in names if n not in columns]
@@ -221,7 +233,16 @@ def select_features(df: pd.DataFrame, target: str, *, features: Sequence[str] | 
             raise UserError(f"{flag}: no column {', '.join(map(repr, absent))}; the file has {', '.join(columns[:20])}")
         if target in names:
             raise UserError(f"{flag} names the target column {target!r}")
-    notes = []
+
+
+def select_features(df: pd.DataFrame, target: str, *, features: Sequence[str] | None = None,
+                    exclude: Sequence[str] = (), id_column: str | None = None) -> FeatureSelection:
+    """The model's input columns: ``features`` as given, else every column but the target, ``exclude``,
+    ``id_column`` and the columns that look like identifiers (:func:`identifier_like`; each said in a
+    note). The id column is the one named, else the first identifier-like column, carried to predictions."""
+    columns = [str(c) for c in df.columns]
+    _check_named_columns(columns, target, features, exclude, id_column)
+    notes: list[str] = []
     if features is not None:
         chosen = list(dict.fromkeys(features))
         clash = [c for c in chosen if c in exclude or c == id_column]
