@@ -28,12 +28,29 @@ def as_probs_labels(
     y = as_tensor(labels, "labels")
     w = None if sample_weight is None else as_tensor(sample_weight, "sample_weight")
     if ignore_index is not None and y.shape[:1] == p.shape[:1]:
-        keep = (y.reshape(y.shape[0], -1)[:, 0] if y.ndim == 2 else y) != ignore_index
-        if not bool(keep.all()):
-            if not bool(keep.any()):
-                raise ValueError(f"every label equals ignore_index={ignore_index}: no sample left to evaluate")
-            p, y = p[keep], y[keep]
-            w = None if w is None or w.shape[:1] != keep.shape else w[keep]
+        p, y, w = _drop_ignored(p, y, w, ignore_index)
+    p, y = _shaped_probs_labels(p, y)
+    n_classes = 2 if p.ndim == 1 else p.shape[1]
+    check_class_indices(y, "labels", n_classes)
+    _check_probability_values(p)
+    if w is None:
+        return p, y
+    return p, y, check_sample_weight(w, p.shape[0])
+
+
+def _drop_ignored(p: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None,
+                  ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The samples whose label is not ``ignore_index`` (an error if none is left)."""
+    keep = (y.reshape(y.shape[0], -1)[:, 0] if y.ndim == 2 else y) != ignore_index
+    if bool(keep.all()):
+        return p, y, w
+    if not bool(keep.any()):
+        raise ValueError(f"every label equals ignore_index={ignore_index}: no sample left to evaluate")
+    return p[keep], y[keep], None if w is None or w.shape[:1] != keep.shape else w[keep]
+
+
+def _shaped_probs_labels(p: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs`` as ``[N, K]`` or ``[N]`` floats and ``labels`` as ``[N]`` integers (whole floats accepted)."""
     check_float_tensor(p, "probs")
     if p.ndim == 2 and p.shape[1] == 1:
         p = p[:, 0]
@@ -52,12 +69,7 @@ def as_probs_labels(
         if not bool((y == y.round()).all()):
             raise TypeError("`labels` must hold integer class labels; got non-integer floats")
         y = y.long()
-    n_classes = 2 if p.ndim == 1 else p.shape[1]
-    check_class_indices(y, "labels", n_classes)
-    _check_probability_values(p)
-    if w is None:
-        return p, y
-    return p, y, check_sample_weight(w, p.shape[0])
+    return p, y
 
 
 def check_sample_weight(w: torch.Tensor, n: int) -> torch.Tensor:

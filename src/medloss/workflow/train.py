@@ -77,6 +77,29 @@ class LossSetup:
         raise RuntimeError(f"no {cls.__name__} in the loss")  # pragma: no cover
 
 
+def _tabular_loss(name: str, task: str, num_classes: int, weights: torch.Tensor | None) -> torch.nn.Module:
+    """The registered loss ``name`` for a tabular model of ``task``, or a UserError if it cannot train one."""
+    entry = loss_entry(name)
+    if "segmentation" in entry.tasks and "classification" not in entry.tasks or "detection" in entry.tasks:
+        raise UserError(f"loss {name!r} is for {', '.join(entry.tasks)}, not tabular classification")
+    if entry.output == "coral_logits":
+        # CORAL's K - 1 logits are rank-consistent only from its own layer (one shared score, K - 1
+        # biases); from an MLP's independent outputs its grade probabilities can be negative
+        raise UserError(f"loss {name!r} needs a CORAL output layer, which `medloss train` does not build; "
+                        "use 'cumulative_link' (the same shared-score model with learned thresholds) or 'corn'")
+    kwargs: dict[str, Any] = {}
+    if entry.accepts("mode"):
+        kwargs["mode"] = "binary" if task == "binary" else "multiclass"
+    if entry.accepts("num_classes"):
+        kwargs["num_classes"] = num_classes
+    if name == "cumulative_link":
+        kwargs["learn_cutpoints"] = True
+        kwargs["scale"] = 4.0
+    if weights is not None and entry.weight_arg:
+        kwargs[entry.weight_arg] = weights
+    return get_loss(name, **kwargs)
+
+
 def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weighting: str | None) -> LossSetup:
     """Build ``spec`` ("focal", "0.5*ce+0.5*soft_f1", ...) for the task, with optional class weights."""
     try:
@@ -96,27 +119,7 @@ def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weig
             weights = class_weights(y_train, num_classes, weighting, absent="zero")
         except ValueError as err:
             raise UserError(f"--class-weights: {err}") from None
-    modules = {}
-    for w, name in terms:
-        entry = loss_entry(name)
-        if "segmentation" in entry.tasks and "classification" not in entry.tasks or "detection" in entry.tasks:
-            raise UserError(f"loss {name!r} is for {', '.join(entry.tasks)}, not tabular classification")
-        if entry.output == "coral_logits":
-            # CORAL's K - 1 logits are rank-consistent only from its own layer (one shared score, K - 1
-            # biases); from an MLP's independent outputs its grade probabilities can be negative
-            raise UserError(f"loss {name!r} needs a CORAL output layer, which `medloss train` does not build; "
-                            "use 'cumulative_link' (the same shared-score model with learned thresholds) or 'corn'")
-        kwargs: dict[str, Any] = {}
-        if entry.accepts("mode"):
-            kwargs["mode"] = "binary" if task == "binary" else "multiclass"
-        if entry.accepts("num_classes"):
-            kwargs["num_classes"] = num_classes
-        if name == "cumulative_link":
-            kwargs["learn_cutpoints"] = True
-            kwargs["scale"] = 4.0
-        if weights is not None and entry.weight_arg:
-            kwargs[entry.weight_arg] = weights
-        modules[name] = (get_loss(name, **kwargs), w)
+    modules = {name: (_tabular_loss(name, task, num_classes, weights), w) for w, name in terms}
     loss = next(iter(modules.values()))[0] if len(modules) == 1 and terms[0][0] == 1.0 else CombinedLoss(modules)
     n_out = loss_entry(terms[0][1]).n_outputs(num_classes, binary=task == "binary")
     return LossSetup(loss, output, n_out, task, num_classes, spec)
