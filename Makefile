@@ -31,6 +31,9 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	@# no function graded worse than C by radon's cyclomatic complexity
+	@out="$$($(VENV)/bin/radon cc -n D -s src/medloss)"; if [ -n "$$out" ]; then \
+		echo "functions graded worse than C (radon cc):"; echo "$$out"; exit 1; fi
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'

@@ -292,3 +292,40 @@ def test_subgroup_calibration_shows_the_miscalibrated_site():
     assert out2["C"]["intervals"] is None and "one class only" in out2["C"]["error"]
     with pytest.raises(ValueError, match="`subgroups` must hold one value per sample"):
         clinical_calibration_by_subgroup(p, y, site[:10])
+
+
+@pytest.mark.parametrize("n", [400, 5000], ids=["rows resampled", "binned (above 2,000 rows)"])
+def test_clinical_plot_draws_the_bootstrap_band_at_every_size(n):
+    """The band is drawn whichever way the rows are resampled (above 2,000 rows it was computed and not drawn):
+    one filled band per curve, holding the smoothed curve it surrounds."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.collections import PolyCollection
+
+    from medloss.calibration import plot_clinical_calibration
+
+    rng = np.random.default_rng(n)
+    p = rng.uniform(0.05, 0.95, n)
+    y = rng.binomial(1, p)
+    fig = plot_clinical_calibration((p, y), n_boot=40, seed=1)
+    ax = fig.axes[0]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection) and c.get_paths()]  # not the legend's proxy
+    assert len(bands) == 1
+    vertices = bands[0].get_paths()[0].vertices
+    curve = ax.lines[1]  # after the ideal diagonal: the smoothed curve
+    xs, ys = curve.get_xdata(), curve.get_ydata()
+    lower = np.interp(xs, *_band_edge(vertices, upper=False))
+    upper = np.interp(xs, *_band_edge(vertices, upper=True))
+    inside = (ys >= lower - 1e-9) & (ys <= upper + 1e-9)
+    assert inside.mean() > 0.9
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _band_edge(vertices, *, upper):
+    """The lower or upper edge of a fill_between polygon as (x ascending, y): its vertices are a start point, the
+    lower edge forward, the upper edge backward and a closing point."""
+    n = (len(vertices) - 3) // 2
+    edge = vertices[1:n + 1] if not upper else vertices[n + 2:2 * n + 2]
+    order = np.argsort(edge[:, 0])
+    return edge[order, 0], edge[order, 1]

@@ -340,51 +340,13 @@ def canonical_inputs(
         raise ValueError(f"`input` is on {input.device} but `target` is on {target.device}")
 
     if mode == "binary":
-        if input.ndim < 1 or input.ndim > 5:
-            raise ValueError(f"binary `input` must be [B], [B, 1, *] or [B, *]; got {fmt_shape(input.shape)}")
-        # only a channel dim of size 1 may be added or dropped: a target with the same number of
-        # elements in another layout (a transposed mask, [8] vs [4, 2]) is an error, not a reshape
-        x = input if input.ndim >= 2 and input.shape[1] == 1 else input.unsqueeze(1)
-        if tuple(target.shape) not in (tuple(x.shape), tuple(x.shape[:1] + x.shape[2:])):
-            raise ValueError(
-                f"binary `target` shape {fmt_shape(target.shape)} does not match input {fmt_shape(input.shape)}; "
-                "expected the same shape, or the same shape with a channel dim of size 1 added or removed "
-                "([B, *] vs [B, 1, *])"
-            )
-        check_finite(input, "input")
-        ignored = check_binary_target(target, "target", ignore_index)
-        return x, target.reshape(x.shape), None if ignored is None else ignored.reshape(x.shape)
-
+        return _binary_inputs(input, target, ignore_index)
     if input.ndim < 2 or input.ndim > 5:
         raise ValueError(f"{mode} `input` must be [B, C, *] with 0-3 spatial dims; got {fmt_shape(input.shape)}")
-    n_ch = input.shape[1]
-    if num_classes is not None and n_ch != num_classes:
-        raise ValueError(f"`input` has {n_ch} channels but num_classes={num_classes}")
-
+    if num_classes is not None and input.shape[1] != num_classes:
+        raise ValueError(f"`input` has {input.shape[1]} channels but num_classes={num_classes}")
     if mode == "multiclass":
-        if n_ch < 2:
-            raise ValueError(
-                f"multiclass `input` needs C >= 2 channels, got {fmt_shape(input.shape)}; "
-                "use mode='binary' for a single logit"
-            )
-        expected = (input.shape[0], *input.shape[2:])
-        t = target
-        if t.ndim == input.ndim and t.shape[1] == 1:
-            t = t.squeeze(1)
-        if tuple(t.shape) != expected:
-            raise ValueError(
-                f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
-                f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
-            )
-        if check_input_finite:
-            check_finite(input, "input")
-        if not check_labels:
-            if torch.is_floating_point(t) or t.dtype == torch.bool or t.is_complex():
-                raise TypeError(f"`target` must hold integer class indices (e.g. torch.long), got dtype {t.dtype}")
-            return input, t, None
-        return input, t, check_class_indices(t, "target", n_ch, ignore_index)
-
-    # multilabel
+        return _multiclass_inputs(input, target, ignore_index, check_labels, check_input_finite)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
             f"multilabel `target` must have the input's shape {fmt_shape(input.shape)}; "
@@ -392,6 +354,51 @@ def canonical_inputs(
         )
     check_finite(input, "input")
     return input, target, check_binary_target(target, "target", ignore_index)
+
+
+def _binary_inputs(input: torch.Tensor, target: torch.Tensor,
+                   ignore_index: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Binary mode of :func:`canonical_inputs`: input ``[B, 1, *]`` and a float target of that shape."""
+    if input.ndim < 1 or input.ndim > 5:
+        raise ValueError(f"binary `input` must be [B], [B, 1, *] or [B, *]; got {fmt_shape(input.shape)}")
+    # only a channel dim of size 1 may be added or dropped: a target with the same number of
+    # elements in another layout (a transposed mask, [8] vs [4, 2]) is an error, not a reshape
+    x = input if input.ndim >= 2 and input.shape[1] == 1 else input.unsqueeze(1)
+    if tuple(target.shape) not in (tuple(x.shape), tuple(x.shape[:1] + x.shape[2:])):
+        raise ValueError(
+            f"binary `target` shape {fmt_shape(target.shape)} does not match input {fmt_shape(input.shape)}; "
+            "expected the same shape, or the same shape with a channel dim of size 1 added or removed "
+            "([B, *] vs [B, 1, *])"
+        )
+    check_finite(input, "input")
+    ignored = check_binary_target(target, "target", ignore_index)
+    return x, target.reshape(x.shape), None if ignored is None else ignored.reshape(x.shape)
+
+
+def _multiclass_inputs(input: torch.Tensor, target: torch.Tensor, ignore_index: int | None, check_labels: bool,
+                       check_input_finite: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Multiclass mode of :func:`canonical_inputs`: input ``[B, C, *]`` (C >= 2), integer target ``[B, *]``."""
+    if input.shape[1] < 2:
+        raise ValueError(
+            f"multiclass `input` needs C >= 2 channels, got {fmt_shape(input.shape)}; "
+            "use mode='binary' for a single logit"
+        )
+    expected = (input.shape[0], *input.shape[2:])
+    t = target
+    if t.ndim == input.ndim and t.shape[1] == 1:
+        t = t.squeeze(1)
+    if tuple(t.shape) != expected:
+        raise ValueError(
+            f"multiclass `target` must be class indices of shape {fmt_shape(expected)} for input "
+            f"{fmt_shape(input.shape)}; got {fmt_shape(target.shape)}"
+        )
+    if check_input_finite:
+        check_finite(input, "input")
+    if not check_labels:
+        if torch.is_floating_point(t) or t.dtype == torch.bool or t.is_complex():
+            raise TypeError(f"`target` must hold integer class indices (e.g. torch.long), got dtype {t.dtype}")
+        return input, t, None
+    return input, t, check_class_indices(t, "target", input.shape[1], ignore_index)
 
 
 def check_simplex(p: torch.Tensor, name: str, dim: int = 1, atol: float = 1e-3) -> torch.Tensor:

@@ -188,6 +188,71 @@ def _smoothed_on_grid(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndar
     return out
 
 
+def _clinical_curve_inputs(curves: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``(probs, labels)`` or a mapping name -> ``(probs, labels)`` as validated binary arrays by name."""
+    from .clinical import _binary_arrays
+
+    if isinstance(curves, tuple) and len(curves) == 2:
+        curves = {"model": curves}
+    if not isinstance(curves, Mapping) or not curves:
+        raise TypeError("`curves` must be (probs, labels) or a mapping name -> (probs, labels)")
+    data = {}
+    for name, value in curves.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise TypeError(f"curve {name!r} must be (probs, labels) with binary [N] probabilities")
+        data[str(name)] = _binary_arrays(*value)
+    return data
+
+
+def _bootstrap_band(p: np.ndarray, y: np.ndarray, grid: np.ndarray, inside: np.ndarray, n_boot: int, level: float,
+                    rng: np.random.Generator, show: bool, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile band of the smoothed curve on ``grid[inside]``: rows resampled (above ``BINNED_FROM`` rows on
+    the risk grid, as :func:`bootstrap_clinical`'s ``method="binned"``)."""
+    import warnings
+
+    from ._binned import binned_smoothed_curves
+    from .bootstrap import BINNED_FROM
+
+    boot = np.full((n_boot, grid.size), np.nan)
+    if len(p) > BINNED_FROM:
+        boot[:, inside] = binned_smoothed_curves(p, y, grid[inside], n_boot, rng)
+    else:
+        for b in progress_bar(range(n_boot), enabled=show, desc=f"calibration band ({name})", leave=False):
+            idx = rng.integers(0, len(p), len(p))
+            if np.unique(p[idx]).size > 1:
+                boot[b] = _smoothed_on_grid(p[idx], y[idx], grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # grid points no resample reached
+        lo, hi = np.nanquantile(boot[:, inside], [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+def _draw_clinical_curve(ax, hx, name: str, p: np.ndarray, y: np.ndarray, grid: np.ndarray, inside: np.ndarray,
+                         color: str, line: str, n_groups: int) -> None:
+    """One curve: the smoothed curve (its CITL, slope and ICI in the legend), the logistic recalibration line,
+    the observed proportions of ``n_groups`` risk groups, and the histogram of the predicted risk."""
+    import warnings
+
+    from .clinical import _clinical
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 1 probabilities: the caller saw it elsewhere
+        stats = _clinical(p, y)
+    ax.plot(grid[inside], _smoothed_on_grid(p, y, grid)[inside], color=color, ls=line, lw=1.8,
+            label=f"{name}: CITL {stats['calibration_in_the_large']:.2f}, slope {stats['slope']:.2f}, "
+                  f"ICI {stats['e_avg']:.3f}")
+    if np.isfinite(stats["slope"]):
+        with np.errstate(divide="ignore"):
+            lg = np.log(grid / (1 - grid))
+        ax.plot(grid, 1 / (1 + np.exp(-(stats["intercept"] + stats["slope"] * lg))), color=color, lw=0.8,
+                ls=(0, (1, 1)))
+    order = np.argsort(p, kind="stable")
+    groups = [g for g in np.array_split(order, min(n_groups, len(p))) if g.size]
+    ax.plot([p[g].mean() for g in groups], [y[g].mean() for g in groups], ls="none", marker="^", ms=5,
+            mfc="white", mec=color)
+    hx.hist(p, bins=100, range=(0, 1), histtype="step", color=color, ls=line, lw=1.2)
+
+
 def plot_clinical_calibration(
     curves: Any,
     *,
@@ -235,28 +300,14 @@ def plot_clinical_calibration(
         >>> [ax.get_ylabel() for ax in fig.axes]
         ['observed proportion', 'samples']
     """
-    import warnings
-
     from .._validation import check_number
-    from ._binned import binned_smoothed_curves
-    from .bootstrap import BINNED_FROM
-    from .clinical import _binary_arrays, _clinical
 
     rcParams = require("matplotlib", "plot_clinical_calibration").rcParams
 
     check_int(n_boot, "n_boot", low=0)
     check_int(n_groups, "n_groups", low=1)
     level = check_number(level, "level", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
-    if isinstance(curves, tuple) and len(curves) == 2:
-        curves = {"model": curves}
-    if not isinstance(curves, Mapping) or not curves:
-        raise TypeError("`curves` must be (probs, labels) or a mapping name -> (probs, labels)")
-    data = {}
-    for name, value in curves.items():
-        if not (isinstance(value, tuple) and len(value) == 2):
-            raise TypeError(f"curve {name!r} must be (probs, labels) with binary [N] probabilities")
-        data[str(name)] = _binary_arrays(*value)
-
+    data = _clinical_curve_inputs(curves)
     fig, ax, hx = _two_panels(figsize)
     colors = rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
@@ -266,36 +317,11 @@ def plot_clinical_calibration(
     show = progress if progress is not None else n_boot * len(data) > 1000
     for i, (name, (p, y)) in enumerate(data.items()):
         color, line = colors[i % len(colors)], styles[i % len(styles)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 1 probabilities: the caller saw it elsewhere
-            stats = _clinical(p, y)
         inside = (grid >= p.min()) & (grid <= p.max())
-        if n_boot and len(p) > BINNED_FROM:  # many rows: resampled on the risk grid (bootstrap_clinical's "binned")
-            boot = np.full((n_boot, grid.size), np.nan)
-            boot[:, inside] = binned_smoothed_curves(p, y, grid[inside], n_boot, rng)
-        elif n_boot:
-            boot = np.full((n_boot, grid.size), np.nan)
-            for b in progress_bar(range(n_boot), enabled=show, desc=f"calibration band ({name})", leave=False):
-                idx = rng.integers(0, len(p), len(p))
-                if np.unique(p[idx]).size > 1:
-                    boot[b] = _smoothed_on_grid(p[idx], y[idx], grid)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # grid points no resample reached
-                lo, hi = np.nanquantile(boot[:, inside], [(1 - level) / 2, (1 + level) / 2], axis=0)
+        if n_boot:
+            lo, hi = _bootstrap_band(p, y, grid, inside, n_boot, level, rng, show, name)
             ax.fill_between(grid[inside], lo, hi, color=color, alpha=0.15, lw=0)
-        ax.plot(grid[inside], _smoothed_on_grid(p, y, grid)[inside], color=color, ls=line, lw=1.8,
-                label=f"{name}: CITL {stats['calibration_in_the_large']:.2f}, slope {stats['slope']:.2f}, "
-                      f"ICI {stats['e_avg']:.3f}")
-        if np.isfinite(stats["slope"]):
-            with np.errstate(divide="ignore"):
-                lg = np.log(grid / (1 - grid))
-            ax.plot(grid, 1 / (1 + np.exp(-(stats["intercept"] + stats["slope"] * lg))), color=color, lw=0.8,
-                    ls=(0, (1, 1)))
-        order = np.argsort(p, kind="stable")
-        groups = [g for g in np.array_split(order, min(n_groups, len(p))) if g.size]
-        ax.plot([p[g].mean() for g in groups], [y[g].mean() for g in groups], ls="none", marker="^", ms=5,
-                mfc="white", mec=color)
-        hx.hist(p, bins=100, range=(0, 1), histtype="step", color=color, ls=line, lw=1.2)
+        _draw_clinical_curve(ax, hx, name, p, y, grid, inside, color, line, n_groups)
     ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1)), label="logistic recalibration a + b logit(p)")
     ax.plot([], [], ls="none", marker="^", mfc="white", mec="0.3", label=f"observed proportion, {n_groups} risk groups")
     if n_boot:
