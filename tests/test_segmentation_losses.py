@@ -604,3 +604,26 @@ def test_region_plus_pixel_losses_reduce_per_image(name, mode):
     assert total.item() == pytest.approx(per_image.sum().item(), rel=1e-12)
     with pytest.raises(ValueError, match="batch=True"):
         cls(mode=mode, reduction="none", batch=True)
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+def test_mcc_validates_its_input_once(monkeypatch, mode):
+    """MCCLoss takes its counted pixels from the statistics, not from a second validation of the input."""
+    import medloss.losses.overlap as overlap
+
+    calls = []
+    real = overlap.canonical_inputs
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overlap, "canonical_inputs", counting)
+    g = torch.Generator().manual_seed(5)
+    if mode == "multiclass":
+        x, t = torch.randn(2, 3, 4, 4, generator=g), torch.randint(0, 3, (2, 4, 4), generator=g)
+    else:
+        c = 1 if mode == "binary" else 3
+        x, t = torch.randn(2, c, 4, 4, generator=g), (torch.rand(2, c, 4, 4, generator=g) > 0.5).float()
+    MCCLoss(mode=mode)(x, t)
+    assert len(calls) <= 1

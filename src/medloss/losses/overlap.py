@@ -590,15 +590,16 @@ class MCCLoss(_RegionLoss):
             raise ValueError(f"`average` must be 'macro' for MCCLoss; got {self.average!r}")
 
     def statistics(self, input: torch.Tensor, target: torch.Tensor) -> SoftmaxStats:
-        s = super().statistics(input, target)
+        s = super().statistics(input, target)  # validates the input, once
         # counted pixels per image (and channel in the sigmoid modes): TN = N - sum p - sum y + TP
-        x, t, ignored = canonical_inputs(input, target, self.mode, ignore_index=self.ignore_index)
-        shape = t.shape if self.mode == "multiclass" else x.shape  # multiclass: [B, *]; otherwise [B, C, *]
-        counted = x.new_ones(shape, dtype=s.tp.dtype) if ignored is None else (~ignored).to(s.tp.dtype)
-        if self.mode == "multiclass":
-            counted = counted.unsqueeze(1)
-        dims = tuple(range(2, counted.ndim))
-        s.n = counted.sum((0, *dims) if self.batch else dims).expand_as(s.tp)
+        if self.mode == "multiclass":  # each counted pixel is in one class's sum y
+            s.n = s.sum_y.sum(-1, keepdim=True).expand_as(s.tp)
+            return s
+        channels = s.tp.shape[-1]
+        t = target.reshape(target.shape[0], channels, -1)  # binary [B, *] or [B, 1, *]; multilabel [B, C, *]
+        counted = t.new_ones(t.shape, dtype=s.tp.dtype) if self.ignore_index is None else (
+            (t != self.ignore_index).to(s.tp.dtype))
+        s.n = (counted.sum((0, 2)) if self.batch else counted.sum(2)).expand_as(s.tp)
         return s
 
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:
