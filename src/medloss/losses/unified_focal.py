@@ -202,7 +202,10 @@ _FOCAL_ARGS = """
 
 
 class SymmetricFocalLoss(_UnifiedBase):
-    __doc__ = ("Symmetric Focal loss of the Unified Focal family (module docstring for the formula).\n" + _FOCAL_ARGS
+    __doc__ = ("Symmetric Focal loss of the Unified Focal family (Yeung et al. 2022), the mean over counted "
+               "pixels of\n\n    ``(1 - delta) (1 - p_0)^gamma CE_0 + sum_{c >= 1} delta (1 - p_c)^gamma CE_c``, "
+               "``CE_c = -y_c log p_c``\n\n    (``gamma`` is the focal exponent itself, as in :class:`FocalLoss`).\n"
+               + _FOCAL_ARGS
                + """
     Examples:
         >>> x, t = torch.zeros(1, 2, 4), torch.tensor([[0, 0, 1, 1]])  # p = 1/2: (1 - 1/2)^2 * log 2 * (0.3 + 0.7) / 2
@@ -221,8 +224,9 @@ class SymmetricFocalLoss(_UnifiedBase):
 
 
 class AsymmetricFocalLoss(SymmetricFocalLoss):
-    __doc__ = ("Asymmetric Focal loss of the Unified Focal family: the focal factor on the background "
-               "only (module docstring for the formula).\n" + _FOCAL_ARGS + """
+    __doc__ = ("Asymmetric Focal loss of the Unified Focal family (Yeung et al. 2022), the mean over counted pixels "
+               "of\n\n    ``(1 - delta) (1 - p_0)^gamma CE_0 + sum_{c >= 1} delta CE_c``: the focal factor on the "
+               "background only.\n" + _FOCAL_ARGS + """
     Examples:
         >>> x, t = torch.zeros(1, 2, 4), torch.tensor([[0, 0, 1, 1]])  # 0.3 (1/2)^2 log 2 and 0.7 log 2
         >>> AsymmetricFocalLoss()(x, t)
@@ -248,12 +252,15 @@ _FT_ARGS = """
 
 
 class SymmetricFocalTverskyLoss(_UnifiedBase):
-    __doc__ = "Symmetric Focal Tversky loss of the Unified Focal family.\n" + _FT_ARGS + """
+    __doc__ = ("Symmetric Focal Tversky loss of the Unified Focal family (Yeung et al. 2022), the mean over images "
+               "and classes of\n\n    ``(1 - mTI_c)^(1 - gamma)``, ``mTI_c = (TP_c + s_nr) / (TP_c + delta FN_c + "
+               "(1 - delta) FP_c + s_dr)``\n\n    (the exponent is ``1 - gamma``, as the paper and its code have it; "
+               ":class:`FocalTverskyLoss` raises to ``gamma``).\n" + _FT_ARGS + """
     Examples:
         >>> probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])  # perfect: mTI = 1 for both classes
         >>> SymmetricFocalTverskyLoss(from_logits=False)(probs, torch.tensor([[0, 0, 1, 1]]))
         tensor(0.)
-"""
+""")
 
     def __init__(self, *, delta: float = 0.7, gamma: float = 0.75, **kwargs) -> None:
         super().__init__(delta=delta, gamma=gamma, **kwargs)
@@ -270,8 +277,10 @@ class SymmetricFocalTverskyLoss(_UnifiedBase):
 
 
 class AsymmetricFocalTverskyLoss(SymmetricFocalTverskyLoss):
-    __doc__ = ("Asymmetric Focal Tversky loss of the Unified Focal family: no focal exponent on the "
-               "background.\n" + _FT_ARGS + """
+    __doc__ = ("Asymmetric Focal Tversky loss of the Unified Focal family (Yeung et al. 2022), per image the mean "
+               "over classes of\n\n    ``1 - mTI_0`` (background, no exponent) and ``(1 - mTI_c)^(1 - gamma)`` for "
+               "``c >= 1``\n\n    (mTI as :class:`SymmetricFocalTverskyLoss`; the exponent is ``1 - gamma``).\n"
+               + _FT_ARGS + """
     Examples:
         >>> half = torch.full((1, 2, 4), 0.5)  # mTI = 1/2 for both: (1/2 + (1/2) ** 0.25) / 2 = 0.67045
         >>> loss = AsymmetricFocalTverskyLoss(from_logits=False, smooth_nr=0.0, smooth_dr=0.0)
@@ -338,7 +347,8 @@ class AsymmetricUnifiedFocalLoss(SymmetricUnifiedFocalLoss):
 
 
 class HybridFocalLoss(_ChannelZeroBackground):
-    r"""Hybrid Focal loss (Yeung et al. 2021): ``lambda_ x Focal + (1 - lambda_) x FocalTversky``.
+    r"""Hybrid Focal loss (Yeung et al. 2021): ``lambda_ x Focal + (1 - lambda_) x FocalTversky`` (here ``lambda_``
+    weights the Focal half; in the Unified losses it weights the Focal Tversky half, as each paper has it).
 
     The Focal half is the softmax focal loss ``-alpha_t (1 - p_t)^{gamma_f} log p_t`` (mean over
     pixels) and the Focal Tversky half ``(1 - TI_c)^{gamma_t}`` with ``TI_c = (TP + s_nr) / (TP + alpha_t FP +
