@@ -126,17 +126,15 @@ def focal_terms(
     return v, slope
 
 
-def focal_by_class(lt: Tensor, labels_bg: Tensor, gamma_bg: float, gamma_fg: float,
-                   value: bool = True) -> tuple[Tensor | None, Tensor]:
-    """:func:`focal_terms` of ``log p_t`` ``[B, N]`` with ``gamma_bg`` where the target is class 0
-    (``labels_bg`` ``[B, N]``, nonzero there) and ``gamma_fg`` elsewhere."""
+def focal_by_class(lt: Tensor, labels_bg: Tensor, gamma_bg: float, gamma_fg: float, *, slope: bool) -> Tensor:
+    """The focal value of ``log p_t`` ``[B, N]`` (a forward), or with ``slope`` its slope alone (a backward), with
+    ``gamma_bg`` where the target is class 0 (``labels_bg`` ``[B, N]``, nonzero there) and ``gamma_fg`` elsewhere."""
+    def one(gamma: float) -> Tensor:
+        return focal_terms(lt, gamma, value=False)[1] if slope else focal_value(lt, gamma)
+
     if gamma_bg == gamma_fg:
-        return focal_terms(lt, gamma_fg, value=value)
-    is_bg = labels_bg != 0
-    v0, s0 = focal_terms(lt, gamma_bg, value=value)
-    v1, s1 = focal_terms(lt, gamma_fg, value=value)
-    v = None if v0 is None or v1 is None else torch.where(is_bg, v0, v1)
-    return v, torch.where(is_bg, s0, s1)
+        return one(gamma_fg)
+    return torch.where(labels_bg != 0, one(gamma_bg), one(gamma_fg))
 
 
 def smoothed_target(onehot: Tensor, counted: Tensor, weight: Tensor | None, eps: float) -> Tensor:

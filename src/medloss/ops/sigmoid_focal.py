@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._terms import focal_terms
+from ._terms import focal_terms, focal_value
 from .reference import second_order_grads, sigmoid_focal_reference, sigmoid_focal_weights
 
 
@@ -31,8 +31,8 @@ def sigmoid_focal(
     or its sum when not ``per_position``."""
     torch._check(y.shape == x.shape, lambda: f"medloss::sigmoid_focal: y {list(y.shape)} vs x {list(x.shape)}")
     xv, c_pos, c_neg = sigmoid_focal_weights(x, y, valid, a_pos, a_neg, label_smoothing)
-    value_pos, _ = focal_terms(F.logsigmoid(xv), gamma)
-    value_neg, _ = focal_terms(F.logsigmoid(-xv), gamma)
+    value_pos = focal_value(F.logsigmoid(xv), gamma)
+    value_neg = focal_value(F.logsigmoid(-xv), gamma)
     raw = c_pos * value_pos + c_neg * value_neg
     return raw.view_as(x) if per_position else raw.sum()
 

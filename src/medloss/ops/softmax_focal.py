@@ -18,6 +18,7 @@ from ._terms import (
     count_bad,
     focal_by_class,
     focal_terms,
+    focal_value,
     onehot_and_valid,
     smoothed_target,
 )
@@ -66,22 +67,21 @@ def _logp_and_labels(x: Tensor, target: Tensor, ignore_index: int | None) -> tup
 
 
 def _focal_at_target(logp: Tensor, labels: Tensor, counted: Tensor, weight: Tensor | None, gamma_bg: float,
-                     gamma_fg: float, value: bool) -> tuple[Tensor | None, Tensor]:
-    """The focal value and slope at each position's target ``[B, N]``, times ``w_t`` (0 where nothing
-    counts): ``log p_t`` gathered, no one-hot."""
+                     gamma_fg: float, *, slope: bool) -> Tensor:
+    """The focal value (or with ``slope`` its slope) at each position's target ``[B, N]``, times ``w_t`` (0 where
+    nothing counts): ``log p_t`` gathered, no one-hot."""
     lt = logp.gather(1, labels.unsqueeze(1)).squeeze(1) * counted
-    v, slope = focal_by_class(lt, labels == 0, gamma_bg, gamma_fg, value=value)
     w_t = counted if weight is None else weight.to(logp).gather(0, labels.reshape(-1)).view_as(counted) * counted
-    return (None if v is None else v * w_t), slope * w_t
+    return focal_by_class(lt, labels == 0, gamma_bg, gamma_fg, slope=slope) * w_t
 
 
 def _pytorch(x, target, ignore_index, weight, gamma_bg, gamma_fg, label_smoothing, per_position, sum_logits):
     check_logits(x, target, _NAME)
     logp, labels, counted, t = _logp_and_labels(x, target, ignore_index)
     if label_smoothing == 0.0:
-        value, _ = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, True)
+        value = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, slope=False)
     else:
-        value_c, _ = focal_terms(logp, gamma_fg)
+        value_c = focal_value(logp, gamma_fg)
         onehot, _ = onehot_and_valid(labels, x.shape[1], None, x.dtype)
         value = (smoothed_target(onehot * counted.unsqueeze(1), counted, weight, label_smoothing) * value_c).sum(1)
     counts = torch.zeros(x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels.reshape(-1),
@@ -146,7 +146,7 @@ def _pytorch_backward(x, target, ignore_index, weight, gamma_bg, gamma_fg, label
     g = grad_out.to(x.dtype)
     g = g.reshape(b, -1) if g.dim() else g
     if label_smoothing == 0.0:  # d/dx_j w_t f(log p_t) = w_t slope (p_j - [j = t])
-        _, s = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, False)
+        s = _focal_at_target(logp, labels, counted, weight, gamma_bg, gamma_fg, slope=True)
         s = (s * g).unsqueeze(1)
         grad = (p * s).scatter_add_(1, labels.unsqueeze(1), -s)  # one entry per position: no two writes meet
     else:  # sum_c q_c w_c slope_c (p_j - [j = c])

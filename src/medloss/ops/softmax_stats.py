@@ -72,7 +72,7 @@ def _pytorch(x, target, ignore_index, term, weight, gamma_bg, gamma_fg, beta, su
     stats = torch.stack([(p * onehot).sum(-1), (p * counted.unsqueeze(1)).sum(-1), onehot.sum(-1)], 1)
     if term == TERM_FOCAL:
         lt = (logp * onehot).sum(1)  # log p_t, 0 where nothing counts
-        value, _ = focal_by_class(lt, onehot.select(1, 0), gamma_bg, gamma_fg)
+        value = focal_by_class(lt, onehot.select(1, 0), gamma_bg, gamma_fg, slope=False)
         value = (value * class_weight_at(weight, onehot, counted)).sum()
     elif term == TERM_WCE:
         value = (weighted_ce_value(xv, logp, p, onehot, beta) * counted).sum()
@@ -166,7 +166,7 @@ def _pytorch_backward(x, target, labels8, ignore_index, term, weight, gamma_bg, 
     dl_dp = g_sum_p.to(x.dtype).unsqueeze(-1) * counted.unsqueeze(1) + onehot * g_tp.to(x.dtype).unsqueeze(-1)
     grad = p * (dl_dp - (p * dl_dp).sum(1, keepdim=True))
     if term == TERM_FOCAL:  # w_t slope (p_j - [j = t])
-        _, slope = focal_by_class((logp * onehot).sum(1), onehot.select(1, 0), gamma_bg, gamma_fg, value=False)
+        slope = focal_by_class((logp * onehot).sum(1), onehot.select(1, 0), gamma_bg, gamma_fg, slope=True)
         s = slope * class_weight_at(weight, onehot, counted) * g
         grad = grad + s.unsqueeze(1) * (p - onehot)
     elif term == TERM_WCE:
