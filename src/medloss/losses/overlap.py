@@ -740,12 +740,13 @@ class ComboLoss(nn.Module):
         d = self.dice
         distributed_flag(self)
         # softmax modes: the cross-entropy comes from the same pass as the Dice counts
+        per_image = self.reduction != "mean"  # then the cross-entropy is taken per image below, not here
         s = segmentation_statistics(
             input, target, d.mode, from_logits=d.from_logits, ignore_index=d.ignore_index, batch=d.batch,
-            weighted_ce=self.beta,
+            weighted_ce=None if per_image else self.beta,
         )
         with fp32_island():
-            if self.reduction != "mean":  # per image: the Dice term over its classes, the cross-entropy within it
+            if per_image:  # the Dice term over each image's classes, the cross-entropy within it
                 dice = region_per_image(s, d.per_class, include_background=d.include_background, mode=d.mode)
                 losses = self.alpha * self._weighted_ce_per_image(input, target) - (1.0 - self.alpha) * (1.0 - dice)
                 return finish_per_image(losses, self.reduction, self.distributed)

@@ -325,12 +325,13 @@ class SymmetricUnifiedFocalLoss(_UnifiedBase):
         n_classes = 2 if self.mode == "binary" else input.shape[1]
         alpha = _delta_weights(self.delta, n_classes, torch.float64, input.device)
         gammas = (self.gamma, 0.0 if self.asymmetric else self.gamma)
-        s = self._stats(input, target, focal=(alpha, gammas[0], gammas[1]))
+        per_image = self.reduction != "mean"  # then the focal term is taken per image below, not by the statistics
+        s = self._stats(input, target, focal=None if per_image else (alpha, gammas[0], gammas[1]))
 
         def per_class(c: SoftmaxStats) -> torch.Tensor:
             return focal_tversky_terms(c, self.delta, self.gamma, self.smooth_nr, self.smooth_dr, self.asymmetric)
 
-        if self.reduction != "mean":
+        if per_image:
             ft, focal = self._per_image(input, target, s, per_class,
                                         lambda c, dtype, device: _delta_weights(self.delta, c, dtype, device), gammas)
             return self._finish(self.lambda_ * ft + (1.0 - self.lambda_) * focal)
@@ -413,8 +414,9 @@ class HybridFocalLoss(_ChannelZeroBackground):
         alpha = torch.ones(n_classes, dtype=torch.float64) if self.weight is None else self.weight
         if alpha.numel() != n_classes:
             raise ValueError(f"`weight` must have length {n_classes}; got {alpha.numel()}")
-        s = self._stats(input, target, focal=(alpha, self.focal_gamma, self.focal_gamma))
-        if self.reduction != "mean":
+        per_image = self.reduction != "mean"  # then the focal term is taken per image below, not by the statistics
+        s = self._stats(input, target, focal=None if per_image else (alpha, self.focal_gamma, self.focal_gamma))
+        if per_image:
             ft, focal = self._per_image(input, target, s, self._focal_tversky_terms,
                                         lambda c, dtype, device: alpha.to(dtype=dtype, device=device),
                                         (self.focal_gamma, self.focal_gamma))
