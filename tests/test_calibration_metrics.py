@@ -262,7 +262,7 @@ def test_cluster_bootstrap_keeps_patients_together():
         bootstrap_ci("ece", p, y, groups=patients[:10])
 
 
-# ----------------------------------------------------------------------------- issue 14: ignore_index, sample_weight
+# ----------------------------------------------------------------------------- ignore_index, sample_weight
 def _data(n=400, k=4, seed=3):
     g = torch.Generator().manual_seed(seed)
     probs = torch.softmax(2 * torch.randn(n, k, generator=g, dtype=torch.float64), 1)

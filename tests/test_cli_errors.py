@@ -1,4 +1,4 @@
-"""CLI: bad input is one line on stderr, exit 2, nothing written; runs never replace each other (issue 15)."""
+"""CLI: bad input is one line on stderr, exit 2, nothing written; runs never replace each other."""
 
 import os
 import stat
@@ -183,7 +183,7 @@ def test_options_have_help_text(command, option, capsys):
 
 
 def test_report_uses_one_binning_for_tables_and_diagrams(table, monkeypatch):
-    """The diagrams' legends (ECE, MCE) used 10 bins while the tables said 15 (issue 15)."""
+    """The diagrams' legends (ECE, MCE) used 10 bins while the tables said 15."""
     from medloss.workflow import pipeline
     from medloss.workflow.evaluate import BINNING_NOTE, N_BINS
 

@@ -1,4 +1,4 @@
-"""Split conformal prediction sets (issue 13, SPEC 11): the finite-sample quantile against NumPy,
+"""Split conformal prediction sets (SPEC 11): the finite-sample quantile against NumPy,
 marginal coverage over many random calibration / test splits, contiguity of the ordinal sets, the
 known reductions (a perfect classifier gives singletons; at the smallest alpha APS sets are full),
 and bad input."""

@@ -1,4 +1,4 @@
-"""Exact global losses under torch.distributed (issue 11): 2 and 3 CPU processes on the gloo
+"""Exact global losses under torch.distributed: 2 and 3 CPU processes on the gloo
 backend, uneven shards, ignored pixels on one rank, a rank whose image has no foreground. Each rank's
 loss must equal the single-process loss of the concatenated batch, and its shard's gradient (divided
 by the world size, as DDP averages) the single-process gradient (1e-10 in float64)."""

@@ -200,7 +200,7 @@ def test_reductions_and_shapes():
 
 @pytest.mark.parametrize("shape", [(45,), (45, 2), (3, 5, 6), (3, 1, 5)])
 def test_binary_reduction_none_keeps_the_input_shape(shape):
-    # issue 14 / SPEC 12(a): [B, *] input gave [B, 1, *]; at gamma 0 it is BCE-with-logits elementwise
+    # SPEC 12(a): [B, *] input gave [B, 1, *]; at gamma 0 it is BCE-with-logits elementwise
     x = torch.randn(shape, dtype=torch.float64)
     y = torch.randint(0, 2, shape)
     out = focal_loss(x, y, mode="binary", gamma=0.0, reduction="none")

@@ -1,4 +1,4 @@
-"""medloss.integrations.torchmetrics (issue 11): batch-by-batch values equal medloss's functions on
+"""medloss.integrations.torchmetrics: batch-by-batch values equal medloss's functions on
 all samples at once; the states are O(n_bins) / O(K^2); the DDP sync is in tests/test_distributed.py."""
 
 import pytest

@@ -1,5 +1,5 @@
 """The core (losses, metrics, calibration metrics and calibrators) works without the optional
-dependencies (issue 16): a subprocess blocks pandas, pyarrow, matplotlib, scikit-learn and tqdm
+dependencies: a subprocess blocks pandas, pyarrow, matplotlib, scikit-learn and tqdm
 and uses the core; what needs them says which extra to install."""
 
 import subprocess

@@ -1,4 +1,4 @@
-"""Vector / matrix / class-wise temperature / Dirichlet / beta calibration (issue 13, SPEC 11)
+"""Vector / matrix / class-wise temperature / Dirichlet / beta calibration (SPEC 11)
 against scikit-learn's unpenalised logistic regression on the same features (the same convex
 problem, solved independently), nesting of the families, persistence and bad input."""
 

@@ -239,7 +239,7 @@ def test_focal_loss_on_images_through_kernels(alpha, weight, normalize, gamma):
         torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
 
 
-# --- the kernel boundary (issue 10): scratch on the heap, arguments checked before pointers cross, layout checked
+# --- the kernel boundary: scratch on the heap, arguments checked before pointers cross, layout checked
 
 
 @needs_kernels

@@ -1,4 +1,4 @@
-"""Ordinal calibration (issue 13, SPEC 11): the per-threshold calibration error against the binary
+"""Ordinal calibration (SPEC 11): the per-threshold calibration error against the binary
 ECE of each cumulative probability written out, and temperature scaling of a cumulative link model
 against SciPy's bounded scalar minimiser on the same NLL."""
 

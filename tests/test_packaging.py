@@ -1,4 +1,4 @@
-"""Packaging (issue 16): `python -m build` gives an sdist and one abi3 wheel per platform with the
+"""Packaging: `python -m build` gives an sdist and one abi3 wheel per platform with the
 kernel inside; the sdist installs without a C compiler (the PyTorch path, kernels unavailable);
 `medloss --version` is the package's version."""
 

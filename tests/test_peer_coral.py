@@ -1,5 +1,5 @@
 """coral-pytorch's own expected values (``coral_pytorch/tests/test_losses.py``), replayed with
-medloss's conventions (issue 14, SPEC 12). coral-pytorch is not called here.
+medloss's conventions (SPEC 12). coral-pytorch is not called here.
 
 coral-pytorch takes the "levels" ``1[y > k]`` where medloss takes the integer grades: the levels
 ``[1, 1, 0, 0]``, ``[1, 0, 0, 0]``, ``[1, 1, 1, 1]`` of its test are the grades 2, 1, 4 of K = 5.

@@ -1,5 +1,5 @@
 """kornia's own expected values (``tests/losses/test_dice.py``, ``tests/losses/test_tversky.py``),
-replayed with medloss's conventions (issue 14, SPEC 12). kornia is not called here.
+replayed with medloss's conventions (SPEC 12). kornia is not called here.
 
 kornia's Dice defaults to ``average="micro"`` (counts summed over classes, one ratio per image)
 with ``eps = 1e-8`` added to the denominator only: ``DiceLoss(average="micro", smooth_nr=0,

@@ -1,4 +1,4 @@
-"""MONAI's own expected-value tables, replayed with medloss's conventions (issue 14, SPEC 12).
+"""MONAI's own expected-value tables, replayed with medloss's conventions (SPEC 12).
 
 Each row: the MONAI test file and case index it comes from, the medloss loss and arguments that
 mean the same thing, the inputs as MONAI's test writes them, and MONAI's published expected value

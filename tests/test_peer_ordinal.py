@@ -1,4 +1,4 @@
-"""dlordinal's and spacecutter's own expected values, replayed with medloss (issue 14, SPEC 12).
+"""dlordinal's and spacecutter's own expected values, replayed with medloss (SPEC 12).
 Neither library is called here. dlordinal takes one-hot targets where medloss takes grades."""
 
 import pytest

@@ -1,5 +1,5 @@
 """scikit-learn's published values (the Examples of ``brier_score_loss`` and ``log_loss``, scikit-learn
-1.9), replayed with medloss's calibration metrics (issue 14, SPEC 12). scikit-learn's label strings
+1.9), replayed with medloss's calibration metrics (SPEC 12). scikit-learn's label strings
 become integer labels in sorted order (its own convention)."""
 
 import pytest

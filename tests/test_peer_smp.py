@@ -1,5 +1,5 @@
 """segmentation_models_pytorch's own expected-value tables (``tests/test_losses.py``), replayed with
-medloss's conventions (issue 14, SPEC 12). smp is not called here.
+medloss's conventions (SPEC 12). smp is not called here.
 
 smp's region losses sum the counts over the whole batch (``batch=True``), use no numerator
 smoothing, clamp the denominator at ``eps`` (medloss adds ``smooth_dr``), and give a class absent

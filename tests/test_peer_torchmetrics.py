@@ -1,5 +1,5 @@
 """torchmetrics' published values (the docstring Examples of ``BinaryCalibrationError`` and
-``MulticlassCalibrationError``), replayed with medloss's calibration metrics (issue 14, SPEC 12).
+``MulticlassCalibrationError``), replayed with medloss's calibration metrics (SPEC 12).
 torchmetrics is not called here (``tests/test_calibration_metrics.py`` also compares with it on
 random data when it is installed)."""
 

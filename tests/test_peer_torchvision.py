@@ -1,5 +1,5 @@
 """torchvision's own expected values and relations (``test/test_ops.py``: ``TestGeneralizedBoxIouLoss``,
-``TestFocalLoss``), replayed with medloss (issue 14, SPEC 12). torchvision is not called here
+``TestFocalLoss``), replayed with medloss (SPEC 12). torchvision is not called here
 (it does not import beside this torch build)."""
 
 import pytest

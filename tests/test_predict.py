@@ -1,4 +1,4 @@
-"""`medloss predict`: a trained run applied to new rows (issue 15)."""
+"""`medloss predict`: a trained run applied to new rows."""
 
 import json
 

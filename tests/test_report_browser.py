@@ -1,4 +1,4 @@
-"""The demo's HTML report in a real browser (issue 16): headless Chromium loads it, every embedded
+"""The demo's HTML report in a real browser: headless Chromium loads it, every embedded
 image decodes (natural width > 0) and no script error is raised. Skipped, with the reason, only
 where no Chromium is installed (``.ci/run`` installs Debian's ``chromium`` when it is missing)."""
 

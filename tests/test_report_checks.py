@@ -1,4 +1,4 @@
-"""What a clinician reads must not mislead (issue 15): a calibrator that makes held-out NLL worse is
+"""What a clinician reads must not mislead: a calibrator that makes held-out NLL worse is
 flagged and not recommended; binary reports carry operating points with Wilson intervals."""
 
 import json

@@ -230,7 +230,7 @@ def test_agreement_with_monai():
 
 # ----------------------------------------------------------------------------- probabilities as given
 def test_probabilities_are_counted_as_given():
-    # issue 14 / SPEC 12(b): an empty prediction of an empty class is a perfect score (was 0.980:
+    # SPEC 12(b): an empty prediction of an empty class is a perfect score (was 0.980:
     # the probabilities went through clipped logits), and so is a perfect one-hot prediction
     empty = torch.zeros(1, 1, 64, 64)
     for cls in (DiceLoss, TverskyLoss, FocalTverskyLoss):
@@ -378,7 +378,7 @@ def test_ignore_empty_leaves_out_absent_classes():
     assert value.item() == 0.0 and xx.grad.abs().max() == 0
 
 
-# ----------------------------------------------------------------------------- issue 14 additions
+# ------------------------------------------------------------------------------ more region losses
 from medloss.losses import GeneralizedDiceLoss, JaccardLoss, MCCLoss  # noqa: E402
 
 
@@ -477,7 +477,7 @@ def test_micro_average_sums_counts_over_classes():
 
 
 def test_lambda_renaming_keeps_values_and_warns():
-    # issue 14: per-class weights are `weight` everywhere, the unified family's mixing lambda is `lambda_`
+    # per-class weights are `weight` everywhere, the unified family's mixing lambda is `lambda_`
     g = torch.Generator().manual_seed(12)
     x = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64)
     t = torch.randint(0, 3, (2, 6, 6), generator=g)

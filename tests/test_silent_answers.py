@@ -1,4 +1,4 @@
-"""Inputs that used to give a silent number (issue 15): each case here returned a value before.
+"""Inputs that used to give a silent number: each case here returned a value before.
 
 Every loss must raise a clear error for them, or (for the fixes that add support) return the
 value computed independently.

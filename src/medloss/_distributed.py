@@ -1,4 +1,4 @@
-"""Exact global losses under ``torch.distributed`` (issue 11): only the small statistics travel.
+"""Exact global losses under ``torch.distributed``: only the small statistics travel.
 
 Every rank all-reduces its O(B * C) statistics with the autograd-aware
 ``torch.distributed.nn.functional.all_reduce`` and computes the same global loss. Its backward sums
