@@ -220,11 +220,11 @@ METRICS = {
         reliability_curve(p, y, n_bins=10, ignore_index=-1, distributed=d).counts @ torch.arange(10).numpy()),
     "accumulator": lambda p, y, w, d: _accumulated(p[y >= 0], y[y >= 0], d),
     # the one temperature of the sharded validation set (logits: log p scaled up, over-confident)
-    "qwk": lambda p, y, w, d: quadratic_weighted_kappa(y.clamp_min(0), p.argmax(1), 4, distributed=d),
-    "mae": lambda p, y, w, d: mean_absolute_error(y.clamp_min(0), p.argmax(1), 4, distributed=d),
-    "within_1": lambda p, y, w, d: within_k_accuracy(y.clamp_min(0), p.argmax(1), 1, 4, distributed=d),
+    "qwk": lambda p, y, w, d: quadratic_weighted_kappa(p.argmax(1), y.clamp_min(0), 4, distributed=d),
+    "mae": lambda p, y, w, d: mean_absolute_error(p.argmax(1), y.clamp_min(0), 4, distributed=d),
+    "within_1": lambda p, y, w, d: within_k_accuracy(p.argmax(1), y.clamp_min(0), 1, 4, distributed=d),
     "sensitivity_grade_2_or_worse": lambda p, y, w, d: sensitivity_specificity(
-        y.clamp_min(0), p.argmax(1), 4, distributed=d)["threshold"]["sensitivity"][1],
+        p.argmax(1), labels=y.clamp_min(0), num_classes=4, distributed=d)["threshold"]["sensitivity"][1],
     "torchmetrics_ece": lambda p, y, w, d: _torchmetrics_ece(p, y, d),
     "torchmetrics_qwk": lambda p, y, w, d: _torchmetrics_qwk(p, y, d),
     "temperature": lambda p, y, w, d: TemperatureScaler().fit(3 * p.log(), y.clamp_min(0), distributed=d).temperature_,

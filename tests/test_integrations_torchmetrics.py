@@ -40,8 +40,8 @@ def test_quadratic_weighted_kappa_equals_the_function():
     g = torch.Generator().manual_seed(2)
     t, p = torch.randint(0, 5, (500,), generator=g), torch.randint(0, 5, (500,), generator=g)
     metric = QuadraticWeightedKappa(num_classes=5)
-    metric.update(t[:200], p[:200])
-    metric.update(t[200:], p[200:])
-    assert float(metric.compute()) == pytest.approx(quadratic_weighted_kappa(t, p, 5), abs=1e-12)
+    metric.update(p[:200], t[:200])
+    metric.update(p[200:], t[200:])
+    assert float(metric.compute()) == pytest.approx(quadratic_weighted_kappa(p, t, 5), abs=1e-12)
     with pytest.raises(ValueError, match=r"grades must lie in \[0, 4\]"):
         metric.update(torch.tensor([5]), torch.tensor([0]))

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from .._deprecation import renamed_keywords
 from .._optional import require
 from .._validation import check_choice, check_int
 from ..calibration._inputs import as_probs_labels, top_label
@@ -77,7 +78,7 @@ class QuadraticWeightedKappa(_tm.Metric):
     Examples:
         >>> import torch
         >>> metric = QuadraticWeightedKappa(num_classes=4)
-        >>> metric.update(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 2, 2, 1]))
+        >>> metric.update(torch.tensor([0, 2, 2, 1]), torch.tensor([0, 1, 2, 3]))  # preds, labels
         >>> round(float(metric.compute()), 4)  # = medloss.metrics.quadratic_weighted_kappa
         0.375
     """
@@ -93,11 +94,13 @@ class QuadraticWeightedKappa(_tm.Metric):
         self.add_state("confusion", default=torch.zeros(self.num_classes, self.num_classes, dtype=torch.float64),
                        dist_reduce_fx="sum")
 
-    def update(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
-        t, p = torch.as_tensor(y_true).long().flatten(), torch.as_tensor(y_pred).long().flatten()
+    @renamed_keywords(y_pred="preds", y_true="labels")
+    def update(self, preds: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add the predicted and true grades of a batch to the confusion matrix (prediction first)."""
+        t, p = torch.as_tensor(labels).long().flatten(), torch.as_tensor(preds).long().flatten()
         k = self.num_classes
         if t.shape != p.shape:
-            raise ValueError(f"`y_true` and `y_pred` must have the same length; got {t.numel()} and {p.numel()}")
+            raise ValueError(f"`preds` and `labels` must have the same length; got {p.numel()} and {t.numel()}")
         if bool(((t < 0) | (t >= k) | (p < 0) | (p >= k)).any()):
             raise ValueError(f"grades must lie in [0, {k - 1}] (num_classes={k})")
         cells = (t * k + p).to(self.confusion.device)

@@ -102,7 +102,7 @@ def classification_metrics(probs: torch.Tensor, labels: np.ndarray, class_names:
     report = classification_report(labels, pred, labels=list(range(k)), target_names=class_names,
                                    output_dict=True, zero_division=0)
     cm = confusion_matrix(labels, pred, labels=list(range(k)))
-    ss = sensitivity_specificity(labels, pred, k)["per_grade"]
+    ss = sensitivity_specificity(pred, labels=labels, num_classes=k)["per_grade"]
     out: dict[str, Any] = {
         "accuracy": float((pred == labels).mean()),
         "balanced_accuracy": float(balanced_accuracy_score(labels, pred)),
@@ -124,13 +124,13 @@ def classification_metrics(probs: torch.Tensor, labels: np.ndarray, class_names:
 def ordinal_metrics(probs: torch.Tensor, labels: np.ndarray, k: int) -> dict[str, Any]:
     pred = predictions(probs)
     return {
-        "qwk": quadratic_weighted_kappa(labels, pred, k),
-        "linear_kappa": quadratic_weighted_kappa(labels, pred, k, weights="linear"),
-        "mae": mean_absolute_error(labels, pred, k),
-        "within_1": within_k_accuracy(labels, pred, 1, k),
-        "kendall_tau_b": kendall_tau(labels, pred, k),
-        "spearman_rho": spearman_rho(labels, pred, k),
-        "threshold_sensitivity_specificity": sensitivity_specificity(labels, pred, k)["threshold"],
+        "qwk": quadratic_weighted_kappa(pred, labels, k),
+        "linear_kappa": quadratic_weighted_kappa(pred, labels, k, weights="linear"),
+        "mae": mean_absolute_error(pred, labels, k),
+        "within_1": within_k_accuracy(pred, labels, 1, k),
+        "kendall_tau_b": kendall_tau(pred, labels, k),
+        "spearman_rho": spearman_rho(pred, labels, k),
+        "threshold_sensitivity_specificity": sensitivity_specificity(pred, labels=labels, num_classes=k)["threshold"],
     }
 
 
