@@ -91,7 +91,7 @@ CASES = {
                                                                                distributed=True)),
     "asymmetric_unified_probabilities": lambda: SoftmaxView(AsymmetricUnifiedFocalLoss(from_logits=False,
                                                                                        distributed=True)),
-    "hybrid_weighted_batch": lambda: HybridFocalLoss(weight=torch.tensor([0.5, 1.0, 2.0]), batch=True,
+    "hybrid_weighted_batch": lambda: HybridFocalLoss(focal_weight=torch.tensor([0.5, 1.0, 2.0]), batch=True,
                                                      distributed=True),
     # one prediction per image (read off the batch's first pixels), the grade of its top-left pixel
     "cumulative_link": lambda: GradeView(CumulativeLinkLoss(3, learn_cutpoints=True, distributed=True), "score"),

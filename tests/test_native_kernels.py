@@ -96,7 +96,7 @@ def test_region_options_through_kernels():
     for loss in (DiceLoss(include_background=False), DiceLoss(weight=w), TverskyLoss(alpha=0.9, beta=0.1),
                  DiceLoss(ignore_empty=True), DiceLoss(reduction="none"), FocalTverskyLoss(gamma=1.5),
                  SymmetricFocalLoss(reduction="sum"), SymmetricUnifiedFocalLoss(gamma=0.0, delta=0.5),
-                 HybridFocalLoss(weight=torch.tensor([0.2, 1.0, 1.0, 0.4, 2.0]), focal_gamma=0.5),
+                 HybridFocalLoss(focal_weight=torch.tensor([0.2, 1.0, 1.0, 0.4, 2.0]), focal_gamma=0.5),
                  ComboLoss(alpha=0.3, beta=0.8, include_background=False)):
         assert_paths_agree(loss, x, t, rtol=1e-10, atol=1e-12)
 

@@ -176,7 +176,7 @@ def test_hybrid_and_combo_equal_formulas():
     focal = (-(a.view(1, 3, 1, 1) * (1 - p) ** 2.0 * y * torch.log(p)).sum(1)).mean()
     ti = (tp + 1e-7) / (tp + 0.3 * fp + 0.7 * fn + 1e-7)
     ft = ((1 - ti) ** 0.75).mean()
-    assert HybridFocalLoss(lambda_=0.4, weight=a)(x, t).item() == pytest.approx((0.4 * focal + 0.6 * ft).item(), rel=1e-10)
+    assert HybridFocalLoss(lambda_=0.4, focal_weight=a)(x, t).item() == pytest.approx((0.4 * focal + 0.6 * ft).item(), rel=1e-10)
     alpha, beta = 0.6, 0.7
     wce = -(beta * y * torch.log(p) + (1 - beta) * (1 - y) * torch.log(1 - p)).mean()
     dsc = ((2 * tp + 1e-5) / (2 * tp + fp + fn + 1e-5)).mean()
@@ -488,12 +488,10 @@ def test_lambda_renaming_keeps_values_and_warns():
     with pytest.warns(FutureWarning, match="lambda_"):
         old = AsymmetricUnifiedFocalLoss(weight=0.3)
     assert old(x, t).item() == pytest.approx(new.item(), rel=1e-12)
-    with pytest.raises(ValueError, match="no per-class `weight`"):
-        SymmetricUnifiedFocalLoss(weight=torch.ones(3))
     w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     with pytest.warns(FutureWarning, match="focal_alpha"):
         hybrid_old = HybridFocalLoss(focal_alpha=w)
-    assert hybrid_old(x, t).item() == pytest.approx(HybridFocalLoss(weight=w)(x, t).item(), rel=1e-12)
+    assert hybrid_old(x, t).item() == pytest.approx(HybridFocalLoss(focal_weight=w)(x, t).item(), rel=1e-12)
 
 
 def test_unified_family_smoothing_is_smooth_nr_and_smooth_dr():
@@ -609,7 +607,7 @@ def test_region_plus_pixel_losses_reduce_per_image(name, mode):
 @pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
 def test_mcc_validates_its_input_once(monkeypatch, mode):
     """MCCLoss takes its counted pixels from the statistics, not from a second validation of the input."""
-    import medloss.losses.overlap as overlap
+    import medloss.losses._region as overlap
 
     calls = []
     real = overlap.canonical_inputs
@@ -627,3 +625,44 @@ def test_mcc_validates_its_input_once(monkeypatch, mode):
         x, t = torch.randn(2, c, 4, 4, generator=g), (torch.rand(2, c, 4, 4, generator=g) > 0.5).float()
     MCCLoss(mode=mode)(x, t)
     assert len(calls) <= 1
+
+
+def test_unified_region_options_match_the_formula():
+    """The Unified family shares the region losses' options: weight, include_background, ignore_empty and
+    average act on the Focal Tversky terms (1 - mTI)^(1 - gamma) exactly as on Dice's, checked against the
+    float64 formula; the compound losses apply them to their Focal Tversky half."""
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(3, 3, 5, 5, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (3, 5, 5), generator=g)
+    t[0][t[0] == 2] = 1  # image 0 has no pixel of class 2
+    p, y = ref_probs(x, t, "multiclass")
+    tp, fp, fn = ref_counts(p, y)
+    delta, gamma, e = 0.6, 0.4, 1e-7
+
+    def terms(tp, fp, fn):
+        return (1 - (tp + e) / (tp + delta * fn + (1 - delta) * fp + e)) ** (1 - gamma)
+
+    full = terms(tp, fp, fn)  # [B, C]
+    w = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    nonempty = (y.sum((2, 3)) > 0).double()
+    cases = {
+        "weight": ({"weight": w}, (full * w).sum() / (3 * w.sum())),
+        "include_background": ({"include_background": False}, full[:, 1:].mean()),
+        "ignore_empty": ({"ignore_empty": True}, (full * nonempty).sum() / nonempty.sum()),
+        "micro": ({"average": "micro"}, terms(tp.sum(1), fp.sum(1), fn.sum(1)).mean()),
+    }
+    for name, (options, expected) in cases.items():
+        got = SymmetricFocalTverskyLoss(delta=delta, gamma=gamma, **options)(x, t)
+        assert got.item() == pytest.approx(expected.item(), rel=1e-10), name
+        focal = SymmetricFocalLoss(delta=delta, gamma=gamma)(x, t)
+        unified = SymmetricUnifiedFocalLoss(lambda_=0.3, delta=delta, gamma=gamma, **options)(x, t)
+        assert unified.item() == pytest.approx((0.3 * expected + 0.7 * focal).item(), rel=1e-10), name
+    with pytest.raises(ValueError, match="needs average='macro'"):
+        AsymmetricFocalTverskyLoss(average="micro")
+
+
+def test_focal_losses_of_the_family_take_no_region_options():
+    with pytest.warns(FutureWarning, match="SymmetricFocalLoss ignores `batch`"):
+        SymmetricFocalLoss(batch=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'average'"):
+        SymmetricFocalLoss(average="micro")

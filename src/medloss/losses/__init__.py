@@ -6,7 +6,7 @@ Shared conventions (see the README): ``forward(input, target)`` with logits unle
 """
 
 from .class_weights import class_weights
-from .combined import CombinedLoss, parse_loss_spec
+from .combined import CombinedLoss, combined_loss, parse_loss_spec
 from .focal import CrossEntropyLoss, FocalLoss, cross_entropy_loss, focal_loss, prior_bias
 from .functional import (
     asymmetric_focal_loss,
@@ -237,6 +237,7 @@ __all__ = [
     "available_losses",
     "cdw_ce_loss",
     "class_weights",
+    "combined_loss",
     "combo_loss",
     "coral_loss",
     "corn_loss",

@@ -48,8 +48,13 @@ def class_weights(
         dtype: of the returned tensor (default float32).
 
     Returns:
-        A 1-D tensor of length ``num_classes``, usable as ``alpha`` of :class:`FocalLoss` or
-        ``weight`` of ``nn.CrossEntropyLoss``.
+        A 1-D tensor of length ``num_classes``, usable as ``weight`` of :class:`FocalLoss`, of the region
+        losses or of ``nn.CrossEntropyLoss``.
+
+    Raises:
+        ValueError: a class with no sample (``absent="error"``), labels outside ``[0, K)`` other than
+            ``ignore_index``, an unknown ``scheme`` or ``absent``, ``beta`` outside [0, 1), ``num_classes`` < 2.
+        TypeError: non-integer labels.
 
     Examples:
         >>> class_weights(torch.tensor([0, 0, 0, 1]), num_classes=2)  # N / (K n_c) = 4 / (2 * 3), 4 / (2 * 1)

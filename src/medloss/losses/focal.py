@@ -98,9 +98,24 @@ def focal_loss(
 ) -> torch.Tensor:
     r"""Focal loss, ``FL = -alpha_t (1 - p_t)^gamma log p_t`` (Lin et al., ICCV 2017).
 
-    See :class:`FocalLoss` for the arguments. Returns a scalar for ``reduction`` "mean" / "sum",
-    otherwise the per-position loss: ``[B, *]`` in multiclass mode, the input's shape in binary and
-    multilabel mode (zeros at ignored positions).
+    The functional form of :class:`FocalLoss` (same options, defaults and errors; no module is built).
+
+    Args:
+        input: logits (or probabilities with ``from_logits=False``) ``[B, C, *]``; binary: ``[B, 1, *]`` or ``[B, *]``.
+        target: class indices ``[B, *]`` (multiclass) or 0 / 1 labels of the input's shape (binary, multilabel).
+        mode, alpha, gamma, ignore_index, label_smoothing, reduction, normalize, from_logits, weight,
+            include_background, distributed: as :class:`FocalLoss`.
+
+    Returns:
+        A scalar for ``reduction`` "mean" / "sum", otherwise the per-position loss: ``[B, *]`` in multiclass
+        mode, the input's shape in binary and multilabel mode (zeros at ignored positions).
+
+    Raises:
+        ValueError: an option out of range (the message names it); a ``target`` of the wrong shape, labels outside
+            ``[0, C - 1]`` other than ``ignore_index``, non-finite logits, probabilities outside [0, 1] with
+            ``from_logits=False``; a ``weight`` of the wrong length.
+        TypeError: an integer ``input``, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> x, t = torch.randn(5, 3), torch.randint(0, 3, (5,))
@@ -334,6 +349,17 @@ class FocalLoss(nn.Module):
         from_logits: ``True`` (default) for raw logits; ``False`` for probabilities (validated,
             then clipped to ``[eps, 1 - eps]`` before the log).
 
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``; for ``"none"`` the per-position losses, ``[B, *]`` in
+        multiclass mode and the input's shape in binary / multilabel mode (0 at ignored positions).
+
+    Raises:
+        ValueError: an option out of range (the message names it); a ``target`` of the wrong shape, labels outside
+            ``[0, C - 1]`` other than ``ignore_index``, non-finite logits, probabilities outside [0, 1] with
+            ``from_logits=False``; a ``weight`` of the wrong length.
+        TypeError: an integer ``input``, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> loss = FocalLoss(gamma=2.0)
         >>> logits = torch.randn(4, 3, 8, 8, requires_grad=True)
@@ -420,6 +446,9 @@ class CrossEntropyLoss(FocalLoss):
         mode, weight, ignore_index, label_smoothing, reduction, from_logits, include_background, distributed:
             as :class:`FocalLoss` (defaults "multiclass", None, -100, 0.0, "mean", True, True, False).
 
+    Returns:
+        As :class:`FocalLoss`.
+
     Raises:
         ValueError / TypeError: as :class:`FocalLoss`, naming the argument.
 
@@ -453,27 +482,60 @@ class CrossEntropyLoss(FocalLoss):
                 f"reduction={self.reduction!r}")
 
 
-def cross_entropy_loss(input: torch.Tensor | None = None, target: torch.Tensor | None = None, **kwargs: Any) -> Any:
-    """Functional twin of :class:`CrossEntropyLoss`: ``cross_entropy_loss(input, target, weight=...)``.
+def cross_entropy_loss(
+    input: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+    *,
+    mode: str = "multiclass",
+    weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+    from_logits: bool = True,
+    include_background: bool = True,
+    distributed: bool = False,
+) -> Any:
+    r"""Cross-entropy with PyTorch's weighted mean, ``-sum_i w_{t_i} log p_{t_i} / sum_i w_{t_i}``: the
+    functional form of :class:`CrossEntropyLoss` (:func:`focal_loss` at gamma 0, weights normalising the mean).
 
     Called without tensors it returns the module, as medloss < 0.2 did (deprecated: FutureWarning;
     use :class:`CrossEntropyLoss`).
+
+    Args:
+        input: logits (or probabilities with ``from_logits=False``) ``[B, C, *]``; binary: ``[B, *]``.
+        target: class indices ``[B, *]`` (multiclass) or 0 / 1 labels of the input's shape.
+        mode, weight, ignore_index, label_smoothing, reduction, from_logits, include_background, distributed:
+            as :class:`FocalLoss`.
+
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``, the per-position losses for ``"none"``.
+
+    Raises:
+        ValueError: an option out of range, targets outside ``[0, C - 1]`` other than ``ignore_index``,
+            non-finite logits (the message names the argument).
+        TypeError: only one of ``input`` and ``target`` given, or an integer ``input``.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> x, t = torch.randn(5, 3), torch.randint(0, 3, (5,))
         >>> torch.allclose(cross_entropy_loss(x, t), torch.nn.functional.cross_entropy(x, t))
         True
     """
+    options = dict(mode=mode, weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
+                   reduction=reduction, from_logits=from_logits, include_background=include_background,
+                   distributed=distributed)
     if input is None and target is None:
         warnings.warn(
             "cross_entropy_loss(...) returning a module is deprecated and will be removed in medloss 0.3; "
             "use CrossEntropyLoss(...) for the module or cross_entropy_loss(input, target, ...) for the value",
             FutureWarning, stacklevel=2,
         )
-        return CrossEntropyLoss(**kwargs)
+        return CrossEntropyLoss(**options)
     if input is None or target is None:
         raise TypeError("cross_entropy_loss needs both `input` and `target` (or neither: deprecated module form)")
-    return CrossEntropyLoss(**kwargs)(input, target)
+    if distributed:
+        require_process_group("cross_entropy_loss")
+    return focal_loss(input, target, gamma=0.0, normalize="weights", **options)
 
 
 def prior_bias(prior: float = 0.01) -> float:
@@ -482,6 +544,16 @@ def prior_bias(prior: float = 0.01) -> float:
     RetinaNet (Lin et al. 2017) initialises the classification bias to ``-log((1 - pi) / pi)`` with
     ``pi = 0.01`` so that rare positives do not drown in the loss of the many easy negatives in the
     first iterations: ``nn.init.constant_(head.bias, prior_bias(0.01))``.
+
+    Args:
+        prior: the starting probability, in (0, 1) (default 0.01).
+
+    Returns:
+        The bias, a float.
+
+    Raises:
+        ValueError: ``prior`` outside (0, 1).
+        TypeError: ``prior`` not a real number.
 
     Examples:
         >>> round(prior_bias(0.01), 4)  # log(0.01 / 0.99)

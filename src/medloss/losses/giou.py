@@ -47,6 +47,17 @@ def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 
 
     Integer and fp16 / bf16 boxes are computed in float32 (the result's dtype); float64 stays float64.
 
+    Args:
+        input: boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``.
+        target: boxes of the same shape (or broadcastable to it).
+        eps: added to the union and hull areas (default 1e-7).
+
+    Returns:
+        The GIoU of each pair, ``[...]``.
+
+    Raises:
+        RuntimeError: shapes that do not broadcast (PyTorch's error; :func:`giou_loss` checks its boxes).
+
     Examples:
         >>> a = torch.tensor([[0, 0, 2, 2]], dtype=torch.int16)
         >>> generalized_box_iou(a, torch.tensor([[1, 1, 3, 3]], dtype=torch.int16))
@@ -70,7 +81,22 @@ def giou_loss(
     input: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", eps: float = 1e-7,
     distributed: bool = False,
 ) -> torch.Tensor:
-    """``1 - GIoU`` of paired boxes; see :class:`GIoULoss`.
+    """``1 - GIoU`` of paired boxes: the functional form of :class:`GIoULoss`.
+
+    Args:
+        input: predicted boxes ``[..., 4]`` as ``(x1, y1, x2, y2)``.
+        target: the matched true boxes, same shape.
+        reduction, eps, distributed: as :class:`GIoULoss` (``eps`` guards the ratios of zero-area boxes; it
+            is no smoothing term, as torchvision's ``eps``).
+
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``, the loss of each box pair ``[...]`` for ``"none"``.
+
+    Raises:
+        ValueError: boxes not ``[..., 4]``, ``x2 < x1`` or ``y2 < y1``, non-finite coordinates, ``input`` and
+            ``target`` of different shapes, ``eps`` <= 0, an unknown ``reduction``.
+        TypeError: boxes that are not tensors.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> giou_loss(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([[1.0, 1.0, 3.0, 3.0]]))  # 1 - (1/7 - 2/9)
@@ -119,6 +145,15 @@ class GIoULoss(nn.Module):
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's boxes
             (default False: this rank's; ranks often hold different numbers of matched boxes); see
             ``docs/distributed.md``.
+
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``, the loss of each box pair ``[...]`` for ``"none"``.
+
+    Raises:
+        ValueError: boxes not ``[..., 4]``, ``x2 < x1`` or ``y2 < y1``, non-finite coordinates, ``input`` and
+            ``target`` of different shapes, ``eps`` <= 0, an unknown ``reduction``.
+        TypeError: boxes that are not tensors.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> a = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])

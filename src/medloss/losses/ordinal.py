@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._distributed import distributed_flag
+from .._distributed import distributed_flag, require_process_group
 from .._validation import (
     check_choice,
     check_class_indices,
@@ -135,6 +136,117 @@ def _targets(target: torch.Tensor, batch: int, num_classes: int, ignore_index: i
     return target
 
 
+def fixed_cutpoints(num_classes: int, scale: float) -> torch.Tensor:
+    """The K - 1 cutpoints evenly spaced over ``[-scale/2, scale/2]`` (one at 0 when K = 2)."""
+    return torch.linspace(-scale / 2, scale / 2, num_classes - 1) if num_classes > 2 else torch.zeros(1)
+
+
+def padded_cutpoints(c: torch.Tensor, inner_widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cutpoints with finite placeholders for -inf / +inf (``[K + 1]``; the open ends are masked in
+    :func:`log_interval_probability`) and each class's interval width (``[K]``)."""
+    one = c.new_ones(1)
+    return torch.cat([c[:1] - 1.0, c, c[-1:] + 1.0]), torch.cat([one, inner_widths, one])
+
+
+def _cumulative_link_nll(f: torch.Tensor, c: torch.Tensor, width: torch.Tensor, yi: torch.Tensor, link: str,
+                         num_classes: int) -> torch.Tensor:
+    """Per-sample NLL of scores ``f`` at grades ``yi`` with padded cutpoints ``c`` and widths."""
+    if link == "logit":
+        inf = c.new_full((1,), math.inf)
+        c_ext = torch.cat([-inf, c[1:-1], inf])
+        log_width = torch.cat([c.new_zeros(1), log1mexp(-width[1:-1]), c.new_zeros(1)])
+        if resolve_implementation(f) == "triton":
+            from ..ops.triton_logit_link import logit_link_nll_triton
+
+            return logit_link_nll_triton(f, c_ext, log_width, yi)[0].to(f.dtype)
+        return torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)[0]
+    # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
+    a = c.gather(0, yi) - f
+    b = c.gather(0, yi + 1) - f
+    w = width.gather(0, yi)
+    return -log_interval_probability(a, b, yi == 0, yi == num_classes - 1, link, w)
+
+
+def _cumulative_link(input: torch.Tensor, target: torch.Tensor, num_classes: int, cutpoints: torch.Tensor,
+                     inner_widths: torch.Tensor | None, link: str, weight: torch.Tensor | None,
+                     ignore_index: int | None, reduction: str, distributed: bool) -> torch.Tensor:
+    f = _scores_1d(input)
+    check_finite(f.detach(), "input")
+    yi, valid = _counted_targets(target, f.shape[0], num_classes, ignore_index)
+    f = upcast(f)
+    with fp32_island():
+        c = cutpoints.to(device=f.device, dtype=f.dtype)
+        inner = c[1:] - c[:-1] if inner_widths is None else inner_widths.to(f.dtype)
+        nll = _cumulative_link_nll(f, *padded_cutpoints(c, inner), yi, link, num_classes)
+    weights = None if weight is None else weight.to(nll.dtype)[yi]
+    return _reduce(nll, reduction, valid, weights, distributed)
+
+
+def _check_cutpoints(cutpoints: torch.Tensor, num_classes: int) -> torch.Tensor:
+    if not isinstance(cutpoints, torch.Tensor) or not torch.is_floating_point(cutpoints):
+        raise TypeError("`cutpoints` must be a floating-point tensor of K - 1 increasing values")
+    if cutpoints.shape != (num_classes - 1,):
+        raise ValueError(f"`cutpoints` must have shape [K - 1] = [{num_classes - 1}]; got {fmt_shape(cutpoints.shape)}")
+    if value_checks_active(cutpoints):
+        check_finite(cutpoints.detach(), "cutpoints")
+        if num_classes > 2 and not bool((cutpoints[1:] > cutpoints[:-1]).all()):
+            raise ValueError("`cutpoints` must be strictly increasing")
+    return cutpoints
+
+
+def cumulative_link_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    *,
+    cutpoints: torch.Tensor | None = None,
+    link: str = "logit",
+    scale: float = 20.0,
+    weight: torch.Tensor | None = None,
+    ignore_index: int | None = -100,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> torch.Tensor:
+    r"""Negative log-likelihood of the cumulative link model, ``-log(F(c_y - f) - F(c_{y-1} - f))``.
+
+    The functional form of :class:`CumulativeLinkLoss` (no module is built): the cutpoints are given
+    (``cutpoints``, differentiable, e.g. a learned tensor) or fixed, evenly spaced over ``[-scale/2, scale/2]``.
+
+    Args:
+        input: one score per sample, ``[B]`` or ``[B, 1]``.
+        target: grades ``[B]`` in ``0 .. K-1`` (or ``ignore_index``).
+        num_classes: K >= 2.
+        cutpoints: the K - 1 strictly increasing cutpoints (default None: the fixed layout).
+        link: ``"logit"`` (default), ``"probit"`` or ``"cloglog"``.
+        scale: width of the fixed layout (default 20.0; unused with ``cutpoints``).
+        weight, ignore_index, reduction, distributed: as :class:`CumulativeLinkLoss`.
+
+    Returns:
+        The mean (or sum) NLL, or the per-sample NLL ``[B]`` with ``reduction="none"`` (0 at ignored samples).
+
+    Raises:
+        ValueError: ``num_classes`` < 2, cutpoints of the wrong shape or not increasing, scores not one per
+            sample, non-finite scores, grades outside ``[0, K)``, an unknown ``link`` or ``reduction``.
+        TypeError: integer scores or cutpoints.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
+    Examples:
+        >>> # K = 2, cutpoint 0, logit link: -log sigmoid(0 - f) for grade 0, -log sigmoid(f) for grade 1
+        >>> cumulative_link_loss(torch.tensor([0.0, 2.0]), torch.tensor([0, 1]), 2, reduction="none")
+        tensor([0.6931, 0.1269])
+    """
+    k = check_int(num_classes, "num_classes", low=2)
+    link = check_choice(link, "link", LINKS)
+    if cutpoints is None:
+        cutpoints = fixed_cutpoints(k, check_number(scale, "scale", low=0.0, low_inclusive=False))
+    if weight is not None:
+        weight = check_class_vector(weight, "weight", k)
+    if distributed:
+        require_process_group("cumulative_link_loss")
+    return _cumulative_link(input, target, k, _check_cutpoints(cutpoints, k), None, link, weight, ignore_index,
+                            check_reduction(reduction), bool(distributed))
+
+
 class CumulativeLinkLoss(nn.Module):
     r"""Negative log-likelihood of the cumulative link (proportional odds) model.
 
@@ -169,6 +281,17 @@ class CumulativeLinkLoss(nn.Module):
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
+
+    Returns:
+        The mean (or sum) NLL over the counted samples, or the per-sample NLL ``[B]`` with ``reduction="none"``
+        (0 at ignored samples).
+
+    Raises:
+        ValueError: ``num_classes`` < 2, ``scale`` <= 0, an unknown ``link`` or ``reduction``, a ``weight`` of
+            the wrong length; scores not one per sample, non-finite scores, grades outside ``[0, K)`` other
+            than ``ignore_index``.
+        TypeError: integer scores, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> loss = CumulativeLinkLoss(num_classes=4, learn_cutpoints=True)
@@ -208,7 +331,7 @@ class CumulativeLinkLoss(nn.Module):
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
         k = self.num_classes
-        initial = torch.linspace(-self.scale / 2, self.scale / 2, k - 1) if k > 2 else torch.zeros(1)
+        initial = fixed_cutpoints(k, self.scale)
         if self.learn_cutpoints:
             self.first_cutpoint = nn.Parameter(initial[:1].clone())
             gaps = (initial[1:] - initial[:-1]) - MIN_GAP
@@ -237,12 +360,13 @@ class CumulativeLinkLoss(nn.Module):
         probability even when two cutpoints far from 0 round to the same float.
         """
         c = self.cutpoints.to(dtype)
-        one = c.new_ones(1)
+        return padded_cutpoints(c, self._inner_widths(dtype))
+
+    def _inner_widths(self, dtype: torch.dtype) -> torch.Tensor:
         if self.learn_cutpoints:
-            inner = (F.softplus(self.raw_gaps) + MIN_GAP).to(dtype)
-        else:
-            inner = c[1:] - c[:-1]
-        return torch.cat([c[:1] - 1.0, c, c[-1:] + 1.0]), torch.cat([one, inner, one])
+            return (F.softplus(self.raw_gaps) + MIN_GAP).to(dtype)
+        c = self.cutpoints.to(dtype)
+        return c[1:] - c[:-1]
 
     def log_class_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """``log P(y = k)`` for every grade, ``[B, K]``."""
@@ -264,30 +388,9 @@ class CumulativeLinkLoss(nn.Module):
             return self.log_class_probabilities(scores).argmax(1)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        f = _scores_1d(input)
-        check_finite(f.detach(), "input")
-        yi, valid = _counted_targets(target, f.shape[0], self.num_classes, self.ignore_index)
-        f = upcast(f)
-        with fp32_island():
-            c, width = self._padded_cutpoints(f.dtype)
-            if self.link == "logit":
-                inf = c.new_full((1,), math.inf)
-                c_ext = torch.cat([-inf, c[1:-1], inf])
-                log_width = torch.cat([c.new_zeros(1), log1mexp(-width[1:-1]), c.new_zeros(1)])
-                if resolve_implementation(f) == "triton":
-                    from ..ops.triton_logit_link import logit_link_nll_triton
-
-                    nll = logit_link_nll_triton(f, c_ext, log_width, yi)[0].to(f.dtype)
-                else:
-                    nll = torch.ops.medloss.logit_link_nll(f, c_ext, log_width, yi)[0]
-            else:
-                # gather, not c[yi]: its backward into the K + 1 cutpoints is ~10x faster on CPU
-                a = c.gather(0, yi) - f
-                b = c.gather(0, yi + 1) - f
-                w = width.gather(0, yi)
-                nll = -log_interval_probability(a, b, yi == 0, yi == self.num_classes - 1, self.link, w)
-        weights = None if self.weight is None else self.weight.to(nll.dtype)[yi]
-        return _reduce(nll, self.reduction, valid, weights, distributed_flag(self))
+        inner = (F.softplus(self.raw_gaps) + MIN_GAP) if self.learn_cutpoints else None
+        return _cumulative_link(input, target, self.num_classes, self.cutpoints, inner, self.link, self.weight,
+                                self.ignore_index, self.reduction, distributed_flag(self))
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, link={self.link!r}, learn_cutpoints={self.learn_cutpoints}, "
@@ -364,6 +467,75 @@ def _reduce(
     return loss.sum() / weights.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
+def _cdw_ce(input: torch.Tensor, target: torch.Tensor, num_classes: int | None, alpha: float,
+            weight: torch.Tensor | None, ignore_index: int | None, reduction: str, distributed: bool) -> torch.Tensor:
+    x, y, valid = _class_logits(input, target, num_classes, ignore_index)
+    x = upcast(x)
+    with fp32_island():
+        logp = torch.log_softmax(x, 1)
+        log1mp = log1mexp(logp.clamp(max=-torch.finfo(logp.dtype).tiny))
+        # the top grade can have p ~ 1: use log(sum_{j != top} e^x_j) - logsumexp(x) there
+        top = x.max(1, keepdim=True).indices
+        others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)
+        log1mp = log1mp.scatter(1, top, others - torch.logsumexp(x, 1, keepdim=True))
+        grades = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
+        distance = (grades.unsqueeze(0) - y.unsqueeze(1).to(x.dtype)).abs().pow(alpha)
+        loss = -(distance * log1mp).sum(1)
+    if weight is not None and weight.numel() != x.shape[1]:
+        raise ValueError(f"`weight` must have one entry per grade ({x.shape[1]}); got {weight.numel()}")
+    weights = None if weight is None else weight.to(loss.dtype)[y]
+    return _reduce(loss, reduction, valid, weights, distributed)
+
+
+def _optional_k(num_classes: int | None) -> int | None:
+    return None if num_classes is None else check_int(num_classes, "num_classes", low=2)
+
+
+def _check_distributed(distributed: bool, owner: str) -> bool:
+    if distributed:
+        require_process_group(owner)
+    return bool(distributed)
+
+
+_SAMPLE_RETURNS = """
+    Returns:
+        The mean (or sum) over the counted samples, or the per-sample losses ``[B]`` with ``reduction="none"``
+        (0 at ignored samples).
+
+    Raises:
+        ValueError: input not ``[B, K]`` or K different from ``num_classes``, non-finite logits, grades outside
+            ``[0, K)`` other than ``ignore_index``, an option out of range (the message names it).
+        TypeError: integer logits, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+"""
+
+
+def cdw_ce_loss(input: torch.Tensor, target: torch.Tensor, num_classes: int | None = None, *, alpha: float = 2.0,
+                weight: torch.Tensor | None = None, ignore_index: int | None = -100, reduction: str = "mean",
+                distributed: bool = False) -> torch.Tensor:
+    k = _optional_k(num_classes)
+    weight = None if weight is None else check_class_vector(weight, "weight", k, low=0.0)
+    return _cdw_ce(input, target, k, check_number(alpha, "alpha", low=0.0, low_inclusive=False), weight,
+                   ignore_index, check_reduction(reduction), _check_distributed(distributed, "cdw_ce_loss"))
+
+
+cdw_ce_loss.__doc__ = r"""Class-distance weighted cross-entropy, ``-sum_k |k - y|^alpha log(1 - p_k)``
+    (Polat et al. 2022).
+
+    The functional form of :class:`CDWCELoss` (same options, defaults and errors; no module is built).
+
+    Args:
+        input: logits ``[B, K]``, one per grade.
+        target: grades ``[B]``.
+        num_classes, alpha, weight, ignore_index, reduction, distributed: as :class:`CDWCELoss`.
+""" + _SAMPLE_RETURNS + """
+    Examples:
+        >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 8.0, 1.0, 0.0], [-2.0, 5.0, 3.0, 2.0], [-4.0, 5.0, 3.0, 2.0]])
+        >>> round(cdw_ce_loss(x, torch.tensor([0, 1, 2, 3]), 4, alpha=1.0).item(), 4)  # dlordinal's test: 2.37753
+        2.3775
+"""
+
+
 class CDWCELoss(nn.Module):
     r"""Class-distance weighted cross-entropy (Polat et al., "Class Distance Weighted Cross-Entropy
     Loss for Ulcerative Colitis Severity Estimation", MIUA 2022).
@@ -388,6 +560,16 @@ class CDWCELoss(nn.Module):
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
 
+    Returns:
+        The mean (or sum) over the counted samples, or the per-sample losses ``[B]`` with ``reduction="none"``
+        (0 at ignored samples).
+
+    Raises:
+        ValueError: input not ``[B, K]`` or K different from ``num_classes``, non-finite logits, grades outside
+            ``[0, K)`` other than ``ignore_index``, ``alpha`` <= 0, a ``weight`` of the wrong length.
+        TypeError: integer logits, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 8.0, 1.0, 0.0], [-2.0, 5.0, 3.0, 2.0], [-4.0, 5.0, 3.0, 2.0]])
         >>> round(CDWCELoss(4, alpha=1.0)(x, torch.tensor([0, 1, 2, 3])).item(), 4)  # dlordinal's test: 2.37753
@@ -406,7 +588,7 @@ class CDWCELoss(nn.Module):
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
-        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
+        self.num_classes = _optional_k(num_classes)
         self.alpha = check_number(alpha, "alpha", low=0.0, low_inclusive=False)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
@@ -417,22 +599,43 @@ class CDWCELoss(nn.Module):
             self.weight = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, y, valid = _class_logits(input, target, self.num_classes, self.ignore_index)
-        x = upcast(x)
-        with fp32_island():
-            logp = torch.log_softmax(x, 1)
-            log1mp = log1mexp(logp.clamp(max=-torch.finfo(logp.dtype).tiny))
-            # the top grade can have p ~ 1: use log(sum_{j != top} e^x_j) - logsumexp(x) there
-            top = x.max(1, keepdim=True).indices
-            others = torch.logsumexp(x.scatter(1, top, float("-inf")), 1, keepdim=True)
-            log1mp = log1mp.scatter(1, top, others - torch.logsumexp(x, 1, keepdim=True))
-            grades = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
-            distance = (grades.unsqueeze(0) - y.unsqueeze(1).to(x.dtype)).abs().pow(self.alpha)
-            loss = -(distance * log1mp).sum(1)
-        if self.weight is not None and self.weight.numel() != x.shape[1]:
-            raise ValueError(f"`weight` must have one entry per grade ({x.shape[1]}); got {self.weight.numel()}")
-        weights = None if self.weight is None else self.weight.to(loss.dtype)[y]
-        return _reduce(loss, self.reduction, valid, weights, distributed_flag(self))
+        return _cdw_ce(input, target, self.num_classes, self.alpha, self.weight, self.ignore_index, self.reduction,
+                       distributed_flag(self))
+
+
+def _squared_emd(input: torch.Tensor, target: torch.Tensor, num_classes: int | None, ignore_index: int | None,
+                 reduction: str, distributed: bool) -> torch.Tensor:
+    x, y, valid = _class_logits(input, target, num_classes, ignore_index)
+    x = upcast(x)
+    with fp32_island():
+        cdf = torch.softmax(x, 1).cumsum(1)
+        grades = torch.arange(x.shape[1], device=x.device)
+        true_cdf = (grades.unsqueeze(0) >= y.unsqueeze(1)).to(x.dtype)
+        loss = ((cdf - true_cdf) ** 2).sum(1)
+    return _reduce(loss, reduction, valid, distributed=distributed)
+
+
+def squared_emd_loss(input: torch.Tensor, target: torch.Tensor, num_classes: int | None = None, *,
+                     ignore_index: int | None = -100, reduction: str = "mean", distributed: bool = False
+                     ) -> torch.Tensor:
+    return _squared_emd(input, target, _optional_k(num_classes), ignore_index, check_reduction(reduction),
+                        _check_distributed(distributed, "squared_emd_loss"))
+
+
+squared_emd_loss.__doc__ = r"""Squared earth mover's distance, ``sum_k (CDF_p(k) - CDF_y(k))^2`` (Hou et al. 2016).
+
+    The functional form of :class:`SquaredEMDLoss` (same options, defaults and errors; no module is built).
+
+    Args:
+        input: logits ``[B, K]``, one per grade.
+        target: grades ``[B]``.
+        num_classes, ignore_index, reduction, distributed: as :class:`SquaredEMDLoss`.
+""" + _SAMPLE_RETURNS + """
+    Examples:
+        >>> certain = torch.tensor([[20.0, 0.0, 0.0], [0.0, 0.0, 20.0]])  # ~point masses at grades 0 and 2
+        >>> squared_emd_loss(certain, torch.tensor([2, 2]), 3, reduction="none").round(decimals=4)  # |0 - 2|, |2 - 2|
+        tensor([2., 0.])
+"""
 
 
 class SquaredEMDLoss(nn.Module):
@@ -452,6 +655,16 @@ class SquaredEMDLoss(nn.Module):
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
 
+    Returns:
+        The mean (or sum) over the counted samples, or the per-sample losses ``[B]`` with ``reduction="none"``
+        (0 at ignored samples).
+
+    Raises:
+        ValueError: input not ``[B, K]`` or K different from ``num_classes``, non-finite logits, grades outside
+            ``[0, K)`` other than ``ignore_index``, an unknown ``reduction``.
+        TypeError: integer logits.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> certain = torch.tensor([[20.0, 0.0, 0.0], [0.0, 0.0, 20.0]])  # ~point masses at grades 0 and 2
         >>> round(SquaredEMDLoss(3)(certain, torch.tensor([2, 2])).item(), 4)  # |0 - 2| and |2 - 2|, mean
@@ -464,19 +677,13 @@ class SquaredEMDLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
-        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
+        self.num_classes = _optional_k(num_classes)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, y, valid = _class_logits(input, target, self.num_classes, self.ignore_index)
-        x = upcast(x)
-        with fp32_island():
-            cdf = torch.softmax(x, 1).cumsum(1)
-            grades = torch.arange(x.shape[1], device=x.device)
-            true_cdf = (grades.unsqueeze(0) >= y.unsqueeze(1)).to(x.dtype)
-            loss = ((cdf - true_cdf) ** 2).sum(1)
-        return _reduce(loss, self.reduction, valid, distributed=distributed_flag(self))
+        return _squared_emd(input, target, self.num_classes, self.ignore_index, self.reduction,
+                            distributed_flag(self))
 
 
 def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
@@ -491,6 +698,68 @@ def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch
     if input.shape[0] == 0:
         raise ValueError("`input` is empty (no samples)")
     return input
+
+
+def _coral_logits(input: torch.Tensor, num_classes: int | None) -> tuple[torch.Tensor, int]:
+    """The ``[B, K - 1]`` logits and K (declared, or the input's width + 1)."""
+    k = num_classes
+    if k is None:
+        k = input.shape[1] + 1 if isinstance(input, torch.Tensor) and input.ndim == 2 and input.shape[1] else 2
+    return check_task_logits(input, k, "CORAL logits"), k
+
+
+def _coral(input: torch.Tensor, target: torch.Tensor, num_classes: int | None,
+           importance_weights: torch.Tensor | None, ignore_index: int | None, reduction: str, distributed: bool
+           ) -> torch.Tensor:
+    x, k = _coral_logits(input, num_classes)
+    x = upcast(x)
+    check_finite(x, "input")
+    y, valid = _counted_targets(target, x.shape[0], k, ignore_index)
+    with fp32_island():
+        tasks = torch.arange(k - 1, device=x.device)
+        levels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
+        bce = F.binary_cross_entropy_with_logits(x, levels, reduction="none")
+        if importance_weights is not None:
+            bce = bce * importance_weights.to(bce)
+        loss = bce.sum(1)
+    return _reduce(loss, reduction, valid, distributed=distributed)
+
+
+def _coral_options(num_classes: int | None, importance_weights: Any) -> tuple[int | None, torch.Tensor | None]:
+    k = _optional_k(num_classes)
+    if importance_weights is None:
+        return k, None
+    w = check_class_vector(importance_weights, "importance_weights", None if k is None else k - 1, low=0.0)
+    return w.numel() + 1, w
+
+
+_TASK_RETURNS = _SAMPLE_RETURNS.replace("input not ``[B, K]`` or K different from ``num_classes``",
+                                        "input not ``[B, K - 1]``")
+
+
+def coral_loss(input: torch.Tensor, target: torch.Tensor, num_classes: int | None = None, *,
+               importance_weights: torch.Tensor | None = None, ignore_index: int | None = -100,
+               reduction: str = "mean", distributed: bool = False) -> torch.Tensor:
+    k, w = _coral_options(num_classes, importance_weights)
+    return _coral(input, target, k, w, ignore_index, check_reduction(reduction),
+                  _check_distributed(distributed, "coral_loss"))
+
+
+coral_loss.__doc__ = r"""CORAL loss,
+    ``-sum_k lambda_k [1_{y>k} log sigmoid(z_k) + (1 - 1_{y>k}) log(1 - sigmoid(z_k))]``.
+
+    The functional form of :class:`CORALLoss` (same options, defaults and errors; no module is built).
+
+    Args:
+        input: the K - 1 task logits ``[B, K - 1]``.
+        target: grades ``[B]``.
+        num_classes, importance_weights, ignore_index, reduction, distributed: as :class:`CORALLoss`.
+""" + _TASK_RETURNS + """
+    Examples:
+        >>> logits = torch.tensor([[2.1, 1.8, -2.1, -1.8], [1.9, -1.0, -1.5, -1.3], [1.9, 1.8, 1.7, 1.6]])
+        >>> coral_loss(logits, torch.tensor([2, 1, 4]), 5, reduction="none")  # coral-pytorch's test
+        tensor([0.5370, 0.8951, 0.6441])
+"""
 
 
 class CORALLoss(nn.Module):
@@ -517,6 +786,10 @@ class CORALLoss(nn.Module):
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
 
+    Returns:
+        The mean (or sum) over the counted samples, or the per-sample losses ``[B]`` with ``reduction="none"``
+        (0 at ignored samples).
+
     Raises:
         ValueError / TypeError: input not ``[B, K - 1]`` floating point, grades outside ``[0, K)``,
             bad ``importance_weights`` or ``reduction``.
@@ -535,38 +808,21 @@ class CORALLoss(nn.Module):
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
-        self.num_classes = None if num_classes is None else check_int(num_classes, "num_classes", low=2)
+        self.num_classes, w = _coral_options(num_classes, importance_weights)
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
         self.importance_weights: torch.Tensor | None
-        if importance_weights is not None:
-            n_tasks = None if self.num_classes is None else self.num_classes - 1
-            w = check_class_vector(importance_weights, "importance_weights", n_tasks, low=0.0)
-            self.num_classes = w.numel() + 1
+        if w is not None:
             self.register_buffer("importance_weights", w)
         else:
             self.importance_weights = None
 
     def _logits(self, input: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """The ``[B, K - 1]`` logits and K (declared, or the input's width + 1)."""
-        k = self.num_classes
-        if k is None:
-            k = input.shape[1] + 1 if isinstance(input, torch.Tensor) and input.ndim == 2 and input.shape[1] else 2
-        return check_task_logits(input, k, "CORAL logits"), k
+        return _coral_logits(input, self.num_classes)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x, k = self._logits(input)
-        x = upcast(x)
-        check_finite(x, "input")
-        y, valid = _counted_targets(target, x.shape[0], k, self.ignore_index)
-        with fp32_island():
-            tasks = torch.arange(k - 1, device=x.device)
-            levels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
-            bce = F.binary_cross_entropy_with_logits(x, levels, reduction="none")
-            if self.importance_weights is not None:
-                bce = bce * self.importance_weights.to(bce)
-            loss = bce.sum(1)
-        return _reduce(loss, self.reduction, valid, distributed=distributed_flag(self))
+        return _coral(input, target, self.num_classes, self.importance_weights, self.ignore_index, self.reduction,
+                      distributed_flag(self))
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, as differences of ``P(y > k)`` (non-negative when the logits are
@@ -579,6 +835,47 @@ class CORALLoss(nn.Module):
         """Number of ``P(y > k) > 0.5``: coral-pytorch's ``proba_to_label``."""
         with torch.no_grad():
             return (self._logits(input)[0] > 0).sum(1)
+
+
+def _corn(input: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None, reduction: str,
+          distributed: bool) -> torch.Tensor:
+    x = upcast(check_task_logits(input, num_classes, "conditional logits"))
+    check_finite(x, "input")
+    y, valid = _counted_targets(target, x.shape[0], num_classes, ignore_index)
+    with fp32_island():
+        tasks = torch.arange(num_classes - 1, device=x.device)
+        used = y.unsqueeze(1) >= tasks.unsqueeze(0)  # task k sees samples with y > k - 1
+        if valid is not None:
+            used = used & valid.unsqueeze(1)
+        labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
+        bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
+        per_sample = (bce * used).sum(1)
+    if reduction == "none":
+        return per_sample
+    return finish_reduction(per_sample.sum(), used.sum(), reduction, distributed, 1.0)
+
+
+def corn_loss(input: torch.Tensor, target: torch.Tensor, num_classes: int, *, ignore_index: int | None = -100,
+              reduction: str = "mean", distributed: bool = False) -> torch.Tensor:
+    return _corn(input, target, check_int(num_classes, "num_classes", low=2), ignore_index,
+                 check_reduction(reduction), _check_distributed(distributed, "corn_loss"))
+
+
+corn_loss.__doc__ = r"""CORN loss: binary cross-entropy of ``P(y > k | y > k - 1)`` on the samples with ``y > k - 1``,
+    summed over tasks and divided by the number of (sample, task) pairs used (Shi, Cao & Raschka 2023).
+
+    The functional form of :class:`CORNLoss` (same options, defaults and errors; no module is built).
+
+    Args:
+        input: the K - 1 conditional logits ``[B, K - 1]``.
+        target: grades ``[B]``.
+        num_classes, ignore_index, reduction, distributed: as :class:`CORNLoss`.
+""" + _TASK_RETURNS.replace("the per-sample losses ``[B]``", "each sample's sum over its tasks ``[B]``") + """
+    Examples:
+        >>> # one sample of grade 1, K = 3: task 0 (label 1) and task 1 (label 0) both used, logits 0
+        >>> corn_loss(torch.zeros(1, 2), torch.tensor([1]), 3)  # (log 2 + log 2) / 2
+        tensor(0.6931)
+"""
 
 
 class CORNLoss(nn.Module):
@@ -599,6 +896,16 @@ class CORNLoss(nn.Module):
             sum over the tasks it takes part in ``[B]`` (0 for an ignored sample; their sum is ``"sum"``).
         distributed: under ``torch.distributed`` (DDP), the mean / sum over every rank's counted
             samples (default False: this rank's); see ``docs/distributed.md``.
+
+    Returns:
+        The mean (or sum) over the (sample, task) pairs used, or each sample's sum over its tasks ``[B]`` with
+        ``reduction="none"``.
+
+    Raises:
+        ValueError: input not ``[B, K - 1]``, non-finite logits, grades outside ``[0, K)`` other than
+            ``ignore_index``, ``num_classes`` < 2, an unknown ``reduction``.
+        TypeError: integer logits.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> logits = torch.tensor([[4.0, 4.0], [4.0, -4.0], [-4.0, 0.0]])  # P(y > 0), P(y > 1 | y > 0)
@@ -621,20 +928,7 @@ class CORNLoss(nn.Module):
         return check_task_logits(input, self.num_classes, "conditional logits")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = upcast(self._check(input))
-        check_finite(x, "input")
-        y, valid = _counted_targets(target, x.shape[0], self.num_classes, self.ignore_index)
-        with fp32_island():
-            tasks = torch.arange(self.num_classes - 1, device=x.device)
-            used = y.unsqueeze(1) >= tasks.unsqueeze(0)  # task k sees samples with y > k - 1
-            if valid is not None:
-                used = used & valid.unsqueeze(1)
-            labels = (y.unsqueeze(1) > tasks.unsqueeze(0)).to(x.dtype)
-            bce = F.binary_cross_entropy_with_logits(x, labels, reduction="none")
-            per_sample = (bce * used).sum(1)
-        if self.reduction == "none":
-            return per_sample
-        return finish_reduction(per_sample.sum(), used.sum(), self.reduction, distributed_flag(self), 1.0)
+        return _corn(input, target, self.num_classes, self.ignore_index, self.reduction, distributed_flag(self))
 
     def class_probabilities(self, input: torch.Tensor) -> torch.Tensor:
         """``P(y = k)``, ``[B, K]``, from the cumulative products of the conditionals."""

@@ -20,6 +20,14 @@ OUTPUT_WORDS = {"class_logits": "one logit per class", "score": "one score per s
 class LossEntry:
     """One registered loss: how to build it and what it is for.
 
+    Attributes:
+        name: the registered name (as a CLI ``--loss`` spec writes it).
+        factory: the loss class (or a function returning a module).
+        description: one line for ``medloss losses`` and the docs.
+        tasks: ``"classification"``, ``"segmentation"``, ``"ordinal"``, ``"detection"``...
+        weight_arg: the keyword through which per-class weights reach the loss (None: it takes none).
+        output: what the network outputs for K classes (see :meth:`n_outputs`).
+
     Examples:
         >>> entry = {e.name: e for e in available_losses()}["corn"]
         >>> entry.output, entry.n_outputs(5)
@@ -64,6 +72,20 @@ def register_loss(
 ) -> None:
     """Register ``factory`` (a loss class or a function returning a module) under ``name``.
 
+    Args:
+        name: an identifier, unique in the registry.
+        factory: the loss class, or a function returning a module.
+        description: one line saying what it is.
+        tasks: the tasks it serves.
+        weight_arg: the keyword that takes per-class weights (default None: none).
+        output: ``"class_logits"`` (default), ``"score"``, ``"conditional_logits"`` or ``"coral_logits"``.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: ``name`` not an identifier or already registered, an unknown ``output``.
+
     Examples:
         >>> import torch
         >>> import torch.nn as nn
@@ -86,6 +108,9 @@ def register_loss(
 def available_losses() -> list[LossEntry]:
     """All registered losses, sorted by name.
 
+    Returns:
+        A list of :class:`LossEntry`.
+
     Examples:
         >>> entry = {e.name: e for e in available_losses()}["dice"]
         >>> entry.factory.__name__, entry.tasks
@@ -104,6 +129,17 @@ def loss_entry(name: str) -> LossEntry:
 
 def get_loss(name: str, **kwargs: Any) -> nn.Module:
     """Build the loss registered as ``name`` with ``kwargs``; unknown keywords are an error.
+
+    Args:
+        name: a registered name (:func:`available_losses`).
+        **kwargs: the loss's own keyword arguments.
+
+    Returns:
+        The loss module.
+
+    Raises:
+        ValueError: an unknown ``name`` (the message lists the known ones), or a value the loss rejects.
+        TypeError: a keyword the loss does not take, or a required one missing.
 
     Examples:
         >>> loss = get_loss("tversky", alpha=0.5, beta=0.5)

@@ -26,7 +26,22 @@ def soft_f1_loss(
     reduction: str = "mean",
     distributed: bool = False,
 ) -> torch.Tensor:
-    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``; see :class:`SoftF1Loss`.
+    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``: the functional form of :class:`SoftF1Loss`.
+
+    Args:
+        input: logits (or probabilities with ``from_logits=False``), shapes as :func:`focal_loss`.
+        target: 0 / 1 labels (binary, multilabel) or class indices (multiclass).
+        mode, average, from_logits, ignore_index, eps, reduction, distributed: as :class:`SoftF1Loss`.
+
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``, the per-class losses ``[C]`` for ``"none"`` (``[1]`` in
+        binary mode or with ``average="micro"``): F1 is a statistic of the whole batch, not of one sample.
+
+    Raises:
+        ValueError: an option out of range (the message names it), a ``target`` of the wrong shape, labels
+            outside ``[0, C - 1]`` other than ``ignore_index``, non-finite logits.
+        TypeError: an integer ``input``, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> soft_f1_loss(torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), from_logits=False)  # perfect
@@ -84,6 +99,16 @@ class SoftF1Loss(nn.Module):
         distributed: under ``torch.distributed`` (DDP), the counts of every rank's samples, so the
             loss on every rank is that of the whole distributed batch (default False: this rank's);
             see ``docs/distributed.md``.
+
+    Returns:
+        The loss: a scalar for ``"mean"`` / ``"sum"``, the per-class losses ``[C]`` for ``"none"`` (``[1]`` in
+        binary mode or with ``average="micro"``): F1 is a statistic of the whole batch, not of one sample.
+
+    Raises:
+        ValueError: an option out of range (the message names it), a ``target`` of the wrong shape, labels
+            outside ``[0, C - 1]`` other than ``ignore_index``, non-finite logits.
+        TypeError: an integer ``input``, or an option of the wrong type.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> p = torch.tensor([1.0, 1.0, 0.0, 0.0])  # TP 1, FP 1, FN 1: F1 = 2 / 4
