@@ -53,6 +53,15 @@ def value_checks(enabled: bool) -> Iterator[None]:
         with medloss.value_checks(False):
             loss = criterion(logits, target)
 
+    Args:
+        enabled: run the value checks inside the block (True, the default outside any block) or not.
+
+    Returns:
+        A context manager; the previous setting is restored on leaving the block.
+
+    Raises:
+        Nothing itself; inside the block with ``enabled=True`` the losses raise as usual.
+
     Examples:
         >>> import medloss
         >>> from medloss.losses import DiceLoss

@@ -40,6 +40,13 @@ METHODS = ("auto", "rows", "binned")
 class ConfidenceInterval:
     """A point estimate (the metric on all samples) and its percentile bootstrap interval.
 
+    Attributes:
+        estimate: the metric on all samples.
+        low, high: the interval's bounds.
+        level: its coverage, e.g. 0.95.
+        n_boot: the number of resamples.
+        method: how the resamples were drawn (``"exact"``, ``"binned"``, ``"cluster"``).
+
     Examples:
         >>> ci = bootstrap_ci("brier", torch.tensor([0.9, 0.1, 0.8, 0.3]), torch.tensor([1, 0, 1, 0]), n_boot=200)
         >>> ci.low <= ci.estimate <= ci.high, ci.level, ci.n_boot
@@ -108,6 +115,14 @@ def bootstrap_ci(
             which keeps correlated samples together; implies ``method="rows"``.
         progress: show a progress bar (default: when row resampling touches > 5e7 samples).
         **metric_kwargs: passed to the metric (e.g. ``n_bins=10``).
+
+    Returns:
+        A :class:`ConfidenceInterval`: the metric on all samples and the percentile interval of the resamples.
+
+    Raises:
+        ValueError: an unknown metric name or ``method``, ``n_boot`` < 1, ``level`` outside (0, 1),
+            ``method="binned"`` with a metric it cannot bin; inputs as the metric.
+        TypeError: ``metric`` neither a name nor a callable.
 
     Examples:
         >>> g = torch.Generator().manual_seed(1)
@@ -198,6 +213,11 @@ def bootstrap_clinical(
         :class:`ConfidenceInterval`; ``[N, K]`` input: a dict from the class (threshold) index to such
         a dict. A resample where a value is undefined (one outcome only, a separated fit) is left
         out of that value's interval; ``n_boot`` of each interval counts the resamples it used.
+
+    Raises:
+        ValueError: input the hierarchy is undefined for (one outcome only, one distinct probability),
+            probabilities outside (0, 1) where logits are taken, ``n_boot`` < 1, ``level`` outside (0, 1),
+            an unknown ``method``; inputs as :func:`clinical_calibration`.
 
     Examples:
         >>> import numpy as np
@@ -319,6 +339,10 @@ def clinical_calibration_by_subgroup(
         in sorted subgroup order, plus ``"all"`` for every sample. A subgroup where the hierarchy is
         undefined (one outcome only, one distinct probability) gets ``intervals`` None and the reason
         in ``error`` instead of failing the others.
+
+    Raises:
+        ValueError: ``subgroups`` (or ``groups``) of another length than ``probs``, ``[N, K]`` input (binary
+            only), or inputs as :func:`bootstrap_clinical` for all samples together.
 
     Examples:
         >>> import numpy as np

@@ -240,6 +240,15 @@ class TemperatureScaler(_Calibrator):
     Attributes (after ``fit``): ``temperature_``, ``nll_before_``, ``nll_after_``, ``n_passes_``,
     ``relative_gradient_``, ``converged_``, ``at_bound_``, ``binary_``.
 
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
+
+    Raises:
+        ValueError: not ``0 < t_min < 1 < t_max``; ``fit`` on logits and labels of different lengths,
+            non-finite logits, labels outside ``[0, K)``; ``transform`` before ``fit``, or logits with another
+            number of classes than fitted.
+
     Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> true_logits = 2 * torch.randn(4000, 3, generator=g)
@@ -372,6 +381,18 @@ class PlattScaler(_Calibrator):
 
     Attributes (after ``fit``): ``a_``, ``b_``, ``n_iter_``.
 
+    Args:
+        smooth_targets: Platt's regularised targets (default True, as scikit-learn).
+        max_iter: at most this many Newton steps (default 100).
+
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
+
+    Raises:
+        ValueError: ``max_iter`` < 1; ``fit`` on more than one binary logit per sample, labels not 0 / 1,
+            non-finite logits; ``transform`` before ``fit``.
+
     Examples:
         >>> g = torch.Generator().manual_seed(0)
         >>> z = torch.randn(40000, generator=g)
@@ -469,6 +490,15 @@ class IsotonicCalibrator(_Calibrator):
     logits (``log p``, or ``logit p`` for binary), clipped at machine epsilon since isotonic
     outputs can be exactly 0 or 1.
 
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
+
+    Raises:
+        ValueError: ``fit`` on logits and labels of different lengths, non-finite logits, labels outside
+            ``[0, K)``; ``transform`` before ``fit``.
+        ImportError: scikit-learn not installed (``pip install medloss[cli]``).
+
     Examples:
         >>> z = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
         >>> iso = IsotonicCalibrator().fit(z, torch.tensor([0, 0, 1, 0, 1, 1]))
@@ -559,6 +589,17 @@ def register_calibrator(cls: type[_Calibrator]) -> type[_Calibrator]:
 
 def load_calibrator(path: str | os.PathLike) -> _Calibrator:
     """Load a calibrator written by ``save(path)``.
+
+    Args:
+        path: a JSON file written by a calibrator's ``save``.
+
+    Returns:
+        The fitted calibrator, of the class that saved it.
+
+    Raises:
+        ValueError: the file is not JSON, not a medloss calibrator, or holds a missing or invalid parameter
+            (the message names the file and the field).
+        OSError: the file cannot be read.
 
     Examples:
         >>> import os, tempfile

@@ -200,6 +200,18 @@ def lowess_smooth(
     point are linearly interpolated instead of fitted, as R does. Sorting is stable, so tied ``x``
     keep their order.
 
+    Args:
+        x: ``[N]`` abscissae.
+        y: ``[N]`` values.
+        frac: the share of points in each local fit, in (0, 1] (default 2/3, R's).
+        delta: the interpolation distance (default None: 1 % of the range of ``x``).
+
+    Returns:
+        ``(sorted x, smoothed y)``, float64 arrays.
+
+    Raises:
+        ValueError: ``x`` and ``y`` empty or of different lengths, ``frac`` outside (0, 1].
+
     Examples:
         >>> xs, fit = lowess_smooth([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0, 0, 1, 0, 1, 1])
         >>> [round(float(v), 4) for v in fit]  # R: round(lowess(x, y, iter = 0)$y, 4)
@@ -253,6 +265,18 @@ def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:
     """val.prob's smoothed calibration curve read at every probability: ``lowess(p, y, iter = 0)``
     interpolated at each ``p`` with tied ``p`` averaged (R's ``approx(..., ties = mean)``), in the
     input order. ``|p - curve|`` gives :func:`integrated_calibration_index` and E90 / Emax.
+
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The smoothed observed risk at each sample, ``[N]`` float64.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
 
     Examples:
         >>> p = torch.linspace(0.05, 0.95, 200, dtype=torch.float64)
@@ -394,6 +418,18 @@ def calibration_in_the_large(probs: Any, labels: Any) -> float:
     """Calibration-in-the-large: ``a`` in ``logit P(y) = a + logit(p)`` (slope fixed at 1), R's
     ``coef(glm(y ~ offset(qlogis(p)), family = binomial))``. Binary ``[N]`` probabilities.
 
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The intercept ``a`` (0 is ideal; > 0: predictions too low on average).
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
+
     Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(calibration_in_the_large(p, y), 4)  # R's glm: 0.875
@@ -407,6 +443,18 @@ def calibration_slope(probs: Any, labels: Any) -> float:
     """Calibration slope: ``b`` in ``logit P(y) = a + b logit(p)`` (val.prob's "Slope"); 1 is ideal,
     below 1 means over-confident predictions. Binary ``[N]`` probabilities.
 
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The slope ``b``, a float.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
+
     Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(calibration_slope(p, y), 4)  # R's val.prob: 0.4470
@@ -419,6 +467,18 @@ def calibration_slope(probs: Any, labels: Any) -> float:
 def calibration_intercept(probs: Any, labels: Any) -> float:
     """Calibration intercept: ``a`` in the joint fit ``logit P(y) = a + b logit(p)`` (val.prob's
     "Intercept"). Binary ``[N]`` probabilities.
+
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The intercept ``a`` of the joint fit, a float.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
 
     Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
@@ -434,6 +494,18 @@ def integrated_calibration_index(probs: Any, labels: Any) -> float:
     of ``|p - s(p)|`` over the samples, ``s`` the smoothed calibration curve
     (:func:`smoothed_calibration_curve`). Binary ``[N]`` probabilities.
 
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The ICI, a float in [0, 1].
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
+
     Examples:
         >>> p, y = [0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1]
         >>> round(integrated_calibration_index(p, y), 4)  # R's val.prob Eavg: 0.2774
@@ -446,6 +518,18 @@ def integrated_calibration_index(probs: Any, labels: Any) -> float:
 def spiegelhalter_test(probs: Any, labels: Any) -> tuple[float, float]:
     """Spiegelhalter's (1986) z test of calibration: ``(z, two-sided p-value)`` with
     ``z = sum (y - p)(1 - 2p) / sqrt(sum (1 - 2p)^2 p (1 - p))`` (val.prob's "S:z", "S:p").
+
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        ``(z, p_value)``, floats.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
 
     Examples:
         >>> z, pval = spiegelhalter_test([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.6, 0.4], [0, 1, 0, 1, 1, 1, 0, 1])
@@ -489,7 +573,18 @@ def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict
     at small n and flags trivial miscalibration at large n; report the calibration slope and curve
     instead of relying on it (Van Calster et al. 2019).
 
-    Returns ``{"statistic", "df", "p_value", "n_groups"}``.
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+        n_groups: the number of risk groups (default 10).
+
+    Returns:
+        ``{"statistic", "df", "p_value", "n_groups"}``.
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
 
     Examples:
         >>> p = [0.1, 0.15, 0.2, 0.3, 0.35, 0.5, 0.55, 0.6, 0.8, 0.9]
@@ -526,8 +621,18 @@ def adjust_prevalence(probs: Any, source_prevalence: float, target_prevalence: f
     """Probabilities of a model developed at one prevalence, moved to another (Chen et al. 2018):
     ``sigmoid(logit p + logit target - logit source)``, computed in log space (exact for p near 0 or 1).
 
-    Use it when the test set was enriched (e.g. 50 % cancers where the clinic sees 2 %). Returns the
-    input's type (torch tensors keep device and dtype).
+    Use it when the test set was enriched (e.g. 50 % cancers where the clinic sees 2 %).
+
+    Args:
+        probs: probabilities (torch, NumPy or a list).
+        source_prevalence: the prevalence the model was developed at, in (0, 1).
+        target_prevalence: the prevalence to move to, in (0, 1).
+
+    Returns:
+        The moved probabilities, of the input's type (torch tensors keep device and dtype).
+
+    Raises:
+        ValueError: probabilities outside [0, 1] or NaN, a prevalence outside (0, 1).
 
     Examples:
         >>> [round(v, 4) for v in adjust_prevalence([0.5, 0.9], 0.5, 0.02)]
@@ -555,6 +660,18 @@ def derivation_prevalence(probs: Any, labels: Any) -> float:
     known prevalence: the fixed-slope logit shift that fits the labels best is the calibration-in-
     the-large ``a``, and the implied source prevalence ``q`` satisfies ``logit q = logit pi - a``
     with ``pi`` the event rate of ``labels``. Reverse with :func:`adjust_prevalence`.
+
+    Args:
+        probs: binary ``[N]`` probabilities of the event (torch, NumPy or a list).
+        labels: ``[N]`` 0 / 1 outcomes.
+
+    Returns:
+        The implied development prevalence, a float in (0, 1).
+
+    Raises:
+        ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
+            0 / 1, one outcome only (the fit is undefined), or a separated fit.
+        TypeError: non-numeric inputs.
 
     Examples:
         >>> p = [0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9]

@@ -38,8 +38,16 @@ METHODS = ("lac", "aps", "raps")
 def conformal_quantile(scores: torch.Tensor, alpha: float) -> torch.Tensor:
     """The ``ceil((n + 1)(1 - alpha))``-th smallest score: the finite-sample conformal quantile.
 
-    Raises a ValueError naming the number of samples needed when ``n < 1 / alpha - 1`` (then no
-    order statistic guarantees the coverage and the set would have to be every label).
+    Args:
+        scores: the nonconformity scores of the calibration samples (any shape; flattened).
+        alpha: the miscoverage level, e.g. 0.1 for 90 % sets.
+
+    Returns:
+        The quantile, a 0-d tensor of the scores' dtype.
+
+    Raises:
+        ValueError: ``n < 1 / alpha - 1`` (the message names the number of samples needed): then no order
+            statistic guarantees the coverage and the set would have to be every label.
 
     Examples:
         >>> conformal_quantile(torch.arange(1.0, 20.0), alpha=0.1)  # n = 19: the 18th smallest
@@ -78,6 +86,10 @@ class ConformalClassifier:
         lam, k_reg: RAPS's penalty per rank beyond ``k_reg`` (defaults 0.01 and 1).
 
     Attributes (after ``fit``): ``quantile_``, ``n_calibration_``.
+
+    Returns:
+        ``fit(probs, labels)`` returns the fitted predictor; ``predict_sets(probs)`` the prediction sets as a
+        boolean ``[N, K]`` mask; ``evaluate(probs, labels)`` their coverage and sizes.
 
     Raises:
         ValueError: ``alpha`` outside (0, 1), an unknown method, too few calibration samples for
@@ -174,6 +186,10 @@ class ConformalOrdinal(ConformalClassifier):
 
     Args:
         alpha: the miscoverage level in (0, 1).
+
+    Returns:
+        ``fit(probs, labels)`` returns the fitted predictor; ``predict_sets(probs)`` the contiguous grade sets
+        as a boolean ``[N, K]`` mask; ``evaluate(probs, labels)`` their coverage and sizes.
 
     Raises:
         ValueError / RuntimeError: as :class:`ConformalClassifier`.

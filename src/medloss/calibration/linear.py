@@ -215,6 +215,10 @@ class ClasswiseTemperatureScaler(_LinearLogitCalibrator):
     Attributes (after ``fit``): ``temperatures_`` ``[K]``, ``nll_before_``, ``nll_after_``,
     ``grad_norm_``, ``n_iter_``, ``converged_``.
 
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
+
     Raises:
         ValueError: binary (one-logit) input, probabilities instead of logits, labels of one
             class, or logits of another width than fitted.
@@ -252,6 +256,10 @@ class VectorScaler(_LinearLogitCalibrator):
 
     Attributes (after ``fit``): ``weights_`` ``[K]``, ``biases_`` ``[K]``, and the fit report as
     :class:`ClasswiseTemperatureScaler`.
+
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
 
     Raises:
         ValueError: as :class:`ClasswiseTemperatureScaler`.
@@ -299,6 +307,10 @@ class MatrixScaler(_LinearLogitCalibrator):
 
     Attributes (after ``fit``): ``weights_`` ``[K, K]``, ``biases_`` ``[K]``, and the fit report.
 
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
+
     Raises:
         ValueError: as :class:`ClasswiseTemperatureScaler`.
 
@@ -344,6 +356,10 @@ class DirichletCalibrator(_LinearLogitCalibrator):
 
     Attributes (after ``fit``): ``weights_`` ``[K, K]``, ``biases_`` ``[K]``, and the fit report
     (``objective_`` includes the penalty, ``nll_after_`` does not).
+
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
 
     Raises:
         ValueError: as :class:`ClasswiseTemperatureScaler`, or a negative ``reg_lambda`` / ``reg_mu``.
@@ -431,6 +447,10 @@ class BetaCalibrator(_LinearLogitCalibrator):
         tol, max_iter: as :class:`ClasswiseTemperatureScaler`.
 
     Attributes (after ``fit``): ``a_``, ``b_``, ``c_`` and the fit report.
+
+    Returns:
+        ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
+        ``predict_proba(logits)`` the calibrated probabilities (``[N, K]``, or ``[N]`` for one binary logit).
 
     Raises:
         ValueError: multiclass input (``[N, K]`` with K > 1), labels of one class, probabilities.

@@ -107,11 +107,22 @@ class CalibrationAccumulator:
     :meth:`to_dict` / :meth:`from_dict` across processes). :meth:`compute` gives the same value as
     :func:`expected_calibration_error` on all the samples at once.
 
+    Attributes:
+        n_bins: number of uniform bins (default 15).
+        counts: ``[n_bins, 2]`` samples per bin and correctness (column 1 = correct / positive).
+        sum_conf: ``[n_bins, 2]`` sums of confidences.
+        sum_conf_sq: ``[n_bins, 2]`` sums of squared confidences (for the binned bootstrap).
+
+    Raises:
+        ValueError: ``n_bins`` < 1, or given arrays of the wrong shape; :meth:`update` raises as
+            :func:`expected_calibration_error`.
+
     Examples:
-        >>> acc = CalibrationAccumulator(n_bins=15)
-        >>> for probs, labels in loader:            # doctest: +SKIP
-        ...     acc.update(probs, labels)
-        >>> acc.compute(norm="l1")                  # doctest: +SKIP
+        >>> acc = CalibrationAccumulator(n_bins=5)
+        >>> acc = acc.update(torch.tensor([[0.9, 0.1], [0.2, 0.8]]), torch.tensor([0, 1]))  # batch by batch
+        >>> acc = acc.update(torch.tensor([[0.6, 0.4], [0.3, 0.7]]), torch.tensor([1, 1]))
+        >>> round(acc.compute(norm="l1"), 4)  # as expected_calibration_error on the four rows: 0.15
+        0.15
     """
 
     n_bins: int = 15
@@ -271,6 +282,16 @@ def expected_calibration_error(
 
     Bins are ``(lo, hi]``, the first closed at 0 (module docstring); sums are in float64.
 
+    Returns:
+        The calibration error, a float in [0, 1].
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
         >>> round(expected_calibration_error(probs, torch.tensor([0, 1, 1, 1]), n_bins=5), 4)  # 2/4 * 0.15 + 2/4 * 0.15
@@ -303,6 +324,21 @@ def maximum_calibration_error(
 ) -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
 
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        n_bins, binning, ignore_index, distributed: as :func:`expected_calibration_error`.
+
+    Returns:
+        The largest gap, a float in [0, 1].
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> p = torch.tensor([0.1, 0.2, 0.7, 0.9], dtype=torch.float64)  # bins of 0.5: gaps 0.15 and 0.2
         >>> round(maximum_calibration_error(p, torch.tensor([0, 0, 1, 1]), n_bins=2), 4)
@@ -315,6 +351,21 @@ def maximum_calibration_error(
 def adaptive_calibration_error(probs: Any, labels: Any, *, n_bins: int = 15, norm: str = "l1") -> float:
     """ECE with equal-mass (quantile) bins, the "adaptive" calibration error of Nixon et al. 2019
     (not netcal's "average" calibration error).
+
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        n_bins: number of equal-mass bins (default 15).
+        norm: ``"l1"`` (default), ``"l2"`` or ``"max"``, as :func:`expected_calibration_error`.
+
+    Returns:
+        The calibration error, a float in [0, 1].
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
 
     Examples:
         >>> p = torch.tensor([0.1, 0.2, 0.7, 0.9], dtype=torch.float64)  # two equal-mass bins: gaps 0.15 and 0.2
@@ -331,6 +382,21 @@ def classwise_calibration_error(
     """Class-wise ECE (Kull et al. 2019): the mean over classes k of the calibration error of
     ``p_k`` against ``1[y = k]``. Binary ``[N]`` input counts both classes (p and 1 - p).
     Samples labelled ``ignore_index`` are left out.
+
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        n_bins, binning, norm, ignore_index, distributed: as :func:`expected_calibration_error`.
+
+    Returns:
+        The mean over classes of the per-class calibration errors, a float in [0, 1].
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> probs = torch.tensor([[0.8, 0.2], [0.3, 0.7]], dtype=torch.float64)
@@ -362,6 +428,24 @@ def brier_score(
     multiclass sum. ``True`` / ``False`` force the halving on or off. ``sample_weight`` makes it
     the weighted mean (scikit-learn's ``sample_weight``); samples labelled ``ignore_index`` are
     left out.
+
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        scale_by_half: ``"auto"`` (default), True or False, as above.
+        ignore_index: label whose samples are left out (default None).
+        sample_weight: ``[N]`` weights >= 0 (default None: equal).
+        distributed: over every rank's samples (default False).
+
+    Returns:
+        The Brier score, a float (in [0, 1] for binary input, [0, 2] for the multiclass sum).
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> p = torch.tensor([0.9, 0.2, 0.6], dtype=torch.float64)  # (0.01 + 0.04 + 2 * 0.36) / 4:
@@ -399,6 +483,23 @@ def negative_log_likelihood(
     for the true class has no finite log-likelihood. Pass logits to a calibrator's NLL instead
     when you have them. Samples labelled ``ignore_index`` are left out.
 
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        eps: the clipping (default None: the machine epsilon of the input's dtype).
+        ignore_index: label whose samples are left out (default None).
+        distributed: over every rank's samples (default False).
+
+    Returns:
+        The mean NLL in nats, a float >= 0.
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
+
     Examples:
         >>> probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]])  # (log 2 + log 4/3) / 2
         >>> round(negative_log_likelihood(probs, torch.tensor([0, 1])), 4)
@@ -418,6 +519,15 @@ def negative_log_likelihood(
 @dataclass(frozen=True)
 class ReliabilityCurve:
     """Per-bin reliability data (arrays over bins; empty bins have NaN confidence and accuracy).
+
+    Attributes:
+        edges: the ``n_bins + 1`` bin edges.
+        counts: samples per bin.
+        mean_confidence: mean confidence (binary: mean P(y = 1)) per bin.
+        accuracy: accuracy (binary: fraction of positives) per bin.
+        ece: the expected calibration error these bins give.
+        mce: the maximum calibration error these bins give.
+        binary: whether the input was ``[N]`` positive-class probabilities.
 
     Examples:
         >>> curve = reliability_curve(torch.tensor([0.1, 0.2, 0.8, 0.9]), torch.tensor([0, 0, 1, 1]), n_bins=2)
@@ -460,6 +570,21 @@ def reliability_curve(
 
     For binary ``[N]`` input "confidence" is P(y = 1) and "accuracy" the fraction of positives.
     Samples labelled ``ignore_index`` are left out.
+
+    Args:
+        probs: ``[N, K]`` class probabilities or ``[N]`` / ``[N, 1]`` positive-class probabilities (torch or NumPy).
+        labels: ``[N]`` integer labels.
+        n_bins, binning, ignore_index, distributed: as :func:`expected_calibration_error`.
+
+    Returns:
+        A :class:`ReliabilityCurve`.
+
+    Raises:
+        ValueError: ``probs`` not ``[N, K]`` / ``[N]`` or rows off the simplex, probabilities outside [0, 1],
+            ``probs`` and ``labels`` of different lengths, labels outside ``[0, K)``, no sample left, an option
+            out of range (the message names the argument).
+        TypeError: non-numeric inputs or non-integer labels.
+        RuntimeError: ``distributed=True`` outside an initialised process group.
 
     Examples:
         >>> p = torch.tensor([0.1, 0.2, 0.8, 0.9], dtype=torch.float64)

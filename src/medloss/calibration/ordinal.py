@@ -89,6 +89,10 @@ class OrdinalTemperatureScaler(_Calibrator):
     Attributes (after ``fit``): ``temperature_``, ``nll_before_``, ``nll_after_``, ``n_passes_``,
     ``relative_gradient_``, ``converged_``, ``at_bound_``.
 
+    Returns:
+        ``fit(scores, grades)`` returns the fitted calibrator; ``transform(scores)`` the calibrated grade
+        probabilities ``[N, K]``.
+
     Raises:
         ValueError: cutpoints not 1-D and increasing, scores not ``[N]`` / ``[N, 1]``, grades outside
             ``[0, K)`` or of a single grade; RuntimeError: use before ``fit``.

@@ -58,8 +58,16 @@ def plot_reliability_diagram(
     Each curve has its own line style and marker, so a curve identical to another stays visible.
     The legend (below the histogram, off the data) gives each curve's ECE and its MCE with the bin
     and sample count where the maximum occurs; the histogram is labelled with the sample count of
-    each bin of the first curve. Empty bins are skipped. Returns the matplotlib ``Figure`` (save
-    it with ``fig.savefig("reliability.png", dpi=200, bbox_inches="tight")``).
+    each bin of the first curve. Empty bins are skipped.
+
+    Returns:
+        The matplotlib ``Figure`` (save it with :func:`save_figure`, or ``fig.savefig("reliability.png",
+        dpi=200, bbox_inches="tight")``).
+
+    Raises:
+        ValueError: ``n_bins`` < 1, ``min_count`` < 0, an unknown ``binning``; inputs as
+            :func:`reliability_curve`.
+        ImportError: matplotlib not installed (``pip install medloss[plots]``).
 
     Examples:
         >>> import torch
@@ -152,6 +160,17 @@ def _ece_mce_label(c) -> str:
 
 def save_figure(fig, path: str, dpi: int = 200) -> None:
     """Save a figure atomically: to a temporary file in the same folder, then renamed.
+
+    Args:
+        fig: a matplotlib ``Figure``.
+        path: the file to write (its suffix chooses the format: ``.png``, ``.pdf``, ``.svg``...).
+        dpi: resolution of raster formats (default 200).
+
+    Returns:
+        None; ``path`` holds the whole figure or, on an error, is left as it was.
+
+    Raises:
+        OSError: the folder cannot be written (nothing is left behind).
 
     Examples:
         >>> import os, tempfile
@@ -286,7 +305,8 @@ def plot_clinical_calibration(
         figsize: inches (default 5 x 6, a journal column).
         progress: progress bar for the bootstrap (default: when it takes > 1000 smoothings).
 
-    Returns the matplotlib ``Figure``.
+    Returns:
+        The matplotlib ``Figure``.
 
     Raises:
         ValueError / TypeError: as :func:`medloss.calibration.clinical_calibration` for each curve's

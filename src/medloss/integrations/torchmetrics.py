@@ -31,6 +31,13 @@ class CalibrationError(_tm.Metric):
         norm: ``"l1"`` (ECE, default), ``"l2"`` or ``"max"`` (MCE).
         **kwargs: passed to ``torchmetrics.Metric`` (``sync_on_compute``, ``process_group``, ...).
 
+    Returns:
+        ``compute()`` returns the calibration error of every batch seen, a float64 0-d tensor.
+
+    Raises:
+        ValueError: ``n_bins`` < 1 or an unknown ``norm``; ``update`` raises as
+            :func:`medloss.calibration.expected_calibration_error`.
+
     Examples:
         >>> import torch
         >>> from medloss.calibration import expected_calibration_error
@@ -74,6 +81,13 @@ class QuadraticWeightedKappa(_tm.Metric):
         num_classes: the number of grades K.
         weights: ``"quadratic"`` (default) or ``"linear"``.
         **kwargs: passed to ``torchmetrics.Metric``.
+
+    Returns:
+        ``compute()`` returns the weighted kappa of every batch seen, a float64 0-d tensor.
+
+    Raises:
+        ValueError: ``num_classes`` < 2 or an unknown ``weights``; ``update`` with ``preds`` and ``labels`` of
+            different lengths or grades outside ``[0, K)``.
 
     Examples:
         >>> import torch

@@ -137,6 +137,9 @@ def native_kernels_available() -> bool:
     """True when the compiled kernels are installed and the implementation switch lets them run
     (:func:`medloss.implementation`).
 
+    Returns:
+        Whether a loss on CPU tensors runs the compiled kernels now.
+
     Examples:
         >>> import medloss
         >>> isinstance(medloss.native_kernels_available(), bool)  # False without a C compiler at install time
@@ -149,6 +152,15 @@ def native_kernels_available() -> bool:
 def native_kernels(enabled: bool) -> Iterator[None]:
     """Deprecated: ``medloss.implementation("auto")`` (enabled) or ``medloss.implementation("pytorch")``
     (disabled) says the same for every implementation; this alias stays for one release.
+
+    Args:
+        enabled: ``True`` for ``implementation("auto")``, ``False`` for ``implementation("pytorch")``.
+
+    Returns:
+        A context manager (and a FutureWarning naming :func:`medloss.implementation`).
+
+    Raises:
+        Nothing beyond :func:`medloss.implementation`'s.
 
     Examples:
         >>> import warnings, medloss

@@ -37,6 +37,9 @@ _current = _checked(os.environ.get("MEDLOSS_IMPLEMENTATION", "auto").strip().low
 def get_implementation() -> str:
     """The implementation in force (``"auto"`` unless set).
 
+    Returns:
+        ``"auto"``, ``"pytorch"``, ``"cpu_kernel"`` or ``"triton"``.
+
     Examples:
         >>> import medloss
         >>> medloss.get_implementation()
@@ -47,6 +50,13 @@ def get_implementation() -> str:
 
 def set_implementation(name: str) -> None:
     """Choose the implementation of every fused op for this process (see :func:`implementation`).
+
+    Args:
+        name: ``"auto"`` (default: Triton on CUDA, the C kernel on CPU when built, else PyTorch), ``"pytorch"``,
+            ``"cpu_kernel"`` or ``"triton"``.
+
+    Returns:
+        None.
 
     Raises:
         ValueError: ``name`` is not one of ``"auto"``, ``"pytorch"``, ``"cpu_kernel"``, ``"triton"``.
@@ -67,6 +77,12 @@ def implementation(name: str) -> Iterator[None]:
     """Run the fused ops inside the block with implementation ``name``: ``"auto"``, ``"pytorch"``,
     ``"cpu_kernel"`` or ``"triton"`` (module docstring). The backward of a loss computed inside the
     block runs the same implementation, even when ``backward()`` runs after it.
+
+    Args:
+        name: as :func:`set_implementation`.
+
+    Returns:
+        A context manager; the previous implementation is restored on leaving the block.
 
     Raises:
         ValueError: an unknown ``name``; when an op runs, a device the implementation cannot serve
@@ -102,8 +118,26 @@ def triton_interpreting() -> bool:
 
 
 def resolve(x: torch.Tensor) -> str:
-    """The implementation an op runs for input ``x``: ``"pytorch"``, ``"cpu_kernel"`` or ``"triton"``.
-    Reads the switch and ``x.device`` only."""
+    """The implementation an op runs for input ``x``: reads the switch and ``x.device`` only (no host sync).
+
+    Args:
+        x: the op's input tensor.
+
+    Returns:
+        ``"pytorch"``, ``"cpu_kernel"`` or ``"triton"``.
+
+    Raises:
+        ValueError: the implementation set cannot serve ``x``'s device (``"cpu_kernel"`` on a CUDA tensor,
+            ``"triton"`` on a CPU tensor outside Triton's interpreter).
+        RuntimeError: ``"cpu_kernel"`` without the compiled kernel, ``"triton"`` without Triton.
+
+    Examples:
+        >>> import medloss
+        >>> from medloss.ops import resolve
+        >>> with medloss.implementation("pytorch"):
+        ...     resolve(torch.zeros(1))
+        'pytorch'
+    """
     name, device = _current, x.device.type
     if name == "auto":
         if device == "cuda" and triton_importable():
