@@ -126,9 +126,9 @@ def test_corn_ignores_ignore_index():
 
 @pytest.mark.parametrize("name", ["cdw_ce", "emd", "corn", "cumulative_link"])
 def test_ordinal_loss_of_an_all_ignored_batch_is_zero(name):
-    from medloss.losses.registry import loss_entry
+    from medloss.losses.registry import _loss_entry
 
-    entry = loss_entry(name)
+    entry = _loss_entry(name)
     width = entry.n_outputs(3)
     x = torch.randn(4, width, requires_grad=True)
     value = get_loss(name, num_classes=3)(x, torch.full((4,), -100))

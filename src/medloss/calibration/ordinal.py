@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .._validation import as_tensor, check_choice, check_float_tensor, check_int, fmt_shape
-from ..losses.ordinal import LINKS, log_interval_probability
+from ..losses.ordinal import LINKS, _log_interval_probability
 from .calibrators import (
     _Calibrator,
     _check_fit_labels,
@@ -155,7 +155,7 @@ class OrdinalTemperatureScaler(_Calibrator):
         a = (padded[:-1].unsqueeze(0) - f.unsqueeze(1)) * beta
         b = (padded[1:].unsqueeze(0) - f.unsqueeze(1)) * beta
         k = torch.arange(self.n_classes_, device=f.device)
-        return log_interval_probability(a, b, k == 0, k == self.n_classes_ - 1, self.link)
+        return _log_interval_probability(a, b, k == 0, k == self.n_classes_ - 1, self.link)
 
     def _derivatives(self, f: torch.Tensor, y: torch.Tensor, beta: float) -> tuple[float, float, float]:
         b = torch.tensor(beta, dtype=torch.float64, requires_grad=True)

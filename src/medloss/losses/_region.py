@@ -35,7 +35,7 @@ from ._overlap import (
     soft_confusion,
     softmax_statistics,
 )
-from .focal import probabilities_to_logits
+from .focal import _probabilities_to_logits
 
 AVERAGES = ("macro", "micro")
 
@@ -59,7 +59,7 @@ def prepare_segmentation(
     x, t, ignored = canonical_inputs(input, target, mode, ignore_index=ignore_index)
     x = upcast(x)
     if not from_logits:
-        x = probabilities_to_logits(x, mode)
+        x = _probabilities_to_logits(x, mode)
     valid = None if ignored is None else ~ignored
     if mode == "multiclass":
         return x, t.long() if valid is None else t.long().masked_fill(~valid, 0), valid, True

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .._validation import check_number
-from .registry import OUTPUT_WORDS, get_loss, loss_entry
+from .registry import OUTPUT_WORDS, _loss_entry, get_loss
 
 _TERM = re.compile(r"^\s*(?:(?P<weight>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*)?(?P<name>[A-Za-z_]\w*)\s*$")
 
@@ -39,7 +39,7 @@ def parse_loss_spec(spec: str) -> list[tuple[float, str]]:
         if m is None:
             raise ValueError(f"cannot parse loss term {part.strip()!r} in {spec!r}; expected 'NAME' or 'WEIGHT*NAME'")
         weight = float(m["weight"]) if m["weight"] else 1.0
-        loss_entry(m["name"])  # unknown names fail here, listing the known ones
+        _loss_entry(m["name"])  # unknown names fail here, listing the known ones
         terms.append((weight, m["name"]))
     names = [n for _, n in terms]
     if len(set(names)) != len(names):
@@ -155,7 +155,7 @@ class CombinedLoss(nn.Module):
     @classmethod
     def from_spec(cls, spec: str, **kwargs: Any) -> CombinedLoss:
         """Build from ``"0.5*ce+0.5*soft_f1"``; each keyword goes to every term that accepts it."""
-        parsed = [(weight, loss_entry(name)) for weight, name in parse_loss_spec(spec)]
+        parsed = [(weight, _loss_entry(name)) for weight, name in parse_loss_spec(spec)]
         outputs = {entry.output for _, entry in parsed}
         if len(outputs) > 1:
             said = ", ".join(f"{entry.name!r}: {OUTPUT_WORDS[entry.output]}" for _, entry in parsed)

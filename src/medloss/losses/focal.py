@@ -29,7 +29,7 @@ from ._overlap import TRITON_MAX_CLASSES
 NORMALIZERS = ("elements", "weights")
 
 
-def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
+def _probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
     """Turn validated probabilities into logits that reproduce them.
 
     There is no exact identity for a probability of exactly 0 or 1, so probabilities are clipped
@@ -44,7 +44,7 @@ def probabilities_to_logits(p: torch.Tensor, mode: str) -> torch.Tensor:
     return torch.logit(p, eps=eps)
 
 
-def alpha_as_weight(
+def _alpha_as_weight(
     alpha: float | torch.Tensor | None, weight: torch.Tensor | None, mode: str, *, stacklevel: int
 ) -> tuple[float | torch.Tensor | None, torch.Tensor | None]:
     """``(alpha, weight)`` with a per-class tensor ``alpha`` of the binary / multiclass modes moved to
@@ -69,7 +69,7 @@ def _resolve_alpha(
 
     A per-class tensor passed as ``alpha`` in binary / multiclass mode is a class weight: it is
     taken as ``weight`` with a FutureWarning (the spelling of medloss < 0.2)."""
-    alpha, weight = alpha_as_weight(alpha, weight, mode, stacklevel=5)
+    alpha, weight = _alpha_as_weight(alpha, weight, mode, stacklevel=5)
     alpha_scalar = alpha_vec = None
     if alpha is not None and isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         alpha_scalar = check_number(alpha, "alpha", low=0.0, high=1.0)
@@ -137,12 +137,12 @@ def focal_loss(
         alpha_scalar, _, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
         x = upcast(x)
         if not from_logits:
-            x = probabilities_to_logits(x, mode)
+            x = _probabilities_to_logits(x, mode)
         valid = None
         if not include_background:  # background pixels count nowhere; the softmax keeps every channel
             valid = t != 0
         with fp32_island():
-            return softmax_focal_loss(
+            return _softmax_focal_loss(
                 x, t, valid, ignore_index=ignore_index, weight=_class_weight(alpha_scalar, weight, x),
                 gammas=(gamma, gamma), label_smoothing=label_smoothing, reduction=reduction, normalize=normalize,
                 distributed=distributed, check_finite_logits=from_logits,
@@ -151,7 +151,7 @@ def focal_loss(
     alpha_scalar, alpha_vec, weight = _resolve_alpha(alpha, weight, mode, x.shape[1])
     x = upcast(x)
     if not from_logits:
-        x = probabilities_to_logits(x, mode)
+        x = _probabilities_to_logits(x, mode)
     valid = None if ignored is None else ~ignored
     if not include_background and mode == "multilabel" and x.shape[1] > 1:
         x, t = x[:, 1:], t[:, 1:]
@@ -160,7 +160,8 @@ def focal_loss(
         weight = None if weight is None else weight[1:]
     a_pos, a_neg = _sigmoid_weights(alpha_scalar, alpha_vec, weight, x)
     with fp32_island():
-        value = sigmoid_focal_loss(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize, distributed)
+        value = _sigmoid_focal_loss(x, t, valid, a_pos, a_neg, gamma, label_smoothing, reduction, normalize,
+                                    distributed)
     if not include_background and mode == "multilabel" and reduction == "none" and input.shape[1] > 1:
         return torch.cat([torch.zeros_like(value[:, :1]), value], 1)  # channel 0 counts nowhere: zeros
     # binary input [B] or [B, *] was given a channel dim for the arithmetic; per-element losses keep the input's shape
@@ -196,7 +197,7 @@ def _sigmoid_weights(
     return a_pos, a_neg
 
 
-def finish_reduction(value: torch.Tensor, denominator: torch.Tensor | None, reduction: str, distributed: bool,
+def _finish_reduction(value: torch.Tensor, denominator: torch.Tensor | None, reduction: str, distributed: bool,
                      floor: float) -> torch.Tensor:
     """``value`` (a sum) -> the loss: itself for "sum" / "none", ``value / denominator`` for "mean";
     with ``distributed``, sums and denominators of every rank (one all-reduce)."""
@@ -212,7 +213,7 @@ def finish_reduction(value: torch.Tensor, denominator: torch.Tensor | None, redu
     return value / denominator.clamp_min(floor)
 
 
-def softmax_focal_loss(
+def _softmax_focal_loss(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,
@@ -258,15 +259,15 @@ def softmax_focal_loss(
     if checks:
         check_op_findings(x, t, x.shape[1], ignore_index, n_bad, logits_sum)
     if reduction != "mean":
-        return finish_reduction(value, None, reduction, distributed, 1.0)
+        return _finish_reduction(value, None, reduction, distributed, 1.0)
     counts = counts.detach()
     if normalize == "weights" and weight is not None:
-        return finish_reduction(value, (counts * weight.detach()).sum(), reduction, distributed,
+        return _finish_reduction(value, (counts * weight.detach()).sum(), reduction, distributed,
                                 torch.finfo(value.dtype).tiny)
-    return finish_reduction(value, counts.sum(), reduction, distributed, 1.0)
+    return _finish_reduction(value, counts.sum(), reduction, distributed, 1.0)
 
 
-def sigmoid_focal_loss(
+def _sigmoid_focal_loss(
     x: torch.Tensor,
     t: torch.Tensor,
     valid: torch.Tensor | None,
@@ -294,7 +295,7 @@ def sigmoid_focal_loss(
             x, y, valid, a_pos.to(x), a_neg.to(x), float(gamma), float(label_smoothing), reduction == "none"
         )
     if reduction != "mean":
-        return finish_reduction(value, None, reduction, distributed, 1.0)
+        return _finish_reduction(value, None, reduction, distributed, 1.0)
     if normalize == "weights" and weighted:
         yv = y.to(x.dtype)
         if label_smoothing:
@@ -303,9 +304,9 @@ def sigmoid_focal_loss(
         weights = yv * a_pos.to(x).view(shape) + (1.0 - yv) * a_neg.to(x).view(shape)
         if valid is not None:
             weights = weights * valid
-        return finish_reduction(value, weights.sum(), reduction, distributed, torch.finfo(value.dtype).tiny)
+        return _finish_reduction(value, weights.sum(), reduction, distributed, torch.finfo(value.dtype).tiny)
     count = valid.expand_as(x).sum() if valid is not None else value.new_tensor(float(x.numel()))
-    return finish_reduction(value, count, reduction, distributed, 1.0)
+    return _finish_reduction(value, count, reduction, distributed, 1.0)
 
 
 class FocalLoss(nn.Module):
@@ -394,7 +395,7 @@ class FocalLoss(nn.Module):
         self.from_logits = bool(from_logits)
         self.alpha: Any
         self.weight: torch.Tensor | None
-        alpha, weight = alpha_as_weight(alpha, weight, mode, stacklevel=3)
+        alpha, weight = _alpha_as_weight(alpha, weight, mode, stacklevel=3)
         if alpha is None or isinstance(alpha, (int, float)):
             if alpha is not None:
                 check_number(alpha, "alpha", low=0.0, high=1.0)

@@ -14,7 +14,7 @@ from .._validation import (
     value_checks_active,
 )
 from ._common import fp32_island
-from .focal import finish_reduction
+from .focal import _finish_reduction
 
 
 def _check_boxes(boxes: torch.Tensor, name: str) -> None:
@@ -36,7 +36,7 @@ def _check_boxes(boxes: torch.Tensor, name: str) -> None:
         )
 
 
-def upcast_boxes(boxes: torch.Tensor) -> torch.Tensor:
+def _upcast_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """Integer and half-precision boxes -> float32 (as torchvision): areas of int16 boxes overflow
     and fp16 areas of boxes near 1000 exceed 65504; float32 / float64 stay as they are."""
     return boxes if boxes.dtype in (torch.float32, torch.float64) else boxes.float()
@@ -63,7 +63,7 @@ def generalized_box_iou(input: torch.Tensor, target: torch.Tensor, eps: float = 
         >>> generalized_box_iou(a, torch.tensor([[1, 1, 3, 3]], dtype=torch.int16))
         tensor([-0.0794])
     """
-    input, target = upcast_boxes(input), upcast_boxes(target)
+    input, target = _upcast_boxes(input), _upcast_boxes(target)
     area_a = (input[..., 2] - input[..., 0]) * (input[..., 3] - input[..., 1])
     area_b = (target[..., 2] - target[..., 0]) * (target[..., 3] - target[..., 1])
     lt = torch.maximum(input[..., :2], target[..., :2])
@@ -117,7 +117,7 @@ def giou_loss(
         return loss
     if distributed:  # the mean / sum over every rank's boxes (a rank without boxes adds 0 of each)
         require_process_group("giou_loss")
-        return finish_reduction(loss.sum(), loss.new_tensor(float(loss.numel())), reduction, True, 1.0)
+        return _finish_reduction(loss.sum(), loss.new_tensor(float(loss.numel())), reduction, True, 1.0)
     if reduction == "mean" and input.numel() == 0:
         # no matched boxes (routine in detection): 0 with a zero gradient, as torchvision
         return loss.sum() * 0.0

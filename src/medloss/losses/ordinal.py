@@ -27,7 +27,7 @@ from .._validation import (
 from ..ops.reference import log1mexp
 from ..ops.switch import resolve as resolve_implementation
 from ._common import fp32_island, upcast
-from .focal import finish_reduction
+from .focal import _finish_reduction
 
 LINKS = ("logit", "probit", "cloglog")
 #: smallest gap between learned cutpoints: keeps them strictly ordered whatever the optimizer does
@@ -51,7 +51,7 @@ class _LogNdtr(torch.autograd.Function):
         return grad * (math.sqrt(2.0 / math.pi) / torch.special.erfcx(-x / math.sqrt(2.0)))
 
 
-def log_ndtr(x: torch.Tensor) -> torch.Tensor:
+def _log_ndtr(x: torch.Tensor) -> torch.Tensor:
     """Log of the standard normal CDF, with a gradient that is accurate in both tails."""
     return _LogNdtr.apply(x)
 
@@ -61,7 +61,7 @@ def _capped_exp(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x < cap, torch.exp(x.clamp(max=cap)), math.exp(cap) * (1.0 + (x - cap)))
 
 
-def log_interval_probability(
+def _log_interval_probability(
     a: torch.Tensor,
     b: torch.Tensor,
     lower_open: torch.Tensor,
@@ -89,10 +89,10 @@ def log_interval_probability(
         upper_tail = (a + b) > 0
         hi = torch.where(upper_tail, -a, b)
         lo = torch.where(upper_tail, -b, a)
-        l_hi, l_lo = log_ndtr(hi), log_ndtr(lo)
+        l_hi, l_lo = _log_ndtr(hi), _log_ndtr(lo)
         middle = l_hi + log1mexp(torch.clamp(l_lo - l_hi, max=-tiny))
-        first = log_ndtr(b)
-        last = log_ndtr(-a)
+        first = _log_ndtr(b)
+        last = _log_ndtr(-a)
         return torch.where(lower_open, first, torch.where(upper_open, last, middle))
     # cloglog: F(x) = 1 - exp(-exp(x)), 1 - F(x) = exp(-exp(x)). Deep in the lower tail
     # (b < -15) F(x) ~ exp(x) - exp(2x)/2, used there so nothing underflows.
@@ -136,14 +136,14 @@ def _targets(target: torch.Tensor, batch: int, num_classes: int, ignore_index: i
     return target
 
 
-def fixed_cutpoints(num_classes: int, scale: float) -> torch.Tensor:
+def _fixed_cutpoints(num_classes: int, scale: float) -> torch.Tensor:
     """The K - 1 cutpoints evenly spaced over ``[-scale/2, scale/2]`` (one at 0 when K = 2)."""
     return torch.linspace(-scale / 2, scale / 2, num_classes - 1) if num_classes > 2 else torch.zeros(1)
 
 
-def padded_cutpoints(c: torch.Tensor, inner_widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _padded_cutpoints(c: torch.Tensor, inner_widths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cutpoints with finite placeholders for -inf / +inf (``[K + 1]``; the open ends are masked in
-    :func:`log_interval_probability`) and each class's interval width (``[K]``)."""
+    :func:`_log_interval_probability`) and each class's interval width (``[K]``)."""
     one = c.new_ones(1)
     return torch.cat([c[:1] - 1.0, c, c[-1:] + 1.0]), torch.cat([one, inner_widths, one])
 
@@ -164,7 +164,7 @@ def _cumulative_link_nll(f: torch.Tensor, c: torch.Tensor, width: torch.Tensor, 
     a = c.gather(0, yi) - f
     b = c.gather(0, yi + 1) - f
     w = width.gather(0, yi)
-    return -log_interval_probability(a, b, yi == 0, yi == num_classes - 1, link, w)
+    return -_log_interval_probability(a, b, yi == 0, yi == num_classes - 1, link, w)
 
 
 def _cumulative_link(input: torch.Tensor, target: torch.Tensor, num_classes: int, cutpoints: torch.Tensor,
@@ -177,7 +177,7 @@ def _cumulative_link(input: torch.Tensor, target: torch.Tensor, num_classes: int
     with fp32_island():
         c = cutpoints.to(device=f.device, dtype=f.dtype)
         inner = c[1:] - c[:-1] if inner_widths is None else inner_widths.to(f.dtype)
-        nll = _cumulative_link_nll(f, *padded_cutpoints(c, inner), yi, link, num_classes)
+        nll = _cumulative_link_nll(f, *_padded_cutpoints(c, inner), yi, link, num_classes)
     weights = None if weight is None else weight.to(nll.dtype)[yi]
     return _reduce(nll, reduction, valid, weights, distributed)
 
@@ -238,7 +238,7 @@ def cumulative_link_loss(
     k = check_int(num_classes, "num_classes", low=2)
     link = check_choice(link, "link", LINKS)
     if cutpoints is None:
-        cutpoints = fixed_cutpoints(k, check_number(scale, "scale", low=0.0, low_inclusive=False))
+        cutpoints = _fixed_cutpoints(k, check_number(scale, "scale", low=0.0, low_inclusive=False))
     if weight is not None:
         weight = check_class_vector(weight, "weight", k)
     if distributed:
@@ -331,7 +331,7 @@ class CumulativeLinkLoss(nn.Module):
         self.ignore_index = ignore_index
         self.reduction = check_reduction(reduction)
         k = self.num_classes
-        initial = fixed_cutpoints(k, self.scale)
+        initial = _fixed_cutpoints(k, self.scale)
         if self.learn_cutpoints:
             self.first_cutpoint = nn.Parameter(initial[:1].clone())
             gaps = (initial[1:] - initial[:-1]) - MIN_GAP
@@ -354,13 +354,13 @@ class CumulativeLinkLoss(nn.Module):
 
     def _padded_cutpoints(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Cutpoints with finite placeholders for -inf / +inf (``[K + 1]``; the open ends are
-        masked in log_interval_probability) and each class's interval width (``[K]``).
+        masked in _log_interval_probability) and each class's interval width (``[K]``).
 
         Learned widths come from the increments themselves, so a class keeps a positive
         probability even when two cutpoints far from 0 round to the same float.
         """
         c = self.cutpoints.to(dtype)
-        return padded_cutpoints(c, self._inner_widths(dtype))
+        return _padded_cutpoints(c, self._inner_widths(dtype))
 
     def _inner_widths(self, dtype: torch.dtype) -> torch.Tensor:
         if self.learn_cutpoints:
@@ -376,7 +376,7 @@ class CumulativeLinkLoss(nn.Module):
             a = c[:-1].unsqueeze(0) - f.unsqueeze(1)
             b = c[1:].unsqueeze(0) - f.unsqueeze(1)
             k = torch.arange(self.num_classes, device=f.device)
-            return log_interval_probability(a, b, k == 0, k == self.num_classes - 1, self.link, width.unsqueeze(0))
+            return _log_interval_probability(a, b, k == 0, k == self.num_classes - 1, self.link, width.unsqueeze(0))
 
     def class_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
         """``P(y = k)`` for every grade, ``[B, K]``; rows sum to one."""
@@ -459,7 +459,7 @@ def _reduce(
         return loss
     if distributed:
         denominator = loss.new_tensor(float(loss.numel())) if weights is None else weights.sum()
-        return finish_reduction(loss.sum(), denominator, reduction, True, torch.finfo(loss.dtype).tiny)
+        return _finish_reduction(loss.sum(), denominator, reduction, True, torch.finfo(loss.dtype).tiny)
     if reduction == "sum":
         return loss.sum()
     if weights is None:
@@ -686,7 +686,7 @@ class SquaredEMDLoss(nn.Module):
                             distributed_flag(self))
 
 
-def check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
+def _check_task_logits(input: torch.Tensor, num_classes: int, what: str) -> torch.Tensor:
     """``[B, K - 1]`` logits of the K - 1 binary tasks of CORAL / CORN (``[B]`` accepted for K = 2)."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"`input` must be a torch.Tensor, got {type(input).__name__}")
@@ -705,7 +705,7 @@ def _coral_logits(input: torch.Tensor, num_classes: int | None) -> tuple[torch.T
     k = num_classes
     if k is None:
         k = input.shape[1] + 1 if isinstance(input, torch.Tensor) and input.ndim == 2 and input.shape[1] else 2
-    return check_task_logits(input, k, "CORAL logits"), k
+    return _check_task_logits(input, k, "CORAL logits"), k
 
 
 def _coral(input: torch.Tensor, target: torch.Tensor, num_classes: int | None,
@@ -839,7 +839,7 @@ class CORALLoss(nn.Module):
 
 def _corn(input: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None, reduction: str,
           distributed: bool) -> torch.Tensor:
-    x = upcast(check_task_logits(input, num_classes, "conditional logits"))
+    x = upcast(_check_task_logits(input, num_classes, "conditional logits"))
     check_finite(x, "input")
     y, valid = _counted_targets(target, x.shape[0], num_classes, ignore_index)
     with fp32_island():
@@ -852,7 +852,7 @@ def _corn(input: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_in
         per_sample = (bce * used).sum(1)
     if reduction == "none":
         return per_sample
-    return finish_reduction(per_sample.sum(), used.sum(), reduction, distributed, 1.0)
+    return _finish_reduction(per_sample.sum(), used.sum(), reduction, distributed, 1.0)
 
 
 def corn_loss(input: torch.Tensor, target: torch.Tensor, num_classes: int, *, ignore_index: int | None = -100,
@@ -925,7 +925,7 @@ class CORNLoss(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def _check(self, input: torch.Tensor) -> torch.Tensor:
-        return check_task_logits(input, self.num_classes, "conditional logits")
+        return _check_task_logits(input, self.num_classes, "conditional logits")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return _corn(input, target, self.num_classes, self.ignore_index, self.reduction, distributed_flag(self))

@@ -39,7 +39,7 @@ from ._region import (
     with_counted_images,
 )
 from ._region import all_reduce_statistics as all_reduce_statistics
-from .focal import sigmoid_focal_loss
+from .focal import _sigmoid_focal_loss
 
 _REGION_ARGS = """
     Args:
@@ -101,7 +101,7 @@ def _twin_doc(cls_name: str, formula: str, extra: str, example: str, returns: st
 
 # ------------------------------------------------------------------------------------------------- Dice, Jaccard
 
-def dice_index_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float, jaccard: bool = False) -> torch.Tensor:
+def _dice_index_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float, jaccard: bool = False) -> torch.Tensor:
     """``1 - (2 TP + s_nr) / (sum p + sum y + s_dr)`` per image and class (``2 TP + FP + FN = sum p + sum y``:
     the same ratio with fewer operations to differentiate); ``jaccard``: ``2 (sum p + sum y - TP)`` below."""
     total = s.sum_p + s.sum_y
@@ -130,7 +130,7 @@ def _dice(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, squared_p
         s = _squared_statistics(input, target, o)
     else:
         s = region_statistics(input, target, o)
-    return region_loss(s, lambda v: dice_index_terms(v, o.smooth_nr, o.smooth_dr, jaccard), o)
+    return region_loss(s, lambda v: _dice_index_terms(v, o.smooth_nr, o.smooth_dr, jaccard), o)
 
 
 def dice_loss(input: torch.Tensor, target: torch.Tensor, *, squared_pred: bool = False, jaccard: bool = False,
@@ -177,20 +177,20 @@ class DiceLoss(RegionLoss):
 
     def per_class(self, s: SoftmaxStats) -> torch.Tensor:
         """The loss of each image and class from its counts."""
-        return dice_index_terms(s, self.smooth_nr, self.smooth_dr, self.jaccard)
+        return _dice_index_terms(s, self.smooth_nr, self.smooth_dr, self.jaccard)
 
     def extra_repr(self) -> str:
         extra = "".join(f", {k}=True" for k in ("squared_pred", "jaccard") if getattr(self, k))
         return super().extra_repr() + extra
 
 
-def jaccard_index_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+def _jaccard_index_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``1 - (TP + s_nr) / (TP + FP + FN + s_dr)`` per image and class."""
     return 1.0 - (s.tp + smooth_nr) / (s.sum_p + s.sum_y - s.tp + smooth_dr)
 
 
 def _jaccard(input: torch.Tensor, target: torch.Tensor, o: RegionOptions) -> torch.Tensor:
-    return region_loss(region_statistics(input, target, o), lambda v: jaccard_index_terms(v, o.smooth_nr, o.smooth_dr),
+    return region_loss(region_statistics(input, target, o), lambda v: _jaccard_index_terms(v, o.smooth_nr, o.smooth_dr),
                        o)
 
 
@@ -230,7 +230,7 @@ class JaccardLoss(RegionLoss):
 W_TYPES = ("square", "simple", "uniform")
 
 
-def generalized_dice_weights(sum_y: torch.Tensor, w_type: str) -> torch.Tensor:
+def _generalized_dice_weights(sum_y: torch.Tensor, w_type: str) -> torch.Tensor:
     """Class weights of the Generalized Dice loss from the ground-truth volumes ``[..., C]``
     (no gradient); an absent class takes the largest finite weight along the last dim."""
     sum_y = sum_y.detach()
@@ -242,10 +242,10 @@ def generalized_dice_weights(sum_y: torch.Tensor, w_type: str) -> torch.Tensor:
     return torch.where(present, w, w.amax(-1, keepdim=True))
 
 
-def generalized_dice_terms(s: SoftmaxStats, w_type: str, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+def _generalized_dice_terms(s: SoftmaxStats, w_type: str, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``1 - (2 sum_c w_c TP_c + s_nr) / (sum_c w_c (sum p_c + sum y_c) + s_dr)`` of each image ``[B, 1]``."""
     with fp32_island():
-        w = generalized_dice_weights(s.sum_y, w_type)
+        w = _generalized_dice_weights(s.sum_y, w_type)
         numerator = 2.0 * (w * s.tp).sum(-1, keepdim=True) + smooth_nr
         return 1.0 - numerator / ((w * (s.sum_p + s.sum_y)).sum(-1, keepdim=True) + smooth_dr)
 
@@ -256,7 +256,7 @@ def _generalized_dice(input: torch.Tensor, target: torch.Tensor, o: RegionOption
         s = all_reduce_statistics(s)
     if not o.include_background and o.mode != "binary" and s.tp.shape[-1] > 1:  # before the weights are formed
         s = SoftmaxStats(s.tp[..., 1:], s.sum_p[..., 1:], s.sum_y[..., 1:], counted=s.counted)
-    loss = generalized_dice_terms(s, w_type, o.smooth_nr, o.smooth_dr).reshape(-1, 1)
+    loss = _generalized_dice_terms(s, w_type, o.smooth_nr, o.smooth_dr).reshape(-1, 1)
     counted = None if s.counted is None else s.counted.any(-1, keepdim=True)  # images with a counted pixel
     if o.distributed and not o.batch and o.reduction != "none":  # the mean over every rank's images
         return global_reduction(loss, o.reduction, mode=o.mode, present=counted)
@@ -361,7 +361,7 @@ def _mcc_statistics(input: torch.Tensor, target: torch.Tensor, o: RegionOptions)
     return s
 
 
-def mcc_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+def _mcc_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``1 - MCC`` per image and class from the counts (``s.n`` the counted pixels)."""
     fp, fn = s.fp, s.fn
     tn = s.n - s.sum_p - s.sum_y + s.tp
@@ -378,7 +378,7 @@ def mcc_terms(s: SoftmaxStats, smooth_nr: float, smooth_dr: float) -> torch.Tens
 
 
 def _mcc(input: torch.Tensor, target: torch.Tensor, o: RegionOptions) -> torch.Tensor:
-    return region_loss(_mcc_statistics(input, target, o), lambda v: mcc_terms(v, o.smooth_nr, o.smooth_dr), o)
+    return region_loss(_mcc_statistics(input, target, o), lambda v: _mcc_terms(v, o.smooth_nr, o.smooth_dr), o)
 
 
 def _mcc_options(owner: str, smooth_nr: float, smooth_dr: float, options: dict[str, Any]) -> RegionOptions:
@@ -434,22 +434,22 @@ class MCCLoss(RegionLoss):
 
 # ------------------------------------------------------------------------------------------------- Tversky
 
-def tversky_index(s: SoftmaxStats, alpha: float, beta: float, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+def _tversky_index(s: SoftmaxStats, alpha: float, beta: float, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``TI = (TP + s_nr) / (TP + alpha FP + beta FN + s_dr)`` per image and class."""
     return (s.tp + smooth_nr) / (s.tp + alpha * s.fp + beta * s.fn + smooth_dr)
 
 
-def focal_tversky_terms(s: SoftmaxStats, alpha: float, beta: float, gamma: float, smooth_nr: float,
+def _focal_tversky_terms(s: SoftmaxStats, alpha: float, beta: float, gamma: float, smooth_nr: float,
                         smooth_dr: float) -> torch.Tensor:
     """``(1 - TI)^gamma`` per image and class (``gamma = 1``: the Tversky loss)."""
-    d = 1.0 - tversky_index(s, alpha, beta, smooth_nr, smooth_dr)
+    d = 1.0 - _tversky_index(s, alpha, beta, smooth_nr, smooth_dr)
     return d if gamma == 1.0 else safe_pow(d, gamma)
 
 
 def _tversky(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, alpha: float, beta: float,
              gamma: float = 1.0) -> torch.Tensor:
     return region_loss(region_statistics(input, target, o),
-                       lambda v: focal_tversky_terms(v, alpha, beta, gamma, o.smooth_nr, o.smooth_dr), o)
+                       lambda v: _focal_tversky_terms(v, alpha, beta, gamma, o.smooth_nr, o.smooth_dr), o)
 
 
 def tversky_loss(input: torch.Tensor, target: torch.Tensor, *, alpha: float = 0.3, beta: float = 0.7,
@@ -501,7 +501,7 @@ class TverskyLoss(RegionLoss):
 
     def tversky_index(self, s: SoftmaxStats) -> torch.Tensor:
         """The Tversky index of each image and class from its counts."""
-        return tversky_index(s, self.alpha, self.beta, self.smooth_nr, self.smooth_dr)
+        return _tversky_index(s, self.alpha, self.beta, self.smooth_nr, self.smooth_dr)
 
 
 def focal_tversky_loss(input: torch.Tensor, target: torch.Tensor, *, alpha: float = 0.3, beta: float = 0.7,
@@ -555,7 +555,7 @@ def _sigmoid_weighted_ce(input: torch.Tensor, target: torch.Tensor, o: RegionOpt
         # -(beta y log p + (1 - beta)(1 - y) log(1 - p)): the sigmoid focal op at gamma 0 (one op, one kernel
         # each way on every implementation)
         b = x.new_tensor([beta])
-        total = sigmoid_focal_loss(x, y, valid, b, 1.0 - b, 0.0, 0.0, "sum", "elements")
+        total = _sigmoid_focal_loss(x, y, valid, b, 1.0 - b, 0.0, 0.0, "sum", "elements")
         count = valid.expand_as(x).sum() if valid is not None else x.new_tensor(float(x.numel()))
         return total, count.to(total.dtype)
 
@@ -569,7 +569,7 @@ def _weighted_ce_per_image(input: torch.Tensor, target: torch.Tensor, o: RegionO
     with fp32_island():
         if o.mode != "multiclass":
             bt = x.new_tensor([beta])
-            values = sigmoid_focal_loss(x, t, valid, bt, 1.0 - bt, 0.0, 0.0, "none", "elements")
+            values = _sigmoid_focal_loss(x, t, valid, bt, 1.0 - bt, 0.0, 0.0, "none", "elements")
             counted = torch.ones_like(x) if valid is None else valid.expand_as(x).to(x.dtype)
         else:
             xv = x.reshape(b, c, -1)
@@ -583,7 +583,7 @@ def _weighted_ce_per_image(input: torch.Tensor, target: torch.Tensor, o: RegionO
 
 def _combo(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, alpha: float, beta: float) -> torch.Tensor:
     def dice(v: SoftmaxStats) -> torch.Tensor:
-        return dice_index_terms(v, o.smooth_nr, o.smooth_dr)
+        return _dice_index_terms(v, o.smooth_nr, o.smooth_dr)
 
     per_image = o.reduction != "mean"  # then the cross-entropy is taken per image below, not by the statistics
     # softmax modes: the cross-entropy comes from the same pass as the Dice counts

@@ -119,7 +119,7 @@ def available_losses() -> list[LossEntry]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def loss_entry(name: str) -> LossEntry:
+def _loss_entry(name: str) -> LossEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -146,7 +146,7 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
         >>> type(loss).__name__, loss.alpha, loss.beta
         ('TverskyLoss', 0.5, 0.5)
     """
-    entry = loss_entry(name)
+    entry = _loss_entry(name)
     unknown = [k for k in kwargs if not entry.accepts(k)]
     if unknown:
         raise TypeError(f"loss {name!r} takes no argument(s) {unknown}")

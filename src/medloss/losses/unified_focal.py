@@ -50,8 +50,8 @@ from ._region import (
     region_per_image,
     region_statistics,
 )
-from .focal import softmax_focal_loss
-from .overlap import focal_tversky_terms
+from .focal import _softmax_focal_loss
+from .overlap import _focal_tversky_terms
 
 UNIFIED_MODES = ("binary", "multiclass")
 #: the official code's smoothing of mTI
@@ -64,7 +64,7 @@ def _delta_weights(delta: float, n_classes: int, dtype: torch.dtype, device: tor
     return torch.full((n_classes,), delta, dtype=dtype, device=device).masked_fill(background, 1.0 - delta)
 
 
-def lambda_from_weight(weight: Any, lambda_: float, name: str) -> tuple[float, Any]:
+def _lambda_from_weight(weight: Any, lambda_: float, name: str) -> tuple[float, Any]:
     """``(lambda_, per-class weight)``: a number passed as ``weight`` is the mixing lambda of medloss < 0.2
     (FutureWarning); ``weight`` now means per-class weights."""
     if isinstance(weight, (int, float)) and not isinstance(weight, bool):
@@ -76,7 +76,7 @@ def lambda_from_weight(weight: Any, lambda_: float, name: str) -> tuple[float, A
     return lambda_, weight
 
 
-def smooth_terms(owner: str, smooth: float | None, smooth_nr: float, smooth_dr: float) -> tuple[float, float]:
+def _smooth_terms(owner: str, smooth: float | None, smooth_nr: float, smooth_dr: float) -> tuple[float, float]:
     """``smooth`` (medloss < 0.2) is both terms, with a FutureWarning."""
     if smooth is None:
         return smooth_nr, smooth_dr
@@ -86,11 +86,11 @@ def smooth_terms(owner: str, smooth: float | None, smooth_nr: float, smooth_dr: 
     return smooth, smooth
 
 
-def unified_options(owner: str, smooth: float | None = None, *, asymmetric: bool = False,
+def _unified_options(owner: str, smooth: float | None = None, *, asymmetric: bool = False,
                     smooth_nr: float = UNIFIED_SMOOTH, smooth_dr: float = UNIFIED_SMOOTH, **options: Any
                     ) -> RegionOptions:
     """The region options of the Unified family: binary or multiclass, a binary input seen as ``[1 - p, p]``."""
-    smooth_nr, smooth_dr = smooth_terms(owner, smooth, smooth_nr, smooth_dr)
+    smooth_nr, smooth_dr = _smooth_terms(owner, smooth, smooth_nr, smooth_dr)
     o = region_options(owner, modes=UNIFIED_MODES, two_class_binary=True, smooth_nr=smooth_nr, smooth_dr=smooth_dr,
                        **options)
     if asymmetric and o.average == "micro":
@@ -99,16 +99,16 @@ def unified_options(owner: str, smooth: float | None = None, *, asymmetric: bool
     return o
 
 
-def modified_tversky_index(s: SoftmaxStats, delta: float, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
+def _modified_tversky_index(s: SoftmaxStats, delta: float, smooth_nr: float, smooth_dr: float) -> torch.Tensor:
     """``(TP + e) / (TP + delta FN + (1 - delta) FP + e)`` per image and class, its denominator formed as
     ``delta sum y + (1 - delta) sum p + e`` (TP's share cancels: fewer operations, no difference taken)."""
     return (s.tp + smooth_nr) / (s.sum_y * delta + s.sum_p * (1.0 - delta) + smooth_dr)
 
 
-def unified_focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth_nr: float, smooth_dr: float,
+def _unified_focal_tversky_terms(s: SoftmaxStats, delta: float, gamma: float, smooth_nr: float, smooth_dr: float,
                                 asymmetric: bool) -> torch.Tensor:
     """Per image and class ``(1 - mTI)^(1 - gamma)``; the background unmodulated if ``asymmetric``."""
-    d = 1.0 - modified_tversky_index(s, delta, smooth_nr, smooth_dr)
+    d = 1.0 - _modified_tversky_index(s, delta, smooth_nr, smooth_dr)
     terms = safe_pow(d, 1.0 - gamma)
     if asymmetric:
         terms = torch.cat([d[..., :1], terms[..., 1:]], -1)
@@ -133,7 +133,7 @@ def _softmax_focal(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, 
         ignore_index, checked = None, True
     weight = weight_of(x.shape[1], x.dtype, x.device)
     with fp32_island():
-        return softmax_focal_loss(
+        return _softmax_focal_loss(
             x, t, valid, ignore_index=ignore_index, weight=weight, gammas=gammas, label_smoothing=0.0,
             reduction=reduction, distributed=o.distributed and reduction != "none", check_finite_logits=not checked,
         )
@@ -158,7 +158,7 @@ def _compound(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, per_c
 
 def _focal_tversky_per_class(o: RegionOptions, delta: float, gamma: float, asymmetric: bool
                              ) -> Callable[[SoftmaxStats], torch.Tensor]:
-    return lambda v: unified_focal_tversky_terms(v, delta, gamma, o.smooth_nr, o.smooth_dr, asymmetric)
+    return lambda v: _unified_focal_tversky_terms(v, delta, gamma, o.smooth_nr, o.smooth_dr, asymmetric)
 
 
 # ------------------------------------------------------------------------------------------------ the focal losses
@@ -313,10 +313,10 @@ class _UnifiedRegionLoss(RegionLoss):
 
     def __init__(self, *, smooth_nr: float = UNIFIED_SMOOTH, smooth_dr: float = UNIFIED_SMOOTH,
                  smooth: float | None = None, **kwargs: Any) -> None:
-        smooth_nr, smooth_dr = smooth_terms(type(self).__name__, smooth, smooth_nr, smooth_dr)
+        smooth_nr, smooth_dr = _smooth_terms(type(self).__name__, smooth, smooth_nr, smooth_dr)
         super().__init__(smooth_nr=smooth_nr, smooth_dr=smooth_dr, **kwargs)
         if self.asymmetric and self.average == "micro":
-            unified_options(type(self).__name__, asymmetric=True, average="micro")  # raises the error
+            _unified_options(type(self).__name__, asymmetric=True, average="micro")  # raises the error
 
 
 _UNIFIED_REGION_OPTIONS = """        mode, from_logits, ignore_index: as :class:`SymmetricFocalLoss`.
@@ -358,14 +358,14 @@ def _focal_tversky(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, 
 def symmetric_focal_tversky_loss(input: torch.Tensor, target: torch.Tensor, *, delta: float = 0.7,
                                  gamma: float = 0.75, **options: Any) -> torch.Tensor:
     delta, gamma = _check_delta_gamma(delta, gamma)
-    return _focal_tversky(input, target, unified_options("symmetric_focal_tversky_loss", **options), delta, gamma,
+    return _focal_tversky(input, target, _unified_options("symmetric_focal_tversky_loss", **options), delta, gamma,
                           False)
 
 
 def asymmetric_focal_tversky_loss(input: torch.Tensor, target: torch.Tensor, *, delta: float = 0.7,
                                   gamma: float = 0.75, **options: Any) -> torch.Tensor:
     delta, gamma = _check_delta_gamma(delta, gamma)
-    o = unified_options("asymmetric_focal_tversky_loss", asymmetric=True, **options)
+    o = _unified_options("asymmetric_focal_tversky_loss", asymmetric=True, **options)
     return _focal_tversky(input, target, o, delta, gamma, True)
 
 
@@ -442,8 +442,8 @@ def _unified(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, lambda
 
 def _unified_arguments(owner: str, lambda_: float, delta: float, gamma: float, weight: Any, asymmetric: bool,
                        options: dict[str, Any]) -> tuple[RegionOptions, float, float, float]:
-    lambda_, weight = lambda_from_weight(weight, lambda_, owner)
-    o = unified_options(owner, asymmetric=asymmetric, weight=weight, **options)
+    lambda_, weight = _lambda_from_weight(weight, lambda_, owner)
+    o = _unified_options(owner, asymmetric=asymmetric, weight=weight, **options)
     check_per_image_reduction(o.reduction, o.batch, owner)
     return o, check_number(lambda_, "lambda_", low=0.0, high=1.0), *_check_delta_gamma(delta, gamma)
 
@@ -492,7 +492,7 @@ class SymmetricUnifiedFocalLoss(_UnifiedRegionLoss):
 
     def __init__(self, *, lambda_: float = 0.5, delta: float = 0.6, gamma: float = 0.5, weight: Any = None,
                  **kwargs: Any) -> None:
-        lambda_, weight = lambda_from_weight(weight, lambda_, type(self).__name__)
+        lambda_, weight = _lambda_from_weight(weight, lambda_, type(self).__name__)
         super().__init__(weight=weight, **kwargs)
         self.lambda_ = check_number(lambda_, "lambda_", low=0.0, high=1.0)
         self.delta, self.gamma = _check_delta_gamma(delta, gamma)
@@ -553,7 +553,7 @@ def _hybrid(input: torch.Tensor, target: torch.Tensor, o: RegionOptions, focal_w
         return w.to(dtype=dtype, device=device)
 
     def per_class(v: SoftmaxStats) -> torch.Tensor:
-        return focal_tversky_terms(v, tversky_alpha, tversky_beta, tversky_gamma, o.smooth_nr, o.smooth_dr)
+        return _focal_tversky_terms(v, tversky_alpha, tversky_beta, tversky_gamma, o.smooth_nr, o.smooth_dr)
 
     # lambda_ is the Focal half's share here: the region share is 1 - lambda_
     return _compound(input, target, o, per_class, focal_weight_of, (focal_gamma, focal_gamma), 1.0 - lambda_)
@@ -563,9 +563,9 @@ def hybrid_focal_loss(input: torch.Tensor, target: torch.Tensor, *, lambda_: flo
                       focal_gamma: float = 2.0, tversky_alpha: float = 0.3, tversky_beta: float = 0.7,
                       tversky_gamma: float = 0.75, weight: Any = None, focal_alpha: Any = None, **options: Any
                       ) -> torch.Tensor:
-    lambda_, weight = lambda_from_weight(weight, lambda_, "hybrid_focal_loss")
+    lambda_, weight = _lambda_from_weight(weight, lambda_, "hybrid_focal_loss")
     focal_weight = _hybrid_focal_weight("hybrid_focal_loss", focal_weight, focal_alpha)
-    o = unified_options("hybrid_focal_loss", weight=weight, **options)
+    o = _unified_options("hybrid_focal_loss", weight=weight, **options)
     check_per_image_reduction(o.reduction, o.batch, "hybrid_focal_loss")
     numbers = _hybrid_numbers(lambda_, focal_gamma, tversky_alpha, tversky_beta, tversky_gamma)
     return _hybrid(input, target, o, focal_weight, *numbers)
@@ -617,7 +617,7 @@ class HybridFocalLoss(_UnifiedRegionLoss):
         focal_alpha: Any = None,
         **kwargs: Any,
     ) -> None:
-        lambda_, weight = lambda_from_weight(weight, lambda_, "HybridFocalLoss")
+        lambda_, weight = _lambda_from_weight(weight, lambda_, "HybridFocalLoss")
         super().__init__(weight=weight, **kwargs)
         check_per_image_reduction(self.reduction, self.batch, "HybridFocalLoss")
         focal_weight = _hybrid_focal_weight("HybridFocalLoss", focal_weight, focal_alpha)

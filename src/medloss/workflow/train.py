@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..losses import CombinedLoss, CORNLoss, CumulativeLinkLoss, class_weights, get_loss, parse_loss_spec
-from ..losses.registry import loss_entry
+from ..losses.registry import _loss_entry
 from .io import UserError
 
 
@@ -79,7 +79,7 @@ class LossSetup:
 
 def _tabular_loss(name: str, task: str, num_classes: int, weights: torch.Tensor | None) -> torch.nn.Module:
     """The registered loss ``name`` for a tabular model of ``task``, or a UserError if it cannot train one."""
-    entry = loss_entry(name)
+    entry = _loss_entry(name)
     if "segmentation" in entry.tasks and "classification" not in entry.tasks or "detection" in entry.tasks:
         raise UserError(f"loss {name!r} is for {', '.join(entry.tasks)}, not tabular classification")
     if entry.output == "coral_logits":
@@ -106,7 +106,7 @@ def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weig
         terms = parse_loss_spec(spec)
     except ValueError as err:
         raise UserError(f"--loss: {err}") from None
-    outputs = {loss_entry(name).output for _, name in terms}
+    outputs = {_loss_entry(name).output for _, name in terms}
     if len(outputs) > 1:
         needs = ", ".join(sorted(outputs))
         raise UserError(f"--loss {spec!r} mixes losses that need different network outputs ({needs})")
@@ -121,7 +121,7 @@ def build_loss(spec: str, task: str, num_classes: int, y_train: np.ndarray, weig
             raise UserError(f"--class-weights: {err}") from None
     modules = {name: (_tabular_loss(name, task, num_classes, weights), w) for w, name in terms}
     loss = next(iter(modules.values()))[0] if len(modules) == 1 and terms[0][0] == 1.0 else CombinedLoss(modules)
-    n_out = loss_entry(terms[0][1]).n_outputs(num_classes, binary=task == "binary")
+    n_out = _loss_entry(terms[0][1]).n_outputs(num_classes, binary=task == "binary")
     return LossSetup(loss, output, n_out, task, num_classes, spec)
 
 
