@@ -12,10 +12,10 @@ def test_binary_hand_example():
     y = torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64)
     tp, fp, fn = 0.9 + 0.1, 0.2 + 0.6, 0.1 + 0.9
     expected = 1 - 2 * tp / (2 * tp + fp + fn)
-    got = soft_f1_loss(p, y, mode="binary", from_logits=False, eps=0.0)
+    got = soft_f1_loss(p, y, mode="binary", from_logits=False, smooth_dr=0.0)
     assert abs(got.item() - expected) < 1e-12
     # the same from logits
-    got_logits = soft_f1_loss(torch.logit(p), y, mode="binary", eps=0.0)
+    got_logits = soft_f1_loss(torch.logit(p), y, mode="binary", smooth_dr=0.0)
     assert abs(got_logits.item() - expected) < 1e-12
 
 
@@ -25,20 +25,21 @@ def test_hard_predictions_equal_one_minus_sklearn_f1(seed):
     y = rng.integers(0, 4, size=60)
     pred = np.where(rng.random(60) < 0.7, y, rng.integers(0, 4, size=60))
     probs = F.one_hot(torch.from_numpy(pred), 4).double()
-    got = soft_f1_loss(probs, torch.from_numpy(y), mode="multiclass", from_logits=False, eps=0.0)
+    got = soft_f1_loss(probs, torch.from_numpy(y), mode="multiclass", from_logits=False, smooth_dr=0.0)
     assert abs(got.item() - (1 - f1_score(y, pred, average="macro"))) < 1e-12
-    got_micro = soft_f1_loss(probs, torch.from_numpy(y), mode="multiclass", average="micro", from_logits=False, eps=0)
+    got_micro = soft_f1_loss(probs, torch.from_numpy(y), mode="multiclass", average="micro", from_logits=False,
+                             smooth_dr=0)
     assert abs(got_micro.item() - (1 - f1_score(y, pred, average="micro"))) < 1e-12
     yb = (y > 1).astype(float)
     pb = (pred > 1).astype(float)
-    got_b = soft_f1_loss(torch.from_numpy(pb), torch.from_numpy(yb), mode="binary", from_logits=False, eps=0.0)
+    got_b = soft_f1_loss(torch.from_numpy(pb), torch.from_numpy(yb), mode="binary", from_logits=False, smooth_dr=0.0)
     assert abs(got_b.item() - (1 - f1_score(yb, pb))) < 1e-12
 
 
 def test_multilabel_macro_and_ignore_index():
     p = torch.rand(10, 3, dtype=torch.float64)
     y = torch.randint(0, 2, (10, 3)).double()
-    per_class = soft_f1_loss(p, y, mode="multilabel", from_logits=False, reduction="none", eps=0.0)
+    per_class = soft_f1_loss(p, y, mode="multilabel", from_logits=False, reduction="none", smooth_dr=0.0)
     for c in range(3):
         tp = (p[:, c] * y[:, c]).sum()
         ref = 1 - 2 * tp / (p[:, c].sum() + y[:, c].sum())
@@ -63,3 +64,15 @@ def test_gradcheck_and_module():
     out = SoftF1Loss()(xb, torch.tensor([1.0, 0.0, 1.0, 0.0]))
     out.backward()
     assert torch.isfinite(out) and torch.isfinite(xb.grad).all()
+
+
+def test_eps_is_the_old_spelling_of_smooth_dr():
+    p, y = torch.tensor([0.9, 0.2, 0.6, 0.1]), torch.tensor([1.0, 0.0, 1.0, 1.0])
+    tp, fp, fn = 0.9 + 0.6 + 0.1, 0.2, 0.1 + 0.4 + 0.9  # sum p y, sum p (1 - y), sum (1 - p) y
+    with pytest.warns(FutureWarning, match="smooth_dr="):
+        old = soft_f1_loss(p, y, from_logits=False, eps=0.5)
+    assert old.item() == pytest.approx(1 - 2 * tp / (2 * tp + fp + fn + 0.5), rel=1e-6)
+    with pytest.warns(FutureWarning, match="SoftF1Loss\\(eps=...\\)"):
+        SoftF1Loss(eps=0.5)
+    both = soft_f1_loss(p, y, from_logits=False, smooth_nr=0.2, smooth_dr=0.5)
+    assert both.item() == pytest.approx(1 - (2 * tp + 0.2) / (2 * tp + fp + fn + 0.5), rel=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -14,6 +16,16 @@ from .overlap import segmentation_statistics
 AVERAGES = ("macro", "micro")
 
 
+def _smoothing(owner: str, smooth_nr: float, smooth_dr: float, eps: float | None) -> tuple[float, float]:
+    """``(smooth_nr, smooth_dr)`` checked; ``eps`` (medloss < 0.2) is ``smooth_dr``, with a FutureWarning."""
+    if eps is not None:
+        warnings.warn(f"{owner}(eps=...) is deprecated and will be removed in medloss 0.3; pass smooth_dr= (the "
+                      "denominator's term, as every region loss; smooth_nr= is the numerator's)", FutureWarning,
+                      stacklevel=3)
+        smooth_dr = eps
+    return check_number(smooth_nr, "smooth_nr", low=0.0), check_number(smooth_dr, "smooth_dr", low=0.0)
+
+
 def soft_f1_loss(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -22,16 +34,19 @@ def soft_f1_loss(
     average: str = "macro",
     from_logits: bool = True,
     ignore_index: int | None = -100,
-    eps: float = 1e-7,
+    smooth_nr: float = 0.0,
+    smooth_dr: float = 1e-7,
     reduction: str = "mean",
     distributed: bool = False,
+    eps: float | None = None,
 ) -> torch.Tensor:
-    """Soft-F1 loss ``1 - 2TP / (2TP + FP + FN + eps)``: the functional form of :class:`SoftF1Loss`.
+    """Soft-F1 loss ``1 - (2TP + s_nr) / (2TP + FP + FN + s_dr)``: the functional form of :class:`SoftF1Loss`.
 
     Args:
         input: logits (or probabilities with ``from_logits=False``), shapes as :func:`focal_loss`.
         target: 0 / 1 labels (binary, multilabel) or class indices (multiclass).
-        mode, average, from_logits, ignore_index, eps, reduction, distributed: as :class:`SoftF1Loss`.
+        mode, average, from_logits, ignore_index, smooth_nr, smooth_dr, reduction, distributed: as
+            :class:`SoftF1Loss` (``eps`` is the deprecated spelling of ``smooth_dr``).
 
     Returns:
         The loss: a scalar for ``"mean"`` / ``"sum"``, the per-class losses ``[C]`` for ``"none"`` (``[1]`` in
@@ -50,7 +65,7 @@ def soft_f1_loss(
     check_mode(mode)
     check_choice(average, "average", AVERAGES)
     check_reduction(reduction)
-    eps = check_number(eps, "eps", low=0.0)
+    smooth_nr, smooth_dr = _smoothing("soft_f1_loss", smooth_nr, smooth_dr, eps)
     if distributed:
         require_process_group("soft_f1_loss")
     with fp32_island():
@@ -69,7 +84,7 @@ def soft_f1_loss(
             tp, fp, fn = all_reduce_sums(tp, fp, fn)
         if average == "micro":
             tp, fp, fn = tp.sum(), fp.sum(), fn.sum()
-        per_class = 1.0 - 2.0 * tp / (2.0 * tp + fp + fn + eps)
+        per_class = 1.0 - (2.0 * tp + smooth_nr) / (2.0 * tp + fp + fn + smooth_dr)
         if reduction == "none" or average == "micro":
             return per_class
         return per_class.mean() if reduction == "mean" else per_class.sum()
@@ -78,7 +93,7 @@ def soft_f1_loss(
 class SoftF1Loss(nn.Module):
     r"""Soft-F1 loss: one minus a differentiable F1 score computed over the batch.
 
-    .. math:: \mathcal{L} = 1 - \frac{2\,TP}{2\,TP + FP + FN + \epsilon},\quad
+    .. math:: \mathcal{L} = 1 - \frac{2\,TP + s_{nr}}{2\,TP + FP + FN + s_{dr}},\quad
         TP = \textstyle\sum p\,y,\ FP = \sum p\,(1-y),\ FN = \sum (1-p)\,y
 
     with probabilities ``p`` in place of hard predictions, summed over the whole batch (and any
@@ -92,8 +107,9 @@ class SoftF1Loss(nn.Module):
         average: ``"macro"`` (default) or ``"micro"``.
         from_logits: ``True`` (default) for logits, ``False`` for probabilities (validated).
         ignore_index: target value excluded from every count (default -100; ``None`` disables).
-        eps: added to the denominator (default 1e-7); a class with no positives and no predicted
-            mass then has loss 1.
+        smooth_nr, smooth_dr: added to the numerator and the denominator (default 0 and 1e-7, as before
+            the split; ``eps`` is the deprecated spelling of ``smooth_dr``): a class with no positives and no
+            predicted mass then has loss 1 (``1 - s_nr / s_dr`` in general).
         reduction: ``"mean"`` (default) or ``"sum"`` over classes, or ``"none"`` for the per-class
             losses ``[C]``.
         distributed: under ``torch.distributed`` (DDP), the counts of every rank's samples, so the
@@ -112,7 +128,7 @@ class SoftF1Loss(nn.Module):
 
     Examples:
         >>> p = torch.tensor([1.0, 1.0, 0.0, 0.0])  # TP 1, FP 1, FN 1: F1 = 2 / 4
-        >>> SoftF1Loss(from_logits=False, eps=0.0)(p, torch.tensor([1.0, 0.0, 1.0, 0.0]))
+        >>> SoftF1Loss(from_logits=False, smooth_dr=0.0)(p, torch.tensor([1.0, 0.0, 1.0, 0.0]))
         tensor(0.5000)
     """
 
@@ -123,9 +139,11 @@ class SoftF1Loss(nn.Module):
         average: str = "macro",
         from_logits: bool = True,
         ignore_index: int | None = -100,
-        eps: float = 1e-7,
+        smooth_nr: float = 0.0,
+        smooth_dr: float = 1e-7,
         reduction: str = "mean",
         distributed: bool = False,
+        eps: float | None = None,
     ) -> None:
         super().__init__()
         self.distributed = bool(distributed)
@@ -133,7 +151,7 @@ class SoftF1Loss(nn.Module):
         self.average = check_choice(average, "average", AVERAGES)
         self.from_logits = bool(from_logits)
         self.ignore_index = ignore_index
-        self.eps = check_number(eps, "eps", low=0.0)
+        self.smooth_nr, self.smooth_dr = _smoothing("SoftF1Loss", smooth_nr, smooth_dr, eps)
         self.reduction = check_reduction(reduction)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -145,10 +163,12 @@ class SoftF1Loss(nn.Module):
             average=self.average,
             from_logits=self.from_logits,
             ignore_index=self.ignore_index,
-            eps=self.eps,
+            smooth_nr=self.smooth_nr,
+            smooth_dr=self.smooth_dr,
             reduction=self.reduction,
             distributed=self.distributed,
         )
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode!r}, average={self.average!r}, eps={self.eps}, reduction={self.reduction!r}"
+        return (f"mode={self.mode!r}, average={self.average!r}, smooth_nr={self.smooth_nr}, "
+                f"smooth_dr={self.smooth_dr}, reduction={self.reduction!r}")
