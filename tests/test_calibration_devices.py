@@ -11,7 +11,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from medloss.calibration import expected_calibration_error
 from medloss.calibration._inputs import top_label
-from medloss.calibration.metrics import binned_sums, quantile_edges, uniform_bin_index
+from medloss.calibration.metrics import _device_binned_sums, _quantile_edges, _uniform_bin_index
 
 
 @pytest.mark.parametrize("binning", ["uniform", "quantile"])
@@ -20,7 +20,7 @@ def test_binned_sums_stay_on_the_device(binning, dtype):
     with FakeTensorMode():
         conf = torch.empty(1000, device="cuda", dtype=dtype)
         correct = torch.empty(1000, device="cuda", dtype=torch.bool)
-        counts, sum_conf, sum_correct, edges = binned_sums(conf, correct, 15, binning)
+        counts, sum_conf, sum_correct, edges = _device_binned_sums(conf, correct, 15, binning)
     for t in (counts, sum_conf, sum_correct):
         assert t.device.type == "cuda" and t.shape == (15,)
 
@@ -47,7 +47,7 @@ def test_device_path_of_top_label_equals_argmax():
 def test_quantile_edges_match_numpy_array_split():
     rng = np.random.default_rng(0)
     conf = rng.random(103)
-    edges = quantile_edges(torch.from_numpy(conf), 10).numpy()
+    edges = _quantile_edges(torch.from_numpy(conf), 10).numpy()
     groups = np.array_split(np.sort(conf), 10)
     np.testing.assert_array_equal(edges[1:-1], [g[-1] for g in groups[:-1]])
     assert edges[0] == 0.0 and edges[-1] == 1.0
@@ -56,7 +56,7 @@ def test_quantile_edges_match_numpy_array_split():
 def test_uniform_bin_index_float64_edges_as_scikit_learn():
     conf = torch.tensor([0.0, 0.7, 0.70000001, 1.0], dtype=torch.float64)
     # (lo, hi] bins of np.linspace(0, 1, 11): 0.7 is the upper edge of bin 6
-    assert uniform_bin_index(conf, 10).tolist() == [0, 6, 7, 9]
+    assert _uniform_bin_index(conf, 10).tolist() == [0, 6, 7, 9]
 
 
 def test_ece_of_float64_input_equals_numpy_reference():

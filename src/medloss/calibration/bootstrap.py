@@ -15,9 +15,9 @@ from ._inputs import as_probs_labels, top_label
 from .clinical import CLINICAL_METRICS
 from .metrics import (
     CalibrationAccumulator,
+    _calibration_error_from_bins,
     adaptive_calibration_error,
     brier_score,
-    calibration_error_from_bins,
     classwise_calibration_error,
     expected_calibration_error,
     maximum_calibration_error,
@@ -419,10 +419,10 @@ def _fast_row_bootstrap(fn, p, y, n_boot, rng, progress, kwargs) -> np.ndarray |
     ends = np.clip(np.cumsum(sizes)[:-1] - 1, 0, n - 1)  # positions of the inner edges in a sorted resample
     for b in progress_bar(range(n_boot), enabled=show, desc="bootstrap", leave=False):
         c = np.bincount(rng.integers(0, n, size=n), minlength=n)[order].astype(np.float64)
-        inner = s[np.searchsorted(np.cumsum(c), ends, side="right")]  # quantile_edges of the resample
+        inner = s[np.searchsorted(np.cumsum(c), ends, side="right")]  # _quantile_edges of the resample
         bins = np.searchsorted(inner, s, side="left")
         counts = np.bincount(bins, weights=c, minlength=n_bins)
-        out[b] = calibration_error_from_bins(counts, np.bincount(bins, weights=c * s, minlength=n_bins),
+        out[b] = _calibration_error_from_bins(counts, np.bincount(bins, weights=c * s, minlength=n_bins),
                                              np.bincount(bins, weights=c * hit, minlength=n_bins), norm)
     return out
 
@@ -470,4 +470,4 @@ def _binned_bootstrap(fn, p, y, n_boot, rng, kwargs) -> np.ndarray:
     sum_conf = m * mean + np.sqrt(m * var) * rng.standard_normal(m.shape)
     m = m.reshape(n_boot, n_bins, 2)
     sum_conf = sum_conf.reshape(n_boot, n_bins, 2).sum(-1)
-    return np.asarray(calibration_error_from_bins(m.sum(-1), sum_conf, m[..., 1], norm), dtype=np.float64)
+    return np.asarray(_calibration_error_from_bins(m.sum(-1), sum_conf, m[..., 1], norm), dtype=np.float64)

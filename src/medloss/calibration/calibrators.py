@@ -93,7 +93,7 @@ def _reject_probabilities(z: torch.Tensor) -> None:
 
 
 # ------------------------------------------------------------------ reading saved calibrators back
-def saved_field(d: Any, key: str, owner: str) -> Any:
+def _saved_field(d: Any, key: str, owner: str) -> Any:
     """``d[key]`` of a saved calibrator, or a ValueError naming the missing field (not a KeyError)."""
     if not isinstance(d, dict):
         raise ValueError(f"a saved {owner} must be a JSON object; got {type(d).__name__}")
@@ -102,10 +102,10 @@ def saved_field(d: Any, key: str, owner: str) -> Any:
     return d[key]
 
 
-def saved_number(d: Any, key: str, owner: str, *, positive: bool = False) -> float:
+def _saved_number(d: Any, key: str, owner: str, *, positive: bool = False) -> float:
     """A finite (``positive``: > 0) number of a saved calibrator: a tampered or corrupt file is an error,
     never a calibrator that silently reverses or flattens the predictions."""
-    value = saved_field(d, key, owner)
+    value = _saved_field(d, key, owner)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or (positive and value <= 0):
         kind = "a finite number > 0" if positive else "a finite number"
@@ -113,14 +113,14 @@ def saved_number(d: Any, key: str, owner: str, *, positive: bool = False) -> flo
     return float(value)
 
 
-def saved_flag(d: Any, key: str, owner: str) -> bool:
-    value = saved_field(d, key, owner)
+def _saved_flag(d: Any, key: str, owner: str) -> bool:
+    value = _saved_field(d, key, owner)
     if not isinstance(value, bool):
         raise ValueError(f"the saved {owner} has an invalid {key!r}: expected true or false, got {value!r}")
     return value
 
 
-def saved_array(value: Any, key: str, owner: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+def _saved_array(value: Any, key: str, owner: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """A finite float64 array of a saved calibrator, of ``shape`` when given."""
     try:
         t = torch.tensor(value, dtype=torch.float64)
@@ -133,10 +133,10 @@ def saved_array(value: Any, key: str, owner: str, shape: tuple[int, ...] | None 
     return t
 
 
-def saved_n_classes(d: Any, owner: str, *, required: bool = True) -> int | None:
+def _saved_n_classes(d: Any, owner: str, *, required: bool = True) -> int | None:
     if not required and d.get("n_classes") is None:
         return None
-    value = saved_field(d, "n_classes", owner)
+    value = _saved_field(d, "n_classes", owner)
     if isinstance(value, bool) or not isinstance(value, int) or value < 2:
         raise ValueError(f"the saved {owner} has an invalid 'n_classes': expected an integer >= 2, got {value!r}")
     return value
@@ -181,7 +181,7 @@ class _Calibrator:
                 os.remove(tmp)
 
 
-def fit_inverse_temperature(
+def _fit_inverse_temperature(
     derivatives: Any, *, tol: float, max_passes: int, t_min: float, t_max: float
 ) -> tuple[float, float, float, int, bool, float]:
     """Minimise an NLL that is convex in ``beta = 1 / T`` by safeguarded Newton steps (bisection
@@ -315,7 +315,7 @@ class TemperatureScaler(_Calibrator):
             _check_fit_labels(torch.from_numpy(np.flatnonzero(counts > 0)), self.n_classes_)
         else:
             _check_fit_labels(y, self.n_classes_)
-        fit = fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta, distributed), tol=self.tol,
+        fit = _fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta, distributed), tol=self.tol,
                                       max_passes=self.max_passes, t_min=self.t_min, t_max=self.t_max)
         beta, f, rel, passes, self.at_bound_, self.nll_before_ = fit
         if f < 1e-12:
@@ -361,9 +361,9 @@ class TemperatureScaler(_Calibrator):
         (a temperature <= 0 would reverse or flatten the predictions)."""
         obj = cls()
         owner = "TemperatureScaler"
-        obj.temperature_ = saved_number(d, "temperature", owner, positive=True)
-        obj.binary_ = saved_flag(d, "binary", owner)
-        obj.n_classes_ = saved_n_classes(d, owner, required=False)  # files of medloss 0.1.0 do not record it
+        obj.temperature_ = _saved_number(d, "temperature", owner, positive=True)
+        obj.binary_ = _saved_flag(d, "binary", owner)
+        obj.n_classes_ = _saved_n_classes(d, owner, required=False)  # files of medloss 0.1.0 do not record it
         obj.nll_before_, obj.nll_after_ = d.get("nll_before"), d.get("nll_after")
         obj.n_passes_ = d.get("n_passes")
         obj.fitted_ = True
@@ -470,8 +470,8 @@ class PlattScaler(_Calibrator):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlattScaler:
         """The calibrator saved by :meth:`to_dict`; ``ValueError`` for a missing or non-finite parameter."""
-        a, b = saved_number(d, "a", "PlattScaler"), saved_number(d, "b", "PlattScaler")
-        obj = cls(smooth_targets=saved_flag(d, "smooth_targets", "PlattScaler") if "smooth_targets" in d else True)
+        a, b = _saved_number(d, "a", "PlattScaler"), _saved_number(d, "b", "PlattScaler")
+        obj = cls(smooth_targets=_saved_flag(d, "smooth_targets", "PlattScaler") if "smooth_targets" in d else True)
         obj.a_, obj.b_ = a, b
         obj.binary_ = obj.fitted_ = True
         return obj
@@ -556,15 +556,15 @@ class IsotonicCalibrator(_Calibrator):
         increasing thresholds in [0, 1] and non-decreasing values in [0, 1]."""
         owner = "IsotonicCalibrator"
         obj = cls()
-        obj.binary_ = saved_flag(d, "binary", owner)
-        steps = saved_field(d, "thresholds", owner)
+        obj.binary_ = _saved_flag(d, "binary", owner)
+        steps = _saved_field(d, "thresholds", owner)
         if not isinstance(steps, list) or (len(steps) != 1 if obj.binary_ else len(steps) < 2):
             raise ValueError(f"the saved {owner} has an invalid 'thresholds': expected one step function (binary) or "
                              "one per class")
         obj.thresholds_ = []
         for k, step in enumerate(steps):
-            xs = saved_array(saved_field(step, "x", owner), f"thresholds[{k}].x", owner)
-            ys = saved_array(saved_field(step, "y", owner), f"thresholds[{k}].y", owner)
+            xs = _saved_array(_saved_field(step, "x", owner), f"thresholds[{k}].x", owner)
+            ys = _saved_array(_saved_field(step, "y", owner), f"thresholds[{k}].y", owner)
             if xs.ndim != 1 or xs.shape != ys.shape or xs.numel() == 0:
                 raise ValueError(f"the saved {owner} has an invalid 'thresholds[{k}]': x and y must be equal-length "
                                  "non-empty lists")
@@ -581,7 +581,7 @@ class IsotonicCalibrator(_Calibrator):
 _KINDS: dict[str, type[_Calibrator]] = {c.kind: c for c in (TemperatureScaler, PlattScaler, IsotonicCalibrator)}
 
 
-def register_calibrator(cls: type[_Calibrator]) -> type[_Calibrator]:
+def _register_calibrator(cls: type[_Calibrator]) -> type[_Calibrator]:
     """Make ``load_calibrator`` know a calibrator class by its ``kind`` (class decorator)."""
     _KINDS[cls.kind] = cls
     return cls

@@ -288,7 +288,7 @@ def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:
     return _smoothed(p, y)
 
 
-def smoothed_knots(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _smoothed_knots(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct probabilities (sorted) and val.prob's lowess value at each, tied ``p`` averaged
     (R's ``approx(lowess(p, y, iter = 0), ties = mean)`` knots)."""
     xs, fit = lowess_smooth(p, y)
@@ -297,7 +297,7 @@ def smoothed_knots(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _smoothed(p: np.ndarray, y: np.ndarray) -> np.ndarray:
-    uniq, means = smoothed_knots(p, y)
+    uniq, means = _smoothed_knots(p, y)
     return means[np.searchsorted(uniq, p)]
 
 

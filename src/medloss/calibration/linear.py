@@ -29,12 +29,12 @@ from .calibrators import (
     _check_fit_labels,
     _check_width,
     _logits_labels,
+    _register_calibrator,
     _reject_probabilities,
-    register_calibrator,
-    saved_array,
-    saved_field,
-    saved_flag,
-    saved_n_classes,
+    _saved_array,
+    _saved_field,
+    _saved_flag,
+    _saved_n_classes,
 )
 
 
@@ -190,20 +190,20 @@ class _LinearLogitCalibrator(_Calibrator):
             obj = None
         if obj is None:
             raise ValueError(f"the saved {owner} has an invalid 'config': {config!r}")
-        obj.binary_, obj.n_classes_ = saved_flag(d, "binary", owner), saved_n_classes(d, owner)
+        obj.binary_, obj.n_classes_ = _saved_flag(d, "binary", owner), _saved_n_classes(d, owner)
         if (cls.binary_only and not (obj.binary_ and obj.n_classes_ == 2)) or (cls.multiclass_only and obj.binary_):
             raise ValueError(f"the saved {owner} has 'binary' = {obj.binary_} with 'n_classes' = {obj.n_classes_}")
         expected = obj._init_params(obj.n_classes_)
-        params = saved_field(d, "params", owner)
+        params = _saved_field(d, "params", owner)
         if not isinstance(params, dict) or set(params) != set(expected):
             raise ValueError(f"the saved {owner} has an invalid 'params': expected {sorted(expected)}")
-        obj.params_ = {k: saved_array(v, f"params.{k}", owner, tuple(expected[k].shape)) for k, v in params.items()}
+        obj.params_ = {k: _saved_array(v, f"params.{k}", owner, tuple(expected[k].shape)) for k, v in params.items()}
         obj.nll_before_, obj.nll_after_, obj.grad_norm_ = d.get("nll_before"), d.get("nll_after"), d.get("grad_norm")
         obj.fitted_ = True
         return obj
 
 
-@register_calibrator
+@_register_calibrator
 class ClasswiseTemperatureScaler(_LinearLogitCalibrator):
     r"""One temperature per class: ``s_k = z_k / T_k`` (vector scaling without the bias).
 
@@ -247,7 +247,7 @@ class ClasswiseTemperatureScaler(_LinearLogitCalibrator):
         return 1.0 / self.params_["inverse_temperature"]
 
 
-@register_calibrator
+@_register_calibrator
 class VectorScaler(_LinearLogitCalibrator):
     r"""Vector scaling (Guo et al. 2017): ``s = w * z + b`` with one weight and one bias per class.
 
@@ -295,7 +295,7 @@ class VectorScaler(_LinearLogitCalibrator):
         return self.params_["biases"]
 
 
-@register_calibrator
+@_register_calibrator
 class MatrixScaler(_LinearLogitCalibrator):
     r"""Matrix scaling (Guo et al. 2017): ``s = W z + b``, ``K^2 + K`` parameters.
 
@@ -337,7 +337,7 @@ class MatrixScaler(_LinearLogitCalibrator):
     biases_ = VectorScaler.biases_
 
 
-@register_calibrator
+@_register_calibrator
 class DirichletCalibrator(_LinearLogitCalibrator):
     r"""Dirichlet calibration (Kull et al., "Beyond temperature scaling: Obtaining well-calibrated
     multiclass probabilities with Dirichlet calibration", NeurIPS 2019):
@@ -432,7 +432,7 @@ class DirichletCalibrator(_LinearLogitCalibrator):
     biases_ = VectorScaler.biases_
 
 
-@register_calibrator
+@_register_calibrator
 class BetaCalibrator(_LinearLogitCalibrator):
     r"""Beta calibration (Kull et al., "Beta calibration: a well-founded and easily implemented
     improvement on logistic calibration for binary classifiers", AISTATS 2017), for one binary logit:

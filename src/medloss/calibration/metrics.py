@@ -26,7 +26,7 @@ BINNINGS = ("uniform", "quantile")
 NORMS = ("l1", "l2", "max")
 
 
-def uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
+def _uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Bin of each confidence for the edges ``np.linspace(0, 1, n_bins + 1)`` (float64), bins
     ``(lo, hi]`` with the first one closed at 0. Computed on the input's device.
 
@@ -43,7 +43,7 @@ def uniform_bin_index(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
     return k.sub_(1).clamp_(0, n_bins - 1)
 
 
-def quantile_edges(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
+def _quantile_edges(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
     """Equal-mass bin edges ``[n_bins + 1]`` (float64, on the input's device): the sorted
     confidences split into ``n_bins`` groups of (nearly) equal size (``np.array_split`` sizes);
     each inner edge is the largest confidence of a group. With ties, tied values stay in one bin,
@@ -59,8 +59,8 @@ def quantile_edges(conf: torch.Tensor, n_bins: int) -> torch.Tensor:
 
 def _bin_index(conf: torch.Tensor, n_bins: int, binning: str) -> tuple[torch.Tensor, torch.Tensor]:
     if binning == "uniform":
-        return uniform_bin_index(conf, n_bins), torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1))
-    edges = quantile_edges(conf, n_bins)
+        return _uniform_bin_index(conf, n_bins), torch.from_numpy(np.linspace(0.0, 1.0, n_bins + 1))
+    edges = _quantile_edges(conf, n_bins)
     return torch.searchsorted(edges.narrow(0, 1, n_bins - 1), conf.to(torch.float64), right=False), edges
 
 
@@ -75,7 +75,7 @@ def _bin_sum(idx: torch.Tensor, size: int, weights: torch.Tensor | None = None) 
     return torch.zeros(size, dtype=weights.dtype, device=idx.device).index_add_(0, idx, weights)
 
 
-def binned_sums(
+def _device_binned_sums(
     conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str = "uniform",
     weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -155,7 +155,7 @@ class CalibrationAccumulator:
 
     def _add(self, conf: torch.Tensor, correct: torch.Tensor, track_squares: bool) -> None:
         # sums on the input's device; only the [n_bins, 2] results come to the host
-        cell = uniform_bin_index(conf, self.n_bins).mul_(2).add_(correct)
+        cell = _uniform_bin_index(conf, self.n_bins).mul_(2).add_(correct)
         c64 = conf.to(torch.float64)
         size = 2 * self.n_bins
         sums = [_bin_sum(cell, size), _bin_sum(cell, size, c64)]
@@ -194,7 +194,7 @@ class CalibrationAccumulator:
         check_choice(norm, "norm", NORMS)
         if self.n_samples == 0:
             raise ValueError("the accumulator is empty: call update() with at least one sample first")
-        return calibration_error_from_bins(
+        return _calibration_error_from_bins(
             self.counts.sum(1), self.sum_conf.sum(1), self.counts[:, 1].astype(np.float64), norm
         )
 
@@ -219,7 +219,7 @@ class CalibrationAccumulator:
         return json.dumps(self.to_dict())
 
 
-def calibration_error_from_bins(
+def _calibration_error_from_bins(
     counts: np.ndarray, sum_conf: np.ndarray, sum_correct: np.ndarray, norm: str
 ) -> float:
     """ECE-type value from per-bin sums (arrays over bins; last axis = bins if batched)."""
@@ -246,7 +246,7 @@ def _check_binning_args(n_bins: int, binning: str, norm: str) -> None:
 
 def _binned_sums(conf: torch.Tensor, correct: torch.Tensor, n_bins: int, binning: str,
                  weights: torch.Tensor | None = None):
-    return _host(*binned_sums(conf, correct, n_bins, binning, weights))
+    return _host(*_device_binned_sums(conf, correct, n_bins, binning, weights))
 
 
 def _check_distributed(distributed: bool, owner: str, binning: str = "uniform") -> None:
@@ -305,7 +305,7 @@ def expected_calibration_error(
         counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning, w.to(conf.device))
         if distributed:
             counts, sum_conf, sum_correct = all_reduce_numbers(counts, sum_conf, sum_correct)
-        return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
+        return _calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
     p, y = as_probs_labels(probs, labels, ignore_index=ignore_index)
     conf, correct = top_label(p, y)
     if binning == "uniform":
@@ -315,7 +315,7 @@ def expected_calibration_error(
             acc.all_reduce()
         return acc.compute(norm)
     counts, sum_conf, sum_correct, _ = _binned_sums(conf, correct, n_bins, binning)
-    return calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
+    return _calibration_error_from_bins(counts, sum_conf, sum_correct, norm)
 
 
 def maximum_calibration_error(
@@ -413,7 +413,7 @@ def classwise_calibration_error(
         counts, sum_conf, sum_correct, _ = _binned_sums(p[:, k], (y == k).to(p.dtype), n_bins, binning)
         if distributed:
             counts, sum_conf, sum_correct = all_reduce_numbers(counts, sum_conf, sum_correct)
-        values.append(calibration_error_from_bins(counts, sum_conf, sum_correct, norm))
+        values.append(_calibration_error_from_bins(counts, sum_conf, sum_correct, norm))
     return float(np.mean(values))
 
 
@@ -608,7 +608,7 @@ def reliability_curve(
         counts=counts.astype(np.int64),
         mean_confidence=mean_conf,
         accuracy=accuracy,
-        ece=calibration_error_from_bins(counts, sum_conf, sum_correct, "l1"),
-        mce=calibration_error_from_bins(counts, sum_conf, sum_correct, "max"),
+        ece=_calibration_error_from_bins(counts, sum_conf, sum_correct, "l1"),
+        mce=_calibration_error_from_bins(counts, sum_conf, sum_correct, "max"),
         binary=p.ndim == 1,
     )

@@ -14,11 +14,11 @@ from ..losses.ordinal import LINKS, _log_interval_probability
 from .calibrators import (
     _Calibrator,
     _check_fit_labels,
-    fit_inverse_temperature,
-    register_calibrator,
-    saved_array,
-    saved_field,
-    saved_number,
+    _fit_inverse_temperature,
+    _register_calibrator,
+    _saved_array,
+    _saved_field,
+    _saved_number,
 )
 from .metrics import BINNINGS, NORMS, expected_calibration_error
 
@@ -70,7 +70,7 @@ def ordinal_calibration_error(
     return {"thresholds": list(range(1, p.shape[1])), "per_threshold": per, "mean": sum(per) / len(per)}
 
 
-@register_calibrator
+@_register_calibrator
 class OrdinalTemperatureScaler(_Calibrator):
     r"""Temperature scaling of a cumulative link model (:class:`~medloss.losses.CumulativeLinkLoss`)
     on its latent scale: ``P(y <= k) = F((c_k - f) / T)`` for score ``f`` and cutpoints ``c``.
@@ -173,7 +173,7 @@ class OrdinalTemperatureScaler(_Calibrator):
         if bool((y < 0).any()) or bool((y >= self.n_classes_).any()):
             raise ValueError(f"`grades` must lie in [0, {self.n_classes_}) for {self.n_classes_ - 1} cutpoints")
         _check_fit_labels(y, self.n_classes_)
-        beta, f_opt, rel, passes, self.at_bound_, self.nll_before_ = fit_inverse_temperature(
+        beta, f_opt, rel, passes, self.at_bound_, self.nll_before_ = _fit_inverse_temperature(
             lambda beta: self._derivatives(f, y, beta), tol=self.tol, max_passes=self.max_passes,
             t_min=self.t_min, t_max=self.t_max)
         if self.at_bound_:
@@ -196,9 +196,9 @@ class OrdinalTemperatureScaler(_Calibrator):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OrdinalTemperatureScaler:
         owner = cls.__name__
-        cutpoints = saved_array(saved_field(d, "cutpoints", owner), "cutpoints", owner)
-        obj = cls(cutpoints, link=saved_field(d, "link", owner))  # the constructor checks order and link
-        obj.temperature_ = saved_number(d, "temperature", owner, positive=True)
+        cutpoints = _saved_array(_saved_field(d, "cutpoints", owner), "cutpoints", owner)
+        obj = cls(cutpoints, link=_saved_field(d, "link", owner))  # the constructor checks order and link
+        obj.temperature_ = _saved_number(d, "temperature", owner, positive=True)
         obj.nll_before_, obj.nll_after_, obj.n_passes_ = d.get("nll_before"), d.get("nll_after"), d.get("n_passes")
         obj.fitted_ = True
         return obj

@@ -199,9 +199,9 @@ def save_figure(fig, path: str, dpi: int = 200) -> None:
 def _smoothed_on_grid(p: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """val.prob's smoothed curve (ties averaged) read on ``grid`` by linear interpolation; NaN
     outside the range of ``p``."""
-    from .clinical import smoothed_knots
+    from .clinical import _smoothed_knots
 
-    uniq, means = smoothed_knots(p, y)
+    uniq, means = _smoothed_knots(p, y)
     out = np.interp(grid, uniq, means)
     out[(grid < uniq[0]) | (grid > uniq[-1])] = np.nan
     return out

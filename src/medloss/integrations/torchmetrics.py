@@ -16,7 +16,7 @@ from .._deprecation import renamed_keywords
 from .._optional import require
 from .._validation import check_choice, check_int
 from ..calibration._inputs import as_probs_labels, top_label
-from ..calibration.metrics import NORMS, calibration_error_from_bins, uniform_bin_index
+from ..calibration.metrics import NORMS, _calibration_error_from_bins, _uniform_bin_index
 
 _tm = require("torchmetrics", "medloss.integrations.torchmetrics")
 
@@ -62,13 +62,13 @@ class CalibrationError(_tm.Metric):
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
         p, y = as_probs_labels(probs, labels)
         conf, correct = top_label(p, y)
-        idx = uniform_bin_index(conf, self.n_bins)
+        idx = _uniform_bin_index(conf, self.n_bins)
         self.counts += torch.zeros_like(self.counts).index_add_(0, idx, torch.ones_like(conf, dtype=torch.float64))
         self.sum_conf += torch.zeros_like(self.sum_conf).index_add_(0, idx, conf.to(torch.float64))
         self.sum_correct += torch.zeros_like(self.sum_correct).index_add_(0, idx, correct.to(torch.float64))
 
     def compute(self) -> torch.Tensor:
-        value = calibration_error_from_bins(self.counts.cpu().numpy(), self.sum_conf.cpu().numpy(),
+        value = _calibration_error_from_bins(self.counts.cpu().numpy(), self.sum_conf.cpu().numpy(),
                                             self.sum_correct.cpu().numpy(), self.norm)
         return torch.tensor(value, dtype=torch.float64)
 
