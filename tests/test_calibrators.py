@@ -82,15 +82,17 @@ def test_article_001_workflow_fit_on_validation_evaluate_on_test():
 def test_temperature_separable_data_hits_bound_with_warning():
     z = torch.tensor([[5.0, -5.0], [-5.0, 5.0]] * 10, dtype=torch.float64)
     y = torch.tensor([0, 1] * 10)
-    with pytest.warns(UserWarning, match="separable"):
+    with pytest.warns(RuntimeWarning, match="separable"):
         ts = TemperatureScaler().fit(z, y)
     assert ts.temperature_ < 1.0 and ts.nll_after_ < 1e-12
+    assert ts.diverged_ and not ts.converged_
     # an optimum beyond t_max (labels independent of the logits): the bound is used, with a warning
     z2 = torch.tensor([[1.0, -1.0], [-1.0, 1.0]] * 10, dtype=torch.float64)
     y2 = torch.tensor([0, 0, 1, 1] * 5)
-    with pytest.warns(UserWarning, match="outside"):
+    with pytest.warns(RuntimeWarning, match="outside"):
         ts2 = TemperatureScaler(t_max=100.0).fit(z2, y2)
     assert ts2.at_bound_ and ts2.temperature_ == pytest.approx(100.0)
+    assert not ts2.converged_ and not ts2.diverged_  # no finite optimum, but not separable data
 
 
 def test_platt_matches_scipy_and_logistic_regression():

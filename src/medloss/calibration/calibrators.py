@@ -80,6 +80,32 @@ def _check_width(z: torch.Tensor, calibrator: _Calibrator) -> None:
         )
 
 
+#: a fit whose validation NLL is below this (nats per sample) and still falls along its own displacement has
+#: no minimum: the validation data are separable by the calibrator's features
+SEPARABLE_NLL = 1e-3
+
+DIVERGENCE_ADVICE = ("use TemperatureScaler (one parameter, monotone in the logits), regularise "
+                     "(DirichletCalibrator(reg_lambda=..., reg_mu=...), or select_calibrator to choose on held-out "
+                     "rows), or a larger validation set")
+
+
+def _diverges(nll_at: Any, start: torch.Tensor, fitted: torch.Tensor, nll_fitted: float) -> bool:
+    """Whether the fit runs off to infinity: its NLL is ~0 and keeps falling when the displacement from the start
+    is doubled. (A convex NLL with a minimum rises along that line past the fit; on separable data there is no
+    minimum, the optimiser stops only because the gradient underflows its tolerance, and the parameters it
+    returns are arbitrary: weights of 150-700, test NLL worse than before calibrating.)"""
+    if not nll_fitted < SEPARABLE_NLL:
+        return False
+    with torch.no_grad():
+        return float(nll_at(start + 2.0 * (fitted - start))) < nll_fitted
+
+
+def _warn_divergence(owner: str, nll: float) -> None:
+    warnings.warn(f"{owner} did not converge: the validation NLL is {nll:.2g} and keeps decreasing as the parameters "
+                  f"grow, so no finite fit exists (the validation data are separable) and converged_ is False: "
+                  f"{DIVERGENCE_ADVICE}", RuntimeWarning, stacklevel=3)
+
+
 def _reject_probabilities(z: torch.Tensor) -> None:
     """Logits that look like probabilities are almost always a mistake (softmax applied twice)."""
     if z.ndim == 2 and float(z.min()) >= 0.0 and float(z.max()) <= 1.0:
@@ -238,7 +264,8 @@ class TemperatureScaler(_Calibrator):
             ``at_bound_`` is set, with a warning.
 
     Attributes (after ``fit``): ``temperature_``, ``nll_before_``, ``nll_after_``, ``n_passes_``,
-    ``relative_gradient_``, ``converged_``, ``at_bound_``, ``binary_``.
+    ``relative_gradient_``, ``converged_``, ``at_bound_``, ``diverged_`` (separable validation data: T -> 0
+    without end; a warning, and ``converged_`` is False), ``binary_``.
 
     Returns:
         ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
@@ -318,23 +345,25 @@ class TemperatureScaler(_Calibrator):
         fit = _fit_inverse_temperature(lambda beta: self._nll_derivatives(z, y, beta, distributed), tol=self.tol,
                                       max_passes=self.max_passes, t_min=self.t_min, t_max=self.t_max)
         beta, f, rel, passes, self.at_bound_, self.nll_before_ = fit
+        # separable: the NLL falls to ~0, or its optimum lies below t_min (T -> 0 sharpens without end)
+        self.diverged_ = f < 1e-12 or (self.at_bound_ and 1.0 / beta <= self.t_min * (1 + 1e-9))
         if f < 1e-12:
             warnings.warn(
-                f"the validation NLL is ~0 at T = {1 / beta:g}: the validation set is separable, so the NLL keeps "
-                "decreasing as T -> 0 and the temperature is not identifiable. Use a larger validation set.",
-                stacklevel=2,
+                f"TemperatureScaler did not converge: the validation NLL is ~0 at T = {1 / beta:g}: the validation "
+                "set is separable, so the NLL keeps decreasing as T -> 0, the temperature is not identifiable and "
+                "converged_ is False. Use a larger validation set.", RuntimeWarning, stacklevel=2,
             )
         elif self.at_bound_:
             warnings.warn(
-                f"the NLL-optimal temperature lies outside [{self.t_min}, {self.t_max}]; using T = {1 / beta:g}. "
-                "Is the validation set separable or tiny?",
+                f"the NLL-optimal temperature lies outside [{self.t_min}, {self.t_max}]; using T = {1 / beta:g} and "
+                "converged_ is False. Is the validation set separable or tiny?", RuntimeWarning,
                 stacklevel=2,
             )
         self.temperature_ = 1.0 / beta
         self.nll_after_ = f
         self.n_passes_ = passes
         self.relative_gradient_ = rel
-        self.converged_ = rel <= self.tol
+        self.converged_ = rel <= self.tol and not self.diverged_ and not self.at_bound_
         self.fitted_ = True
         return self
 
@@ -379,7 +408,8 @@ class PlattScaler(_Calibrator):
     ``CalibratedClassifierCV(method="sigmoid")``; ``False`` fits the plain labels. Two-column
     logits ``[N, 2]`` are reduced to the margin ``z_1 - z_0``.
 
-    Attributes (after ``fit``): ``a_``, ``b_``, ``n_iter_``.
+    Attributes (after ``fit``): ``a_``, ``b_``, ``n_iter_``, ``converged_``, ``diverged_`` (only possible with
+    ``smooth_targets=False`` on separable data: a warning, and ``converged_`` is False).
 
     Args:
         smooth_targets: Platt's regularised targets (default True, as scikit-learn).
@@ -455,6 +485,10 @@ class PlattScaler(_Calibrator):
             theta, current = candidate, value
         self.a_, self.b_ = float(theta[0]), float(theta[1])
         self.n_iter_ = n_iter
+        self.diverged_ = _diverges(lambda th: loss(th), torch.tensor([1.0, 0.0], dtype=torch.float64), theta, current)
+        self.converged_ = float(grad.abs().max()) < 1e-9 and not self.diverged_
+        if self.diverged_:
+            _warn_divergence("PlattScaler", current)
         self.binary_ = True
         self.fitted_ = True
         return self
@@ -488,7 +522,8 @@ class IsotonicCalibrator(_Calibrator):
 
     ``predict_proba`` returns the calibrated probabilities exactly; ``transform`` returns their
     logits (``log p``, or ``logit p`` for binary), clipped at machine epsilon since isotonic
-    outputs can be exactly 0 or 1.
+    outputs can be exactly 0 or 1. Fitted in closed form (``converged_`` True) unless the validation rows are
+    separable: then every step is 0 or 1 and the fit warns, with ``diverged_`` set and ``converged_`` False.
 
     Returns:
         ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
@@ -525,6 +560,18 @@ class IsotonicCalibrator(_Calibrator):
             iso.fit(probs[:, k].cpu().numpy(), targets[:, k].cpu().numpy())  # scikit-learn: on the host
             self.thresholds_.append((iso.X_thresholds_.tolist(), iso.y_thresholds_.tolist()))
         self.fitted_ = True
+        # closed form (pool-adjacent-violators): nothing to converge, but on separable data the steps are exactly
+        # 0 and 1 and every validation row is "certain": a mistake on new data then costs an infinite NLL
+        p = self.predict_proba(z)
+        p_true = torch.where(y == 1, p, 1.0 - p) if self.binary_ else p.gather(1, y.unsqueeze(1)).squeeze(1)
+        nll = float(-torch.log(p_true.double().clamp_min(torch.finfo(torch.float64).tiny)).mean())
+        self.nll_after_ = nll
+        self.diverged_ = nll < SEPARABLE_NLL
+        self.converged_ = not self.diverged_
+        if self.diverged_:
+            warnings.warn(f"IsotonicCalibrator: the validation data are separable (validation NLL {nll:.2g}): its "
+                          "steps reach probability 0 and 1, so converged_ is False; " + DIVERGENCE_ADVICE,
+                          RuntimeWarning, stacklevel=2)
         return self
 
     def predict_proba(self, logits: Any) -> torch.Tensor:

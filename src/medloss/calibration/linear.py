@@ -6,7 +6,9 @@ Dirichlet calibration with ODIR regularisation) and, for one binary score, on ``
 Each maps the validation logits ``z`` to calibrated logits ``s(z; theta)`` that are linear in
 ``theta``, so the validation NLL is convex in ``theta``: it is minimised in float64 by L-BFGS with a
 strong-Wolfe line search, started at the identity map, until the gradient's largest entry is below
-``tol`` (``grad_norm_`` reports it, ``converged_`` says whether it got there). Deterministic.
+``tol`` (``grad_norm_`` reports it, ``converged_`` says whether it got there). Deterministic. On validation
+data that the family's features separate the NLL has no minimum: the fit then warns, sets ``diverged_`` and
+``converged_ = False`` (the parameters it stopped at are arbitrary; use temperature scaling or ODIR).
 Nested families fit at least as well on validation NLL as those they contain: temperature ⊂
 class-wise temperature ⊂ vector ⊂ matrix, and temperature ⊂ Dirichlet.
 
@@ -28,6 +30,7 @@ from .calibrators import (
     _Calibrator,
     _check_fit_labels,
     _check_width,
+    _diverges,
     _logits_labels,
     _register_calibrator,
     _reject_probabilities,
@@ -35,6 +38,7 @@ from .calibrators import (
     _saved_field,
     _saved_flag,
     _saved_n_classes,
+    _warn_divergence,
 )
 
 
@@ -110,11 +114,31 @@ class _LinearLogitCalibrator(_Calibrator):
         self.params_ = {k: v.detach().clone() for k, v in params.items()}
         with torch.no_grad():
             self.nll_after_ = float(self._nll(self._logits(self.params_, z), y))
-        if not self.converged_:
+        if self._check_divergence(z, y):
+            pass  # warned
+        elif not self.converged_:
             warnings.warn(f"{type(self).__name__} stopped after {self.n_iter_} iterations with gradient "
                           f"{self.grad_norm_:.2g} > tol {self.tol:g}: raise max_iter", RuntimeWarning, stacklevel=2)
         self.fitted_ = True
         return self
+
+    def _check_divergence(self, z: torch.Tensor, y: torch.Tensor) -> bool:
+        """Set ``diverged_`` (and ``converged_ = False``, with a warning) when the fitted NLL has no minimum."""
+        names = list(self.params_)
+        start = self._init_params(self.n_classes_)
+        flat = torch.cat([self.params_[n].flatten() for n in names])
+        flat0 = torch.cat([start[n].to(flat).flatten() for n in names])
+        shapes = [self.params_[n].shape for n in names]
+
+        def nll_at(x: torch.Tensor) -> torch.Tensor:
+            parts = {n: t.view(s) for n, t, s in zip(names, x.split([s.numel() for s in shapes]), shapes, strict=True)}
+            return self._nll(self._logits(parts, z), y)
+
+        self.diverged_ = _diverges(nll_at, flat0, flat, self.nll_after_)
+        if self.diverged_:
+            self.converged_ = False
+            _warn_divergence(type(self).__name__, self.nll_after_)
+        return self.diverged_
 
     def _newton_polish(self, params: dict[str, torch.Tensor], z: torch.Tensor, y: torch.Tensor,
                        steps: int = 8) -> torch.Tensor:
@@ -213,7 +237,8 @@ class ClasswiseTemperatureScaler(_LinearLogitCalibrator):
         max_iter: at most this many L-BFGS iterations (default 1000).
 
     Attributes (after ``fit``): ``temperatures_`` ``[K]``, ``nll_before_``, ``nll_after_``,
-    ``grad_norm_``, ``n_iter_``, ``converged_``.
+    ``grad_norm_``, ``n_iter_``, ``converged_``, ``diverged_`` (True when the validation data are separable:
+    the NLL has no minimum, the fit warns and ``converged_`` is False).
 
     Returns:
         ``fit(logits, labels)`` returns the fitted calibrator; ``transform(logits)`` the calibrated logits and
@@ -498,6 +523,7 @@ class BetaCalibrator(_LinearLogitCalibrator):
             self.converged_ = self.grad_norm_ <= self.tol
             with torch.no_grad():
                 self.nll_after_ = float(self._nll(self._logits(self.params_, z), y))
+            self._check_divergence(z, y)
         return self
 
     @property

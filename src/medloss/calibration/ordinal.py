@@ -176,11 +176,17 @@ class OrdinalTemperatureScaler(_Calibrator):
         beta, f_opt, rel, passes, self.at_bound_, self.nll_before_ = _fit_inverse_temperature(
             lambda beta: self._derivatives(f, y, beta), tol=self.tol, max_passes=self.max_passes,
             t_min=self.t_min, t_max=self.t_max)
-        if self.at_bound_:
+        self.diverged_ = f_opt < 1e-12
+        if self.diverged_:
+            warnings.warn(f"OrdinalTemperatureScaler did not converge: the validation NLL is ~0 at T = {1 / beta:g} "
+                          "(the grades are separable by the scores), so converged_ is False. Use a larger validation "
+                          "set.", RuntimeWarning, stacklevel=2)
+        elif self.at_bound_:
             warnings.warn(f"the NLL-optimal temperature lies outside [{self.t_min}, {self.t_max}]; using "
                           f"T = {1 / beta:g}", stacklevel=2)
         self.temperature_, self.nll_after_, self.n_passes_ = 1.0 / beta, f_opt, passes
-        self.relative_gradient_, self.converged_ = rel, rel <= self.tol
+        self.relative_gradient_ = rel
+        self.converged_ = rel <= self.tol and not self.diverged_ and not self.at_bound_
         self.fitted_ = True
         return self
 
