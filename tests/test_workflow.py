@@ -374,3 +374,20 @@ def test_calibrate_method_and_conformal_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["calibrate", "--predictions", str(path), "--conformal", "1.5", "--out", str(tmp_path / "c")])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_calibrate_method_auto_chooses_on_cross_validation_and_shows_the_table(tmp_path):
+    # class-wise miscalibration (a temperature per class): one temperature cannot undo it, class-wise can
+    path = _multiclass_predictions(tmp_path)
+    out = tmp_path / "run"
+    assert main(["calibrate", "--predictions", str(path), "--method", "auto", "--n-boot", "20", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    selection = m["calibrator"]["selection"]
+    names = [row["name"] for row in selection["table"]]
+    assert set(names) >= {"temperature", "classwise_temperature", "vector", "matrix", "dirichlet_odir", "none"}
+    assert m["calibrator"]["method"] == selection["best"] != "temperature"
+    chosen = next(r for r in selection["table"] if r["name"] == selection["best"])
+    temperature = next(r for r in selection["table"] if r["name"] == "temperature")
+    assert chosen["within_one_se"] and chosen["nll"] < temperature["nll"]
+    html = (out / "report.html").read_text()
+    assert "Calibrator selection" in html and "within 1 SE of the best" in html

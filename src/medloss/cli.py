@@ -159,7 +159,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 #: the calibrators `medloss train / calibrate` can fit (medloss.workflow.evaluate.CALIBRATORS)
 CALIBRATOR_CHOICES = ("temperature", "classwise_temperature", "vector", "matrix", "dirichlet", "platt", "beta",
-                      "isotonic")
+                      "isotonic", "auto")
 
 
 def _probability_open(text: str) -> float:
@@ -268,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", "--calibrator", dest="calibrator", choices=CALIBRATOR_CHOICES, default="temperature",
                    help="temperature (one T for all classes; default), classwise_temperature, vector, matrix, "
                    "dirichlet (multiclass; richer, need more validation rows), platt or beta (binary, one logit), "
-                   "isotonic (monotone, non-parametric). --calibrator is the same option")
+                   "isotonic (monotone, non-parametric), or auto: the family with the best 5-fold cross-validated NLL "
+                   "on the validation rows (the simplest within one standard error), its table in the report. "
+                   "--calibrator is the same option")
     p.add_argument("--conformal", metavar="ALPHA", type=_probability_open,
                    help="also build conformal prediction sets with coverage >= 1 - ALPHA (e.g. 0.1); the "
                    "validation rows are halved between the calibrator and the conformal quantile")

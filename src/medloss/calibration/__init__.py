@@ -36,10 +36,12 @@ from .metrics import (
 )
 from .ordinal import OrdinalTemperatureScaler, ordinal_calibration_error
 from .plots import plot_clinical_calibration, plot_reliability_diagram, save_figure
+from .selection import CalibratorSelection, select_calibrator
 
 __all__ = [
     "BetaCalibrator",
     "CalibrationAccumulator",
+    "CalibratorSelection",
     "ClasswiseTemperatureScaler",
     "ConfidenceInterval",
     "ConformalClassifier",
@@ -77,6 +79,7 @@ __all__ = [
     "plot_reliability_diagram",
     "reliability_curve",
     "save_figure",
+    "select_calibrator",
     "smoothed_calibration_curve",
     "spiegelhalter_test",
 ]

@@ -579,7 +579,9 @@ def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict
         n_groups: the number of risk groups (default 10).
 
     Returns:
-        ``{"statistic", "df", "p_value", "n_groups"}``.
+        ``{"statistic", "df", "p_value", "n_groups"}``. As ``hoslem.test``, the statistic is NaN (with a warning
+        naming the groups) when a group expects 0 events or 0 non-events (probabilities of exactly 0 or 1), and
+        infinite (p-value 0) when events occur where none are expected.
 
     Raises:
         ValueError: ``probs`` and ``labels`` of different lengths, probabilities outside [0, 1], labels not
@@ -607,7 +609,13 @@ def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict
     count = np.bincount(group, minlength=g).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = (events - expected) ** 2 / expected + ((count - events) - (count - expected)) ** 2 / (count - expected)
-    stat = float(np.nansum(terms))
+    undefined = np.flatnonzero(np.isnan(terms))
+    if undefined.size:  # 0 / 0: a group whose expected events (or non-events) are 0, as hoslem.test gives NaN
+        said = ", ".join(f"{k + 1} (p in [{edges[k]:.3g}, {edges[k + 1]:.3g}])" for k in undefined)
+        warnings.warn(f"hosmer_lemeshow_test: risk group(s) {said} expect 0 events or 0 non-events, so the statistic "
+                      "is undefined (NaN, as R's hoslem.test); use fewer groups, or report the calibration slope "
+                      "and curve instead", RuntimeWarning, stacklevel=2)
+    stat = float(np.sum(terms))  # NaN for an undefined cell, inf where events occur against 0 expected (as R)
     df = g - 2
     return {"statistic": stat, "df": df, "p_value": float(chi2.sf(stat, df)) if df > 0 else math.nan,
             "n_groups": g}

@@ -26,6 +26,7 @@ from ..calibration import (
     expected_calibration_error,
     maximum_calibration_error,
     negative_log_likelihood,
+    select_calibrator,
 )
 from ..metrics import (
     kendall_tau,
@@ -60,7 +61,13 @@ def predictions(probs: torch.Tensor) -> np.ndarray:
     return (probs >= 0.5).long().numpy() if probs.ndim == 1 else probs.argmax(1).numpy()
 
 
-def fit_calibrator(method: str, logits: torch.Tensor, labels: np.ndarray):
+def fit_calibrator(method: str, logits: torch.Tensor, labels: np.ndarray, *, seed: int = 0):
+    """The calibrator ``method`` fitted on validation rows; ``"auto"``: :func:`select_calibrator`'s choice, its
+    table kept as ``selection_`` for the report."""
+    if method == "auto":
+        found = select_calibrator(logits, torch.from_numpy(labels), seed=seed)
+        found.best.selection_ = found
+        return found.best
     if method in BINARY_ONLY and logits.ndim != 1:
         raise ValueError(f"--method {method} is for binary models with one logit; use temperature, vector, "
                          "dirichlet or isotonic")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
@@ -32,6 +33,7 @@ from .report import (
     add_conformal,
     add_evaluation,
     add_operating_points,
+    add_selection,
     add_subgroups,
     confusion_figure,
     environment,
@@ -89,14 +91,14 @@ def _check_subgroup_column(df: pd.DataFrame, cfg: TrainConfig) -> None:
         raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
 
 
-def _fit_on_validation(method: str, logits: torch.Tensor, labels: np.ndarray, notes: list[str]):
+def _fit_on_validation(method: str, logits: torch.Tensor, labels: np.ndarray, notes: list[str], *, seed: int = 0):
     """The calibrator fitted on validation rows (never test); its warnings become notes. A validation split the
     model separates perfectly has no finite NLL-optimal temperature (T -> 0 would make every prediction 0 % or
     100 %): T stays 1 there, with a note."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            calibrator = fit_calibrator(method, logits, labels)
+            calibrator = fit_calibrator(method, logits, labels, seed=seed)
         except ValueError as err:
             raise UserError(str(err)) from None
     if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
@@ -190,8 +192,9 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     val_logits = predict_log_probabilities(setup, result.model, x["val"])
     test_logits = predict_log_probabilities(setup, result.model, x["test"])
     fit_logits, fit_y, conformal_logits, conformal_y = _validation_halves(val_logits, y["val"], cfg, target.notes)
-    calibrator = _fit_on_validation(cfg.calibrator, fit_logits, fit_y, target.notes)
+    calibrator = _fit_on_validation(cfg.calibrator, fit_logits, fit_y, target.notes, seed=cfg.seed)
     calibrator.save(run.path(f"{prefix}calibrator.json"))
+    cfg = chosen_method(cfg, calibrator)
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
     bars = None if cfg.progress else False  # the bootstraps' bars where they are long
@@ -222,6 +225,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     ])
     for note in target.notes:
         report.paragraph(note, note=True)
+    add_selection(report, calibrator)
     add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check)
     add_clinical(report, before, after, target.class_names, cfg.calibrator)
     subgroups = None
@@ -240,7 +244,7 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
         "splits": {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)},
         "training": {"epochs": len(result.history["train_loss"]), "best_epoch": result.best_epoch,
                      "stopped": result.stopped, "seconds": train_seconds, "history": result.history},
-        "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+        "calibrator": {"method": cfg.calibrator, **calibrator.to_dict(), **_selection_json(calibrator)},
         **_present(conformal=conformal),
         "preprocessing": pre.to_dict(), "id_column": selection.id_column,
         # what `medloss predict` needs to rebuild the network and its output head
@@ -303,6 +307,17 @@ def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after:
 def _subgroups_json(subgroups: dict) -> dict:
     return {str(k): {**v, "intervals": None if v["intervals"] is None else
                      {m: ci.to_dict() for m, ci in v["intervals"].items()}} for k, v in subgroups.items()}
+
+
+def chosen_method(cfg: Any, calibrator: Any) -> Any:
+    """``--method auto``: the config with the family the selection chose, so that labels and JSON name it."""
+    found = getattr(calibrator, "selection_", None)
+    return cfg if found is None else dataclasses.replace(cfg, calibrator=found.best_name)
+
+
+def _selection_json(calibrator: Any) -> dict[str, Any]:
+    found = getattr(calibrator, "selection_", None)
+    return {} if found is None else {"selection": found.to_dict()}
 
 
 def _describe_calibrator(cal) -> str:
@@ -596,9 +611,10 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     if cfg.conformal is not None:
         fit_x, fit_y, conformal_x, conformal_y = _conformal_rows(fit_x, fit_y, cfg.seed, notes)
     try:
-        calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y)
+        calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y, seed=cfg.seed)
     except ValueError as err:
         raise UserError(str(err)) from None
+    cfg = chosen_method(cfg, calibrator)
     p_before, p_after = probabilities(test_x), calibrator.predict_proba(test_x)
     conformal, sets = None, None
     if cfg.conformal is not None:
@@ -618,6 +634,7 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
                             ["calibrator", _describe_calibrator(calibrator)]])
     for n in notes:
         report.paragraph(n, note=True)
+    add_selection(report, calibrator)
     check = calibration_check(before, after)
     add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
     add_clinical(report, before, after, class_names, cfg.calibrator)
@@ -633,7 +650,7 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     calibrator.save(run.path("calibrator.json"))
     _write_calibrated_predictions(run.path("calibrated_predictions.csv"), p_after, test_y, sets)
     metrics = {"predictions": cfg.predictions, "val": cfg.val, "kind": kind, "notes": notes,
-               "calibrator": {"method": cfg.calibrator, **calibrator.to_dict()},
+               "calibrator": {"method": cfg.calibrator, **calibrator.to_dict(), **_selection_json(calibrator)},
                "uncalibrated": before, "calibrated": after, "calibration_check": check,
                **({"subgroups": _subgroups_json(subgroups)} if subgroups is not None else {}),
                **({"conformal": conformal} if conformal is not None else {})}

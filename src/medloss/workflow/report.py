@@ -250,6 +250,27 @@ def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str)
     report.table([esc(column), "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
 
 
+def add_selection(report: Report, calibrator: Any) -> None:
+    """``--method auto``: the cross-validated scores of every family and why the chosen one was chosen."""
+    found = getattr(calibrator, "selection_", None)
+    if found is None:
+        return
+    report.heading("Calibrator selection")
+    rule = ("the simplest family whose held-out NLL is within one standard error of the best (the error of the "
+            "per-fold differences)" if found.rule == "one_se" else "the best held-out mean")
+    report.paragraph(
+        f"Each family was fitted on {found.cv - 1} of {found.cv} folds of the validation rows (stratified by label) "
+        f"and scored on the held-out fold; chosen: {found.best_name}, {rule}, refitted on every validation row. "
+        "\"none\" is the uncalibrated model. Mean ± standard deviation over folds; lower is better.", note=True)
+    rows = []
+    for row in found.table:
+        settings = ", ".join(f"{k} {v:g}" for k, v in row["settings"].items())
+        rows.append([row["name"] + (f" ({settings})" if settings else ""),
+                     *(f"{fmt(row[m], 4)} ± {fmt(row[m + '_sd'], 4)}" for m in ("nll", "ece", "brier")),
+                     "yes" if row["within_one_se"] else "no", row["diverged_folds"]])
+    report.table(["calibrator", "NLL", "ECE", "Brier", "within 1 SE of the best", "folds diverged"], rows)
+
+
 def add_conformal(report: Report, conformal: dict, class_names: list[str]) -> None:
     """Conformal prediction sets: target and empirical coverage, set sizes, overall and per class."""
     method = {"lac": "LAC", "aps": "APS", "raps": "RAPS", "ordinal": "ordinal intervals"}[conformal["method"]]
