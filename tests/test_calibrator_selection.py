@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import brier_score_loss, log_loss
 
-from medloss.calibration import TemperatureScaler, select_calibrator
+from medloss.calibration import select_calibrator
 
 
 def _truth(n=3000, k=3, seed=0):
