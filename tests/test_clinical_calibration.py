@@ -4,7 +4,8 @@ Expected values: R 4.2.2, rms 6.5.0 (Debian's r-cran-rms), from `Rscript tests/d
 on the inputs in tests/data/clinical_calibration_inputs.csv (written by tests/data/make_clinical_inputs.py;
 17 significant digits, so both sides read identical doubles). The R script, for reference:
 
-    v <- val.prob(p, y, pl = FALSE)                      # Intercept, Slope, Eavg, E90, Emax, S:z, S:p, Brier, C (ROC)
+    v <- val.prob(p, y, pl = FALSE)  # Intercept, Slope, Eavg, E90, Emax, S:z, S:p, Brier, C (ROC), Dxy, R2, D,
+                                     # D:Chi-sq, U, U:Chi-sq, U:p, Q
     fit <- is.finite(qlogis(p))
     citl <- coef(glm(y[fit] ~ offset(qlogis(p[fit])), family = binomial,
                      control = glm.control(epsilon = 1e-14, maxit = 100)))[1]
@@ -48,13 +49,13 @@ DATA = Path(__file__).parent / "data" / "clinical_calibration_inputs.csv"
 
 # fmt: off
 R_VAL_PROB = {
-    "calibrated": {"Intercept": -0.0290403234363612, "Slope": 0.901268334306741, "Eavg": 0.025462254922009, "E90": 0.0414825467810831, "Emax": 0.0491878027692228, "S:z": 0.977968435957869, "S:p": 0.328089935472128, "Brier": 0.180072603304727, "C (ROC)": 0.806751467710372, "CITL": -0.0285359171854025},
-    "overconfident": {"Intercept": 0.478556026150553, "Slope": 0.545906548298324, "Eavg": 0.116841716725244, "E90": 0.210151651849146, "Emax": 0.214995139734883, "S:z": 8.10358251049445, "S:p": 5.33640062982427e-16, "Brier": 0.20180156004821, "C (ROC)": 0.797150225660864, "CITL": 0.719463410405845},
-    "underconfident": {"Intercept": -0.479223481904132, "Slope": 2.02491457573104, "Eavg": 0.117508316540338, "E90": 0.171345381003849, "Emax": 0.191150354993117, "S:z": -4.70339845148942, "S:p": 2.55866384298121e-06, "Brier": 0.182002314559843, "C (ROC)": 0.826627604166667, "CITL": -0.404078004425602},
-    "small": {"Intercept": -0.335881481326972, "Slope": 0.236435321907515, "Eavg": 0.199928544953415, "E90": 0.396061942912859, "Emax": 0.60569238461286, "S:z": 1.49640903109997, "S:p": 0.134547097555988, "Brier": 0.250914308077609, "C (ROC)": 0.62, "CITL": -0.176630836511245},
-    "ties": {"Intercept": 0.157939607842161, "Slope": 0.795418844807632, "Eavg": 0.0595549441168939, "E90": 0.0987855947268165, "Emax": 0.107587475480718, "S:z": 1.94274261354473, "S:p": 0.0520472646939993, "Brier": 0.20017, "C (ROC)": 0.764927536231884, "CITL": 0.167732022695767},
-    "rare": {"Intercept": 0.966178662479572, "Slope": 1.54436295106554, "Eavg": 0.0115764078372796, "E90": 0.0209056384984078, "Emax": 0.0707201622010911, "S:z": -3.03868651940895, "S:p": 0.0023761196404538, "Brier": 0.0124444398674135, "C (ROC)": 0.871841216216216, "CITL": -0.641294635963557},
-    "zero_one": {"Intercept": -0.303053953755306, "Slope": 1.27673780544826, "Eavg": 0.0375398737332992, "E90": 0.0744291520417216, "Emax": 0.0763678106674808, "S:z": 0.17633108009479, "S:p": 0.860033846180128, "Brier": 0.159757855626937, "C (ROC)": 0.864506172839506, "CITL": -0.242819586091108},
+    "calibrated": {"Intercept": -0.0290403234363612, "Slope": 0.901268334306741, "Eavg": 0.025462254922009, "E90": 0.0414825467810831, "Emax": 0.0491878027692228, "S:z": 0.977968435957869, "S:p": 0.328089935472128, "Brier": 0.180072603304727, "C (ROC)": 0.806751467710372, "CITL": -0.0285359171854025, "Dxy": 0.613502935420744, "R2": 0.361925466382109, "D": 0.313269236818848, "D:Chi-sq": 94.9807710456544, "U": -0.00407516463963285, "U:Chi-sq": 0.777450608110144, "U:p": 0.677920466442214, "Q": 0.317344401458481},
+    "overconfident": {"Intercept": 0.478556026150553, "Slope": 0.545906548298324, "Eavg": 0.116841716725244, "E90": 0.210151651849146, "Emax": 0.214995139734883, "S:z": 8.10358251049445, "S:p": 5.33640062982427e-16, "Brier": 0.20180156004821, "C (ROC)": 0.797150225660864, "CITL": 0.719463410405845, "Dxy": 0.594300451321728, "R2": 0.156532389620994, "D": 0.120997234626133, "D:Chi-sq": 49.3988938504532, "U": 0.160486903395393, "U:Chi-sq": 66.1947613581574, "U:p": 4.21884749357559e-15, "Q": -0.0394896687692605},
+    "underconfident": {"Intercept": -0.479223481904132, "Slope": 2.02491457573104, "Eavg": 0.117508316540338, "E90": 0.171345381003849, "Emax": 0.191150354993117, "S:z": -4.70339845148942, "S:p": 2.55866384298121e-06, "Brier": 0.182002314559843, "C (ROC)": 0.826627604166667, "CITL": -0.404078004425602, "Dxy": 0.653255208333333, "R2": 0.305850116055429, "D": 0.254000664959787, "D:Chi-sq": 102.600265983915, "U": 0.10053888992835, "U:Chi-sq": 42.2155559713401, "U:p": 6.80782652473511e-10, "Q": 0.153461775031437},
+    "small": {"Intercept": -0.335881481326972, "Slope": 0.236435321907515, "Eavg": 0.199928544953415, "E90": 0.396061942912859, "Emax": 0.60569238461286, "S:z": 1.49640903109997, "S:p": 0.134547097555988, "Brier": 0.250914308077609, "C (ROC)": 0.62, "CITL": -0.176630836511245, "Dxy": 0.24, "R2": -0.16799145497382, "D": -0.157131959041463, "D:Chi-sq": -2.92829897603658, "U": 0.0512597845768798, "U:Chi-sq": 3.28149461442199, "U:p": 0.193835133758838, "Q": -0.208391743618343},
+    "ties": {"Intercept": 0.157939607842161, "Slope": 0.795418844807632, "Eavg": 0.0595549441168939, "E90": 0.0987855947268165, "Emax": 0.107587475480718, "S:z": 1.94274261354473, "S:p": 0.0520472646939993, "Brier": 0.20017, "C (ROC)": 0.764927536231884, "CITL": 0.167732022695767, "Dxy": 0.529855072463768, "R2": 0.257982876133304, "D": 0.210521598089289, "D:Chi-sq": 53.6303995223222, "U": 0.00821016849207194, "U:Chi-sq": 4.05254212301799, "U:p": 0.131826177473621, "Q": 0.202311429597217},
+    "rare": {"Intercept": 0.966178662479572, "Slope": 1.54436295106554, "Eavg": 0.0115764078372796, "E90": 0.0209056384984078, "Emax": 0.0707201622010911, "S:z": -3.03868651940895, "S:p": 0.0023761196404538, "Brier": 0.0124444398674135, "C (ROC)": 0.871841216216216, "CITL": -0.641294635963557, "Dxy": 0.743682432432432, "R2": 0.1490019260793, "D": 0.0192051735550847, "D:Chi-sq": 29.8077603326271, "U": 0.00855560256240832, "U:Chi-sq": 14.8334038436125, "U:p": 0.000601128448399657, "Q": 0.0106495709926764},
+    "zero_one": {"Intercept": -0.303053953755306, "Slope": 1.27673780544826, "Eavg": 0.0375398737332992, "E90": 0.0744291520417216, "Emax": 0.0763678106674808, "S:z": 0.17633108009479, "S:p": 0.860033846180128, "Brier": 0.159757855626937, "C (ROC)": 0.864506172839506, "CITL": -0.242819586091108, "Dxy": 0.729012345679012, "R2": 0.506205864893615, "D": 0.468140618543051, "D:Chi-sq": 54.3680305139078, "U": math.inf, "U:Chi-sq": math.inf, "U:p": 0, "Q": -math.inf},
 }
 # R: approx(lowess(p, y, iter = 0), xout = sort(unique(p)), ties = mean)$y on the "ties" data set
 R_TIES_SMOOTH = [0.133716407770387, 0.265317755320777, 0.328677966953945, 0.507587475480718, 0.598785594726816,
@@ -62,7 +63,8 @@ R_TIES_SMOOTH = [0.133716407770387, 0.265317755320777, 0.328677966953945, 0.5075
 # fmt: on
 OURS = {"Intercept": "intercept", "Slope": "slope", "Eavg": "e_avg", "E90": "e_90", "Emax": "e_max",
         "S:z": "spiegelhalter_z", "S:p": "spiegelhalter_p", "Brier": "brier", "C (ROC)": "c_statistic",
-        "CITL": "calibration_in_the_large"}
+        "CITL": "calibration_in_the_large", "Dxy": "dxy", "R2": "r2", "D": "d", "D:Chi-sq": "d_chisq", "U": "u",
+        "U:Chi-sq": "u_chisq", "U:p": "u_p", "Q": "q"}
 
 
 def _datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -92,7 +94,7 @@ def test_equals_r_val_prob(name):
     for r_key, expected in R_VAL_PROB[name].items():
         got = ours[OURS[r_key]]
         # 1e-6 absolute; tiny p-values also relative (R prints 15 significant digits)
-        assert got == pytest.approx(expected, abs=1e-6, rel=1e-6 if expected < 1e-3 else 0), (name, r_key)
+        assert got == pytest.approx(expected, abs=1e-6, rel=1e-6 if abs(expected) < 1e-3 else 0), (name, r_key)
     assert ours["n"] == len(p) and ours["events"] == int(y.sum())
 
 
@@ -249,6 +251,19 @@ def test_hosmer_lemeshow_equals_r(name):
     r = hosmer_lemeshow_test(p, y)
     assert r["statistic"] == pytest.approx(stat, rel=1e-9) and r["df"] == df
     assert r["p_value"] == pytest.approx(pval, abs=1e-9, rel=1e-6)
+
+
+def test_hosmer_lemeshow_with_a_group_expecting_no_event_is_nan_as_r():
+    # R (the hl function above): hl(y, p, g = 5) -> NaN 2 NaN; with the first label 1 (an event where none is
+    # expected) -> Inf 2 0
+    p = [0, 0, 0, 0, 0.2, 0.4, 0.6, 0.8, 0.9, 1]
+    y = [0, 0, 0, 0, 0, 1, 0, 1, 1, 1]
+    with pytest.warns(RuntimeWarning, match=r"risk group\(s\) 1 \(p in \[0, 0.12\]\) expect 0 events"):
+        r = hosmer_lemeshow_test(p, y, n_groups=5)
+    assert math.isnan(r["statistic"]) and math.isnan(r["p_value"]) and r["df"] == 2
+    with pytest.warns(RuntimeWarning, match="statistic is infinite"):
+        r = hosmer_lemeshow_test(p, [1, *y[1:]], n_groups=5)
+    assert r["statistic"] == math.inf and r["p_value"] == 0.0
 
 
 def test_prevalence_adjustment_and_derivation_prevalence():

@@ -3,7 +3,8 @@
 # Inputs: tests/data/clinical_calibration_inputs.csv (written by make_clinical_inputs.py).
 suppressMessages(library(rms))
 d <- read.csv("tests/data/clinical_calibration_inputs.csv")
-keys <- c("Intercept", "Slope", "Eavg", "E90", "Emax", "S:z", "S:p", "Brier", "C (ROC)")
+keys <- c("Intercept", "Slope", "Eavg", "E90", "Emax", "S:z", "S:p", "Brier", "C (ROC)", "Dxy", "R2", "D",
+          "D:Chi-sq", "U", "U:Chi-sq", "U:p", "Q")
 for (name in unique(d$dataset)) {
   p <- d$p[d$dataset == name]
   y <- d$y[d$dataset == name]

@@ -64,8 +64,14 @@ class RiskBins:
         with np.errstate(divide="ignore"):
             logit = np.log(p / (1.0 - p))
         self.finite = np.bincount(index, weights=~np.isfinite(logit)) == 0  # bins of exact 0 / 1 have none
-        self.logit = np.where(self.finite, np.bincount(index, weights=np.where(np.isfinite(logit), logit, 0.0))
-                              / self.counts, 0.0)
+        finite_logit = np.where(np.isfinite(logit), logit, 0.0)
+        self.logit = np.where(self.finite, mean(finite_logit), 0.0)
+        # the deviance of the predictions taken as they are, per row of a bin: sum y logit - log(1 + e^logit)
+        self.softplus = np.where(self.finite, mean(np.logaddexp(0.0, finite_logit)), 0.0)
+        event_rows = np.bincount(index, weights=y)
+        self.event_logit = np.divide(np.bincount(index, weights=y * finite_logit), event_rows,
+                                     out=self.logit.copy(), where=event_rows > 0)
+        self.zero = self.p == 0.0  # bins of p = 0: an event there makes val.prob's U infinite
         self.grid = np.linspace(float(p.min()), float(p.max()), 101)  # lowess fit points: R's delta = 1 %
         self.tricube = _lowess_weights(self.p, self.counts, self.grid)
 
@@ -186,10 +192,33 @@ def bootstrap_values(bins: RiskBins, m: np.ndarray, e: np.ndarray) -> dict[str, 
     pairs = neg.sum(1) * pos.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["c_statistic"] = np.where(pairs > 0, (concordant + 0.5 * tied) / pairs, np.nan)
+    out.update(_deviance_indices(bins, m, e, fit, out["c_statistic"]))
     one_outcome = (e.sum(1) == 0) | (e.sum(1) == n)
     for key in out:  # a resample with one outcome only: undefined, as the exact bootstrap skips it
         out[key] = np.where(one_outcome, np.nan, out[key])
     return out
+
+
+def _deviance_indices(bins: RiskBins, m: np.ndarray, e: np.ndarray, fit: np.ndarray, c: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """val.prob's Dxy, R2, D, U and Q of each resample (:func:`medloss.calibration.clinical._deviance_indices`)."""
+    from scipy.stats import chi2
+
+    f = bins.finite
+    mf, ef = m[:, f], e[:, f]
+    n, events = mf.sum(1), ef.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = events / n
+        l0 = -2.0 * (events * np.log(rate) + (n - events) * np.log1p(-rate))
+        l01 = -2.0 * ((ef * bins.event_logit[f]).sum(1) - (mf * bins.softplus[f]).sum(1))
+        eta = fit[:, :1] + fit[:, 1:2] * bins.logit[f]
+        l_recal = -2.0 * ((ef * eta).sum(1) - (mf * np.logaddexp(0.0, eta)).sum(1))
+        u_chisq = l01 + np.where((e[:, bins.zero] > 0).any(1), np.inf, 0.0) - l_recal
+        lr = l0 - l01
+        d, u = (lr - 1.0) / n, (u_chisq - 2.0) / n
+        r2 = (1.0 - np.exp(-lr / n)) / (1.0 - np.exp(-l0 / n))
+    return {"dxy": 2.0 * (c - 0.5), "r2": r2, "d": d, "d_chisq": lr, "u": u, "u_chisq": u_chisq,
+            "u_p": chi2.sf(u_chisq, 2), "q": d - u}
 
 
 def binned_bootstrap(p: np.ndarray, y: np.ndarray, n_boot: int, rng: np.random.Generator,

@@ -53,6 +53,14 @@ CLINICAL_KEYS = (
     "spiegelhalter_p",
     "brier",
     "c_statistic",
+    "dxy",
+    "r2",
+    "d",
+    "d_chisq",
+    "u",
+    "u_chisq",
+    "u_p",
+    "q",
     "n",
     "events",
 )
@@ -324,6 +332,29 @@ def _binned_c_statistic(logits: np.ndarray, y: np.ndarray) -> float:
     return (concordant + 0.5 * tied) / total if total > 0 else math.nan
 
 
+def _deviance_indices(p: np.ndarray, logits: np.ndarray, y_fit: np.ndarray, y: np.ndarray, a: float, b: float,
+                      c_stat: float) -> dict[str, float]:
+    """val.prob's discrimination, unreliability and quality indices (Harrell, *Regression Modeling Strategies*,
+    10.9). On the rows with a finite logit (``n`` of them): ``LR = L0 - L01``, the deviance of the intercept-only
+    model minus that of the predictions taken as they are (intercept 0, slope 1); ``D = (LR - 1) / n``;
+    Nagelkerke's ``R2 = (1 - exp(-LR / n)) / (1 - exp(-L0 / n))``; ``Dxy = 2 (C - 1/2)``. ``U = (U_chisq - 2) / n``
+    with ``U_chisq = L01 - L_recal`` (the predictions' deviance over every row, R's ``na.rm`` sum, minus that of
+    the recalibrated ``a + b logit``; chi-square on 2 df) and ``Q = D - U``."""
+    n = len(y_fit)
+    rate = float(y_fit.mean())
+    l0 = -2.0 * n * (rate * math.log(rate) + (1.0 - rate) * math.log(1.0 - rate))
+    lr = l0 + 2.0 * _binomial_loglik(logits, y_fit)
+    with np.errstate(invalid="ignore"):
+        l01_all = -2.0 * float(np.nansum(y * _logit(p) - np.logaddexp(0.0, _logit(p))))  # R's na.rm sum: inf kept
+    u_chisq = l01_all + 2.0 * _binomial_loglik(a + b * logits, y_fit) if math.isfinite(a) else math.nan
+    d = (lr - 1.0) / n
+    u = (u_chisq - 2.0) / n
+    from scipy.stats import chi2
+
+    return {"dxy": 2.0 * (c_stat - 0.5), "r2": (1.0 - math.exp(-lr / n)) / (1.0 - math.exp(-l0 / n)), "d": d,
+            "d_chisq": lr, "u": u, "u_chisq": u_chisq, "u_p": float(chi2.sf(u_chisq, 2)), "q": d - u}
+
+
 def _clinical(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     if np.unique(p).size < 2:
         raise ValueError(
@@ -332,12 +363,14 @@ def _clinical(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     logits, y_fit = _finite_logits(p, y)
     if y_fit.size < 2 or y_fit.min() == y_fit.max():
         a = b = citl = c_stat = math.nan
+        indices = dict.fromkeys(("dxy", "r2", "d", "d_chisq", "u", "u_chisq", "u_p", "q"), math.nan)
         warnings.warn("fewer than two outcomes remain strictly inside (0, 1): the logistic fits are undefined",
                       RuntimeWarning, stacklevel=3)
     else:
         a, b = _recalibration_fit(logits, y_fit)
         citl = _citl_fit(logits, y_fit)
         c_stat = _binned_c_statistic(logits, y_fit)
+        indices = _deviance_indices(p, logits, y_fit, y, a, b, c_stat)
     err = np.abs(p - _smoothed(p, y))
     z, pz = _spiegelhalter(p, y)
     return {
@@ -351,6 +384,7 @@ def _clinical(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "spiegelhalter_p": pz,
         "brier": float(np.mean((p - y) ** 2)),
         "c_statistic": c_stat,
+        **indices,
         "n": int(len(p)),
         "events": int(y.sum()),
     }
@@ -378,7 +412,10 @@ def clinical_calibration(probs: Any, labels: Any, *, ordinal: bool = False) -> d
     Returns:
         Binary input: a dict with exactly the keys ``calibration_in_the_large``, ``intercept``,
         ``slope``, ``e_avg`` (ICI), ``e_90``, ``e_max``, ``spiegelhalter_z``, ``spiegelhalter_p``,
-        ``brier``, ``c_statistic``, ``n`` and ``events``. ``[N, K]`` input: a dict from the class
+        ``brier``, ``c_statistic``, val.prob's ``dxy`` (Somers' D), ``r2`` (Nagelkerke), ``d``
+        (discrimination index) with ``d_chisq``, ``u`` (unreliability index) with ``u_chisq`` and ``u_p``
+        (its chi-square test on 2 df: are intercept 0 and slope 1 rejected?), ``q`` (quality index,
+        ``d - u``), ``n`` and ``events``. ``[N, K]`` input: a dict from the class
         (or threshold) index to such a dict; a class absent from the labels gets NaN values and a warning.
 
     Raises:
@@ -609,12 +646,14 @@ def hosmer_lemeshow_test(probs: Any, labels: Any, *, n_groups: int = 10) -> dict
     count = np.bincount(group, minlength=g).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = (events - expected) ** 2 / expected + ((count - events) - (count - expected)) ** 2 / (count - expected)
-    undefined = np.flatnonzero(np.isnan(terms))
-    if undefined.size:  # 0 / 0: a group whose expected events (or non-events) are 0, as hoslem.test gives NaN
-        said = ", ".join(f"{k + 1} (p in [{edges[k]:.3g}, {edges[k + 1]:.3g}])" for k in undefined)
-        warnings.warn(f"hosmer_lemeshow_test: risk group(s) {said} expect 0 events or 0 non-events, so the statistic "
-                      "is undefined (NaN, as R's hoslem.test); use fewer groups, or report the calibration slope "
-                      "and curve instead", RuntimeWarning, stacklevel=2)
+    for bad, what in ((np.isnan(terms), "expect 0 events or 0 non-events and observe none, so the statistic is "
+                                        "undefined (NaN"),
+                      (np.isinf(terms), "observe events (or non-events) where their probabilities of 0 or 1 expect "
+                                        "none, so the statistic is infinite (p-value 0")):
+        if bad.any():  # as hoslem.test: 0 / 0 is NaN, x / 0 infinite
+            said = ", ".join(f"{k + 1} (p in [{edges[k]:.3g}, {edges[k + 1]:.3g}])" for k in np.flatnonzero(bad))
+            warnings.warn(f"hosmer_lemeshow_test: risk group(s) {said} {what}, as R's hoslem.test); use fewer "
+                          "groups, or report the calibration slope and curve instead", RuntimeWarning, stacklevel=2)
     stat = float(np.sum(terms))  # NaN for an undefined cell, inf where events occur against 0 expected (as R)
     df = g - 2
     return {"statistic": stat, "df": df, "p_value": float(chi2.sf(stat, df)) if df > 0 else math.nan,
