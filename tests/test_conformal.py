@@ -124,3 +124,64 @@ def test_class_count_mismatch():
     cp = ConformalClassifier(0.1).fit(probs, labels)
     with pytest.raises(ValueError, match=r"4 classes but the ConformalClassifier was fitted on 3"):
         cp.predict_sets(torch.full((2, 4), 0.25))
+
+
+def _split_coverages(make, n_cal=400, splits=100, temperature=1.0):
+    probs, labels = _population(3000, 5, seed=1, temperature=temperature)
+    coverages, sizes = [], []
+    for split in range(splits):
+        perm = torch.randperm(3000, generator=torch.Generator().manual_seed(split))
+        cal, test = perm[:n_cal], perm[n_cal:]
+        report = make(split).fit(probs[cal], labels[cal]).evaluate(probs[test], labels[test])
+        coverages.append(report["coverage"])
+        sizes.append(report["mean_set_size"])
+    return float(np.mean(coverages)), float(np.mean(sizes))
+
+
+@pytest.mark.parametrize("method", ["aps", "raps"])
+def test_randomized_sets_cover_exactly(method):
+    """Randomised APS / RAPS (U ~ Uniform(0, 1) per sample): E[coverage] in [1 - alpha, 1 - alpha + 1 / (n + 1)],
+    as for the deterministic U = 0 score (continuous too). Over 100 random splits the mean's standard error is
+    ~0.002."""
+    alpha, n_cal = 0.1, 400
+    kwargs = {"lam": 0.05, "k_reg": 1} if method == "raps" else {}
+    bounds = (1 - alpha - 0.006, 1 - alpha + 1 / (n_cal + 1) + 0.006)
+    rand_cov, _ = _split_coverages(lambda s: ConformalClassifier(alpha, method, randomized=True, seed=s, **kwargs))
+    det_cov, _ = _split_coverages(lambda s: ConformalClassifier(alpha, method, **kwargs))
+    assert bounds[0] <= rand_cov <= bounds[1] and bounds[0] <= det_cov <= bounds[1], (rand_cov, det_cov)
+
+
+
+def test_raps_parameters_are_chosen_on_a_held_out_part():
+    probs, labels = _population(1000, 6, seed=4, temperature=0.6)
+    cp = ConformalClassifier(0.1, "raps", seed=7).fit(probs, labels)
+    # the same tuning rows, reconstructed: 30 % of a seeded permutation
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(7))
+    tune = order[:300].numpy()
+    ranks = 1 + np.argsort(np.argsort(-probs.numpy()[tune], axis=1, kind="stable"), axis=1, kind="stable")
+    true_rank = ranks[np.arange(300), labels.numpy()[tune]]
+    assert cp.k_reg_ == int(np.quantile(true_rank, 0.9, method="higher"))
+    assert cp.n_calibration_ == 700  # the quantile is taken on the other rows only
+    sizes = {lam: ConformalClassifier(0.1, "raps", lam=lam, k_reg=cp.k_reg_).fit(probs[tune], labels[tune])
+             .evaluate(probs[tune], labels[tune])["mean_set_size"] for lam in (0.001, 0.01, 0.1, 0.2, 0.5)}
+    assert cp.lam_ == min(sizes, key=sizes.get)
+    # and the guarantee holds with the tuned parameters
+    cov, _ = _split_coverages(lambda s: ConformalClassifier(0.1, "raps", seed=s), n_cal=600, splits=60)
+    assert cov >= 0.9 - 0.008, cov
+
+
+def test_several_alphas_give_nested_sets_and_the_single_alpha_quantiles():
+    probs, labels = _population(2000, 5, seed=3)
+    for method, kwargs in (("lac", {}), ("aps", {"randomized": True}), ("raps", {"lam": 0.05, "k_reg": 2})):
+        alphas = [0.05, 0.1, 0.3]
+        many = ConformalClassifier(alphas, method, **kwargs).fit(probs[:1000], labels[:1000])
+        for i, a in enumerate(alphas):
+            one = ConformalClassifier(a, method, **kwargs).fit(probs[:1000], labels[:1000])
+            assert many.quantile_[i] == one.quantile_
+            assert torch.equal(many.predict_sets(probs[1000:])[i], one.predict_sets(probs[1000:]))
+        sets = many.predict_sets(probs[1000:])
+        assert bool((sets[2] <= sets[1]).all() and (sets[1] <= sets[0]).all())  # nested
+        reports = many.evaluate(probs[1000:], labels[1000:])
+        assert list(reports) == alphas and reports[0.05]["coverage"] >= reports[0.3]["coverage"]
+    with pytest.raises(ValueError, match="randomized=True` applies to method 'aps' or 'raps'"):
+        ConformalClassifier(0.1, "lac", randomized=True)
