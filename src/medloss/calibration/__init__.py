@@ -21,7 +21,7 @@ from .clinical import (
     smoothed_calibration_curve,
     spiegelhalter_test,
 )
-from .conformal import ConformalClassifier, ConformalOrdinal, conformal_quantile
+from .conformal import ConformalClassifier, ConformalOrdinal, ConformalSegmentation, conformal_quantile
 from .linear import BetaCalibrator, ClasswiseTemperatureScaler, DirichletCalibrator, MatrixScaler, VectorScaler
 from .metrics import (
     CalibrationAccumulator,
@@ -46,6 +46,7 @@ __all__ = [
     "ConfidenceInterval",
     "ConformalClassifier",
     "ConformalOrdinal",
+    "ConformalSegmentation",
     "DirichletCalibrator",
     "IsotonicCalibrator",
     "MatrixScaler",

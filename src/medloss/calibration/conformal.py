@@ -314,4 +314,135 @@ class ConformalOrdinal(ConformalClassifier):
         return scores
 
 
-__all__ = ["ConformalClassifier", "ConformalOrdinal", "conformal_quantile"]
+#: probability thresholds ConformalSegmentation chooses among (the grid of the risk's step function)
+THRESHOLD_GRID = 2000
+RISKS = ("fnr",)
+
+
+class ConformalSegmentation:
+    r"""A mask threshold with a guaranteed false-negative rate: conformal risk control (Angelopoulos, Bates,
+    Fisch, Lei & Schuster, "Conformal Risk Control", ICLR 2024; arXiv 2022).
+
+    The predicted mask of an image is ``{pixel : p >= t}``. Its false-negative rate is the share of the image's
+    lesion pixels left out, ``FNR_i(t) = #{lesion pixels with p < t} / #{lesion pixels}`` (0 for an image
+    without lesion), non-increasing as ``t`` falls and bounded by ``B = 1``. On ``n`` calibration images the
+    threshold is the largest ``t`` of a grid with
+
+    .. math:: rac{n}{n + 1} \widehat{R}_n(t) + rac{B}{n + 1} \le lpha,\qquad
+        \widehat{R}_n(t) = rac{1}{n} \sum_i \mathrm{FNR}_i(t)
+
+    and then, for a new image exchangeable with them, ``E[FNR] <= alpha`` (the expectation over calibration
+    and test images), and ``>= alpha - 2 / (n + 1)`` when no two images share a probability. The guarantee
+    is on the mean over images, not on each one. The false-discovery rate is not monotone in ``t``, so
+    conformal risk control does not bound it (Learn-then-Test does); only ``risk="fnr"`` is offered.
+
+    Args:
+        alpha: the risk level in (0, 1), e.g. 0.1: on average at most 10 % of the lesion pixels missed.
+        risk: ``"fnr"`` (default; the only one, above).
+        n_thresholds: the thresholds tried, ``t = j / n_thresholds`` (default 2000; ``t = 0`` takes every pixel).
+
+    Attributes (after ``fit``): ``threshold_``, ``n_calibration_``, ``calibration_risk_`` (the mean FNR of the
+    calibration images at ``threshold_``).
+
+    Returns:
+        ``fit(probs, masks)`` returns the fitted thresholder; ``predict_masks(probs)`` the boolean masks;
+        ``evaluate(probs, masks)`` the mean, per-image and worst false-negative rates and the mask sizes.
+
+    Raises:
+        ValueError: ``alpha`` outside (0, 1), an unknown ``risk``, ``n < 1 / alpha - 1`` calibration images (no
+            threshold can guarantee ``alpha``: the message says how many are needed), probabilities outside
+            [0, 1], masks of another shape or not 0 / 1; RuntimeError: use before ``fit``.
+
+    Examples:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> masks = torch.zeros(200, 16, 16, dtype=torch.bool)
+        >>> masks[:, 4:10, 5:11] = True                                     # a lesion in every image
+        >>> probs = torch.sigmoid(4 * (masks.double() - 0.5) + torch.randn(200, 16, 16, generator=g))
+        >>> crc = ConformalSegmentation(alpha=0.1).fit(probs[:100], masks[:100])
+        >>> report = crc.evaluate(probs[100:], masks[100:])
+        >>> bool(report["mean_fnr"] <= 0.15), bool(0.0 < crc.threshold_ < 1.0)
+        (True, True)
+    """
+
+    def __init__(self, alpha: float = 0.1, risk: str = "fnr", *, n_thresholds: int = THRESHOLD_GRID) -> None:
+        self.alpha = check_number(alpha, "alpha", low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+        self.risk = check_choice(risk, "risk", RISKS)
+        self.n_thresholds = int(check_number(n_thresholds, "n_thresholds", low=1.0))
+
+    @staticmethod
+    def _inputs(probs: Any, masks: Any | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from .._validation import as_tensor, check_probabilities
+
+        p = as_tensor(probs, "probs")
+        if not torch.is_floating_point(p) or p.ndim < 2:
+            raise ValueError(f"`probs` must be floating-point lesion probabilities [N, *spatial]; got "
+                             f"{p.dtype} {list(p.shape)}")
+        check_probabilities(p, "probs")
+        p = p.reshape(p.shape[0], -1).to(torch.float64)
+        if masks is None:
+            return p, None
+        m = as_tensor(masks, "masks")
+        if m.shape[0] != p.shape[0] or m[0].numel() != p.shape[1]:
+            raise ValueError(f"`masks` must have the shape of `probs`; got {list(m.shape)} for {p.shape[0]} images "
+                             f"of {p.shape[1]} pixels")
+        if not bool(((m == 0) | (m == 1)).all()):
+            raise ValueError("`masks` must hold 0 / 1 (lesion) labels")
+        return p, m.reshape(m.shape[0], -1).bool()
+
+    def _fnr_curves(self, p: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``FNR_i(t_j)`` for every image and threshold ``t_j = j / G``, ``[N, G + 1]``: the lesion pixels' histogram
+        over the grid, cumulated (a pixel with ``p < t_j`` lies in a bin below ``j``)."""
+        g = self.n_thresholds
+        bins = torch.floor(p * g).clamp(0, g).long()  # p < j / g  <=>  floor(p g) < j
+        n, size = p.shape
+        rows = torch.arange(n).unsqueeze(1).expand(n, size)
+        one = torch.ones((), dtype=torch.float64)
+        counts = torch.zeros(n, g + 1, dtype=torch.float64).index_put_((rows[m], bins[m]), one, accumulate=True)
+        below = torch.cat([torch.zeros(n, 1, dtype=torch.float64), counts.cumsum(1)[:, :-1]], 1)  # p < t_j
+        lesion = m.sum(1, keepdim=True).double()
+        return torch.where(lesion > 0, below / lesion.clamp_min(1.0), 0.0)
+
+    def fit(self, probs: Any, masks: Any) -> ConformalSegmentation:
+        """Choose the threshold on calibration images: ``probs`` ``[N, *]`` lesion probabilities, ``masks`` the
+        true lesion masks of the same shape."""
+        p, m = self._inputs(probs, masks)
+        assert m is not None
+        n = p.shape[0]
+        needed = math.ceil(1.0 / self.alpha - 1.0 - 1e-12)
+        if n < needed:
+            raise ValueError(f"alpha={self.alpha:g} needs at least {needed} calibration images (1 / (n + 1) <= "
+                             f"alpha); got n = {n}")
+        risk = self._fnr_curves(p, m).mean(0)  # non-decreasing in t
+        ok = (n * risk + 1.0) / (n + 1.0) <= self.alpha
+        j = int(torch.nonzero(ok).max())  # t = 0 always qualifies: FNR 0 there, and 1 / (n + 1) <= alpha
+        self.threshold_ = j / self.n_thresholds
+        self.calibration_risk_ = float(risk[j])
+        self.n_calibration_ = n
+        return self
+
+    def predict_masks(self, probs: Any) -> torch.Tensor:
+        """Boolean masks ``p >= threshold_`` of the input's shape."""
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("this ConformalSegmentation is not fitted yet: call fit(probs, masks) first")
+        from .._validation import as_tensor
+
+        p = as_tensor(probs, "probs")
+        self._inputs(p)
+        return p >= self.threshold_
+
+    def evaluate(self, probs: Any, masks: Any) -> dict[str, Any]:
+        """The false-negative rate of the predicted masks on held-out images: mean (what is guaranteed), per image
+        (its quantiles), worst, and the share of pixels the masks take."""
+        p, m = self._inputs(probs, masks)
+        assert m is not None
+        pred = self.predict_masks(probs).reshape(p.shape[0], -1)
+        lesion = m.sum(1).double()
+        missed = (m & ~pred).sum(1).double()
+        fnr = torch.where(lesion > 0, missed / lesion.clamp_min(1.0), 0.0)
+        return {"alpha": self.alpha, "risk": self.risk, "threshold": self.threshold_, "mean_fnr": float(fnr.mean()),
+                "median_fnr": float(fnr.median()), "fnr_90": float(torch.quantile(fnr, 0.9)),
+                "max_fnr": float(fnr.max()), "mask_share": float(pred.double().mean()),
+                "n_images": p.shape[0], "n_calibration": self.n_calibration_}
+
+
+__all__ = ["ConformalClassifier", "ConformalOrdinal", "ConformalSegmentation", "conformal_quantile"]
