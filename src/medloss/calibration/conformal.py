@@ -328,8 +328,8 @@ class ConformalSegmentation:
     without lesion), non-increasing as ``t`` falls and bounded by ``B = 1``. On ``n`` calibration images the
     threshold is the largest ``t`` of a grid with
 
-    .. math:: rac{n}{n + 1} \widehat{R}_n(t) + rac{B}{n + 1} \le lpha,\qquad
-        \widehat{R}_n(t) = rac{1}{n} \sum_i \mathrm{FNR}_i(t)
+    .. math:: \frac{n}{n + 1} \widehat{R}_n(t) + \frac{B}{n + 1} \le lpha,\qquad
+        \widehat{R}_n(t) = \frac{1}{n} \sum_i \mathrm{FNR}_i(t)
 
     and then, for a new image exchangeable with them, ``E[FNR] <= alpha`` (the expectation over calibration
     and test images), and ``>= alpha - 2 / (n + 1)`` when no two images share a probability. The guarantee
