@@ -328,7 +328,7 @@ class ConformalSegmentation:
     without lesion), non-increasing as ``t`` falls and bounded by ``B = 1``. On ``n`` calibration images the
     threshold is the largest ``t`` of a grid with
 
-    .. math:: \frac{n}{n + 1} \widehat{R}_n(t) + \frac{B}{n + 1} \le lpha,\qquad
+    .. math:: \frac{n}{n + 1} \widehat{R}_n(t) + \frac{B}{n + 1} \le \alpha,\qquad
         \widehat{R}_n(t) = \frac{1}{n} \sum_i \mathrm{FNR}_i(t)
 
     and then, for a new image exchangeable with them, ``E[FNR] <= alpha`` (the expectation over calibration
