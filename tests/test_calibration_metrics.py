@@ -224,6 +224,11 @@ def test_reliability_diagram_figure(tmp_path):
     save_figure(fig, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list(tmp_path.iterdir()) == [out]  # no temporary file left behind
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # as open() would make it, not mkstemp's 0600
     buf = io.BytesIO()
     plot_reliability_diagram((p[:, 0].double() / p[:, 0].max(), (y == 0).long())).savefig(buf, format="png")
     assert buf.getvalue()[:4] == b"\x89PNG"

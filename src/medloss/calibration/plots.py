@@ -190,6 +190,9 @@ def save_figure(fig, path: str, dpi: int = 200) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        mask = os.umask(0o022)  # mkstemp makes the file 0600: give it the permissions open() would
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
