@@ -5,6 +5,20 @@ Shared conventions (see the README): ``forward(input, target)`` with logits unle
 "sum" / "none"; ``ignore_index`` positions count nowhere; errors name the argument.
 """
 
+from .calibrating import (
+    DCALoss,
+    FocalLossAdaptive,
+    MarginLabelSmoothingLoss,
+    MDCALoss,
+    NeighborAwareCalibrationLoss,
+    SpatiallyVaryingLabelSmoothingLoss,
+    dca_loss,
+    focal_loss_adaptive,
+    margin_label_smoothing_loss,
+    mdca_loss,
+    neighbor_aware_calibration_loss,
+    spatially_varying_label_smoothing_loss,
+)
 from .class_weights import class_weights
 from .combined import CombinedLoss, combined_loss, parse_loss_spec
 from .focal import CrossEntropyLoss, FocalLoss, cross_entropy_loss, focal_loss, prior_bias
@@ -205,6 +219,49 @@ register_loss(
     weight_arg="weight",
 )
 
+register_loss(
+    "focal_adaptive",
+    FocalLossAdaptive,
+    "FLSD-53: focal loss with gamma 5 where p_t < 0.2, else 3 (Mukhoti et al. 2020); trains calibrated.",
+    tasks=("classification", "segmentation"),
+    weight_arg="weight",
+)
+register_loss(
+    "mdca",
+    MDCALoss,
+    "CE + beta x mean over classes of |batch mean p_k - label frequency| (Hebbalaguppe et al. 2022).",
+    tasks=("classification", "segmentation"),
+    weight_arg="weight",
+)
+register_loss(
+    "dca",
+    DCALoss,
+    "CE + beta x |batch mean confidence - accuracy| (Liang et al. 2020, medical images).",
+    tasks=("classification", "segmentation"),
+    weight_arg="weight",
+)
+register_loss(
+    "mbls",
+    MarginLabelSmoothingLoss,
+    "Margin-based label smoothing: CE + lambda x hinge on logit distances beyond a margin (Liu et al. 2022).",
+    tasks=("classification", "segmentation"),
+    weight_arg="weight",
+)
+register_loss(
+    "svls",
+    SpatiallyVaryingLabelSmoothingLoss,
+    "CE against the mask smoothed over each pixel's 3^d neighbourhood (Islam & Glocker 2021); 2-D and 3-D.",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+register_loss(
+    "nacl",
+    NeighborAwareCalibrationLoss,
+    "CE + lambda x |softmax - neighbourhood label shares| per pixel (Murugesan et al. 2023); 2-D and 3-D.",
+    tasks=("segmentation",),
+    weight_arg="weight",
+)
+
 __all__ = [
     "AsymmetricFocalLoss",
     "AsymmetricFocalTverskyLoss",
@@ -216,8 +273,10 @@ __all__ = [
     "ComboLoss",
     "CrossEntropyLoss",
     "CumulativeLinkLoss",
+    "DCALoss",
     "DiceLoss",
     "FocalLoss",
+    "FocalLossAdaptive",
     "FocalTverskyLoss",
     "GIoULoss",
     "GeneralizedDiceLoss",
@@ -225,7 +284,11 @@ __all__ = [
     "JaccardLoss",
     "LossEntry",
     "MCCLoss",
+    "MDCALoss",
+    "MarginLabelSmoothingLoss",
+    "NeighborAwareCalibrationLoss",
     "SoftF1Loss",
+    "SpatiallyVaryingLabelSmoothingLoss",
     "SquaredEMDLoss",
     "SymmetricFocalLoss",
     "SymmetricFocalTverskyLoss",
@@ -243,8 +306,10 @@ __all__ = [
     "corn_loss",
     "cross_entropy_loss",
     "cumulative_link_loss",
+    "dca_loss",
     "dice_loss",
     "focal_loss",
+    "focal_loss_adaptive",
     "focal_tversky_loss",
     "generalized_box_iou",
     "generalized_dice_loss",
@@ -252,12 +317,16 @@ __all__ = [
     "giou_loss",
     "hybrid_focal_loss",
     "jaccard_loss",
+    "margin_label_smoothing_loss",
     "mcc_loss",
+    "mdca_loss",
+    "neighbor_aware_calibration_loss",
     "parse_loss_spec",
     "prior_bias",
     "register_loss",
     "segmentation_statistics",
     "soft_f1_loss",
+    "spatially_varying_label_smoothing_loss",
     "squared_emd_loss",
     "symmetric_focal_loss",
     "symmetric_focal_tversky_loss",

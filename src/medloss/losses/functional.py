@@ -8,6 +8,14 @@ calls the same computation, so in a training loop a module checks its options on
 
 from __future__ import annotations
 
+from .calibrating import (
+    dca_loss,
+    focal_loss_adaptive,
+    margin_label_smoothing_loss,
+    mdca_loss,
+    neighbor_aware_calibration_loss,
+    spatially_varying_label_smoothing_loss,
+)
 from .combined import combined_loss
 from .focal import cross_entropy_loss, focal_loss
 from .giou import giou_loss
@@ -43,15 +51,21 @@ __all__ = [
     "corn_loss",
     "cross_entropy_loss",
     "cumulative_link_loss",
+    "dca_loss",
     "dice_loss",
     "focal_loss",
+    "focal_loss_adaptive",
     "focal_tversky_loss",
     "generalized_dice_loss",
     "giou_loss",
     "hybrid_focal_loss",
     "jaccard_loss",
+    "margin_label_smoothing_loss",
     "mcc_loss",
+    "mdca_loss",
+    "neighbor_aware_calibration_loss",
     "soft_f1_loss",
+    "spatially_varying_label_smoothing_loss",
     "squared_emd_loss",
     "symmetric_focal_loss",
     "symmetric_focal_tversky_loss",

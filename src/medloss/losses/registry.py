@@ -54,8 +54,21 @@ class LossEntry:
         return 1 if binary else num_classes
 
     def accepts(self, keyword: str) -> bool:
-        params = inspect.signature(self.factory).parameters
-        return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        """Whether ``factory`` takes ``keyword``: a class's ``**kwargs`` are followed to its bases' ``__init__``."""
+        if not isinstance(self.factory, type):
+            params = inspect.signature(self.factory).parameters
+            return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        for cls in self.factory.__mro__:
+            if cls is nn.Module or "__init__" not in vars(cls):
+                if cls is nn.Module:
+                    return False
+                continue
+            params = inspect.signature(vars(cls)["__init__"]).parameters
+            if keyword in params:
+                return True
+            if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                return False
+        return False
 
 
 _REGISTRY: dict[str, LossEntry] = {}

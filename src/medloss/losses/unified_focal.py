@@ -262,10 +262,13 @@ class SymmetricFocalLoss(nn.Module):
 """)
     asymmetric = False
 
-    def __init__(self, *, delta: float = 0.7, gamma: float = 2.0, **options: Any) -> None:
+    def __init__(self, *, delta: float = 0.7, gamma: float = 2.0, mode: str = "multiclass", from_logits: bool = True,
+                 ignore_index: int | None = -100, reduction: str = "mean", distributed: bool = False,
+                 **deprecated: Any) -> None:
         super().__init__()
         self.delta, self.gamma = _check_delta_gamma(delta, gamma)
-        o = _PixelOptions(type(self).__name__, **options)
+        o = _PixelOptions(type(self).__name__, mode=mode, from_logits=from_logits, ignore_index=ignore_index,
+                          reduction=reduction, distributed=distributed, **deprecated)
         self.mode, self.from_logits, self.ignore_index = o.mode, o.from_logits, o.ignore_index
         self.reduction, self.distributed = o.reduction, o.distributed
         self.owner = type(self).__name__
