@@ -268,6 +268,11 @@ def test_quick_demo(tmp_path, capsys):
     assert len(metrics["binary"]) == 4 and len(metrics["ordinal"]) == 3 and len(metrics["segmentation"]) == 3
     assert len(parse_report(path / "report.html").images) == 4 * 7 + 1
     assert (path / "segmentation_examples.png").exists()
+    study = metrics["calibration_losses"]
+    assert [r["loss"] for r in study["rows"]] == ["ce", "focal (gamma 3)", "label smoothing 0.1", "FLSD-53", "MDCA",
+                                                  "DCA", "MbLS"]
+    assert {"SVLS", "NACL"} <= {r["loss"] for r in study["images"]}
+    assert "Train-time calibration losses" in (path / "report.html").read_text()
 
 
 def test_calibrate_subgroup_report(tmp_path, capsys):
@@ -391,3 +396,17 @@ def test_calibrate_method_auto_chooses_on_cross_validation_and_shows_the_table(t
     assert chosen["within_one_se"] and chosen["nll"] < temperature["nll"]
     html = (out / "report.html").read_text()
     assert "Calibrator selection" in html and "within 1 SE of the best" in html
+
+
+@pytest.mark.parametrize("loss", ["focal_adaptive", "mdca", "dca", "mbls", "0.5*mdca+0.5*focal_adaptive"])
+def test_train_accepts_the_calibration_losses(tmp_path, loss):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 4))
+    y = np.digitize(x[:, 0] + rng.normal(size=240), [-0.8, 0.8])  # 3 classes
+    df = pd.DataFrame({f"f{i}": x[:, i] for i in range(4)} | {"y": y})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--task", "multiclass", "--loss", loss,
+                 "--class-weights", "balanced", "--epochs", "5", "--n-boot", "10", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["loss"] == loss

@@ -122,6 +122,125 @@ def segmentation_runs(seed: int, epochs: int, progress: bool):
     return results, segmentation_figure(x_te[:3, 0], y_te[:3], predictions)
 
 
+#: the losses compared in the train-time calibration study: name -> factory(task) (task "rows" or "images")
+def _study_losses() -> dict[str, Any]:
+    from .losses import (
+        CrossEntropyLoss,
+        DCALoss,
+        FocalLoss,
+        FocalLossAdaptive,
+        MarginLabelSmoothingLoss,
+        MDCALoss,
+        NeighborAwareCalibrationLoss,
+        SpatiallyVaryingLabelSmoothingLoss,
+    )
+
+    return {
+        "ce": lambda task: CrossEntropyLoss(), "focal (gamma 3)": lambda task: FocalLoss(gamma=3.0),
+        "label smoothing 0.1": lambda task: CrossEntropyLoss(label_smoothing=0.1),
+        "FLSD-53": lambda task: FocalLossAdaptive(), "MDCA": lambda task: MDCALoss(),
+        "DCA": lambda task: DCALoss(), "MbLS": lambda task: MarginLabelSmoothingLoss(),
+        "SVLS": lambda task: SpatiallyVaryingLabelSmoothingLoss() if task == "images" else None,
+        "NACL": lambda task: NeighborAwareCalibrationLoss() if task == "images" else None,
+    }
+
+
+def _calibration_scores(val_logits: torch.Tensor, val_y: torch.Tensor, test_logits: torch.Tensor,
+                        test_y: torch.Tensor) -> dict[str, float]:
+    """Test ECE and NLL before and after a temperature fitted on the validation rows."""
+    import warnings
+
+    from .calibration import TemperatureScaler, expected_calibration_error, negative_log_likelihood
+
+    with warnings.catch_warnings():  # a separable validation split: reported as such, T stays where it stopped
+        warnings.simplefilter("ignore")
+        ts = TemperatureScaler().fit(val_logits.double(), val_y)
+    before, after = test_logits.double().softmax(1), ts.predict_proba(test_logits.double())
+    return {"ece": expected_calibration_error(before, test_y), "nll": negative_log_likelihood(before, test_y),
+            "ece_ts": expected_calibration_error(after, test_y), "nll_ts": negative_log_likelihood(after, test_y),
+            "temperature": ts.temperature_}
+
+
+def _rows_run(loss_fn: Any, seed: int, epochs: int) -> dict[str, float]:
+    """The breast-cancer MLP (30 -> 64 -> 32 -> 2, 60/20/20 split by seed) trained full-batch for ``epochs``."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x_tr, x_rest, y_tr, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=seed)
+    x_va, x_te, y_va, y_te = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=seed)
+    mean, std = x_tr.mean(0), x_tr.std(0) + 1e-12
+    xs = [torch.tensor((a - mean) / std, dtype=torch.float32) for a in (x_tr, x_va, x_te)]
+    ys = [torch.tensor(b) for b in (y_tr, y_va, y_te)]
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(30, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss_fn(model(xs[0]), ys[0]).backward()
+        opt.step()
+    with torch.no_grad():
+        val, test = model(xs[1]), model(xs[2])
+    return {**_calibration_scores(val, ys[1], test, ys[2]), "quality": float((test.argmax(1) == ys[2]).double().mean())}
+
+
+def _images_run(loss_fn: Any, seed: int, epochs: int) -> dict[str, float]:
+    """The demo's lesion CNN trained on 96 generated images; pixels of 32 validation / 32 test images scored."""
+    x_tr, y_tr = lesion_images(96, seed=seed)
+    x_va, y_va = lesion_images(32, seed=seed + 100)
+    x_te, y_te = lesion_images(32, seed=seed + 200)
+    torch.manual_seed(seed)
+    model = TinyUNet()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x_tr), generator=gen).split(16):
+            opt.zero_grad()
+            loss_fn(model(x_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+    with torch.no_grad():
+        val, test = model(x_va), model(x_te)
+
+    def pixels(z: torch.Tensor) -> torch.Tensor:
+        return z.movedim(1, -1).reshape(-1, z.shape[1])
+
+    pred = test.argmax(1)
+    tp, fp = int(((pred == 1) & (y_te == 1)).sum()), int(((pred == 1) & (y_te == 0)).sum())
+    fn = int(((pred == 0) & (y_te == 1)).sum())
+    return {**_calibration_scores(pixels(val), y_va.reshape(-1), pixels(test), y_te.reshape(-1)),
+            "quality": 2 * tp / max(2 * tp + fp + fn, 1)}
+
+
+def calibration_loss_study(seeds: list[int], epochs: int, seg_epochs: int, progress: bool = False
+                           ) -> dict[str, list[dict[str, Any]]]:
+    """Each train-time calibration loss against CE, focal and label smoothing, on the breast-cancer MLP ("rows":
+    quality = test accuracy) and the lesion CNN ("images": quality = lesion Dice): per loss, the mean and standard
+    deviation over ``seeds`` of test ECE and NLL before and after temperature scaling (fitted on validation)."""
+    out: dict[str, list[dict[str, Any]]] = {"rows": [], "images": []}
+    jobs = [(task, name, make) for task in ("rows", "images") for name, make in _study_losses().items()
+            if make(task) is not None]
+    for task, name, make in tqdm(jobs, desc="calibration losses", unit="loss", disable=not progress, leave=False):
+        runs = [(_rows_run if task == "rows" else _images_run)(make(task), seed,
+                                                                 epochs if task == "rows" else seg_epochs)
+                for seed in seeds]
+        row: dict[str, Any] = {"loss": name}
+        for key in runs[0]:
+            values = np.array([r[key] for r in runs])
+            row[key], row[key + "_sd"] = float(values.mean()), float(values.std(ddof=1)) if len(runs) > 1 else 0.0
+        out[task].append(row)
+    return out
+
+
+def study_table(rows: list[dict[str, Any]], quality: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (mean ± sd) of a calibration-loss study table."""
+    def cell(r: dict[str, Any], key: str) -> str:
+        return f"{r[key]:.3f} ± {r[key + '_sd']:.3f}"
+
+    head = ["loss", quality, "ECE", "ECE after T", "NLL", "NLL after T", "T"]
+    return head, [[r["loss"], *(cell(r, k) for k in ("quality", "ece", "ece_ts", "nll", "nll_ts")),
+                   f"{r['temperature']:.2f}"] for r in rows]
+
+
 def segmentation_figure(images: torch.Tensor, masks: torch.Tensor, predictions: dict[str, torch.Tensor]):
     """Rows: test images; columns: image, ground truth, then each loss's prediction."""
     from matplotlib.figure import Figure
@@ -170,7 +289,11 @@ def run_demo(out: str = "medloss-demo", *, force: bool = False, seed: int = 0, q
             summary[task].append({"run": label, **metrics})
         summary["segmentation"], seg_fig = segmentation_runs(seed, seg_epochs, progress)
         summary["segmentation_epochs"] = seg_epochs
+        study_seeds = [seed] if quick else [seed, seed + 1]
+        study_epochs = (15, 1) if quick else (400, 40)  # the CNN finds the lesions with CE from ~40 epochs
+        summary["calibration_losses"] = calibration_loss_study(study_seeds, *study_epochs, progress=progress)
         _summary_tables(report, summary, seg_fig)
+        _calibration_loss_section(report, summary["calibration_losses"], len(study_seeds), study_epochs)
         summary["demo_seconds"] = time.perf_counter() - t_start
         path = finish(report, run, summary, command)
     _print_summary(summary, path)
@@ -248,6 +371,19 @@ def _summary_tables(report: Report, summary: dict[str, Any], seg_fig) -> None:
                   "masks of each segmentation loss.", width=900)
     # the summary goes first: move these six parts to the front
     report.parts = report.parts[-6:] + report.parts[:-6]
+
+
+def _calibration_loss_section(report: Report, study: dict[str, Any], n_seeds: int, epochs: tuple[int, int]) -> None:
+    report.heading("Train-time calibration losses")
+    report.paragraph(
+        f"The breast-cancer MLP ({epochs[0]} full-batch epochs) and the lesion CNN ({epochs[1]} epochs) trained with "
+        "cross-entropy, focal loss, label smoothing and each train-time calibration loss (default arguments), over "
+        f"{n_seeds} seed(s): test ECE and NLL before and after temperature scaling fitted on validation, mean ± sd. "
+        "A loss that calibrates while training lowers the ECE before scaling; after scaling the question is whether "
+        "it still beats cross-entropy + temperature. `python benchmarks/bench_calibration_losses.py` runs more "
+        "seeds (BENCHMARKS.md).", note=True)
+    for task, quality in (("rows", "test accuracy"), ("images", "lesion Dice")):
+        report.table(*study_table(study[task], quality))
 
 
 def _print_summary(summary: dict[str, Any], path: Path) -> None:
