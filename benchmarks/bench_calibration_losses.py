@@ -33,7 +33,8 @@ def main() -> None:
     body = (
         "## Train-time calibration losses: what each buys\n\n"
         f"Command: `python benchmarks/bench_calibration_losses.py --seeds {args.seeds} --epochs {args.epochs} "
-        f"--seg-epochs {args.seg_epochs}` ({machine_line()}; {time.strftime('%Y-%m-%d')}; {seconds:.0f} s). Mean ± standard deviation over "
+        f"--seg-epochs {args.seg_epochs}` ({machine_line()}; {time.strftime('%Y-%m-%d')}; {seconds:.0f} s). "
+        "Mean ± standard deviation over "
         f"{args.seeds} seeds (split, initialisation, batches). ECE: 15-bin top-label; T: the temperature fitted on "
         "validation (> 1: the model was over-confident). Default arguments of every loss.\n\n"
         f"Breast cancer (scikit-learn), MLP 30-64-32-2, 60/20/20 split, Adam 1e-3, {args.epochs} full-batch epochs "
