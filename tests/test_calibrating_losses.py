@@ -269,3 +269,11 @@ def test_option_errors():
         SpatiallyVaryingLabelSmoothingLoss()(*_rows())
     with pytest.raises(ValueError, match="`weight` must have one entry per class"):
         DCALoss(weight=torch.ones(2))(*_rows())
+
+
+@pytest.mark.parametrize("loss", ALL, ids=lambda m: type(m).__name__)
+def test_second_derivatives_in_float64(loss):
+    # gradient penalties differentiate the gradient: gradgradcheck away from the hinges' and abs' kinks
+    x, t = _images(b=1, c=3, size=(3, 3), seed=12)
+    x.requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda a: loss(a, t), (x,))
