@@ -212,27 +212,32 @@ def test_svls_3d_keeps_uniform_regions_one_hot_and_mixes_boundaries():
 
 
 # ---------------------------------------------------------------------------------------------- NACL
-def nacl_transcribed(x, t, lambda_=0.1, k=3):
-    """The paper's formula, by loops: CE + lambda mean over pixels and classes of |tau_c - p_c|, tau the label
-    shares among the in-image pixels of the k x k window."""
-    b, c, h, w = x.shape
-    p = torch.softmax(x, 1)
-    r = k // 2
-    penalty = torch.zeros(b, h, w, dtype=x.dtype)
-    for n in range(b):
-        for i in range(h):
-            for j in range(w):
-                window = t[n, max(0, i - r):i + r + 1, max(0, j - r):j + r + 1].reshape(-1)
-                tau = torch.stack([(window == cls).double().mean() for cls in range(c)])
-                penalty[n, i, j] = (tau - p[n, :, i, j]).abs().mean()
-    return F.cross_entropy(x, t) + lambda_ * penalty.mean()
+def nacl_official(inputs, targets, classes, kernel_size=3, alpha=0.1):
+    """MONAI's NACLLoss (the paper's code, ported; kernel_ops="mean", distance_type="l1"): the one-hot mask through a
+    k x k mean filter with replicated borders, then CE + alpha * mean |shares - logits|."""
+    oh = F.one_hot(targets, classes).permute(0, 3, 1, 2).double()
+    pad = kernel_size // 2
+    kernel = torch.ones(classes, 1, kernel_size, kernel_size, dtype=torch.float64) / kernel_size**2
+    shares = F.conv2d(F.pad(oh, (pad,) * 4, mode="replicate"), kernel, groups=classes)
+    return F.cross_entropy(inputs, targets) + alpha * (shares - inputs).abs().mean()
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_nacl_equals_the_formula(k):
+def test_nacl_equals_the_official_code(k):
     x, t = _images(seed=9, size=(6, 5))
     got = NeighborAwareCalibrationLoss(kernel_size=k, lambda_=0.3)(x, t)
-    assert got.item() == pytest.approx(nacl_transcribed(x, t, 0.3, k).item(), rel=1e-12)
+    assert got.item() == pytest.approx(nacl_official(x, t, 3, k, 0.3).item(), rel=1e-12)
+
+
+def test_nacl_shares_leave_ignored_pixels_out():
+    # one ignored pixel inside a uniform region of class 1: its neighbours' shares stay (0, 1)
+    x, t = torch.zeros(1, 2, 4, 4, dtype=torch.float64), torch.ones(1, 4, 4, dtype=torch.long)
+    t[0, 1, 1] = -100
+    per_pixel = NeighborAwareCalibrationLoss(reduction="none")(x, t)
+    expected = math.log(2) + 0.1 * (abs(0 - 0) + abs(1 - 0)) / 2  # logits 0, shares (0, 1)
+    counted = t != -100
+    np.testing.assert_allclose(per_pixel[counted].numpy(), expected, rtol=1e-12)
+    assert per_pixel[0, 1, 1].item() == 0.0
 
 
 # ---------------------------------------------------------------------------------------------- conventions

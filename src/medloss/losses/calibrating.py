@@ -7,8 +7,8 @@ calibrators (:mod:`medloss.calibration`) fix it afterwards.
 - :class:`MarginLabelSmoothingLoss` (MbLS, Liu et al., CVPR 2022): the cross-entropy plus a hinge on logit
   distances beyond a margin.
 - :class:`SpatiallyVaryingLabelSmoothingLoss` (SVLS, Islam & Glocker, IPMI 2021) and
-  :class:`NeighborAwareCalibrationLoss` (NACL, Murugesan et al., MICCAI 2023): segmentation targets and
-  penalties that follow the labels of each pixel's neighbourhood, 2-D and 3-D.
+  :class:`NeighborAwareCalibrationLoss` (NACL, Murugesan et al., MICCAI 2023): a segmentation target, and a
+  penalty on the logits, that follow the labels of each pixel's neighbourhood, 2-D and 3-D.
 
 Inputs as every loss: logits ``[B, C, *]`` with class indices ``[B, *]`` (``mode="multiclass"``), or one
 logit ``[B, 1, *]`` / ``[B, *]`` with 0 / 1 labels (``mode="binary"``, seen as the two-class softmax
@@ -536,12 +536,15 @@ def _nacl(input: torch.Tensor, target: torch.Tensor, o: Any, lambda_: float, ker
         spatial = x.ndim - 2
         pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
         pad = kernel_size // 2
-        # each label's share of the counted pixels in the k^d window inside the image
-        shares = pool(onehot, kernel_size, 1, pad, count_include_pad=False) / pool(
-            c1, kernel_size, 1, pad, count_include_pad=False).clamp_min(1e-12)
+
+        def window_mean(v: torch.Tensor) -> torch.Tensor:  # the k^d mean, borders replicated (the official code's)
+            return pool(F.pad(v, (pad, pad) * spatial, mode="replicate"), kernel_size, 1)
+
+        # each label's share of the counted pixels of the window; ignored pixels dilute nothing
+        shares = window_mean(onehot) / window_mean(c1).clamp_min(1e-12)
         logp = torch.log_softmax(x, 1)
         ce, w = _cross_entropy(logp, t, o)
-        penalty = (shares - logp.exp()).abs().mean(1)
+        penalty = (shares - x).abs().mean(1)  # on the logits, as the paper's constraint and its code
         if w is None:
             return _reduce(ce + lambda_ * penalty, counted, o)
         mean_ce = _reduce(ce, counted, o, _weighted_mean_denominator(w, counted))
@@ -572,16 +575,17 @@ class NeighborAwareCalibrationLoss(_CalibratingLoss):
     __doc__ = r"""Neighbor-aware calibration, NACL (Murugesan et al., "Trust your Neighbours: Penalty-based
     Constraints for Model Calibration", MICCAI 2023), 2-D and 3-D:
 
-    .. math:: \mathcal{L} = \mathrm{CE} + \lambda\, \frac{1}{K} \sum_c \big|\tau_c - p_c\big|
+    .. math:: \mathcal{L} = \mathrm{CE} + \lambda\, \frac{1}{K} \sum_c \big|\tau_c - z_c\big|
 
-    per pixel, ``tau_c`` the share of class ``c`` among the labels of the pixel's ``k^d`` neighbourhood: each
-    pixel's softmax is pulled towards its neighbourhood's label proportions (1 inside a uniform region, mixed at
-    boundaries). The shares count the neighbours inside the image (the official code pads with zeros, which
-    counts the border as class 0) and leave ignored pixels out.
+    per pixel, ``z`` the logits and ``tau_c`` the share of class ``c`` among the labels of the pixel's ``k^d``
+    neighbourhood (borders replicated, as the official code and MONAI's ``NACLLoss``): the logits are held near
+    the neighbourhood's label proportions (1 inside a uniform region, mixed at boundaries), a linear penalty
+    that, like MbLS's margin, keeps them from growing without end. Ignored pixels count nowhere and do not
+    dilute their neighbours' shares.
 """ + _doc_common(_NACL_ARGS, _PIXEL_RETURNS) + """
     Examples:
-        >>> x, t = torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long)  # p = 1/2, a uniform region
-        >>> NeighborAwareCalibrationLoss()(x, t)  # log 2 + 0.1 (|1 - 1/2| + |0 - 1/2|) / 2
+        >>> x, t = torch.zeros(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long)  # logits 0, a uniform region
+        >>> NeighborAwareCalibrationLoss()(x, t)  # log 2 + 0.1 (|1 - 0| + |0 - 0|) / 2
         tensor(0.7431)
 """
 
@@ -595,7 +599,7 @@ class NeighborAwareCalibrationLoss(_CalibratingLoss):
 
 
 neighbor_aware_calibration_loss.__doc__ = (
-    "NACL, the cross-entropy plus a pull of each pixel's softmax towards its neighbourhood's label shares: the "
+    "NACL, the cross-entropy plus a pull of each pixel's logits towards its neighbourhood's label shares: the "
     "functional form of :class:`NeighborAwareCalibrationLoss`." + _doc_common("""        input: logits ``[B, C, *]``.
         target: class indices ``[B, *]``.
 """ + _NACL_ARGS, _PIXEL_RETURNS) + """
