@@ -43,6 +43,10 @@ def test_binary_channel_of_size_one_may_be_added_or_dropped(name, input_shape, t
     x = torch.randn(*input_shape)
     y = torch.randint(0, 2, target_shape).float()
     loss = _binary(name)
+    if name in ("svls", "nacl") and len(input_shape) < 3:  # a neighbourhood needs images: a clear error instead
+        with pytest.raises(ValueError, match=r"needs images"):
+            loss(x, y)
+        return
     # the same loss as with the target in the input's own shape
     torch.testing.assert_close(loss(x, y), loss(x, y.reshape(input_shape)), rtol=0, atol=0)
 
