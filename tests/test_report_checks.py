@@ -124,3 +124,18 @@ def test_report_has_a_table_of_contents_in_section_order():
     toc = page[page.index('<nav class="toc">'):page.index("</nav>")]
     assert toc.index("Figures") < toc.index("Run: binary: 0.5*ce+0.5*soft_f1") < toc.index("Test metrics")
     assert 'href="#s2"' in toc and '<h2 id="s2">Figures</h2>' in page
+
+
+def test_class_and_subgroup_names_are_escaped_once():
+    # Report.table escapes every cell: a name with & or < must read "A&amp;B", not "A&amp;amp;B"
+    from medloss.workflow.report import Report, add_conformal, add_subgroups
+
+    report = Report("t")
+    add_conformal(report, {"method": "aps", "alpha": 0.1, "quantile": 0.5, "n_calibration": 10,
+                           "target_coverage": 0.9, "coverage": 0.9, "mean_set_size": 1.5, "empty_sets": 0,
+                           "per_class": {0: {"n": 3, "coverage": 1.0, "mean_set_size": 1.0}}}, ["A&B<1>"])
+    add_subgroups(report, {"site<x>": {"n": 5, "events": 2, "intervals": None, "error": "one outcome & no fit"}},
+                  "site&region", "temperature")
+    html = "".join(report.parts)
+    assert "A&amp;B&lt;1&gt;" in html and "&amp;amp;" not in html
+    assert "site&lt;x&gt;" in html and "site&amp;region" in html and "one outcome &amp; no fit" in html

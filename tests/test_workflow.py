@@ -271,7 +271,7 @@ def test_quick_demo(tmp_path, capsys):
     study = metrics["calibration_losses"]
     assert [r["loss"] for r in study["rows"]] == ["ce", "focal (gamma 3)", "label smoothing 0.1", "FLSD-53", "MDCA",
                                                   "DCA", "MbLS"]
-    assert {"SVLS", "NACL"} <= {r["loss"] for r in study["images"]}
+    assert list(study) == ["rows"]  # the images half is the benchmark's (BENCHMARKS.md)
     assert "Train-time calibration losses" in (path / "report.html").read_text()
 
 

@@ -245,9 +245,9 @@ def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str)
     for value, entry in subgroups.items():
         ci = entry["intervals"]
         cells = ([fmt_ci(ci[k].to_dict()) for k in ("calibration_in_the_large", "slope", "e_avg")] if ci is not None
-                 else [esc(entry["error"]), "", ""])
-        rows.append([esc(value), entry["n"], entry["events"], *cells])
-    report.table([esc(column), "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
+                 else [entry["error"], "", ""])
+        rows.append([value, entry["n"], entry["events"], *cells])  # Report.table escapes every cell
+    report.table([column, "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
 
 
 def add_selection(report: Report, calibrator: Any) -> None:
@@ -284,7 +284,7 @@ def add_conformal(report: Report, conformal: dict, class_names: list[str]) -> No
                  [["all rows", fmt(conformal["coverage"], 3), fmt(conformal["mean_set_size"], 2),
                    conformal["empty_sets"]]])
     report.table(["true class", "n", "coverage", "mean set size"],
-                 [[esc(class_names[k]), v["n"], fmt(v["coverage"], 3), fmt(v["mean_set_size"], 2)]
+                 [[class_names[k], v["n"], fmt(v["coverage"], 3), fmt(v["mean_set_size"], 2)]
                   for k, v in conformal["per_class"].items()])
 
 
