@@ -26,7 +26,6 @@ test: $(STAMP)
 # the documentation site (mkdocs-material + mkdocstrings): API reference from the docstrings, the guides
 docs: $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[docs]'
-	cp CHANGELOG.md docs/changelog.md
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
