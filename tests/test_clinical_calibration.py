@@ -344,3 +344,19 @@ def _band_edge(vertices, *, upper):
     edge = vertices[1:n + 1] if not upper else vertices[n + 2:2 * n + 2]
     order = np.argsort(edge[:, 0])
     return edge[order, 0], edge[order, 1]
+
+
+def test_clinical_plot_draws_the_curve_within_0_and_1():
+    # R: lowess(c(.1, .2, .3, .4, .5, .6), c(0, 0, 1, 0, 1, 1), iter = 0)$y starts at -0.1198 and ends at 1.1198;
+    # the drawn curve and band stay in [0, 1], the ICI uses the unclipped curve (as val.prob)
+    pytest.importorskip("matplotlib")
+    from medloss.calibration import plot_clinical_calibration
+
+    p, y = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), np.array([0, 0, 1, 0, 1, 1])
+    assert smoothed_calibration_curve(p, y).min() < -0.1  # the curve itself leaves [0, 1]
+    fig = plot_clinical_calibration((p, y), n_boot=20, seed=0)
+    ys = fig.axes[0].lines[1].get_ydata()
+    assert ys.min() >= 0.0 and ys.max() <= 1.0
+    for band in fig.axes[0].collections:
+        for path in band.get_paths():
+            assert path.vertices[:, 1].min() >= 0.0 and path.vertices[:, 1].max() <= 1.0

@@ -260,7 +260,8 @@ def _draw_clinical_curve(ax, hx, name: str, p: np.ndarray, y: np.ndarray, grid: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # 0 / 1 probabilities: the caller saw it elsewhere
         stats = _clinical(p, y)
-    ax.plot(grid[inside], _smoothed_on_grid(p, y, grid)[inside], color=color, ls=line, lw=1.8,
+    # drawn within [0, 1]: lowess extrapolates past the proportions it smooths (val.prob's E-statistics use it as is)
+    ax.plot(grid[inside], np.clip(_smoothed_on_grid(p, y, grid)[inside], 0.0, 1.0), color=color, ls=line, lw=1.8,
             label=f"{name}: CITL {stats['calibration_in_the_large']:.2f}, slope {stats['slope']:.2f}, "
                   f"ICI {stats['e_avg']:.3f}")
     if np.isfinite(stats["slope"]):
@@ -343,7 +344,7 @@ def plot_clinical_calibration(
         inside = (grid >= p.min()) & (grid <= p.max())
         if n_boot:
             lo, hi = _bootstrap_band(p, y, grid, inside, n_boot, level, rng, show, name)
-            ax.fill_between(grid[inside], lo, hi, color=color, alpha=0.15, lw=0)
+            ax.fill_between(grid[inside], np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0), color=color, alpha=0.15, lw=0)
         _draw_clinical_curve(ax, hx, name, p, y, grid, inside, color, line, n_groups)
     ax.plot([], [], color="0.3", lw=0.8, ls=(0, (1, 1)), label="logistic recalibration a + b logit(p)")
     ax.plot([], [], ls="none", marker="^", mfc="white", mec="0.3", label=f"observed proportion, {n_groups} risk groups")
