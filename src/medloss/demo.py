@@ -79,6 +79,26 @@ class TinyUNet(nn.Module):
 CRC_ALPHA = 0.1
 
 
+def _train_lesion_cnn(loss_fn: Any, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> nn.Module:
+    """The demo's CNN trained with ``loss_fn``: Adam 3e-3, batches of 16 in a seeded order."""
+    torch.manual_seed(seed)
+    model = TinyUNet()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=gen).split(16):
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model
+
+
+def _lesion_counts(pred: torch.Tensor, y: torch.Tensor) -> tuple[int, int, int]:
+    """Lesion TP, FP, FN pixels of predicted labels against the masks."""
+    return (int(((pred == 1) & (y == 1)).sum()), int(((pred == 1) & (y == 0)).sum()),
+            int(((pred == 0) & (y == 1)).sum()))
+
+
 def segmentation_runs(seed: int, epochs: int, progress: bool):
     from .calibration import ConformalSegmentation
     from .losses import AsymmetricUnifiedFocalLoss, CrossEntropyLoss, DiceLoss
@@ -91,16 +111,8 @@ def segmentation_runs(seed: int, epochs: int, progress: bool):
     losses = {"ce": CrossEntropyLoss(), "dice": DiceLoss(include_background=False),
               "asymmetric_unified_focal": AsymmetricUnifiedFocalLoss()}
     for name, loss_fn in tqdm(losses.items(), desc="segmentation", unit="loss", disable=not progress, leave=False):
-        torch.manual_seed(seed)
-        model = TinyUNet()
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        gen = torch.Generator().manual_seed(seed)
         t0 = time.perf_counter()
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x_tr), generator=gen).split(16):
-                opt.zero_grad()
-                loss_fn(model(x_tr[idx]), y_tr[idx]).backward()
-                opt.step()
+        model = _train_lesion_cnn(loss_fn, x_tr, y_tr, seed, epochs)
         with torch.no_grad():
             logits = model(x_te)
             pred = logits.argmax(1)
@@ -109,9 +121,7 @@ def segmentation_runs(seed: int, epochs: int, progress: bool):
         # conformal risk control: the threshold whose mean per-image false-negative rate is <= 0.1
         crc = ConformalSegmentation(alpha=CRC_ALPHA).fit(cal_probs, y_cal.bool())
         controlled = crc.evaluate(test_probs, y_te.bool())
-        tp = int(((pred == 1) & (y_te == 1)).sum())
-        fp = int(((pred == 1) & (y_te == 0)).sum())
-        fn = int(((pred == 0) & (y_te == 1)).sum())
+        tp, fp, fn = _lesion_counts(pred, y_te)
         results.append({"loss": name, "lesion_dice": 2 * tp / max(2 * tp + fp + fn, 1),
                         "lesion_recall": tp / max(tp + fn, 1), "lesion_precision": tp / max(tp + fp, 1),
                         "conformal_fnr": {"alpha": CRC_ALPHA, "threshold": crc.threshold_,
@@ -189,24 +199,14 @@ def _images_run(loss_fn: Any, seed: int, epochs: int) -> dict[str, float]:
     x_tr, y_tr = lesion_images(96, seed=seed)
     x_va, y_va = lesion_images(32, seed=seed + 100)
     x_te, y_te = lesion_images(32, seed=seed + 200)
-    torch.manual_seed(seed)
-    model = TinyUNet()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x_tr), generator=gen).split(16):
-            opt.zero_grad()
-            loss_fn(model(x_tr[idx]), y_tr[idx]).backward()
-            opt.step()
+    model = _train_lesion_cnn(loss_fn, x_tr, y_tr, seed, epochs)
     with torch.no_grad():
         val, test = model(x_va), model(x_te)
 
     def pixels(z: torch.Tensor) -> torch.Tensor:
         return z.movedim(1, -1).reshape(-1, z.shape[1])
 
-    pred = test.argmax(1)
-    tp, fp = int(((pred == 1) & (y_te == 1)).sum()), int(((pred == 1) & (y_te == 0)).sum())
-    fn = int(((pred == 0) & (y_te == 1)).sum())
+    tp, fp, fn = _lesion_counts(test.argmax(1), y_te)
     return {**_calibration_scores(pixels(val), y_va.reshape(-1), pixels(test), y_te.reshape(-1)),
             "quality": 2 * tp / max(2 * tp + fp + fn, 1)}
 

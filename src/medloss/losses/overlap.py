@@ -264,11 +264,16 @@ def _generalized_dice(input: torch.Tensor, target: torch.Tensor, o: RegionOption
     return out.reshape(-1) if o.reduction == "none" else out
 
 
-def _generalized_dice_options(owner: str, w_type: str, options: dict[str, Any]) -> tuple[RegionOptions, str]:
-    for name in ("weight", "ignore_empty", "average"):  # the class weights come from the volumes
+def _reject_class_weighting(owner: str, options: dict[str, Any]) -> None:
+    """Generalized Dice's class weights come from the volumes: no ``weight``, ``ignore_empty`` or ``average``."""
+    for name in ("weight", "ignore_empty", "average"):
         if name in options:
             raise TypeError(f"{owner} takes no `{name}`: its class weights come from the ground-truth volumes "
                             "(`w_type`)")
+
+
+def _generalized_dice_options(owner: str, w_type: str, options: dict[str, Any]) -> tuple[RegionOptions, str]:
+    _reject_class_weighting(owner, options)
     return region_options(owner, **options), check_choice(w_type, "w_type", W_TYPES)
 
 
@@ -331,9 +336,7 @@ class GeneralizedDiceLoss(RegionLoss):
     """
 
     def __init__(self, *, w_type: str = "square", **kwargs: Any) -> None:
-        for name in ("weight", "ignore_empty", "average"):
-            if name in kwargs:
-                _generalized_dice_options("GeneralizedDiceLoss", w_type, kwargs)
+        _reject_class_weighting("GeneralizedDiceLoss", kwargs)
         super().__init__(**kwargs)
         self.w_type = check_choice(w_type, "w_type", W_TYPES)
 
