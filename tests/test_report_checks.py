@@ -75,9 +75,9 @@ def test_a_calibrator_that_worsens_test_nll_is_flagged_and_not_recommended(tmp_p
     assert metrics["calibrator"]["temperature"] < 0.5
     assert check["nll_after"] > check["nll_before"] and check["recommended"] == "uncalibrated"
     html_text = (out / "report.html").read_text()
-    assert 'class="warning"' in html_text and "made the held-out test NLL worse" in html_text
-    assert "(worse: not recommended)" in html_text
-    assert "warning: the calibrator made the held-out test NLL worse" in capsys.readouterr().err
+    assert 'class="warning"' in html_text and "Calibration verdict: hurt" in html_text
+    assert "NLL worsened" in html_text and "(hurt: not recommended)" in html_text
+    assert "warning: calibration hurt on the held-out test split (nll" in capsys.readouterr().err
 
 
 def test_binary_train_report_has_operating_points(tmp_path):
@@ -89,7 +89,8 @@ def test_binary_train_report_has_operating_points(tmp_path):
     assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--out", str(out), "--epochs", "10",
                  "--n-boot", "20", "--no-progress"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    points = metrics["operating_points"]
+    points = metrics["operating_points"]["points"]
+    assert metrics["operating_points"]["probabilities"] == metrics["calibration_check"]["recommended"]
     assert [p["chosen_for"] for p in points] == [
         "sensitivity >= 0.90 on validation", "sensitivity >= 0.95 on validation",
         "specificity >= 0.90 on validation", "specificity >= 0.95 on validation"]
@@ -139,3 +140,121 @@ def test_class_and_subgroup_names_are_escaped_once():
     html = "".join(report.parts)
     assert "A&amp;B&lt;1&gt;" in html and "&amp;amp;" not in html
     assert "site&lt;x&gt;" in html and "site&amp;region" in html and "one outcome &amp; no fit" in html
+
+
+def _metrics(nll, ece, adaptive_ece):
+    return {"calibration": {"nll": {"estimate": nll}, "ece": {"estimate": ece},
+                            "adaptive_ece": {"estimate": adaptive_ece}}}
+
+
+@pytest.mark.parametrize("before,after,verdict,changes", [
+    # NLL 0.1 % better (within 1 %) while the adaptive ECE rose by 0.055: hurt, not "improved NLL"
+    ((1.0599, 0.10, 0.155), (1.0588, 0.10, 0.210), "hurt", ("no change", "no change", "worsened")),
+    # the same rule the other way: every metric lower by more than its tolerance
+    ((1.0588, 0.20, 0.210), (1.0, 0.15, 0.155), "improved", ("improved", "improved", "improved")),
+    # a better NLL with an ECE 0.02 worse is hurt; changes inside every tolerance are no change
+    ((0.50, 0.05, 0.05), (0.40, 0.07, 0.05), "hurt", ("improved", "worsened", "no change")),
+    ((0.50, 0.05, 0.05), (0.499, 0.059, 0.041), "no change", ("no change", "no change", "no change")),
+])
+def test_one_verdict_rule_both_ways(before, after, verdict, changes):
+    from medloss.workflow.evaluate import calibration_check
+
+    check = calibration_check(_metrics(*before), _metrics(*after))
+    assert check["verdict"] == verdict
+    assert tuple(check["changes"][k]["change"] for k in ("nll", "ece", "adaptive_ece")) == changes
+    assert check["recommended"] == ("uncalibrated" if verdict == "hurt" else "calibrated")
+    assert calibration_check(_metrics(*before), _metrics(*after), unfitted="separable")["verdict"] == "not fitted"
+
+
+def test_saturated_counts_probabilities_within_1e_4_of_0_or_1():
+    from medloss.workflow.evaluate import saturated
+
+    assert saturated(np.array([0.0, 5e-5, 0.5, 0.99995, 1.0, 0.9998])) == 4
+    assert saturated(np.array([[0.99995, 5e-5], [0.6, 0.4]])) == 1
+
+
+def _walk_intervals(node, path=""):
+    if isinstance(node, dict):
+        if {"estimate", "low", "high", "interval"} <= set(node):
+            yield path, node
+        for k, v in node.items():
+            yield from _walk_intervals(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk_intervals(v, f"{path}/{i}")
+
+
+def test_separable_validation_split_says_calibration_could_not_be_fitted(tmp_path, capsys):
+    # validation logits separate the classes perfectly; the test split is miscalibrated
+    rng = np.random.default_rng(0)
+    y_val = rng.integers(0, 2, 200)
+    val = pd.DataFrame({"logit": np.where(y_val == 1, 1.0, -1.0) + rng.uniform(0, 2, 200) * (2 * y_val - 1),
+                        "label": y_val})
+    y_test = rng.integers(0, 2, 300)
+    test = pd.DataFrame({"logit": rng.normal(0, 3, 300) + (2 * y_test - 1), "label": y_test})
+    val.to_csv(tmp_path / "val.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--predictions", str(tmp_path / "test.csv"), "--val", str(tmp_path / "val.csv"),
+                 "--out", str(out), "--n-boot", "50", "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    check = metrics["calibration_check"]
+    assert check["verdict"] == "not fitted" and check["recommended"] == "uncalibrated"
+    assert metrics["calibrator"]["temperature"] == 1.0
+    page = (out / "report.html").read_text()
+    assert "Calibration could not be fitted: the model separates the validation rows perfectly" in page
+    assert "What you can do" in page and "T = 1.0000 (" not in page
+    assert "the calibrator could not be fitted" in capsys.readouterr().err
+    # every interval of the run that does not hold its estimate strictly inside carries its reason
+    found = list(_walk_intervals(metrics))
+    assert len(found) > 30
+    for where, ci in found:
+        inside = ci["low"] < ci["estimate"] < ci["high"]
+        assert inside or ci["note"], where
+        assert ci["interval"] in ("bca", "percentile")
+
+
+def test_clinical_table_uses_the_same_rows_before_and_after_and_names_the_others(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 400
+    y = rng.integers(0, 2, n)
+    logit = rng.normal(0, 1.5, n) + (2 * y - 1)
+    logit[[5, 17]] = [60.0, -800.0]  # P = exactly 1 and 0 in float64: no finite logit (both test rows)
+    frame = pd.DataFrame({"logit": logit, "label": y, "split": np.where(np.arange(n) % 2 == 0, "val", "test")})
+    frame.to_csv(tmp_path / "p.csv", index=False)
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--predictions", str(tmp_path / "p.csv"), "--out", str(out), "--n-boot", "30",
+                 "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    note = metrics["uncalibrated"]["clinical"]["notes"][0]
+    assert note.startswith("2 of 200 test rows have a probability of exactly 0 or 1") and "row 5, row 17" in note
+    from medloss.calibration import clinical_calibration
+
+    test = frame[frame.split == "test"].drop(index=[5, 17])
+    p = 1.0 / (1.0 + np.exp(-test.logit.to_numpy()))
+    expected = clinical_calibration(p, test.label.to_numpy())
+    assert metrics["uncalibrated"]["clinical"]["metrics"]["slope"]["estimate"] == pytest.approx(expected["slope"])
+    assert "deleted from the logistic" not in (out / "report.html").read_text()
+
+
+def test_cjk_class_names_render_or_are_noted_and_glyph_warnings_stay_off_the_terminal(tmp_path, capfd):
+    import warnings
+
+    from matplotlib import font_manager
+
+    from medloss.workflow.report import CJK_FONTS, MISSING_GLYPHS
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=240), "b": rng.normal(size=240)})
+    df["y"] = np.where(df.a + rng.normal(0, 0.8, 240) > 0, "恶性", "良性")  # malignant / benign
+    df.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "run"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "--data", str(tmp_path / "d.csv"), "--target", "y", "--out", str(out), "--epochs", "5",
+                     "--n-boot", "20", "--no-progress"]) == 0
+    assert not [w for w in caught if "missing from font" in str(w.message)]
+    assert "missing from font" not in capfd.readouterr().err
+    page = (out / "report.html").read_text(encoding="utf-8")
+    has_cjk_font = any(f.name in CJK_FONTS for f in font_manager.fontManager.ttflist)
+    assert (MISSING_GLYPHS in page) == (not has_cjk_font)  # drawn with an installed CJK font, or said why not

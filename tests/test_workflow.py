@@ -70,8 +70,10 @@ def test_train_end_to_end(tmp_path, task, fmt, loss):
     for name in ("report.html", "metrics.json", "reliability.png", "clinical_calibration.png", "confusion_matrix.png",
                  "training_curves.png", "model.pt", "calibrator.json"):
         assert (out / name).exists(), name
+    # [N, K] probabilities: one clinical calibration figure before calibration and one after
+    assert (out / "clinical_calibration_uncalibrated.png").exists() == (task != "binary")
     report = parse_report(out / "report.html")
-    assert len(report.images) == 4 and all(src.startswith("data:image/png;base64,") for src in report.images)
+    assert len(report.images) == (4 if task == "binary" else 5) and all(src.startswith("data:image/png;base64,") for src in report.images)
     assert "table" in report.tags
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == task and metrics["splits"]["train"] + metrics["splits"]["val"] + metrics["splits"]["test"] == len(df)
@@ -232,7 +234,8 @@ def test_calibrate_command(tmp_path):
     assert m["calibrator"]["temperature"] > 2
     cal = pd.read_csv(out / "calibrated_predictions.csv")
     assert list(cal.columns) == ["label", "prob_0", "prob_1", "prob_2"] and len(cal) == 300
-    assert len(parse_report(out / "report.html").images) == 3
+    # reliability, clinical calibration before and after (one curve per class each), confusion matrix
+    assert len(parse_report(out / "report.html").images) == 4
     # logits 4x too large: every class's calibration slope is far below 1 before temperature scaling, near 1 after
     for j in ("0", "1", "2"):
         assert m["uncalibrated"]["clinical"]["metrics"][j]["slope"]["estimate"] < 0.5
@@ -265,8 +268,14 @@ def test_quick_demo(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "QWK" in out and "lesion Dice" in out and "report:" in out
     metrics = json.loads((path / "metrics.json").read_text())
-    assert len(metrics["binary"]) == 4 and len(metrics["ordinal"]) == 3 and len(metrics["segmentation"]) == 3
-    assert len(parse_report(path / "report.html").images) == 4 * 7 + 1
+    # --quick: two runs of each task, the calibration figures only (binary: reliability + clinical; ordinal:
+    # reliability + clinical before and after), and the segmentation examples
+    assert len(metrics["binary"]) == 2 and len(metrics["ordinal"]) == 2 and len(metrics["segmentation"]) == 3
+    assert len(parse_report(path / "report.html").images) == 2 * 2 + 2 * 3 + 1
+    for seg in metrics["segmentation"]:
+        ci = seg["lesion_dice_ci"]
+        assert ci["estimate"] == pytest.approx(seg["lesion_dice"]) and ci["interval"] in ("bca", "percentile")
+        assert (ci["low"] < ci["estimate"] < ci["high"]) or ci["note"]
     assert (path / "segmentation_examples.png").exists()
     study = metrics["calibration_losses"]
     assert [r["loss"] for r in study["rows"]] == ["ce", "focal (gamma 3)", "label smoothing 0.1", "FLSD-53", "MDCA",

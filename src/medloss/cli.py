@@ -113,7 +113,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         calibrator=args.calibrator,
         hidden=args.hidden, dropout=args.dropout, batch_norm=not args.no_batch_norm, epochs=args.epochs,
         patience=args.patience,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, force=args.force,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, n_boot=args.n_boot, n_bins=args.n_bins,
+        force=args.force,
         progress=not args.no_progress, command=args.command_line, subgroup=args.subgroup,
         conformal=args.conformal,
         conformal_method=args.conformal_method or ("ordinal" if args.task == "ordinal" else "aps"),
@@ -125,21 +126,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _warn_if_calibration_hurt(command: str, path) -> None:
-    """Say on stderr, too, when the fitted calibrator made the held-out NLL worse (the report says it first)."""
+    """Say on stderr, too, when calibration hurt on the held-out split or could not be fitted (the report says it
+    first, with the rule)."""
     import json
 
     check = json.loads((path / "metrics.json").read_text()).get("calibration_check")
-    if check and check["recommended"] == "uncalibrated":
-        print(f"medloss {command}: warning: the calibrator made the held-out test NLL worse "
-              f"({check['nll_before']:.4g} -> {check['nll_after']:.4g}); the report recommends the uncalibrated "
-              "probabilities", file=sys.stderr)
+    if not check or check["recommended"] != "uncalibrated":
+        return
+    worse = ", ".join(f"{k} {c['before']:.4f} -> {c['after']:.4f}" for k, c in check["changes"].items()
+                      if c["change"] == "worsened")
+    what = (f"calibration hurt on the held-out test split ({worse})" if check["verdict"] == "hurt"
+            else "the calibrator could not be fitted (the model separates the validation split)")
+    print(f"medloss {command}: warning: {what}; the report recommends the uncalibrated probabilities",
+          file=sys.stderr)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .workflow.pipeline import CalibrateConfig, run_calibrate
 
     cfg = CalibrateConfig(predictions=args.predictions, out=args.out, val=args.val, calibrator=args.calibrator,
-                          n_boot=args.n_boot, seed=args.seed, force=args.force, command=args.command_line,
+                          n_boot=args.n_boot, n_bins=args.n_bins, seed=args.seed, force=args.force,
+                          command=args.command_line,
                           subgroup=args.subgroup, conformal=args.conformal, conformal_method=args.conformal_method,
                           progress=not args.no_progress)
     path = run_calibrate(cfg)
@@ -231,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (splits, initialisation, batches)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--n-bins", type=_positive_int, default=15,
+                   help="equal-width confidence bins of the ECE / MCE tables and the reliability diagram (default 15)")
     p.add_argument("--subgroup", metavar="COL", help="a column of --data, e.g. site or sex (binary tasks): the report "
                    "adds calibration-in-the-large, slope and ICI on the test split per value, with intervals")
     p.add_argument("--conformal", metavar="ALPHA", type=_probability_open,
@@ -278,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score of the conformal sets: lac (smallest sets), aps (adaptive; default), raps, or ordinal "
                    "(contiguous intervals of ordered grades)")
     p.add_argument("--n-boot", type=_positive_int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    p.add_argument("--n-bins", type=_positive_int, default=15,
+                   help="equal-width confidence bins of the ECE / MCE tables and the reliability diagram (default 15)")
     p.add_argument("--seed", type=_seed, default=0, help=SEED_HELP + " (the 50/50 split, the bootstrap)")
     p.add_argument("--subgroup", metavar="COL", help="a column (NPZ: an array) of --predictions, e.g. site or sex: the "
                    "report adds calibration-in-the-large, slope and ICI per value, with intervals (binary predictions)")

@@ -50,6 +50,7 @@ class RiskBins:
         edges = _bin_edges(p, grid)
         index = np.searchsorted(edges, p, side="right")
         used, index = np.unique(index, return_inverse=True)
+        self.index = index  # the bin of each row (the jackknife leaves groups of rows out)
         self.n = len(p)
         self.counts = np.bincount(index).astype(np.float64)
         self.events = np.bincount(index, weights=y).astype(np.float64)
@@ -235,6 +236,19 @@ def binned_bootstrap(p: np.ndarray, y: np.ndarray, n_boot: int, rng: np.random.G
         if on_chunk is not None:
             on_chunk(size)
     return out
+
+
+def binned_jackknife(p: np.ndarray, y: np.ndarray, gid: np.ndarray, n_groups: int,
+                     keys: list[str]) -> dict[str, np.ndarray]:
+    """Each key of the hierarchy with each group of rows (``gid``: the group of each row) left out, on the
+    same bins as :func:`binned_bootstrap`: ``{key: [n_groups]}``."""
+    bins = RiskBins(p, y)
+    size = bins.counts.size
+    index = gid * size + bins.index
+    counts = np.bincount(index, minlength=n_groups * size).reshape(n_groups, size)
+    events = np.bincount(index, weights=y, minlength=n_groups * size).reshape(n_groups, size)
+    values = bootstrap_values(bins, bins.counts - counts, bins.events - events)
+    return {k: values[k] for k in keys}
 
 
 def binned_smoothed_curves(p: np.ndarray, y: np.ndarray, at: np.ndarray, n_boot: int,

@@ -103,9 +103,11 @@ def _finite_logits(p: np.ndarray, y: np.ndarray, warn: bool = True) -> tuple[np.
     keep = np.isfinite(lg)
     n_out = int((~keep).sum())
     if n_out and warn:
+        rows = np.flatnonzero(~keep)
+        said = ", ".join(str(i) for i in rows[:10]) + (f" and {n_out - 10} more" if n_out > 10 else "")
         warnings.warn(
-            f"{n_out} observations deleted from the logistic calibration fits: probabilities of exactly 0 or 1 "
-            "have no finite logit (as rms::val.prob does)",
+            f"{n_out} observations deleted from the logistic calibration fits (rows {said}, counting from 0): "
+            "probabilities of exactly 0 or 1 have no finite logit (as rms::val.prob does)",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -168,33 +170,30 @@ def _citl_fit(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------- smoother (lowess)
-def _lowess_fit_at(x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int) -> float | None:
-    """Tricube-weighted local linear fit at ``xs`` from the window ``[nleft, nright]`` (0-based) of
-    sorted ``x``, extended to the right over ties; None when every weight is zero."""
+def _lowess_fits(x: np.ndarray, y: np.ndarray, at: np.ndarray, nleft: np.ndarray, ns: int) -> np.ndarray:
+    """R's ``lowess`` local fits (clowess's ``lowest``) at the sorted points ``x[at]``, all at once: tricube-weighted
+    local linear fits from the windows starting at ``nleft`` (0-based) of ``ns`` sorted points, extended to the
+    right over ties; ``y[at]`` where every weight is zero. One ``[fits, n]`` weight matrix replaces a Python loop
+    over the fitted points (each point's window and bandwidth as clowess computes them)."""
     n = len(x)
-    h = max(xs - x[nleft], x[nright] - xs)
-    h9, h1 = 0.999 * h, 0.001 * h
-    # the window ends at the first point to the right of xs farther than h9 (ties included)
-    end = min(n, int(np.searchsorted(x, xs + h, side="right")) + 1)
-    xw = x[nleft:end]
-    r = np.abs(xw - xs)
-    stop = np.flatnonzero((r > h9) & (xw > xs))
-    m = int(stop[0]) if stop.size else len(xw)
-    xw, r, yw = xw[:m], r[:m], y[nleft : nleft + m]
+    xs = x[at]
+    h = np.maximum(xs - x[nleft], x[nleft + ns - 1] - xs)[:, None]
+    r = np.abs(x[None, :] - xs[:, None])
+    # weights: points from the window start on within 0.999 h (a point past the window's right end is farther)
+    inside = (np.arange(n)[None, :] >= nleft[:, None]) & (r <= 0.999 * h)
     with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3)
-    w = np.where(r <= h9, w, 0.0)
-    a = w.sum()
-    if a <= 0.0:
-        return None
-    w = w / a
-    if h > 0.0:
-        center = float(np.dot(w, xw))
-        dx = xw - center
-        c = float(np.dot(w, dx * dx))
-        if math.sqrt(c) > 0.001 * (x[-1] - x[0]):
-            w = w * ((xs - center) / c * dx + 1.0)
-    return float(np.dot(w, yw))
+        w = np.where(r <= 0.001 * h, 1.0, (1.0 - (r / h) ** 3) ** 3)
+    w = np.where(inside, w, 0.0)
+    a = w.sum(1, keepdims=True)
+    empty = a[:, 0] <= 0.0
+    w = w / np.where(empty[:, None], 1.0, a)
+    center = w @ x
+    dx = x[None, :] - center[:, None]
+    c = (w * dx * dx).sum(1)
+    slope = (h[:, 0] > 0.0) & (np.sqrt(c) > 0.001 * (x[-1] - x[0]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(slope[:, None], (xs - center)[:, None] / c[:, None] * dx + 1.0, 1.0)
+    return np.where(empty, y[at], (w * factor) @ y)
 
 
 def lowess_smooth(
@@ -240,7 +239,8 @@ def lowess_smooth(
         ys[:] = y
         return x, ys
     ns = max(2, min(n, int(frac * n + 1e-7)))
-    nleft, last, i = 0, -1, 0
+    # which points are fitted, and each one's window, depend on x only: find them first, fit them at once
+    fitted, starts, nleft, i = [], [], 0, 0
     while True:
         if nleft + ns < n:
             # slide the window right while that brings its far end closer to x[i]: the condition is
@@ -253,20 +253,25 @@ def lowess_smooth(
                 else:
                     hi = mid
             nleft = lo
-        fit = _lowess_fit_at(x, y, x[i], nleft, nleft + ns - 1)
-        ys[i] = y[i] if fit is None else fit
-        if last < i - 1:  # points skipped within delta: linear interpolation
-            j = np.arange(last + 1, i)
-            alpha = (x[j] - x[last]) / (x[i] - x[last])
-            ys[j] = alpha * ys[i] + (1.0 - alpha) * ys[last]
-        last = i
-        i_end = int(np.searchsorted(x, x[last] + delta, side="right"))
-        tie_end = int(np.searchsorted(x, x[last], side="right"))
-        ys[last + 1 : tie_end] = ys[last]  # ties of the fitted point share its value
-        last = max(last, tie_end - 1)
-        i = max(last + 1, i_end - 1)
+        fitted.append(i)
+        starts.append(nleft)
+        last = max(i, int(np.searchsorted(x, x[i], side="right")) - 1)  # ties of the fitted point share its value
         if last >= n - 1:
-            return x, ys
+            break
+        i = max(last + 1, int(np.searchsorted(x, x[i] + delta, side="right")) - 1)
+    at = np.asarray(fitted)
+    fits = _lowess_fits(x, y, at, np.asarray(starts), ns)
+    ys[at] = fits
+    for k in range(len(at)):
+        i = int(at[k])
+        tie_end = int(np.searchsorted(x, x[i], side="right"))
+        ys[i + 1 : tie_end] = fits[k]
+        if k + 1 < len(at) and tie_end < at[k + 1]:  # points skipped within delta: linear interpolation
+            last, nxt = tie_end - 1, int(at[k + 1])
+            j = np.arange(last + 1, nxt)
+            alpha = (x[j] - x[last]) / (x[nxt] - x[last])
+            ys[j] = alpha * fits[k + 1] + (1.0 - alpha) * ys[last]
+    return x, ys
 
 
 def smoothed_calibration_curve(probs: Any, labels: Any) -> np.ndarray:

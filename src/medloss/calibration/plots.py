@@ -138,12 +138,24 @@ def _two_panels(figsize: tuple[float, float]):
     return fig, ax, hx
 
 
+#: legend and title lines are wrapped to this many characters: the figure keeps its width (a long label would widen
+#: the saved image and shrink the plot and its text beside other figures)
+WRAP = 58
+
+
+def _wrap(text: str, width: int = WRAP) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ") for line in str(text).split("\n"))
+
+
 def _finish(fig, ax, hx, title: str | None):
     """The curve panel's legend below the distribution panel (off the data), the title, aligned labels."""
     handles, labels = ax.get_legend_handles_labels()
-    hx.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.45), fontsize=8, frameon=False)
+    hx.legend(handles, [_wrap(label) for label in labels], loc="upper left", bbox_to_anchor=(0.0, -0.45), fontsize=9,
+              frameon=False)
     if title:
-        ax.set_title(title)
+        ax.set_title(_wrap(title, 48))
     fig.align_ylabels([ax, hx])
     return fig
 

@@ -114,7 +114,7 @@ def combined_loss(input: torch.Tensor, target: torch.Tensor, terms: Mapping[str,
 class CombinedLoss(nn.Module):
     r"""Weighted sum of named losses, ``L = sum_i w_i L_i(input, target)``.
 
-    Article 001's ``alpha * CE + (1 - alpha) * soft-F1`` is
+    The imbalanced-binary mix ``alpha * CE + (1 - alpha) * soft-F1`` is
     ``CombinedLoss({"ce": (FocalLoss(gamma=0, mode="binary"), 0.5), "soft_f1": (SoftF1Loss(), 0.5)})``
     or ``CombinedLoss.from_spec("0.5*ce+0.5*soft_f1", mode="binary")``.
 

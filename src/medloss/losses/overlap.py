@@ -646,8 +646,8 @@ class ComboLoss(RegionLoss):
     the weighted cross-entropy (``beta > 0.5`` penalises missed foreground more). The mean runs
     over pixels and classes (one-hot ``y``; ``log p`` and ``log(1 - p)`` from the logits, never
     clipped); ``DSC`` is the soft Dice coefficient averaged over classes and images. The loss lies
-    in ``[-(1 - alpha), inf)``: it is negative for good predictions, as in the paper. (Article 004
-    misplaces a parenthesis and applies alpha inside the cross-entropy; the official Keras code
+    in ``[-(1 - alpha), inf)``: it is negative for good predictions, as in the paper. (A formula in
+    circulation misplaces a parenthesis and applies alpha inside the cross-entropy; the official Keras code
     sums the cross-entropy over channels instead of averaging.) The module calls
     :func:`combo_loss`'s computation.
 

@@ -48,8 +48,12 @@ MULTICLASS_ONLY = ("classwise_temperature", "vector", "matrix", "dirichlet")
 
 #: one binning for every calibration number a report shows: the tables and the diagrams' legends
 N_BINS = 15
-BINNING_NOTE = (f"Calibration errors (ECE, MCE in tables and diagram legends) use {N_BINS} equal-width confidence "
-                f"bins (lo, hi]; the adaptive ECE uses {N_BINS} equal-mass bins.")
+
+
+def binning_note(n_bins: int = N_BINS) -> str:
+    """The report's statement of the binning behind every ECE / MCE it shows (``--n-bins``)."""
+    return (f"Calibration errors (ECE, MCE in tables and diagram legends) use {n_bins} equal-width confidence "
+            f"bins (lo, hi]; the adaptive ECE uses {n_bins} equal-mass bins.")
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -177,37 +181,119 @@ def clinical_metrics(probs: torch.Tensor, labels: np.ndarray, task: str, *, n_bo
 
 
 def evaluate(probs: torch.Tensor, labels: np.ndarray, class_names: list[str], task: str, *, n_boot: int,
-             seed: int, progress: bool | None = False) -> dict[str, Any]:
+             seed: int, progress: bool | None = False, clinical_rows: np.ndarray | None = None,
+             n_bins: int = N_BINS) -> dict[str, Any]:
     """Calibration, clinical and classification metrics with bootstrap intervals. ``progress``: the
-    bootstraps' progress bars (None: where they are long; False: none)."""
-    out = {"calibration": calibration_metrics(probs, labels, n_boot=n_boot, seed=seed, progress=progress),
-           "clinical": clinical_metrics(probs, labels, task, n_boot=n_boot, seed=seed, progress=progress),
+    bootstraps' progress bars (None: where they are long; False: none). ``clinical_rows``: a boolean mask of the
+    rows the clinical hierarchy uses (:func:`finite_logit_rows`); every other metric uses every row."""
+    keep = torch.from_numpy(np.flatnonzero(clinical_rows)) if clinical_rows is not None else None
+    clinical = (clinical_metrics(probs, labels, task, n_boot=n_boot, seed=seed, progress=progress) if keep is None
+                else clinical_metrics(probs[keep], labels[keep.numpy()], task, n_boot=n_boot, seed=seed,
+                                      progress=progress))
+    out = {"calibration": calibration_metrics(probs, labels, n_boot=n_boot, seed=seed, progress=progress,
+                                              n_bins=n_bins),
+           "clinical": clinical,
            "classification": classification_metrics(probs, labels, class_names)}
     if task == "ordinal":
         out["ordinal"] = ordinal_metrics(probs, labels, len(class_names))
     return out
 
 
+def finite_logit_rows(*probs: torch.Tensor) -> np.ndarray:
+    """The rows whose probabilities (every column, every tensor given) all lie strictly inside (0, 1): the rows the
+    clinical hierarchy's logistic fits can use in every column of a before / after table, so that both columns
+    are computed on the same rows."""
+    keep = np.ones(probs[0].shape[0], dtype=bool)
+    for p in probs:
+        q = p.detach().cpu().to(torch.float64).reshape(p.shape[0], -1)
+        keep &= ~((q <= 0.0) | (q >= 1.0)).any(1).numpy()
+    return keep
+
+
+def left_out_note(keep: np.ndarray, row_names: list[str]) -> str | None:
+    """The note naming the rows :func:`finite_logit_rows` left out, or None when none was."""
+    out = np.flatnonzero(~keep)
+    if out.size == 0:
+        return None
+    named = ", ".join(row_names[i] for i in out[:20]) + (f" and {out.size - 20} more" if out.size > 20 else "")
+    return (f"{out.size} of {keep.size} test rows have a probability of exactly 0 or 1 before or after calibration "
+            f"(no finite logit; val.prob deletes such rows): the clinical calibration table leaves them out of both "
+            f"columns, so that both use the same {int(keep.sum())} rows; every other table uses all {keep.size}. "
+            f"Rows left out: {named}.")
+
+
 # ----------------------------------------------------------------- what the report must flag and add
-#: a calibrator is flagged when it worsens the held-out NLL by more than this fraction, or the ECE by more than
-#: this amount: smaller changes are within the noise of a test split
+#: changes smaller than these are within the noise of a test split: NLL relative, the ECEs absolute
 NLL_TOLERANCE = 0.01
 ECE_TOLERANCE = 0.01
+#: the metrics the verdict reads: (key, label, tolerance, relative)
+VERDICT_METRICS = (("nll", "NLL", NLL_TOLERANCE, True), ("ece", "ECE", ECE_TOLERANCE, False),
+                   ("adaptive_ece", "adaptive ECE", ECE_TOLERANCE, False))
+VERDICT_RULE = (
+    "Verdict rule (every run, both directions): a metric improved when calibration lowered it by more than its "
+    f"tolerance and worsened when it raised it by more (NLL: {NLL_TOLERANCE:.0%} relative; ECE and adaptive ECE: "
+    f"{ECE_TOLERANCE:g} absolute; smaller changes are within a test split's noise). Calibration \"hurt\" when any of "
+    "the three worsened, \"improved\" when none worsened and at least one improved, \"no change\" otherwise, and "
+    "\"not fitted\" when the calibrator could not be fitted on the validation split. The calibrated probabilities "
+    "are recommended unless calibration hurt or was not fitted; operating points use the recommended ones.")
 
 
-def calibration_check(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Whether calibration helped on the held-out test split, and which probabilities to use.
+def calibration_check(before: dict[str, Any], after: dict[str, Any], *, unfitted: str | None = None) -> dict[str, Any]:
+    """Whether calibration helped on the held-out test split, and which probabilities to use, by
+    :data:`VERDICT_RULE`. ``unfitted``: why the calibrator could not be fitted (the verdict is then "not fitted").
 
-    NLL (a proper scoring rule) decides: if the calibrator made it worse by more than 1% (relative),
-    the uncalibrated probabilities are recommended. An ECE worse by more than 0.01 (absolute) is
-    reported too. Smaller changes are within the noise of a test split and are not flagged.
+    Returns:
+        ``{"verdict", "recommended", "changes": {metric: {"before", "after", "change"}}, "unfitted",
+        "nll_before", "nll_after"}``: ``change`` is "improved", "worsened" or "no change".
     """
-    nll_b, nll_a = before["calibration"]["nll"]["estimate"], after["calibration"]["nll"]["estimate"]
-    ece_b, ece_a = before["calibration"]["ece"]["estimate"], after["calibration"]["ece"]["estimate"]
-    nll_worse, ece_worse = nll_a > nll_b * (1 + NLL_TOLERANCE), ece_a > ece_b + ECE_TOLERANCE
-    return {"nll_before": nll_b, "nll_after": nll_a, "ece_before": ece_b, "ece_after": ece_a,
-            "nll_worse": bool(nll_worse), "ece_worse": bool(ece_worse),
-            "recommended": "uncalibrated" if nll_worse else "calibrated"}
+    changes = {}
+    for key, _, tolerance, relative in VERDICT_METRICS:
+        b, a = before["calibration"][key]["estimate"], after["calibration"][key]["estimate"]
+        margin = tolerance * abs(b) if relative else tolerance
+        changes[key] = {"before": b, "after": a,
+                        "change": "improved" if a < b - margin else "worsened" if a > b + margin else "no change"}
+    moves = {c["change"] for c in changes.values()}
+    verdict = "hurt" if "worsened" in moves else "improved" if "improved" in moves else "no change"
+    if unfitted is not None:
+        verdict = "not fitted"
+    return {"verdict": verdict, "recommended": "uncalibrated" if verdict in ("hurt", "not fitted") else "calibrated",
+            "changes": changes, "unfitted": unfitted,
+            "nll_before": changes["nll"]["before"], "nll_after": changes["nll"]["after"]}
+
+
+def verdict_sentence(check: dict[str, Any], calibrator: str) -> str:
+    """The verdict with the change of each metric it read, e.g. 'hurt: ECE worsened (0.059 -> 0.105); ...'."""
+    parts = [f"{label} {check['changes'][key]['change']} ({check['changes'][key]['before']:.4f} -> "
+             f"{check['changes'][key]['after']:.4f})" for key, label, _, _ in VERDICT_METRICS]
+    advice = {"hurt": "use the uncalibrated probabilities",
+              "improved": f"the {calibrator}-scaled probabilities are recommended",
+              "no change": f"the {calibrator}-scaled probabilities are as good as the uncalibrated ones",
+              "not fitted": "the probabilities are uncalibrated"}[check["verdict"]]
+    return f"Calibration verdict: {check['verdict']} — {'; '.join(parts)}; {advice}."
+
+
+#: probabilities within this of 0 or 1 print as 0.0000 / 1.0000, claim near-certainty, and cannot be told apart by a
+#: decision threshold: the report counts them
+SATURATION = 1e-4
+
+
+def saturated(probs: torch.Tensor | np.ndarray) -> int:
+    """How many rows are saturated: a binary probability within :data:`SATURATION` of 0 or 1, or a top class
+    probability within it of 1."""
+    q = torch.as_tensor(probs).detach().cpu().to(torch.float64)
+    top = q if q.ndim == 1 else q.amax(1)
+    return int(((top < SATURATION) | (top > 1.0 - SATURATION)).sum())
+
+
+def saturation_note(check: dict[str, Any]) -> str | None:
+    """A flag when calibration saturated probabilities (more rows within 1e-4 of 0 or 1 than before)."""
+    sat = check.get("saturated")
+    if not sat or sat["calibrated"] <= sat["uncalibrated"]:
+        return None
+    return (f"Saturation: {sat['calibrated']} of {sat['n']} calibrated test probabilities lie within "
+            f"{SATURATION:g} of 0 or 1 (uncalibrated: {sat['uncalibrated']}). They claim near-certainty, print as "
+            "0.0000 / 1.0000, and no decision threshold can tell them apart; a calibration slope below 1 on the test "
+            "split says the certainty is not earned.")
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
@@ -242,7 +328,7 @@ def threshold_for_specificity(p: np.ndarray, y: np.ndarray, target: float) -> fl
 def operating_points(p_val: np.ndarray, y_val: np.ndarray, p_test: np.ndarray, y_test: np.ndarray) -> list[dict]:
     """Decision thresholds clinicians ask for, chosen on validation (sensitivity 0.90 / 0.95,
     specificity 0.90 / 0.95), with the test sensitivity, specificity, PPV and NPV they give and
-    Wilson 95% intervals. Binary tasks; ``p`` is the calibrated probability of the positive class."""
+    Wilson 95% intervals. Binary tasks; ``p`` is the (recommended) probability of the positive class."""
     rows = []
     for kind, target in (("sensitivity", 0.90), ("sensitivity", 0.95), ("specificity", 0.90), ("specificity", 0.95)):
         choose = threshold_for_sensitivity if kind == "sensitivity" else threshold_for_specificity

@@ -18,13 +18,15 @@ import torch
 from ..calibration import clinical_calibration_by_subgroup, plot_clinical_calibration, plot_reliability_diagram
 from .data import Preprocessor, prepare_target, select_features, stratified_splits
 from .evaluate import (
-    N_BINS,
     calibration_check,
     conformal_report,
     evaluate,
+    finite_logit_rows,
     fit_calibrator,
+    left_out_note,
     operating_points,
     probabilities,
+    saturated,
 )
 from .io import RunDirectory, UserError, read_table
 from .report import (
@@ -38,6 +40,7 @@ from .report import (
     confusion_figure,
     environment,
     esc,
+    figure_fonts,
     training_figure,
 )
 from .train import build_loss, predict_log_probabilities, train
@@ -67,8 +70,11 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     n_boot: int = 1000
+    n_bins: int = 15
     force: bool = False
     progress: bool = True
+    #: the confusion matrix and training curves besides the calibration figures (``medloss demo --quick``: off)
+    diagnostic_figures: bool = True
     command: str = ""
     subgroup: str | None = None
     conformal: float | None = None
@@ -91,37 +97,65 @@ def _check_subgroup_column(df: pd.DataFrame, cfg: TrainConfig) -> None:
         raise UserError(f"the --subgroup column {cfg.subgroup!r} has empty cells")
 
 
+#: why a calibrator that diverged on the validation split is not fitted, and what the user can do
+SEPARABLE = (
+    "the model separates the validation rows perfectly, so the validation NLL keeps falling as the probabilities "
+    "are made more extreme and no finite calibration minimises it. The probabilities in this report are therefore "
+    "uncalibrated (a temperature is left at T = 1), even where the test split shows miscalibration (read its "
+    "calibration slope and Spiegelhalter z below). What you can do: calibrate on a validation split the model does "
+    "not separate (more rows, or rows from another site), regularise the model (dropout, weight decay, a "
+    "train-time calibration loss such as mdca or focal_adaptive), or use a calibrator with fewer parameters.")
+
+
 def _fit_on_validation(method: str, logits: torch.Tensor, labels: np.ndarray, notes: list[str], *, seed: int = 0):
     """The calibrator fitted on validation rows (never test); its warnings become notes. A validation split the
-    model separates perfectly has no finite NLL-optimal temperature (T -> 0 would make every prediction 0 % or
-    100 %): T stays 1 there, with a note."""
+    model separates perfectly has no finite NLL-optimal calibration (T -> 0 would make every prediction 0 % or
+    100 %): the calibrator gets ``unfitted_reason_`` (:data:`SEPARABLE`) and a temperature stays at 1."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             calibrator = fit_calibrator(method, logits, labels, seed=seed)
         except ValueError as err:
             raise UserError(str(err)) from None
-    if getattr(calibrator, "nll_after_", 1.0) < 1e-12:
+    calibrator.unfitted_reason_ = SEPARABLE if getattr(calibrator, "diverged_", False) else None
+    if calibrator.unfitted_reason_ is not None and hasattr(calibrator, "temperature_"):
         calibrator.temperature_ = 1.0
-        notes.append("the validation split is perfectly separated by the model, so temperature scaling "
-                     "is not identifiable: T was left at 1 (no calibration)")
-    else:
+    if calibrator.unfitted_reason_ is None:
         notes.extend(f"calibrator: {w.message}" for w in caught)
     return calibrator
 
 
+def _evaluate_pair(p_before: torch.Tensor, p_after: torch.Tensor, labels: np.ndarray, class_names: list[str],
+                   task: str, cfg: Any, calibrator: Any, row_names: list[str]) -> tuple[dict, dict, dict]:
+    """``(before, after, check)``: the test metrics of both probabilities, the clinical hierarchy of both on the
+    same rows (those with no probability of exactly 0 or 1; a note names the others), and the verdict with the
+    saturation counts."""
+    keep = finite_logit_rows(p_before, p_after)
+    bars = None if cfg.progress else False  # the bootstraps' bars where they are long
+    before, after = (evaluate(p, labels, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed, progress=bars,
+                              clinical_rows=keep, n_bins=cfg.n_bins) for p in (p_before, p_after))
+    note = left_out_note(keep, row_names)
+    if note is not None:
+        before["clinical"]["notes"].insert(0, note)
+    check = calibration_check(before, after, unfitted=getattr(calibrator, "unfitted_reason_", None))
+    check["saturated"] = {"uncalibrated": saturated(p_before), "calibrated": saturated(p_after), "n": len(labels)}
+    return before, after, check
+
+
 def _train_figures(report: Report, prefix: str, title: str, cfg: TrainConfig, p_before: torch.Tensor,
                    p_after: torch.Tensor, y_test: np.ndarray, class_names: list[str], after: dict, result) -> None:
-    """The test split's reliability diagram, clinical calibration plot and confusion matrix, and the training
-    curves."""
+    """The test split's reliability diagram and clinical calibration plot, and (``cfg.diagnostic_figures``) its
+    confusion matrix and the training curves."""
     report.heading("Figures")
     report.figure(f"{prefix}reliability.png", plot_reliability_diagram(
         _reliability_curves(p_before, p_after, y_test, cfg.calibrator),
-        n_bins=N_BINS, title=f"Reliability on the test split ({title})"),
+        n_bins=cfg.n_bins, title=f"Reliability on the test split ({title})"),
         "Reliability diagram on the test split with the confidence histogram; ECE and MCE in the legend.")
     _clinical_figure(report, f"{prefix}clinical_calibration.png", p_before, p_after, y_test, cfg.task,
                      cfg.calibrator, class_names, n_boot=cfg.n_boot, seed=cfg.seed,
                      title=f"Calibration on the test split ({title})")
+    if not cfg.diagnostic_figures:
+        return
     cm = np.asarray(after["classification"]["confusion_matrix"])
     report.figure(f"{prefix}confusion_matrix.png", confusion_figure(cm, class_names, "Confusion matrix (test)"),
                   "Confusion matrix on the test split (rows: truth).")
@@ -197,19 +231,22 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     cfg = chosen_method(cfg, calibrator)
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
-    bars = None if cfg.progress else False  # the bootstraps' bars where they are long
-    before = evaluate(p_before, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed,
-                      progress=bars)
-    after = evaluate(p_after, y["test"], target.class_names, cfg.task, n_boot=cfg.n_boot, seed=cfg.seed,
-                     progress=bars)
-    check = calibration_check(before, after)
+    ids = (df[selection.id_column].iloc[splits.test].astype(str).map(lambda v: f"id {v}").tolist()
+           if selection.id_column else [f"row {i}" for i in df.index[splits.test]])
+    before, after, check = _evaluate_pair(p_before, p_after, y["test"], target.class_names, cfg.task, cfg,
+                                          calibrator, ids)
     conformal = None
     if cfg.conformal is not None:
         conformal = _conformal_on_test(cfg, calibrator, conformal_logits, conformal_y, p_after, y["test"])
     points = None
-    if p_after.ndim == 1:  # binary: thresholds on the calibrated validation probabilities
-        p_val = calibrator.predict_proba(val_logits).numpy()
-        points = operating_points(p_val, y["val"], p_after.numpy(), y["test"])
+    if p_after.ndim == 1:  # binary: thresholds on the recommended probabilities of the validation rows
+        calibrated = check["recommended"] == "calibrated"
+        p_val = (calibrator.predict_proba(val_logits) if calibrated else probabilities(val_logits)).numpy()
+        p_test = (p_after if calibrated else p_before).numpy()
+        points = {"probabilities": check["recommended"],
+                  "saturated": {"validation": saturated(p_val), "test": saturated(p_test),
+                                "n_validation": len(p_val), "n_test": len(p_test)},
+                  "points": operating_points(p_val, y["val"], p_test, y["test"])}
 
     title = label or section or f"{cfg.task} target {cfg.target!r}"
     report.heading(f"Run: {title}")
@@ -226,7 +263,8 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     for note in target.notes:
         report.paragraph(note, note=True)
     add_selection(report, calibrator)
-    add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check)
+    add_evaluation(report, before, after, target.class_names, cfg.task, cfg.calibrator, check=check,
+                   n_bins=cfg.n_bins)
     add_clinical(report, before, after, target.class_names, cfg.calibrator)
     subgroups = None
     if cfg.subgroup is not None:
@@ -268,8 +306,8 @@ def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after:
                      task: str, calibrator: str, class_names: list[str], *, n_boot: int, seed: int,
                      title: str) -> None:
     """The clinicians' calibration plot: before / after with bootstrap bands for a binary model (class 1 of
-    a two-column softmax); the calibrated curve of each class (threshold P(grade > k) for ordinal tasks)
-    otherwise. Classes with one outcome in the split are left out."""
+    a two-column softmax); otherwise one figure before and one after calibration, with the curve of each class
+    (threshold P(grade > k) for ordinal tasks). Classes with one outcome in the split are left out."""
     if p_after.ndim == 2 and p_after.shape[1] == 2 and task != "ordinal":
         p_before, p_after = p_before[:, 1], p_after[:, 1]
     if p_after.ndim == 1:
@@ -281,19 +319,36 @@ def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after:
                    f"with a 95% bootstrap band ({band} resamples), the logistic recalibration line, observed "
                    "proportions in 10 risk groups and the distribution of predicted risk; CITL, slope and ICI in "
                    "the legend.")
-    else:
-        p = p_after.detach().cpu().double().numpy()
-        curves = {}
-        for j in range(p.shape[1] - 1 if task == "ordinal" else p.shape[1]):
-            pj, yj = (p[:, j + 1:].sum(1).clip(0, 1), y > j) if task == "ordinal" else (p[:, j], y == j)
-            if 0 < yj.sum() < len(yj) and np.unique(pj).size > 1:
-                label = f"P(grade > {class_names[j]})" if task == "ordinal" else f"{class_names[j]} vs rest"
-                curves[label] = (pj, yj.astype(np.int64))
-        band = 0
-        caption = (f"Calibration after {calibrator} scaling, "
-                   + ("per grade threshold" if task == "ordinal" else "per class (one vs rest)")
-                   + ": smoothed observed proportion, logistic recalibration line, 10 risk groups; CITL, slope "
-                   "and ICI in the legend.")
+    else:  # one curve per class / threshold: a figure before and one after calibration, side by side
+        same = torch.equal(p_before.double(), p_after.double())
+        kind = "per grade threshold" if task == "ordinal" else "per class (one vs rest)"
+        for probs, suffix, what in ([(p_after, "", "uncalibrated = calibrated (not fitted)")] if same else
+                                    [(p_before, "_uncalibrated", "uncalibrated"),
+                                     (p_after, "", f"after {calibrator} scaling")]):
+            curves = _class_curves(probs, y, task, class_names)
+            caption = (f"Calibration {kind}, {what}: smoothed observed proportion, logistic recalibration line, 10 "
+                       "risk groups; CITL, slope and ICI in the legend.")
+            _add_clinical_plot(report, name.replace(".png", f"{suffix}.png"), curves, 0, seed, f"{title}\n{what}",
+                               caption)
+        return
+    _add_clinical_plot(report, name, curves, band, seed, title, caption)
+
+
+def _class_curves(probs: torch.Tensor, y: np.ndarray, task: str, class_names: list[str]) -> dict:
+    """The binary curves of ``[N, K]`` probabilities: each class one vs rest, or each threshold P(grade > k) of
+    an ordinal task; classes with one outcome or one distinct probability are left out."""
+    p = probs.detach().cpu().double().numpy()
+    curves = {}
+    for j in range(p.shape[1] - 1 if task == "ordinal" else p.shape[1]):
+        pj, yj = (p[:, j + 1:].sum(1).clip(0, 1), y > j) if task == "ordinal" else (p[:, j], y == j)
+        if 0 < yj.sum() < len(yj) and np.unique(pj).size > 1:
+            label = f"P(grade > {class_names[j]})" if task == "ordinal" else f"{class_names[j]} vs rest"
+            curves[label] = (pj, yj.astype(np.int64))
+    return curves
+
+
+def _add_clinical_plot(report: Report, name: str, curves: dict, band: int, seed: int, title: str,
+                       caption: str) -> None:
     if not curves:
         return
     try:
@@ -321,6 +376,9 @@ def _selection_json(calibrator: Any) -> dict[str, Any]:
 
 
 def _describe_calibrator(cal) -> str:
+    if getattr(cal, "unfitted_reason_", None) is not None:
+        return "not fitted: the model separates the validation split (see the test metrics)" + (
+            ", T = 1" if hasattr(cal, "temperature_") else "")
     if hasattr(cal, "temperature_"):
         return f"temperature T = {cal.temperature_:.4f} ({cal.n_passes_} passes)"
     if hasattr(cal, "grad_norm_"):  # the L-BFGS families (vector, matrix, Dirichlet, beta, class-wise T)
@@ -342,7 +400,7 @@ def finish(report: Report, run: RunDirectory, metrics: dict[str, Any], command: 
 
 
 def run_train(cfg: TrainConfig) -> Path:
-    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.data,)) as run:  # checked before any work
+    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.data,)) as run, figure_fonts():  # checked before any work
         df = read_table(cfg.data)
         report = Report(f"medloss train: {Path(cfg.data).name}")
         metrics = train_on_frame(df, cfg, run, report)
@@ -516,6 +574,7 @@ class CalibrateConfig:
     val: str | None = None
     calibrator: str = "temperature"
     n_boot: int = 1000
+    n_bins: int = 15
     seed: int = 0
     force: bool = False
     command: str = ""
@@ -526,8 +585,8 @@ class CalibrateConfig:
 
 
 def run_calibrate(cfg: CalibrateConfig) -> Path:
-    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.predictions, cfg.val)) as run:  # before any work
-        return _calibrate_into(run, cfg)
+    with RunDirectory(cfg.out, force=cfg.force, inputs=(cfg.predictions, cfg.val)) as run, figure_fonts():
+        return _calibrate_into(run, cfg)  # the folder is checked before any work
 
 
 def _fit_and_evaluation_rows(cfg: CalibrateConfig, values: np.ndarray, labels: np.ndarray, kind: str,
@@ -577,7 +636,7 @@ def _calibrate_figures(report: Report, p_before: torch.Tensor, p_after: torch.Te
     """The reliability diagram, the clinical calibration plot and the confusion matrix of the evaluation rows."""
     report.heading("Figures")
     report.figure("reliability.png", plot_reliability_diagram(
-        _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=N_BINS,
+        _reliability_curves(p_before, p_after, test_y, cfg.calibrator), n_bins=cfg.n_bins,
         title="Reliability on the evaluation rows"), "Reliability diagram before and after calibration.")
     _clinical_figure(report, "clinical_calibration.png", p_before, p_after, test_y, task, cfg.calibrator,
                      class_names, n_boot=cfg.n_boot, seed=cfg.seed, title="Calibration on the evaluation rows")
@@ -610,10 +669,7 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     conformal_x = conformal_y = None
     if cfg.conformal is not None:
         fit_x, fit_y, conformal_x, conformal_y = _conformal_rows(fit_x, fit_y, cfg.seed, notes)
-    try:
-        calibrator = fit_calibrator(cfg.calibrator, fit_x, fit_y, seed=cfg.seed)
-    except ValueError as err:
-        raise UserError(str(err)) from None
+    calibrator = _fit_on_validation(cfg.calibrator, fit_x, fit_y, notes, seed=cfg.seed)
     cfg = chosen_method(cfg, calibrator)
     p_before, p_after = probabilities(test_x), calibrator.predict_proba(test_x)
     conformal, sets = None, None
@@ -624,9 +680,8 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
         except ValueError as err:
             raise UserError(f"--conformal: {err}") from None
     task = "binary" if values.ndim == 1 else "multiclass"  # two logit columns: a 2-class softmax
-    bars = None if cfg.progress else False  # the bootstraps' bars where they are long
-    before = evaluate(p_before, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed, progress=bars)
-    after = evaluate(p_after, test_y, class_names, task, n_boot=cfg.n_boot, seed=cfg.seed, progress=bars)
+    before, after, check = _evaluate_pair(p_before, p_after, test_y, class_names, task, cfg, calibrator,
+                                          [f"row {i}" for i in test_rows])
     report = Report(f"medloss calibrate: {Path(cfg.predictions).name}")
     report.heading("Input")
     report.facts([["predictions", cfg.predictions], ["values", kind], ["classes", k],
@@ -635,8 +690,8 @@ def _calibrate_into(run: RunDirectory, cfg: CalibrateConfig) -> Path:
     for n in notes:
         report.paragraph(n, note=True)
     add_selection(report, calibrator)
-    check = calibration_check(before, after)
-    add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check)
+    add_evaluation(report, before, after, class_names, "multiclass", cfg.calibrator, check=check,
+                   n_bins=cfg.n_bins)
     add_clinical(report, before, after, class_names, cfg.calibrator)
     subgroups = None
     if sub is not None:

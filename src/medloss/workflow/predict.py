@@ -54,8 +54,11 @@ def choose_probabilities(meta: dict[str, Any], requested: str) -> tuple[str, str
         return requested, "as requested (--probabilities)"
     check = meta.get("calibration_check") or {}
     if check.get("recommended") == "uncalibrated":
-        return "uncalibrated", (f"as the run's report recommends: the calibrator made the test NLL worse "
-                                f"({check['nll_before']:.4g} -> {check['nll_after']:.4g})")
+        worse = [f"{k} {c['before']:.4g} -> {c['after']:.4g}" for k, c in check.get("changes", {}).items()
+                 if c["change"] == "worsened"]
+        why = (f"calibration hurt on the test split ({', '.join(worse)})" if worse
+               else "the calibrator could not be fitted")
+        return "uncalibrated", f"as the run's report recommends: {why}"
     return "calibrated", "as the run's report recommends"
 
 

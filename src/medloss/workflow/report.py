@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
+import logging
 import platform
 import re
 import sys
@@ -12,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import BINNING_NOTE, CLINICAL_ROWS
+from .evaluate import (
+    CLINICAL_ROWS,
+    N_BINS,
+    SATURATION,
+    VERDICT_RULE,
+    binning_note,
+    saturation_note,
+    verdict_sentence,
+)
 from .io import RunDirectory
 
 STYLE = (
@@ -44,10 +54,66 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def fmt_ci(ci: dict[str, Any] | None) -> str:
+def fmt_ci(ci: dict[str, Any] | None, digits: int = 4) -> str:
     if not ci:
         return "n/a"
-    return f"{fmt(ci['estimate'])} [{fmt(ci['low'])}, {fmt(ci['high'])}]"
+    return f"{fmt(ci['estimate'], digits)} [{fmt(ci['low'], digits)}, {fmt(ci['high'], digits)}]"
+
+
+INTERVAL_NOTE = ("Intervals: 95% bias-corrected and accelerated (BCa) bootstrap of the test rows. A mark † points to "
+                 "the note below the table where an interval does not hold its estimate strictly inside (a biased "
+                 "estimator at this sample size, or an estimate equal to a bound).")
+
+
+MISSING_GLYPHS = ("Some labels hold characters that no installed font has; figures draw them as boxes. Install a "
+                  "font that has them (for Chinese, Japanese or Korean class names: Noto Sans CJK, Debian package "
+                  "fonts-noto-cjk); medloss uses it without configuration (if matplotlib was installed before the "
+                  "font, delete its font cache, ~/.cache/matplotlib, once).")
+
+#: fonts with CJK glyphs, tried after the default font for characters it lacks (matplotlib's per-glyph fallback)
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK TC", "Noto Sans CJK KR", "Source Han Sans SC",
+             "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback", "Microsoft YaHei", "SimHei",
+             "PingFang SC", "Hiragino Sans", "Yu Gothic", "Malgun Gothic", "AppleGothic", "Arial Unicode MS")
+
+
+def figure_fonts():
+    """A ``matplotlib.rc_context`` in which labels fall back, glyph by glyph, from the default font to any
+    installed CJK font, so that class names in Chinese, Japanese or Korean render in the report's figures."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    fallback = [name for name in CJK_FONTS if name in installed]
+    stack = contextlib.ExitStack()
+    if fallback:
+        # named families, not the generic "sans-serif": matplotlib falls back glyph by glyph only along named ones
+        default = font_manager.FontProperties(family=matplotlib.rcParams["font.family"]).get_name()
+        stack.enter_context(matplotlib.rc_context({"font.family": [default, *fallback]}))
+        # CJK fonts come in weight 500 only: matplotlib logs each substitution of its weight 400
+        logger = logging.getLogger("matplotlib.font_manager")
+        stack.callback(logger.setLevel, logger.level)
+        logger.setLevel(logging.ERROR)
+    return stack
+
+
+class IntervalNotes:
+    """Table cells for intervals, marked † n where the interval carries a note; :meth:`write` lists the notes
+    under the table, so that no interval that excludes its estimate is shown without its reason."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def cell(self, ci: dict[str, Any] | None, what: str, digits: int = 4) -> str:
+        text = fmt_ci(ci, digits)
+        if ci and ci.get("note"):
+            self.notes.append(f"†{len(self.notes) + 1} {what}: {ci['note']}.")
+            text += f" †{len(self.notes)}"
+        return text
+
+    def write(self, report: Report) -> None:
+        for note in self.notes:
+            report.paragraph(note, note=True)
+        self.notes = []
 
 
 class Report:
@@ -59,6 +125,13 @@ class Report:
         self.parts: list[str] = []
         self.headings: list[str] = []
         self.figures: dict[str, bytes] = {}
+        self.said: set[str] = set()
+
+    def once(self, text: str, *, note: bool = True) -> None:
+        """A paragraph that every run's section needs but the page states once (a rule, a convention)."""
+        if text not in self.said:
+            self.said.add(text)
+            self.paragraph(text, note=note)
 
     def heading(self, text: str) -> None:
         self.parts.append(f'<h2 id="s{len(self.headings)}">{esc(text)}</h2>')
@@ -81,11 +154,24 @@ class Report:
         body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
         self.parts.append(f'<table class="facts"><tbody>{body}</tbody></table>')
 
-    def figure(self, name: str, fig, caption: str, *, width: int = 520) -> None:
+    def figure(self, name: str, fig, caption: str) -> None:
+        """Embed ``fig`` at one scale for every figure (96 CSS px per inch of the figure, so that text keeps its
+        point size on the page and figures of equal size show at equal width) and keep its PNG. Characters no
+        installed font has (drawn as boxes) give one note instead of a warning per glyph on the terminal."""
+        import warnings
+
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.filterwarnings("always", message=r"Glyph \d+ .*missing from font")
+            fig.savefig(buf, format="png", dpi=self.dpi, bbox_inches="tight")
+        for w in caught:
+            if "missing from font" not in str(w.message):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if any("missing from font" in str(w.message) for w in caught):
+            self.once(MISSING_GLYPHS)
         data = buf.getvalue()
         self.figures[name] = data
+        width = round(int.from_bytes(data[16:20], "big") * 96 / self.dpi)  # the PNG's IHDR width, in CSS px
         b64 = base64.b64encode(data).decode("ascii")
         self.parts.append(
             f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,{b64}" width="{width}">'
@@ -153,27 +239,27 @@ def training_figure(history: dict[str, list[float]], best_epoch: int, title: str
 
 
 def add_evaluation(report: Report, before: dict, after: dict, class_names: list[str], task: str,
-                   calibrator: str, *, check: dict | None = None) -> None:
-    """Metric tables (with 95% bootstrap CIs) before / after calibration, per-class report, ordinal.
-    ``check`` (:func:`calibration_check`): a calibrator that made the test NLL or ECE worse is said
-    so prominently, with the recommendation."""
+                   calibrator: str, *, check: dict | None = None, n_bins: int = N_BINS) -> None:
+    """Metric tables (with 95% BCa bootstrap intervals) before / after calibration, per-class report, ordinal.
+    ``check`` (:func:`calibration_check`): the verdict by the rule stated once per page, prominent when calibration
+    hurt or could not be fitted."""
     report.heading("Test metrics (95% bootstrap intervals)")
-    if check is not None and check["nll_worse"]:
-        report.paragraph(
-            f"{calibrator} scaling made the held-out test NLL worse ({check['nll_before']:.4g} -> "
-            f"{check['nll_after']:.4g}; ECE {check['ece_before']:.4g} -> {check['ece_after']:.4g}): these "
-            "probabilities are not better calibrated. Use the uncalibrated probabilities, or refit the calibrator "
-            "on a larger validation split.", warning=True)
-    elif check is not None and check["ece_worse"]:
-        report.paragraph(
-            f"{calibrator} scaling improved the held-out test NLL ({check['nll_before']:.4g} -> "
-            f"{check['nll_after']:.4g}) but made the ECE worse ({check['ece_before']:.4g} -> "
-            f"{check['ece_after']:.4g}); read the reliability diagram before relying on either.", warning=True)
-    report.paragraph(BINNING_NOTE, note=True)
+    if check is not None:
+        if check["verdict"] == "not fitted":
+            report.paragraph(f"Calibration could not be fitted: {check['unfitted']}", warning=True)
+        report.paragraph(verdict_sentence(check, calibrator), warning=check["verdict"] == "hurt")
+        report.once(VERDICT_RULE)
+        flag = saturation_note(check)
+        if flag is not None:
+            report.paragraph(flag, warning=True)
+    report.once(binning_note(n_bins))
+    report.once(INTERVAL_NOTE)
+    notes = IntervalNotes()
     rows = []
     for key, label in [("ece", "ECE"), ("mce", "MCE"), ("adaptive_ece", "adaptive ECE"),
                        ("brier", "Brier score"), ("nll", "NLL")]:
-        rows.append([label, fmt_ci(before["calibration"][key]), fmt_ci(after["calibration"][key])])
+        rows.append([label, notes.cell(before["calibration"][key], f"uncalibrated {label}"),
+                     notes.cell(after["calibration"][key], f"calibrated {label}")])
     cb, ca = before["classification"], after["classification"]
     for key, label in [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                        ("macro_f1", "macro F1"), ("roc_auc", "ROC AUC"), ("roc_auc_ovr", "ROC AUC (one-vs-rest)")]:
@@ -185,9 +271,10 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
                            ("spearman_rho", "Spearman rho")]:
             rows.append([label, fmt(before["ordinal"][key]), fmt(after["ordinal"][key])])
     after_label = f"after {calibrator} scaling"
-    if check is not None and check["recommended"] == "uncalibrated":
-        after_label += " (worse: not recommended)"
+    if check is not None and check["verdict"] in ("hurt", "not fitted"):
+        after_label += {"hurt": " (hurt: not recommended)", "not fitted": " (not fitted)"}[check["verdict"]]
     report.table(["metric", "uncalibrated", after_label], rows)
+    notes.write(report)
     report.heading("Per-class report (after calibration)")
     rep = ca["classification_report"]
     per_class = []
@@ -223,16 +310,21 @@ def add_clinical(report: Report, before: dict, after: dict, class_names: list[st
     if cb["metrics"] is None or ca["metrics"] is None:
         return
     after_label = f"after {calibrator} scaling"
+    notes = IntervalNotes()
     if cb["kind"] == "binary":
-        rows = [[label, fmt_ci(cb["metrics"][k]), fmt_ci(ca["metrics"][k])] for k, label in CLINICAL_ROWS]
+        rows = [[label, notes.cell(cb["metrics"][k], f"uncalibrated {label}"),
+                 notes.cell(ca["metrics"][k], f"calibrated {label}")] for k, label in CLINICAL_ROWS]
         report.table(["metric", "uncalibrated", after_label], rows)
+        notes.write(report)
         return
     rows = []
     for j, part in ca["metrics"].items():
         name = class_names[int(j)] if cb["kind"] == "per_class" else f"grade > {class_names[int(j)]}"
         for k, label in CLINICAL_ROWS[:4]:
-            rows.append([f"{name}: {label}", fmt_ci(cb["metrics"][j][k]), fmt_ci(part[k])])
+            rows.append([f"{name}: {label}", notes.cell(cb["metrics"][j][k], f"uncalibrated {name}: {label}"),
+                         notes.cell(part[k], f"calibrated {name}: {label}")])
     report.table(["class / threshold: metric", "uncalibrated", after_label], rows)
+    notes.write(report)
 
 
 def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str) -> None:
@@ -242,12 +334,15 @@ def add_subgroups(report: Report, subgroups: dict, column: str, calibrator: str)
                      "interval excludes the ideal value (1, 0) is miscalibrated there even if the whole set is not.",
                      note=True)
     rows = []
+    notes = IntervalNotes()
     for value, entry in subgroups.items():
         ci = entry["intervals"]
-        cells = ([fmt_ci(ci[k].to_dict()) for k in ("calibration_in_the_large", "slope", "e_avg")] if ci is not None
-                 else [entry["error"], "", ""])
+        cells = ([notes.cell(ci[k].to_dict(), f"{value}: {label}") for k, label in
+                  (("calibration_in_the_large", "calibration-in-the-large"), ("slope", "slope"), ("e_avg", "ICI"))]
+                 if ci is not None else [entry["error"], "", ""])
         rows.append([value, entry["n"], entry["events"], *cells])  # Report.table escapes every cell
     report.table([column, "n", "events", "calibration-in-the-large", "slope", "ICI"], rows)
+    notes.write(report)
 
 
 def add_selection(report: Report, calibrator: Any) -> None:
@@ -281,23 +376,33 @@ def add_conformal(report: Report, conformal: dict, class_names: list[str]) -> No
         f"class with probability at least {conformal['target_coverage']:.0%} (marginally, for rows exchangeable with "
         "the calibration rows). The prediction_set column of calibrated_predictions.csv lists it.", note=True)
     report.table(["", "coverage", "mean set size", "empty sets"],
-                 [["all rows", fmt(conformal["coverage"], 3), fmt(conformal["mean_set_size"], 2),
+                 [["all rows", fmt(conformal["coverage"], 3), fmt(conformal["mean_set_size"], 3),
                    conformal["empty_sets"]]])
     report.table(["true class", "n", "coverage", "mean set size"],
-                 [[class_names[k], v["n"], fmt(v["coverage"], 3), fmt(v["mean_set_size"], 2)]
+                 [[class_names[k], v["n"], fmt(v["coverage"], 3), fmt(v["mean_set_size"], 3)]
                   for k, v in conformal["per_class"].items()])
 
 
-def add_operating_points(report: Report, points: list[dict], class_names: list[str]) -> None:
-    """Thresholds chosen on validation and what they give on test (binary tasks)."""
+def add_operating_points(report: Report, points: dict, class_names: list[str]) -> None:
+    """Thresholds chosen on validation and what they give on test (binary tasks), on the recommended
+    probabilities, with a flag where saturated probabilities make thresholds meaningless."""
     report.heading("Operating points (thresholds chosen on validation, evaluated on test)")
+    which = points["probabilities"]
     report.paragraph(
-        f"Positive class: {class_names[-1]}. A case is called positive when its calibrated probability is at least "
-        "the threshold. Intervals: Wilson 95%; n = the denominator of each proportion.", note=True)
+        f"Positive class: {class_names[-1]}. A case is called positive when its {which} probability (the ones this "
+        "report recommends) is at least the threshold. Intervals: Wilson 95%; n = the denominator of each "
+        "proportion.", note=True)
+    sat = points["saturated"]
+    if sat["validation"] or sat["test"]:
+        report.paragraph(
+            f"Saturation: {sat['validation']} of {sat['n_validation']} validation and {sat['test']} of "
+            f"{sat['n_test']} test probabilities lie within {SATURATION:g} of 0 or 1. A threshold among them "
+            "(printed 0.000 or 1.000) separates cases by rounding noise, not by risk: read those rows with care.",
+            warning=True)
 
     def cell(d: dict) -> str:
         return f"{fmt(d['estimate'], 3)} [{fmt(d['low'], 3)}, {fmt(d['high'], 3)}] (n={d['n']})"
 
     report.table(["chosen for", "threshold", "sensitivity", "specificity", "PPV", "NPV"],
-                 [[p["chosen_for"], fmt(p["threshold"], 4), cell(p["sensitivity"]), cell(p["specificity"]),
-                   cell(p["ppv"]), cell(p["npv"])] for p in points])
+                 [[p["chosen_for"], fmt(p["threshold"], 3), cell(p["sensitivity"]), cell(p["specificity"]),
+                   cell(p["ppv"]), cell(p["npv"])] for p in points["points"]])
