@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 import random
 import statistics
@@ -81,10 +82,22 @@ def saved_bytes(loss_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     return sum(seen.values())
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), or the platform's processor string."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_line() -> str:
+    """Date, machine and software of a measurement, for the line under each section's heading."""
     return (
-        f"Python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.machine()} ({platform.processor() or 'cpu'}), {ALLOCATOR}"
+        f"{time.strftime('%Y-%m-%d')}; {cpu_name()}, {os.cpu_count()} cores, {platform.machine()}; "
+        f"Python {sys.version.split()[0]}, torch {torch.__version__}, {torch.get_num_threads()} threads, {ALLOCATOR}"
     )
 
 

@@ -86,8 +86,18 @@ def test_binned_clinical_jackknife_is_exact_when_each_bin_holds_one_risk():
 def test_all_resamples_above_the_estimate_give_the_percentile_interval_and_a_note():
     low, high, used, note = _intervals.bounds(np.linspace(0.2, 0.3, 100), 0.1, np.arange(5.0), 0.95, metric="ece")
     assert used == "percentile" and (low, high) == pytest.approx((0.2025, 0.2975))
-    assert "no bias-corrected interval" in note and "100% of resamples lie above" in note
-    assert "binning noise" in note
+    assert "no bias-corrected interval" in note and "the interval lies above the estimate" in note
+    assert "100% of resamples lie above it, so the estimator is biased upward" in note and "binning noise" in note
+
+
+def test_an_overcorrected_interval_says_so():
+    # 99 % of the resamples above the estimate: z0 = -2.33 moves both BCa bounds below the 1 % quantile
+    v = np.r_[0.0, np.linspace(0.2, 0.3, 99)]
+    low, high, used, note = _intervals.bounds(v, 0.1, None, 0.95, metric="smoothed")
+    assert used == "bca" and high < 0.1
+    assert note.startswith("the interval lies below the estimate: 99% of resamples lie above it, so the estimator "
+                           "is biased upward") and "carries the interval past the estimate" in note
+    assert "most extreme resamples" in note  # its upper bound sits at the 0.35 % quantile of 100 resamples
 
 
 def test_an_estimate_on_a_bound_is_noted():
@@ -102,7 +112,7 @@ def test_an_interval_without_its_estimate_strictly_inside_carries_a_note(seed, n
     p, y = _data(n, 3, seed)
     ci = bootstrap_ci(metric, p, y, n_boot=200, seed=seed, n_bins=5) if metric != "nll" else bootstrap_ci(
         metric, p, y, n_boot=200, seed=seed)
-    assert (ci.note is None) == (ci.low < ci.estimate < ci.high)
+    assert ci.low < ci.estimate < ci.high or ci.note  # no interval without its estimate inside and no reason
 
 
 def test_clinical_intervals_are_bca_and_noted_where_needed():
@@ -111,7 +121,7 @@ def test_clinical_intervals_are_bca_and_noted_where_needed():
     out = bootstrap_clinical(p, rng.binomial(1, p), n_boot=200, seed=0)
     assert {ci.interval for ci in out.values()} == {"bca"}
     for ci in out.values():
-        assert (ci.note is None) == (ci.low < ci.estimate < ci.high)
+        assert ci.low < ci.estimate < ci.high or ci.note
     d = out["slope"].to_dict()
     assert d["interval"] == "bca" and "note" in d
 

@@ -70,9 +70,9 @@ def bounds(stats: np.ndarray, estimate: float, jackknife: np.ndarray | None, lev
     """``(low, high, interval used, note)`` from the bootstrap values ``stats`` of ``estimate``.
 
     ``interval="bca"``: BCa bounds with the acceleration of ``jackknife``; the percentile bounds (``"percentile"``)
-    where no bias correction exists. ``note`` is None for an interval that contains its estimate strictly
-    inside; else it says where the estimate sits and why (``metric`` picks a known cause from
-    :data:`BIAS_CAUSES`).
+    where no bias correction exists. ``note`` says why an interval does not hold its estimate strictly inside
+    (``metric`` picks a known cause from :data:`BIAS_CAUSES`), and when BCa's bounds fall among the most
+    extreme resamples; None otherwise.
     """
     from scipy.special import ndtr, ndtri
 
@@ -96,6 +96,10 @@ def bounds(stats: np.ndarray, estimate: float, jackknife: np.ndarray | None, lev
     placement = _placement(v, estimate, low, high, metric)
     if placement is not None:
         note = placement if note is None else f"{note}; {placement}"
+    if used == "bca" and min(quantiles[0], 1.0 - quantiles[1]) * v.size < 1.0:
+        extreme = ("its corrected bounds fall among the most extreme resamples: more resamples (n_boot) would "
+                   "steady them")
+        note = extreme if note is None else f"{note}; {extreme}"
     return low, high, used, note
 
 
@@ -104,10 +108,15 @@ def _placement(v: np.ndarray, estimate: float, low: float, high: float, metric: 
     cause = BIAS_CAUSES.get(metric or "")
     because = f" ({cause})" if cause else ""
     if estimate < low or estimate > high:
-        side = "above" if estimate < low else "below"
-        share = float(np.mean(v > estimate)) if side == "above" else float(np.mean(v < estimate))
-        return (f"the interval excludes the estimate: {share:.0%} of resamples lie {side} it, the estimator is "
-                f"biased at this sample size{because}")
+        above, below = float(np.mean(v > estimate)), float(np.mean(v < estimate))
+        upward = above >= below
+        where = "above" if estimate < low else "below"
+        text = (f"the interval lies {where} the estimate: {max(above, below):.0%} of resamples lie "
+                f"{'above' if upward else 'below'} it, so the estimator is biased {'upward' if upward else 'downward'} "
+                f"at this sample size{because}")
+        if (where == "below") == upward:  # BCa's correction of a bias that large carries the interval past it
+            text += ", and the bias correction carries the interval past the estimate"
+        return text
     if estimate in (low, high) and low < high:
         tie = float(np.mean(v == estimate))
         return (f"the estimate is the interval's {'upper' if estimate == high else 'lower'} bound: {tie:.0%} of "

@@ -55,8 +55,9 @@ class ConfidenceInterval:
         method: how the resamples were drawn (``"rows"``, ``"binned"``, ``"clusters"``).
         interval: how the bounds were read from them: ``"bca"`` (bias-corrected and accelerated) or
             ``"percentile"``.
-        note: None when the estimate lies strictly inside the interval; else why it does not (a biased
-            estimator whose resamples all lie on one side, an estimate equal to a bound).
+        note: why the interval does not hold its estimate strictly inside (a biased estimator whose resamples
+            lie on one side, an estimate equal to a bound), or that its BCa bounds fall among the most extreme
+            resamples; None otherwise.
 
     Examples:
         >>> ci = bootstrap_ci("brier", torch.tensor([0.9, 0.1, 0.8, 0.3]), torch.tensor([1, 0, 1, 0]), n_boot=200)

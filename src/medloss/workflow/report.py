@@ -62,7 +62,8 @@ def fmt_ci(ci: dict[str, Any] | None, digits: int = 4) -> str:
 
 INTERVAL_NOTE = ("Intervals: 95% bias-corrected and accelerated (BCa) bootstrap of the test rows. A mark † points to "
                  "the note below the table where an interval does not hold its estimate strictly inside (a biased "
-                 "estimator at this sample size, or an estimate equal to a bound).")
+                 "estimator at this sample size, an estimate equal to a bound) or its bounds rest on the most extreme "
+                 "resamples.")
 
 
 MISSING_GLYPHS = ("Some labels hold characters that no installed font has; figures draw them as boxes. Install a "
