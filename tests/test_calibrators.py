@@ -64,7 +64,7 @@ def test_article_001_workflow_fit_on_validation_evaluate_on_test():
     ts = TemperatureScaler().fit(z_val, y_val)  # validation only, never the test split
     ece_after = expected_calibration_error(ts.predict_proba(z_test), y_test)
     assert ece_before > 0.15 and ece_after < 0.02
-    # LBFGS(lr=0.01, max_iter=50) from T = 1.5 (article 001 / Guo et al.'s code) stops short
+    # LBFGS(lr=0.01, max_iter=50) from T = 1.5 (the common recipe, Guo et al.'s code) stops short
     t = torch.nn.Parameter(torch.tensor(1.5, dtype=torch.float64))
     opt = torch.optim.LBFGS([t], lr=0.01, max_iter=50)
 

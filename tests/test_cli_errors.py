@@ -183,9 +183,9 @@ def test_options_have_help_text(command, option, capsys):
 
 
 def test_report_uses_one_binning_for_tables_and_diagrams(table, monkeypatch):
-    """The diagrams' legends (ECE, MCE) used 10 bins while the tables said 15."""
+    """The diagrams' legends (ECE, MCE) used 10 bins while the tables said 15; --n-bins sets both."""
     from medloss.workflow import pipeline
-    from medloss.workflow.evaluate import BINNING_NOTE, N_BINS
+    from medloss.workflow.evaluate import N_BINS, binning_note
 
     seen = []
     real = pipeline.plot_reliability_diagram
@@ -195,9 +195,10 @@ def test_report_uses_one_binning_for_tables_and_diagrams(table, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "plot_reliability_diagram", spy)
-    out = table / "binning"
-    assert main(["train", "--data", str(table / "ok.csv"), "--target", "y", "--out", str(out), "--epochs", "5",
-                 "--n-boot", "20", "--no-progress"]) == 0
-    assert seen == [N_BINS] == [15]
-    html_text = (out / "report.html").read_text()
-    assert BINNING_NOTE.split(" (lo")[0] in html_text
+    for extra, n_bins in (([], N_BINS), (["--n-bins", "8"], 8)):
+        out = table / f"binning{n_bins}"
+        assert main(["train", "--data", str(table / "ok.csv"), "--target", "y", "--out", str(out), "--epochs", "5",
+                     "--n-boot", "20", "--no-progress", *extra]) == 0
+        assert seen[-1] == n_bins and N_BINS == 15
+        html_text = (out / "report.html").read_text()
+        assert binning_note(n_bins).split(" (lo")[0] in html_text

@@ -75,7 +75,7 @@ def test_gamma0_equals_bce_with_logits(mode):
 
 
 def test_label_smoothing_worked_example():
-    # SPEC section 1 / article 003's example. The article prints 0.4122, but its own softmax of the
+    # a published worked example of label smoothing. It prints 0.4122, but its own softmax of the
     # second row is wrong; by hand: row losses 0.5137 and 0.6797, mean 0.5967 (PyTorch agrees).
     x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 1.5, 0.8]], dtype=torch.float64)
     t = torch.tensor([0, 1])

@@ -463,7 +463,7 @@ def clinical_calibration_by_subgroup(
     groups: Any = None,
 ) -> dict[Any, dict[str, Any]]:
     """The clinical calibration hierarchy with bootstrap intervals in every subgroup (site, sex, scanner...),
-    so that a subgroup whose calibration differs is visible (SPEC: subgroup calibration).
+    so that a subgroup whose calibration differs is visible.
 
     Args:
         probs, labels: binary ``[N]`` probabilities and 0 / 1 labels.
