@@ -96,7 +96,8 @@ def bounds(stats: np.ndarray, estimate: float, jackknife: np.ndarray | None, lev
     placement = _placement(v, estimate, low, high, metric)
     if placement is not None:
         note = placement if note is None else f"{note}; {placement}"
-    if used == "bca" and min(quantiles[0], 1.0 - quantiles[1]) * v.size < 1.0:
+    # the correction pushed a bound into the last resample of a tail (not merely too few resamples for any tail)
+    if used == "bca" and min(quantiles[0], 1.0 - quantiles[1]) * v.size < 1.0 <= alpha * v.size:
         extreme = ("its corrected bounds fall among the most extreme resamples: more resamples (n_boot) would "
                    "steady them")
         note = extreme if note is None else f"{note}; {extreme}"
