@@ -193,6 +193,28 @@ def _present(**entries: Any) -> dict[str, Any]:
     return {key: value for key, value in entries.items() if value is not None}
 
 
+def _row_names(df: pd.DataFrame, id_column: str | None, rows: np.ndarray) -> list[str]:
+    """How the report names rows of ``df``: by their id column's value, or by their row number in the data."""
+    if id_column:
+        return [f"id {v}" for v in df[id_column].iloc[rows].astype(str)]
+    return [f"row {i}" for i in df.index[rows]]
+
+
+def _operating_points(check: dict, calibrator: Any, val_logits: torch.Tensor, y_val: np.ndarray,
+                      test_logits: torch.Tensor, y_test: np.ndarray) -> dict | None:
+    """Binary tasks: the operating points on the probabilities the verdict recommends (validation rows choose,
+    test rows evaluate), with the saturated rows counted; None otherwise."""
+    if test_logits.ndim != 1:
+        return None
+    calibrated = check["recommended"] == "calibrated"
+    p_val, p_test = ((calibrator.predict_proba(z) if calibrated else probabilities(z)).numpy()
+                     for z in (val_logits, test_logits))
+    return {"probabilities": check["recommended"],
+            "saturated": {"validation": saturated(p_val), "test": saturated(p_test),
+                          "n_validation": len(p_val), "n_test": len(p_test)},
+            "points": operating_points(p_val, y_val, p_test, y_test)}
+
+
 def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report: Report,
                    *, section: str = "", label: str = "") -> dict[str, Any]:
     """Everything after reading the file: target, splits, preprocessing, training, calibration,
@@ -231,22 +253,12 @@ def train_on_frame(df: pd.DataFrame, cfg: TrainConfig, run: RunDirectory, report
     cfg = chosen_method(cfg, calibrator)
     p_before = probabilities(test_logits)
     p_after = calibrator.predict_proba(test_logits)
-    ids = (df[selection.id_column].iloc[splits.test].astype(str).map(lambda v: f"id {v}").tolist()
-           if selection.id_column else [f"row {i}" for i in df.index[splits.test]])
     before, after, check = _evaluate_pair(p_before, p_after, y["test"], target.class_names, cfg.task, cfg,
-                                          calibrator, ids)
+                                          calibrator, _row_names(df, selection.id_column, splits.test))
     conformal = None
     if cfg.conformal is not None:
         conformal = _conformal_on_test(cfg, calibrator, conformal_logits, conformal_y, p_after, y["test"])
-    points = None
-    if p_after.ndim == 1:  # binary: thresholds on the recommended probabilities of the validation rows
-        calibrated = check["recommended"] == "calibrated"
-        p_val = (calibrator.predict_proba(val_logits) if calibrated else probabilities(val_logits)).numpy()
-        p_test = (p_after if calibrated else p_before).numpy()
-        points = {"probabilities": check["recommended"],
-                  "saturated": {"validation": saturated(p_val), "test": saturated(p_test),
-                                "n_validation": len(p_val), "n_test": len(p_test)},
-                  "points": operating_points(p_val, y["val"], p_test, y["test"])}
+    points = _operating_points(check, calibrator, val_logits, y["val"], test_logits, y["test"])
 
     title = label or section or f"{cfg.task} target {cfg.target!r}"
     report.heading(f"Run: {title}")
