@@ -244,7 +244,7 @@ def add_evaluation(report: Report, before: dict, after: dict, class_names: list[
     """Metric tables (with 95% BCa bootstrap intervals) before / after calibration, per-class report, ordinal.
     ``check`` (:func:`calibration_check`): the verdict by the rule stated once per page, prominent when calibration
     hurt or could not be fitted."""
-    report.heading("Test metrics (95% bootstrap intervals)")
+    report.heading("Test metrics (95% BCa bootstrap intervals)")
     if check is not None:
         if check["verdict"] == "not fitted":
             report.paragraph(f"Calibration could not be fitted: {check['unfitted']}", warning=True)
