@@ -170,30 +170,44 @@ def _citl_fit(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------------- smoother (lowess)
+#: window entries computed at once by :func:`_lowess_fits` (fits x window width): 256 KB per array, cache-sized
+_LOWESS_BLOCK = 1 << 15
+
+
 def _lowess_fits(x: np.ndarray, y: np.ndarray, at: np.ndarray, nleft: np.ndarray, ns: int) -> np.ndarray:
-    """R's ``lowess`` local fits (clowess's ``lowest``) at the sorted points ``x[at]``, all at once: tricube-weighted
-    local linear fits from the windows starting at ``nleft`` (0-based) of ``ns`` sorted points, extended to the
-    right over ties; ``y[at]`` where every weight is zero. One ``[fits, n]`` weight matrix replaces a Python loop
-    over the fitted points (each point's window and bandwidth as clowess computes them)."""
+    """R's ``lowess`` local fits (clowess's ``lowest``) at the sorted points ``x[at]``: tricube-weighted local
+    linear fits from the windows starting at ``nleft`` (0-based) of ``ns`` sorted points, extended to the right
+    over points within the bandwidth; ``y[at]`` where every weight is zero. The windows are gathered into a
+    ``[fits, width]`` block (as many fits as keep it under :data:`_LOWESS_BLOCK` entries) instead of a Python
+    loop over the fitted points: the same work as the loop, vectorised."""
     n = len(x)
     xs = x[at]
-    h = np.maximum(xs - x[nleft], x[nleft + ns - 1] - xs)[:, None]
-    r = np.abs(x[None, :] - xs[:, None])
-    # weights: points from the window start on within 0.999 h (a point past the window's right end is farther)
-    inside = (np.arange(n)[None, :] >= nleft[:, None]) & (r <= 0.999 * h)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(r <= 0.001 * h, 1.0, (1.0 - (r / h) ** 3) ** 3)
-    w = np.where(inside, w, 0.0)
-    a = w.sum(1, keepdims=True)
-    empty = a[:, 0] <= 0.0
-    w = w / np.where(empty[:, None], 1.0, a)
-    center = w @ x
-    dx = x[None, :] - center[:, None]
-    c = (w * dx * dx).sum(1)
-    slope = (h[:, 0] > 0.0) & (np.sqrt(c) > 0.001 * (x[-1] - x[0]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(slope[:, None], (xs - center)[:, None] / c[:, None] * dx + 1.0, 1.0)
-    return np.where(empty, y[at], (w * factor) @ y)
+    h = np.maximum(xs - x[nleft], x[nleft + ns - 1] - xs)
+    ends = np.searchsorted(x, xs + h, side="right")  # past the last point within h of xs
+    width = int((ends - nleft).max())
+    spread = 0.001 * (x[-1] - x[0])
+    out = np.empty(len(at))
+    step = max(1, _LOWESS_BLOCK // width)
+    for s in range(0, len(at), step):
+        b = slice(s, s + step)
+        idx = nleft[b, None] + np.arange(width)[None, :]
+        valid = idx < ends[b, None]
+        idx = np.minimum(idx, n - 1)
+        xw, hb, xb = x[idx], h[b, None], xs[b]
+        r = np.abs(xw - xb[:, None])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(valid & (r <= 0.999 * hb), np.where(r <= 0.001 * hb, 1.0, (1.0 - (r / hb) ** 3) ** 3), 0.0)
+        a = w.sum(1)
+        empty = a <= 0.0
+        w /= np.where(empty, 1.0, a)[:, None]
+        center = (w * xw).sum(1)
+        dx = xw - center[:, None]
+        c = (w * dx * dx).sum(1)
+        slope = (hb[:, 0] > 0.0) & (np.sqrt(c) > spread)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(slope[:, None], (xb - center)[:, None] / c[:, None] * dx + 1.0, 1.0)
+        out[b] = np.where(empty, y[at[b]], (w * factor * y[idx]).sum(1))
+    return out
 
 
 def lowess_smooth(
