@@ -203,6 +203,14 @@ def _group_ids(groups: list[np.ndarray], n: int) -> np.ndarray:
     return gid
 
 
+def _rows_without(n: int, units: np.ndarray, cluster_rows: list[np.ndarray] | None) -> torch.Tensor:
+    """The indices of the ``n`` rows left when the jackknife group ``units`` (rows, or clusters) is out."""
+    rows = units if cluster_rows is None else np.concatenate([cluster_rows[c] for c in units])
+    keep = np.ones(n, dtype=bool)
+    keep[rows] = False
+    return torch.from_numpy(np.flatnonzero(keep))
+
+
 def _jackknife(fn, p, y, used, rng, cluster_rows, kwargs) -> np.ndarray:
     """The metric with each jackknife group of rows (or clusters) left out, for the BCa acceleration: from
     per-group sums for the binned ECE / MCE and the per-row means (NLL, Brier), by refitting otherwise."""
@@ -218,10 +226,7 @@ def _jackknife(fn, p, y, used, rng, cluster_rows, kwargs) -> np.ndarray:
         return (terms.sum() - left) / (n - np.bincount(gid, minlength=len(groups)))
 
     def without(out: np.ndarray) -> float:
-        rows = out if cluster_rows is None else np.concatenate([cluster_rows[c] for c in out])
-        keep = np.ones(n, dtype=bool)
-        keep[rows] = False
-        t = torch.from_numpy(np.flatnonzero(keep))
+        t = _rows_without(n, out, cluster_rows)
         return float(fn(p[t], y[t], **kwargs))
 
     return jackknife_values(without, groups)
@@ -372,10 +377,7 @@ def _exact_clinical_jackknife(p, y, parts, keys, groups, ordinal, cluster_rows) 
 
     out = {(part, k): np.full(len(groups), np.nan) for part in parts for k in keys}
     for g, units in enumerate(groups):
-        rows = units if cluster_rows is None else np.concatenate([cluster_rows[c] for c in units])
-        keep = np.ones(p.shape[0], dtype=bool)
-        keep[rows] = False
-        t = torch.from_numpy(np.flatnonzero(keep))
+        t = _rows_without(p.shape[0], units, cluster_rows)
         try:
             r = clinical_calibration(p[t], y[t], ordinal=ordinal)
         except ValueError:  # one outcome left

@@ -347,12 +347,14 @@ def _clinical_figure(report: Report, name: str, p_before: torch.Tensor, p_after:
 
 
 def _class_curves(probs: torch.Tensor, y: np.ndarray, task: str, class_names: list[str]) -> dict:
-    """The binary curves of ``[N, K]`` probabilities: each class one vs rest, or each threshold P(grade > k) of
-    an ordinal task; classes with one outcome or one distinct probability are left out."""
+    """The binary curves of ``[N, K]`` probabilities, as the clinical table computes them: each class one vs
+    rest, or each threshold P(grade > k) of an ordinal task; classes with one outcome or one distinct
+    probability are left out."""
+    from ..calibration.clinical import _one_vs_rest
+
     p = probs.detach().cpu().double().numpy()
     curves = {}
-    for j in range(p.shape[1] - 1 if task == "ordinal" else p.shape[1]):
-        pj, yj = (p[:, j + 1:].sum(1).clip(0, 1), y > j) if task == "ordinal" else (p[:, j], y == j)
+    for j, pj, yj in _one_vs_rest(p, y, task == "ordinal"):
         if 0 < yj.sum() < len(yj) and np.unique(pj).size > 1:
             label = f"P(grade > {class_names[j]})" if task == "ordinal" else f"{class_names[j]} vs rest"
             curves[label] = (pj, yj.astype(np.int64))
