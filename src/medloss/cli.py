@@ -130,15 +130,12 @@ def _warn_if_calibration_hurt(command: str, path) -> None:
     first, with the rule)."""
     import json
 
+    from .workflow.evaluate import why_uncalibrated
+
     check = json.loads((path / "metrics.json").read_text()).get("calibration_check")
-    if not check or check["recommended"] != "uncalibrated":
-        return
-    worse = ", ".join(f"{k} {c['before']:.4f} -> {c['after']:.4f}" for k, c in check["changes"].items()
-                      if c["change"] == "worsened")
-    what = (f"calibration hurt on the held-out test split ({worse})" if check["verdict"] == "hurt"
-            else "the calibrator could not be fitted (the model separates the validation split)")
-    print(f"medloss {command}: warning: {what}; the report recommends the uncalibrated probabilities",
-          file=sys.stderr)
+    if check and check["recommended"] == "uncalibrated":
+        print(f"medloss {command}: warning: {why_uncalibrated(check)}; the report recommends the uncalibrated "
+              "probabilities", file=sys.stderr)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

@@ -161,8 +161,8 @@ def segmentation_runs(seed: int, epochs: int, progress: bool, n_boot: int = 1000
         crc = ConformalSegmentation(alpha=CRC_ALPHA).fit(cal_probs, y_cal.bool())
         controlled = crc.evaluate(test_probs, y_te.bool())
         tp, fp, fn = _lesion_counts(pred, y_te)
-        results.append({"loss": name, "lesion_dice": 2 * tp / max(2 * tp + fp + fn, 1),
-                        "lesion_dice_ci": dice_interval(pred, y_te, n_boot=n_boot, seed=seed),
+        dice = dice_interval(pred, y_te, n_boot=n_boot, seed=seed)
+        results.append({"loss": name, "lesion_dice": dice["estimate"], "lesion_dice_ci": dice,
                         "lesion_recall": tp / max(tp + fn, 1), "lesion_precision": tp / max(tp + fp, 1),
                         "conformal_fnr": {"alpha": CRC_ALPHA, "threshold": crc.threshold_,
                                           "test_mean_fnr": controlled["mean_fnr"],

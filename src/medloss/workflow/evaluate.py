@@ -261,6 +261,17 @@ def calibration_check(before: dict[str, Any], after: dict[str, Any], *, unfitted
             "nll_before": changes["nll"]["before"], "nll_after": changes["nll"]["after"]}
 
 
+def why_uncalibrated(check: dict[str, Any]) -> str:
+    """Why the verdict recommends the uncalibrated probabilities, in one clause (stderr, ``predict``)."""
+    if check.get("verdict") == "not fitted":
+        return "the calibrator could not be fitted (the model separates the validation split)"
+    worse = ", ".join(f"{k} {c['before']:.4f} -> {c['after']:.4f}" for k, c in check.get("changes", {}).items()
+                      if c["change"] == "worsened")
+    if not worse:  # a run written before the verdict rule has only the NLLs
+        worse = f"nll {check['nll_before']:.4f} -> {check['nll_after']:.4f}"
+    return f"calibration hurt on the held-out test split ({worse})"
+
+
 def verdict_sentence(check: dict[str, Any], calibrator: str) -> str:
     """The verdict with the change of each metric it read, e.g. 'hurt: ECE worsened (0.059 -> 0.105); ...'."""
     parts = [f"{label} {check['changes'][key]['change']} ({check['changes'][key]['before']:.4f} -> "

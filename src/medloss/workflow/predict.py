@@ -16,7 +16,7 @@ import torch
 from .._validation import plain
 from ..calibration import load_calibrator
 from .data import Preprocessor
-from .evaluate import probabilities
+from .evaluate import probabilities, why_uncalibrated
 from .io import UserError, check_output, current_umask, read_table
 from .train import MLP, build_loss, predict_log_probabilities
 
@@ -54,11 +54,7 @@ def choose_probabilities(meta: dict[str, Any], requested: str) -> tuple[str, str
         return requested, "as requested (--probabilities)"
     check = meta.get("calibration_check") or {}
     if check.get("recommended") == "uncalibrated":
-        worse = [f"{k} {c['before']:.4g} -> {c['after']:.4g}" for k, c in check.get("changes", {}).items()
-                 if c["change"] == "worsened"]
-        why = (f"calibration hurt on the test split ({', '.join(worse)})" if worse
-               else "the calibrator could not be fitted")
-        return "uncalibrated", f"as the run's report recommends: {why}"
+        return "uncalibrated", f"as the run's report recommends: {why_uncalibrated(check)}"
     return "calibrated", "as the run's report recommends"
 
 
